@@ -1,0 +1,146 @@
+"""The ``genreg`` command. Every user error exits with code 2 and one paragraph, no traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from genreg.errors import GenregError
+from genreg.registry import KINDS
+
+
+class Group(click.Group):
+    """Turns :class:`GenregError` into ``Error: ...`` on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GenregError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="genreg")
+def cli() -> None:
+    """Train and compare autoencoders, VAEs and conditional VAEs."""
+
+
+overrides = click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a spec field, e.g. train.epochs=3 (repeatable)"
+)
+
+
+@cli.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@overrides
+@click.option("--out", type=click.Path(file_okay=False), help="run folder [default: runs/<spec name>]")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
+@click.option("--overwrite", is_flag=True, help="replace a run already in --out")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def run(spec_file: str, sets: tuple[str, ...], out: str | None, resume: bool, overwrite: bool, quiet: bool) -> None:
+    """Validate SPEC_FILE, train, and write the run folder."""
+    from genreg.run import run as run_spec
+    from genreg.spec import load_spec
+
+    spec = load_spec(spec_file, sets)
+    folder = Path(out or Path("runs") / (spec.name or Path(spec_file).stem))
+    result = run_spec(spec, folder, resume=resume, overwrite=overwrite, progress=not quiet)
+    if result.history:
+        last = result.history[-1]
+        click.echo(f"epoch {last['epoch']}: " + metrics_line(last))
+    click.echo(f"run folder: {folder}  (spec.json, model.safetensors, metrics.jsonl, samples.png, latent.png)")
+
+
+def metrics_line(record: dict) -> str:
+    """``train loss 123.4  test loss 125.0 (bce 110.2, kld 14.8)``."""
+    test = record["test"]
+    terms = ", ".join(f"{k} {v:.2f}" for k, v in test.items() if k != "loss")
+    return f"train loss {record['train']['loss']:.2f}  test loss {test['loss']:.2f} ({terms}) per image"
+
+
+@cli.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@overrides
+@click.option("--print", "show", is_flag=True, help="print the spec with every default filled in")
+def validate(spec_file: str, sets: tuple[str, ...], show: bool) -> None:
+    """Check SPEC_FILE against the installed components without training."""
+    from genreg.spec import load_spec
+
+    spec = load_spec(spec_file, sets)
+    if show:
+        click.echo(json.dumps(spec.model_dump(mode="json"), indent=2))
+    else:
+        click.echo(f"{spec_file}: valid ({spec.model.type} on {spec.data.type}, {spec.train.epochs} epochs)")
+
+
+@cli.command(name="list")
+@click.argument("kind", required=False, type=click.Choice(KINDS))
+@click.argument("pattern", required=False, default="*")
+def list_(kind: str | None, pattern: str) -> None:
+    """Registered components, optionally of one KIND and matching PATTERN (e.g. '*vae*')."""
+    from genreg.plugins import get_registry
+
+    registry = get_registry()
+    entries = registry.entries(kind, pattern)
+    width = max((len(f"{e.kind} {e.name}") for e in entries), default=0)
+    for e in entries:
+        click.echo(f"{f'{e.kind} {e.name}':<{width}}  [{e.plugin}]  {e.summary}")
+    if not entries:
+        click.echo(f"no {kind or 'component'} matches '{pattern}'.")
+    for (k, n), owners in sorted(registry.conflicts.items()):
+        click.echo(f"warning: {k} '{n}' is registered by {' and '.join(owners)}; it cannot be used.", err=True)
+    for name, error in sorted(registry.failures.items()):
+        click.echo(f"warning: plugin '{name}' failed to load: {error}", err=True)
+
+
+@cli.command()
+def plugins() -> None:
+    """Installed plugins with their versions and components."""
+    from genreg.plugins import plugin_infos
+
+    for info in plugin_infos():
+        status = f"FAILED: {info.error}" if info.error else f"{len(info.components)} components"
+        click.echo(f"{info.name}  ({info.distribution} {info.version})  {status}")
+        if info.components:
+            click.echo("    " + ", ".join(info.components))
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of a spec, including every installed plugin's types."""
+    from genreg.spec import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@cli.command()
+@click.argument("model_path", type=click.Path())
+@click.option("-n", "n", default=8, show_default=True, help="images per row (a row per class when conditional)")
+@click.option("--label", type=int, help="only this class (conditional models)")
+@click.option("--seed", default=0, show_default=True, help="random seed")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
+def sample(model_path: str, n: int, label: int | None, seed: int, output: str) -> None:
+    """Draw samples from MODEL_PATH (a .safetensors file or a run folder) into a PNG."""
+    import torch
+
+    from genreg.checkpoint import load_model
+    from genreg.errors import SpecError
+    from genreg.pictures import save_samples
+
+    model = load_model(model_path)
+    if label is not None and not model.conditional:
+        raise SpecError(f"--label {label}: this model is not conditional; leave --label out.")
+    if label is not None and not 0 <= label < model.data_info.num_classes:
+        raise SpecError(f"--label {label}: must be a class in 0..{model.data_info.num_classes - 1}.")
+    torch.manual_seed(seed)
+    save_samples(model, output, n=n, label=label)
+    click.echo(f"wrote {output}")
+
+
+def main() -> None:
+    """Entry point of the ``genreg`` console script."""
+    cli()

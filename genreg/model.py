@@ -1,0 +1,169 @@
+"""The generative model every recipe builds: conditioner, encoder, latent, decoder, losses.
+
+AE, VAE and cVAE are the same class with different parts; there is one forward
+pass and one loss for all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from genreg.data import DataInfo
+from genreg.errors import AssemblyError
+from genreg.protocols import LatentSample, ModelOutput
+
+
+class GenerativeModel(nn.Module):
+    """An autoencoder-family model composed of parts.
+
+    The condition (if a conditioner is given) is fed to both the encoder and the
+    decoder. ``spec`` is the model's resolved spec (a dict) when it is known; it
+    is what a saved file records so the model can be rebuilt from that file alone.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: nn.Module,
+        latent: nn.Module,
+        decoder: nn.Module,
+        losses: Sequence[nn.Module],
+        data: DataInfo,
+        conditioner: nn.Module | None = None,
+        spec: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.conditioner = conditioner
+        self.encoder = encoder
+        self.latent = latent
+        self.decoder = decoder
+        self.losses = nn.ModuleList(losses)
+        self.data_info = data
+        self.spec = spec
+        self._check_losses()
+        self._check_shapes()
+
+    @property
+    def conditional(self) -> bool:
+        return self.conditioner is not None
+
+    @property
+    def loss_names(self) -> list[str]:
+        return [term.config.label for term in self.losses]
+
+    def condition(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The condition vectors for ``labels`` (None for an unconditional model)."""
+        if self.conditioner is None:
+            return None
+        if labels is None:
+            raise ValueError("this model is conditional: pass labels (class indices).")
+        return self.conditioner(labels)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> ModelOutput:
+        c = self.condition(labels)
+        latent = self.latent(self.encoder(x, c))
+        return ModelOutput(self.decoder(latent.z, c), latent)
+
+    def loss_values(self, x: torch.Tensor, out: ModelOutput) -> dict[str, torch.Tensor]:
+        """Each loss term's value per example (unweighted), by name."""
+        return {term.config.label: term(x, out) for term in self.losses}
+
+    def loss(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, progress: float = math.inf
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted total (a scalar) and each term's batch mean, at ``progress`` epochs."""
+        values = self.loss_values(x, self(x, labels))
+        means = {name: v.float().mean() for name, v in values.items()}
+        total = sum(term.config.factor(progress) * means[term.config.label] for term in self.losses)
+        return total, means
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The deterministic latent code (posterior mean) of each image."""
+        return self.latent.mean(self.encoder(x, self.condition(labels)))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Pixel means in [0, 1] (sigmoid of the decoder's logits)."""
+        return torch.sigmoid(self.decoder(z, self.condition(labels)).float())
+
+    @torch.no_grad()
+    def sample(self, n: int | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode draws from the prior; a conditional model needs one label per image."""
+        if labels is not None:
+            labels = self._check_labels(torch.as_tensor(labels))
+            n = labels.shape[0]
+        if n is None:
+            raise ValueError("pass n (number of images) or labels.")
+        device = next(self.parameters()).device
+        z = self.latent.sample_prior(n, device)
+        return self.decode(z, None if labels is None else labels.to(device))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode each image's posterior mean."""
+        return self.decode(self.encode(x, labels), labels)
+
+    def _check_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        if self.conditioner is None:
+            raise ValueError("this model is not conditional: it takes no labels.")
+        labels = labels.long().reshape(-1)
+        k = self.data_info.num_classes
+        if labels.numel() and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(f"labels must be class indices in [0, {k - 1}], got {labels.tolist()}.")
+        return labels
+
+    def _check_losses(self) -> None:
+        names = self.loss_names
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise AssemblyError(f"loss terms must have distinct names; repeated: {', '.join(dupes)}. Set 'name'.")
+        provided = set(getattr(self.latent, "provides", ()))
+        for term in self.losses:
+            missing = set(term.requires) - provided
+            if missing:
+                raise AssemblyError(
+                    f"loss term '{term.config.label}' needs {sorted(missing)} from the latent, but "
+                    f"{describe(self.latent)} provides {sorted(provided) or 'nothing'}; "
+                    "use a latent that provides them (e.g. 'gaussian') or drop the term."
+                )
+
+    def _check_shapes(self) -> None:
+        """Run two dummy images through the parts, naming the part whose output is off."""
+        shape = self.data_info.image_shape
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                device = next(self.parameters()).device
+                x = torch.zeros(2, *shape, device=device)
+                c = self.condition(torch.zeros(2, dtype=torch.long, device=device))
+                if c is not None:
+                    _expect(self.conditioner, c, (2, self.conditioner.dim), "condition")
+                features = self.encoder(x, c)
+                _expect(self.encoder, features, (2, self.encoder.out_features), "features")
+                latent = self.latent(features)
+                if not isinstance(latent, LatentSample):
+                    raise AssemblyError(f"{describe(self.latent)} must return a genreg.LatentSample.")
+                _expect(self.latent, latent.z, (2, self.latent.dim), "z")
+                _expect(self.decoder, self.decoder(latent.z, c), (2, *shape), "logits")
+        finally:
+            self.train(was_training)
+
+
+def _expect(part: nn.Module, value: object, shape: tuple[int, ...], what: str) -> None:
+    got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+    if got != tuple(shape):
+        raise AssemblyError(f"{describe(part)} returned {what} of shape {got}; expected {tuple(shape)}.")
+
+
+def describe(part: nn.Module) -> str:
+    """``encoder 'mlp' (plugin 'builtin')`` for a registered part, else its class name."""
+    entry = getattr(part, "genreg_entry", None)
+    if entry is None:
+        return f"component {type(part).__name__}"
+    return f"{entry.kind} '{entry.name}' (plugin '{entry.plugin}')"

@@ -1,0 +1,92 @@
+"""The pictures a run writes: sample grids and the latent scatter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+from genreg.data import Split  # noqa: E402
+from genreg.model import GenerativeModel  # noqa: E402
+
+
+def save_grid(images: torch.Tensor, path: str | Path, ncol: int, row_labels: list[str] | None = None) -> Path:
+    """Images (N, C, H, W) in [0, 1] as a grid of ``ncol`` columns, rows optionally labelled."""
+    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=ncol, padding=2, pad_value=1.0)
+    rows = -(-images.shape[0] // ncol)
+    fig, ax = plt.subplots(figsize=(ncol * 0.6 + 0.6, rows * 0.6 + 0.3))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray" if images.shape[1] == 1 else None, vmin=0, vmax=1)
+    ax.set_xticks([])
+    if row_labels:
+        step = images.shape[2] + 2
+        ax.set_yticks([2 + step * i + images.shape[2] / 2 for i in range(rows)], row_labels[:rows])
+        ax.tick_params(left=False)
+    else:
+        ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.tight_layout(pad=0.2)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def sample_images(model: GenerativeModel, n: int, label: int | None = None) -> tuple[torch.Tensor, list[str] | None]:
+    """``n`` samples, or for a conditional model ``n`` per class (one row each) / of ``label``."""
+    if not model.conditional:
+        return model.sample(n), None
+    classes = [label] if label is not None else list(range(model.data_info.num_classes))
+    labels = torch.tensor(classes).repeat_interleave(n)
+    return model.sample(labels=labels), [f"class {k}" for k in classes]
+
+
+def save_samples(model: GenerativeModel, path: str | Path, n: int = 8, label: int | None = None) -> Path:
+    """Sample grid: 8x8 for an unconditional model, a row per class for a conditional one."""
+    images, labels = sample_images(model, n if model.conditional else n * n, label)
+    return save_grid(images, path, ncol=n, row_labels=labels)
+
+
+def latent_means(model: GenerativeModel, split: Split, batch_size: int = 1000) -> torch.Tensor:
+    """Posterior means of every image of ``split``, on the CPU."""
+    device = next(model.parameters()).device
+    chunks = []
+    for start in range(0, len(split), batch_size):
+        x = split.images[start : start + batch_size].to(device)
+        y = split.labels[start : start + batch_size].to(device)
+        chunks.append(model.encode(x, y).float().cpu())
+    return torch.cat(chunks)
+
+
+def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
+    """The two latent dims if z is 2-D, else the first two principal components."""
+    if z.shape[1] <= 2:
+        z = torch.nn.functional.pad(z, (0, 2 - z.shape[1]))
+        return z, ("z1", "z2")
+    centred = z - z.mean(0)
+    _, s, v = torch.linalg.svd(centred, full_matrices=False)
+    share = (s**2 / (s**2).sum()).tolist()
+    return centred @ v[:2].T, (f"PC1 ({share[0]:.0%} of variance)", f"PC2 ({share[1]:.0%})")
+
+
+def save_latent_scatter(model: GenerativeModel, split: Split, path: str | Path, title: str = "") -> Path:
+    """Test-set latent means coloured by class."""
+    points, (xlabel, ylabel) = project_2d(latent_means(model, split))
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    labels = split.labels.cpu()
+    cmap = plt.get_cmap("tab10" if model.data_info.num_classes <= 10 else "tab20")
+    for k in labels.unique().tolist():
+        mask = labels == k
+        ax.scatter(points[mask, 0], points[mask, 1], s=4, alpha=0.6, color=cmap(k % cmap.N), label=str(k))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or "test-set latent means by class")
+    ax.legend(markerscale=3, fontsize=7, loc="best", title="class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

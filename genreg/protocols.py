@@ -1,0 +1,93 @@
+"""What each component kind must provide. Factories are called with the kind's context.
+
+============  ==============================================================  ========================
+kind          factory call                                                    the built object
+============  ==============================================================  ========================
+conditioner   ``factory(config, num_classes=int)``                            :class:`Conditioner`
+encoder       ``factory(config, input_shape=(C,H,W), condition_dim=int)``     :class:`Encoder`
+latent        ``factory(config, in_features=int, dim=int)``                   :class:`Latent`
+decoder       ``factory(config, latent_dim=int, condition_dim=int,            :class:`Decoder`
+              output_shape=(C,H,W))``
+loss          ``factory(config)``                                             :class:`LossTerm`
+dataset       ``factory(config)``                                             :class:`genreg.data.DataSplits`
+model         ``factory(config, data=DataInfo)``                              :class:`genreg.model.GenerativeModel`
+============  ==============================================================  ========================
+
+``condition_dim`` is 0 and the condition argument ``None`` for unconditional models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass
+class LatentSample:
+    """A latent code and the distribution parameters its loss terms read (e.g. mu, log_var)."""
+
+    z: torch.Tensor
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class ModelOutput:
+    """One forward pass: decoder logits in the data's shape plus the latent sample."""
+
+    logits: torch.Tensor
+    latent: LatentSample
+
+
+@runtime_checkable
+class Conditioner(Protocol):
+    """Labels (B,) int64 -> condition vectors (B, dim)."""
+
+    dim: int
+
+    def __call__(self, labels: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Images (B, C, H, W) and condition (B, condition_dim) or None -> features (B, out_features)."""
+
+    out_features: int
+
+    def __call__(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Latent(Protocol):
+    """Features -> :class:`LatentSample`; ``provides`` names the params it fills."""
+
+    dim: int
+    provides: tuple[str, ...]
+
+    def __call__(self, features: torch.Tensor) -> LatentSample: ...
+
+    def mean(self, features: torch.Tensor) -> torch.Tensor:
+        """The deterministic code (the posterior mean) for ``features``."""
+        ...
+
+    def sample_prior(self, n: int, device: torch.device) -> torch.Tensor:
+        """``n`` draws from the prior the decoder is sampled with."""
+        ...
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """z (B, latent_dim) and condition or None -> logits (B, C, H, W)."""
+
+    def __call__(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class LossTerm(Protocol):
+    """One value per example; ``requires`` names the latent params it reads."""
+
+    config: object
+    requires: tuple[str, ...]
+
+    def __call__(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor: ...

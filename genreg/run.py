@@ -1,0 +1,112 @@
+"""``genreg run``: validate, load data, build, train, and write the run folder.
+
+A run folder holds ``spec.json`` (resolved), ``model.safetensors``,
+``checkpoint.safetensors``, ``metrics.jsonl``, ``samples.png`` and ``latent.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genreg import checkpoint, pictures
+from genreg.assembly import build_model
+from genreg.data import DataSplits
+from genreg.errors import RunFolderError
+from genreg.model import GenerativeModel
+from genreg.plugins import get_registry
+from genreg.trainer import CHECKPOINT, METRICS, train
+
+SPEC = "spec.json"
+MODEL = "model.safetensors"
+OUTPUTS = (SPEC, MODEL, CHECKPOINT, METRICS, "samples.png", "latent.png")
+
+
+@dataclass
+class RunResult:
+    """What a finished run left behind."""
+
+    folder: Path
+    model: GenerativeModel
+    data: DataSplits
+    history: list[dict]
+
+
+def load_data(data_spec: Any) -> DataSplits:
+    """Load the dataset a validated ``data`` config names."""
+    return get_registry().build("dataset", data_spec)
+
+
+def prepare_folder(folder: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber a run or resume nothing; check the folder is writable before training."""
+    existing = [name for name in OUTPUTS if (folder / name).exists()]
+    if resume and not (folder / CHECKPOINT).exists():
+        raise RunFolderError(f"cannot resume: {folder / CHECKPOINT} does not exist (run without --resume first).")
+    if existing and not resume and not overwrite:
+        raise RunFolderError(
+            f"{folder} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
+            "--overwrite to replace it, or --out to choose another folder."
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".genreg-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise RunFolderError(f"cannot write to the run folder {folder}: {exc.strerror or exc}.") from None
+    if overwrite and not resume:
+        for name in existing:
+            (folder / name).unlink()
+
+
+def check_resumable(folder: Path, resolved: dict) -> None:
+    """A resumed run must use the spec it started with (train.epochs may grow)."""
+    saved = json.loads((folder / SPEC).read_text())
+    differences = [
+        key
+        for key in sorted(set(_flatten(saved)) | set(_flatten(resolved)))
+        if key != "train.epochs" and _flatten(saved).get(key) != _flatten(resolved).get(key)
+    ]
+    if differences:
+        raise RunFolderError(
+            f"cannot resume {folder}: the spec differs from the one it started with at "
+            f"{', '.join(differences)}; only train.epochs may change."
+        )
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def run(
+    spec: Any, folder: str | Path, *, resume: bool = False, overwrite: bool = False, progress: bool = True
+) -> RunResult:
+    """Train the validated ``spec`` into ``folder``; see the module docstring for what it writes."""
+    folder = Path(folder)
+    prepare_folder(folder, resume, overwrite)
+    torch.manual_seed(spec.seed)
+    data = load_data(spec.data)
+    model = build_model(spec.model, data.info)
+    resolved = {**spec.model_dump(mode="json"), "model": model.spec}
+    if resume:
+        check_resumable(folder, resolved)
+    checkpoint.write_json(folder / SPEC, resolved)
+    history = train(
+        model, data, spec.train, seed=spec.seed, run_dir=folder, resume=resume, spec=resolved, progress=progress
+    )
+    model.eval()
+    checkpoint.save_model(model, folder / MODEL, spec=resolved)
+    torch.manual_seed(spec.seed)
+    pictures.save_samples(model, folder / "samples.png")
+    title = f"{resolved['model']['type']}: test-set latent means by class"
+    pictures.save_latent_scatter(model, data.test, folder / "latent.png", title=title)
+    return RunResult(folder, model, data, history)

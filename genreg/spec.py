@@ -1,0 +1,347 @@
+"""The spec: pydantic models built from the registry, validated whole before any work.
+
+A component slot in a config class is declared with :func:`Part`::
+
+    class MyRecipeConfig(BaseModel):
+        encoder: Part("encoder") = {"type": "mlp"}
+
+When a spec is validated, every slot becomes a discriminated union over the
+registered components of that kind (each config class gets a ``type`` literal),
+so one validation pass checks every field of every part, reports each problem
+with its path (``model.encoder.hidden[1]``) and ``genreg schema`` prints a JSON
+Schema that includes every installed plugin's types. A spec only ever names
+registered components; it never imports Python.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError, PydanticUndefined
+
+from genreg.errors import GenregError, SpecError
+from genreg.registry import Registry, closest
+
+
+@dataclass(frozen=True)
+class PartOf:
+    """Annotation metadata: this field holds a component of ``kind``."""
+
+    kind: str
+
+
+def Part(kind: str) -> Any:  # noqa: N802 - used like a type
+    """The annotation for a config field that holds a registered component of ``kind``."""
+    return Annotated[Any, PartOf(kind)]
+
+
+def reject_unknown_fields(cls: type[BaseModel], data: Any) -> Any:
+    """Refuse keys the model does not define, naming the ones it does."""
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(cls.model_fields))
+        if unknown:
+            allowed = ", ".join(sorted(cls.model_fields))
+            raise PydanticCustomError(
+                "unknown_field",
+                "unknown field(s) {unknown}; allowed: {allowed}",
+                {"unknown": ", ".join(repr(u) for u in unknown), "allowed": allowed},
+            )
+    return data
+
+
+class StrictModel(BaseModel):
+    """A config model that refuses unknown fields with a helpful message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields_only(cls, data: Any) -> Any:
+        return reject_unknown_fields(cls, data)
+
+
+class TrainConfig(StrictModel):
+    """How to train: the same settings for every recipe."""
+
+    epochs: int = Field(10, ge=1, description="passes over the training split")
+    batch_size: int = Field(128, ge=1, description="images per optimiser step")
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="'auto': bf16 autocast on CUDA when supported, fp32 on CPU"
+    )
+
+
+class SpecBuilder:
+    """Turns the registry into pydantic models (one per registry snapshot)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._tagged: dict[tuple[str, str], type[BaseModel]] = {}
+
+    def slot(self, kind: str) -> Any:
+        """The annotation accepting any registered component of ``kind``."""
+        members = [self.tagged(kind, name) for name in self.registry.names(kind)]
+        if not members:
+            inner: Any = dict
+        elif len(members) == 1:
+            inner = members[0]
+        else:
+            inner = Annotated[Union[tuple(members)], Field(discriminator="type")]  # noqa: UP007
+        return Annotated[inner, BeforeValidator(self._type_checker(kind))]
+
+    def _type_checker(self, kind: str):
+        registry = self.registry
+
+        def check(value: Any) -> Any:
+            if isinstance(value, BaseModel) and hasattr(value, "type"):
+                value = value.model_dump()
+            names = ", ".join(registry.names(kind)) or "none"
+            if not isinstance(value, dict):
+                raise PydanticCustomError(
+                    "component",
+                    'expected an object like {"type": NAME}; registered {kind}s: {names}',
+                    {"kind": kind, "names": names},
+                )
+            if "type" not in value:
+                raise PydanticCustomError(
+                    "component", "missing 'type'; registered {kind}s: {names}", {"kind": kind, "names": names}
+                )
+            try:
+                registry.get(kind, value["type"])
+            except GenregError as exc:
+                raise PydanticCustomError("component", "{message}", {"message": str(exc)}) from None
+            return value
+
+        return check
+
+    def tagged(self, kind: str, name: str) -> type[BaseModel]:
+        """The entry's config class plus a ``type: Literal[name]`` field, slots resolved."""
+        key = (kind, name)
+        if key not in self._tagged:
+            entry = next(e for e in self.registry.entries(kind) if e.name == name)
+            base = entry.config
+            annotations: dict[str, Any] = {"type": Literal[name]}
+            namespace: dict[str, Any] = {
+                "__module__": base.__module__,
+                "__doc__": base.__doc__,
+                "__qualname__": base.__qualname__,
+                "model_config": ConfigDict(extra="forbid", validate_default=True),
+                "type": Field(name, description=f"registered {kind} name"),
+                "_known_fields_only": model_validator(mode="before")(classmethod(reject_unknown_fields)),
+                "_type_first": model_serializer(mode="wrap")(_type_first),
+            }
+            for field_name, info in base.model_fields.items():
+                annotation = self._resolve(info.annotation, info.metadata)
+                if annotation is not None:
+                    annotations[field_name] = annotation
+                    namespace[field_name] = _copy_default(info)
+            namespace["__annotations__"] = annotations
+            self._tagged[key] = type(base.__name__, (base,), namespace)
+        return self._tagged[key]
+
+    def _resolve(self, annotation: Any, metadata: list[Any] = ()) -> Any:
+        """``annotation`` with every ``Part(kind)`` replaced by its slot, or None if it has none."""
+        for meta in metadata:
+            if isinstance(meta, PartOf):
+                return self.slot(meta.kind)
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+        if origin is Annotated:
+            return self._resolve(args[0], list(args[1:]))
+        if not args:
+            return None
+        resolved = [self._resolve(a) for a in args]
+        if all(r is None for r in resolved):
+            return None
+        new_args = tuple(a if r is None else r for a, r in zip(args, resolved, strict=True))
+        if origin in (Union, types.UnionType):
+            return Union[new_args]  # noqa: UP007
+        return origin[new_args if len(new_args) > 1 else new_args[0]]
+
+    def spec_model(self) -> type[BaseModel]:
+        """The top-level spec model for this registry."""
+        return create_model(
+            "Spec",
+            __base__=StrictModel,
+            __doc__="A genreg spec: what to train, on what, and how.",
+            name=(str | None, Field(None, description="a name for the run")),
+            seed=(int, Field(0, description="seeds weights, shuffling and sampling")),
+            model=(self.slot("model"), Field(description="a model recipe and its parts")),
+            data=(self.slot("dataset"), Field(description="the dataset")),
+            train=(TrainConfig, Field(default_factory=TrainConfig)),
+        )
+
+
+def _type_first(self: BaseModel, handler: Any) -> Any:
+    data = handler(self)
+    return {"type": data.pop("type"), **data} if isinstance(data, dict) and "type" in data else data
+
+
+def _copy_default(info: Any) -> Any:
+    if info.default_factory is not None:
+        return Field(default_factory=info.default_factory, description=info.description)
+    default = info.default if info.default is not PydanticUndefined else PydanticUndefined
+    return Field(default, description=info.description)
+
+
+_models: dict[int, tuple[Registry, type[BaseModel], SpecBuilder]] = {}
+
+
+def builder_for(registry: Registry | None = None) -> SpecBuilder:
+    """The (cached) spec builder for ``registry`` (default: the plugins' registry)."""
+    if registry is None:
+        from genreg.plugins import get_registry
+
+        registry = get_registry()
+    cached = _models.get(id(registry))
+    if cached is None or cached[0] is not registry:
+        builder = SpecBuilder(registry)
+        cached = _models[id(registry)] = (registry, builder.spec_model(), builder)
+    return cached[2]
+
+
+def spec_model(registry: Registry | None = None) -> type[BaseModel]:
+    """The pydantic model that validates a whole spec."""
+    builder = builder_for(registry)
+    return _models[id(builder.registry)][1]
+
+
+def validate_spec(raw: Any, registry: Registry | None = None, source: str = "spec") -> Any:
+    """Validate a whole spec (a dict); raise :class:`SpecError` listing every problem."""
+    model = spec_model(registry)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(format_errors(exc, raw, source)) from None
+
+
+def validate_part(kind: str, raw: dict, registry: Registry | None = None) -> BaseModel:
+    """Validate one component config (``{"type": ..., ...}``) of ``kind``."""
+    builder = builder_for(registry)
+    adapter_model = create_model("PartSpec", part=(builder.slot(kind), ...))
+    try:
+        return adapter_model.model_validate({"part": raw}).part
+    except ValidationError as exc:
+        raise SpecError(format_errors(exc, {"part": raw}, kind)) from None
+
+
+def format_errors(exc: ValidationError, raw: Any, source: str) -> str:
+    """One line per problem: ``path: message``."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        path = error_path(err["loc"], raw)
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        lines.append(f"  {path or '(top level)'}: {msg}")
+    count = len(lines)
+    return f"{source} is invalid ({count} problem{'s' if count > 1 else ''}):\n" + "\n".join(lines)
+
+
+def error_path(loc: tuple, raw: Any) -> str:
+    """Format a pydantic location, dropping the union tags pydantic inserts."""
+    text, node = "", raw
+    for seg in loc:
+        if isinstance(node, dict) and isinstance(seg, str) and seg not in node and node.get("type") == seg:
+            continue
+        if isinstance(seg, int):
+            text += f"[{seg}]"
+            node = node[seg] if isinstance(node, list) and 0 <= seg < len(node) else None
+        else:
+            text += f".{seg}" if text else str(seg)
+            node = node.get(seg) if isinstance(node, dict) else None
+    return text
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file, with errors that name the file and the position."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file {path}: {exc.strerror or exc}.") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+
+
+def apply_overrides(raw: Any, overrides: list[str] | tuple[str, ...]) -> Any:
+    """Apply ``key.path=value`` overrides (value parsed as JSON, else a string) to a copy."""
+    raw = json.loads(json.dumps(raw))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=3.")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        _set_path(raw, key, value)
+    return raw
+
+
+def _set_path(raw: Any, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise SpecError(f"--set {key}: '{where}' needs a list index below {len(node)}.")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise SpecError(f"--set {key}: '{'.'.join(parts[:i])}' is not an object or a list.")
+
+
+def load_spec(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """Read (if a path), override and validate a spec."""
+    raw = read_json(source) if isinstance(source, str | Path) else source
+    name = str(source) if isinstance(source, str | Path) else "spec"
+    return validate_spec(apply_overrides(raw, overrides), source=name)
+
+
+def json_schema(registry: Registry | None = None) -> dict:
+    """JSON Schema of the spec, including every installed plugin's components."""
+    return spec_model(registry).model_json_schema()
+
+
+__all__ = [
+    "Part",
+    "PartOf",
+    "StrictModel",
+    "TrainConfig",
+    "apply_overrides",
+    "closest",
+    "json_schema",
+    "load_spec",
+    "validate_part",
+    "validate_spec",
+]

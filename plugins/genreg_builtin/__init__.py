@@ -1,0 +1,31 @@
+"""genreg's built-in components, registered through the ``genreg`` entry point
+exactly as a third-party plugin registers its own (see docs/plugins.md)."""
+
+from __future__ import annotations
+
+import genreg
+from genreg.assembly import ComposedModelConfig, compose_model
+from genreg_builtin import conditioners, conv, datasets, latents, losses, mlp, recipes
+
+
+@genreg.hookimpl
+def register_components(register):
+    register("conditioner", "onehot", conditioners.OneHot, conditioners.OneHotConfig)
+    register("conditioner", "embedding", conditioners.Embedding, conditioners.EmbeddingConfig)
+    register("encoder", "mlp", mlp.MLPEncoder, mlp.MLPEncoderConfig)
+    register("encoder", "conv", conv.ConvEncoder, conv.ConvEncoderConfig)
+    register("decoder", "mlp", mlp.MLPDecoder, mlp.MLPDecoderConfig)
+    register("decoder", "conv", conv.ConvDecoder, conv.ConvDecoderConfig)
+    register("latent", "deterministic", latents.DeterministicLatent, latents.DeterministicConfig)
+    register("latent", "gaussian", latents.GaussianLatent, latents.GaussianConfig)
+    register("loss", "bce", losses.BCE, losses.BCEConfig)
+    register("loss", "mse", losses.MSE, losses.MSEConfig)
+    register("loss", "kld", losses.KLD, losses.KLDConfig)
+    register("dataset", "mnist-sample", datasets.load_mnist_sample, datasets.MnistSampleConfig)
+    register("dataset", "mnist", datasets.load_mnist, datasets.TorchvisionConfig)
+    register("dataset", "fashion-mnist", datasets.load_fashion_mnist, datasets.TorchvisionConfig)
+    register("dataset", "npz", datasets.load_npz, datasets.NpzConfig)
+    register("model", "ae", compose_model, recipes.AEConfig)
+    register("model", "vae", compose_model, recipes.VAEConfig)
+    register("model", "cvae", compose_model, recipes.CVAEConfig)
+    register("model", "custom", compose_model, ComposedModelConfig)

@@ -1,0 +1,97 @@
+"""Small strided convolutional encoder and decoder for images of any size.
+
+Each encoder layer halves height and width (kernel 4, stride 2, padding 1); the
+decoder mirrors it with transposed convolutions, adding one row/column where a
+size was odd, so any (C, H, W) comes back at exactly its shape. The condition
+enters the encoder as constant extra input channels and the decoder next to z.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from genreg_builtin.mlp import ACTIVATIONS, Activation, with_condition
+
+
+class ConvEncoderConfig(BaseModel):
+    """Strided conv encoder (kernel 4, stride 2) for any image size; condition as channels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1, description="channels per layer")
+    features: int = Field(256, ge=1, description="width of the dense layer after the convolutions")
+    activation: Activation = "relu"
+
+
+class ConvDecoderConfig(BaseModel):
+    """Transposed-conv decoder mirroring the conv encoder, back to the exact image shape."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: list[int] = Field(default_factory=lambda: [64, 32], min_length=1, description="channels per layer")
+    activation: Activation = "relu"
+
+
+def spatial_sizes(size: int, layers: int) -> list[int]:
+    """Sizes after each halving: ``[size, size // 2, ...]`` (``layers + 1`` entries)."""
+    sizes = [size]
+    for _ in range(layers):
+        sizes.append(sizes[-1] // 2)
+    if sizes[-1] < 1:
+        raise ValueError(f"{layers} stride-2 layers are too many for an image side of {size}.")
+    return sizes
+
+
+class ConvEncoder(nn.Module):
+    """Strided convolutions, then a dense layer; condition as extra input channels."""
+
+    def __init__(self, config: ConvEncoderConfig, *, input_shape: tuple[int, int, int], condition_dim: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        c, h, w = input_shape
+        act = ACTIVATIONS[config.activation]
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip([c + condition_dim, *config.channels[:-1]], config.channels, strict=True):
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), act()]
+        self.convs = nn.Sequential(*layers)
+        n = len(config.channels)
+        flat = config.channels[-1] * spatial_sizes(h, n)[-1] * spatial_sizes(w, n)[-1]
+        self.dense = nn.Sequential(nn.Flatten(), nn.Linear(flat, config.features), act())
+        self.out_features = config.features
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        if condition is not None:
+            planes = condition.to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
+            x = torch.cat([x, planes], dim=1)
+        return self.dense(self.convs(x))
+
+
+class ConvDecoder(nn.Module):
+    """A dense layer to a small feature map, then transposed convolutions to logits."""
+
+    def __init__(
+        self, config: ConvDecoderConfig, *, latent_dim: int, condition_dim: int = 0, output_shape: tuple[int, int, int]
+    ) -> None:
+        super().__init__()
+        self.config = config
+        c, h, w = output_shape
+        n = len(config.channels)
+        hs, ws = spatial_sizes(h, n), spatial_sizes(w, n)
+        self.start = (config.channels[0], hs[-1], ws[-1])
+        act = ACTIVATIONS[config.activation]
+        self.dense = nn.Sequential(nn.Linear(latent_dim + condition_dim, math.prod(self.start)), act())
+        layers: list[nn.Module] = []
+        outs = [*config.channels[1:], c]
+        for i, (c_in, c_out) in enumerate(zip(config.channels, outs, strict=True)):
+            pad = (hs[n - 1 - i] % 2, ws[n - 1 - i] % 2)
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, output_padding=pad))
+            if i < n - 1:
+                layers.append(act())
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        return self.deconvs(self.dense(with_condition(z, condition)).view(-1, *self.start))

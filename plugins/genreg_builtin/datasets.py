@@ -1,0 +1,231 @@
+"""Built-in datasets: a bundled MNIST sample, torchvision's MNIST/Fashion-MNIST, and user ``.npz`` files.
+
+Every factory turns raw arrays into checked splits with :func:`genreg.data.as_split`
+and :func:`genreg.data.finish`, so all datasets share one set of checks and error
+messages.
+
+Data credit: ``data/mnist_5k.npz`` holds 5,000 digits from the MNIST database of
+handwritten digits by Yann LeCun and Corinna Cortes, licensed under CC BY-SA 3.0
+(https://creativecommons.org/licenses/by-sa/3.0/).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from genreg.data import DatasetConfig, DataSplits, Split, as_split, finish
+from genreg.errors import DataError
+
+__all__ = [
+    "MnistSampleConfig",
+    "NpzConfig",
+    "TorchvisionConfig",
+    "load_fashion_mnist",
+    "load_mnist",
+    "load_mnist_sample",
+    "load_npz",
+]
+
+# The bundled sample's split must never change, whatever seed a spec uses, so
+# results on it stay comparable across runs and genreg versions.
+_SAMPLE_SPLIT_SEED = 0
+_SAMPLE_TEST_FRACTION = 0.2
+
+# The uncompressed files torchvision's MNIST-style datasets read from <root>/<Class>/raw/.
+_IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def _stratified_split(split: Split, test_fraction: float, seed: int) -> tuple[Split, Split]:
+    """Split off ``test_fraction`` of every class, chosen by a generator seeded with ``seed``.
+
+    Stratifying keeps the class balance of both halves equal to the whole, and the
+    private generator makes the split depend only on ``seed`` and the labels, not on
+    global random state. Every class keeps at least one training example.
+    """
+    labels = split.labels.cpu().numpy()
+    rng = np.random.default_rng(seed)
+    train_parts, test_parts = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = min(int(round(len(members) * test_fraction)), len(members) - 1)
+        test_parts.append(members[:n_test])
+        train_parts.append(members[n_test:])
+    train_idx, test_idx = np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(test_parts))
+    return _take(split, train_idx), _take(split, test_idx)
+
+
+def _take(split: Split, indices: np.ndarray) -> Split:
+    """The rows of ``split`` at ``indices`` (sorted, so the original order is kept)."""
+    index = torch.from_numpy(indices)
+    return Split(split.images[index], split.labels[index])
+
+
+def _describe(error: BaseException) -> str:
+    """The first line of an exception's message (or its type), to fit inside a one-paragraph error."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# --------------------------------------------------------------------------- mnist-sample
+
+
+class MnistSampleConfig(DatasetConfig):
+    """The 5,000 bundled MNIST digits; no options beyond ``binarize``.
+
+    Needs no download, so examples and tests run anywhere.
+    """
+
+
+def load_mnist_sample(config: MnistSampleConfig) -> DataSplits:
+    """5,000 bundled MNIST digits with a fixed stratified 4,000/1,000 train/test split (no download).
+
+    The split uses its own fixed seed, independent of the spec's seed, so every run
+    on this dataset sees exactly the same 400 training and 100 test digits per class.
+    """
+    source = "mnist-sample (genreg_builtin/data/mnist_5k.npz)"
+    resource = files("genreg_builtin") / "data" / "mnist_5k.npz"
+    with resource.open("rb") as handle, np.load(handle) as archive:
+        images, labels = archive["images"], archive["labels"]
+    train, test = _stratified_split(as_split(images, labels, source), _SAMPLE_TEST_FRACTION, _SAMPLE_SPLIT_SEED)
+    return finish(train, test, config, source)
+
+
+# --------------------------------------------------------------------------- torchvision
+
+
+class TorchvisionConfig(DatasetConfig):
+    """A torchvision MNIST-style dataset stored under ``root``.
+
+    ``root``: the folder torchvision reads from (and downloads into), e.g. ``data``
+    holds ``data/MNIST/raw/train-images-idx3-ubyte``. ``download``: fetch missing
+    files from the internet; off by default so a run never touches the network
+    unless asked to.
+    """
+
+    root: str = "data"
+    download: bool = False
+
+
+def _load_torchvision(class_name: str, config: TorchvisionConfig) -> DataSplits:
+    """Load both splits of ``torchvision.datasets.<class_name>``, turning its errors into :class:`DataError`.
+
+    torchvision is imported here rather than at module level because importing it
+    takes seconds, and this module is imported whenever genreg lists its plugins.
+    """
+    import torchvision.datasets
+
+    dataset_class = getattr(torchvision.datasets, class_name)
+    source = f"{class_name} in '{config.root}'"
+    try:
+        train = dataset_class(config.root, train=True, download=config.download)
+        test = dataset_class(config.root, train=False, download=False)
+    except (RuntimeError, OSError) as error:
+        raise DataError(_unavailable_message(class_name, config, error)) from error
+    except (AssertionError, TypeError, ValueError) as error:
+        raise DataError(
+            f"{source}: the files in '{Path(config.root) / class_name / 'raw'}' are not valid IDX files "
+            f"({_describe(error)}); delete them and set `download: true` to fetch fresh copies."
+        ) from error
+    train_split, test_split = as_split(train.data, train.targets, source), as_split(test.data, test.targets, source)
+    return finish(train_split, test_split, config, source)
+
+
+def _unavailable_message(class_name: str, config: TorchvisionConfig, error: Exception) -> str:
+    """One paragraph saying where the files were expected and how to get them."""
+    raw = Path(config.root) / class_name / "raw"
+    expected = ", ".join(str(raw / name) for name in _IDX_FILES)
+    if config.download:
+        return (
+            f"could not download {class_name} into the root folder '{config.root}' ({_describe(error)}). "
+            f"Check the network connection, or place the uncompressed files yourself: {expected}."
+        )
+    missing = [name for name in _IDX_FILES if not (raw / name).is_file()]
+    missing_note = f" (missing: {', '.join(missing)})" if 0 < len(missing) < len(_IDX_FILES) else ""
+    return (
+        f"{class_name} was not found in the root folder '{config.root}': torchvision expects the uncompressed "
+        f"IDX files {expected}{missing_note}. Set `download: true` in the dataset spec to fetch them "
+        "(needs internet), or set `root` to a folder that already holds them."
+    )
+
+
+def load_mnist(config: TorchvisionConfig) -> DataSplits:
+    """MNIST handwritten digits via torchvision (60,000 train / 10,000 test, 28x28 grey)."""
+    return _load_torchvision("MNIST", config)
+
+
+def load_fashion_mnist(config: TorchvisionConfig) -> DataSplits:
+    """Fashion-MNIST clothing images via torchvision (60,000 train / 10,000 test, 28x28 grey)."""
+    return _load_torchvision("FashionMNIST", config)
+
+
+# --------------------------------------------------------------------------- npz
+
+
+class NpzConfig(DatasetConfig):
+    """Your own images from a ``.npz`` file.
+
+    ``path``: a ``.npz`` with ``images`` of shape (N, H, W) or (N, C, H, W), uint8
+    0..255 or float in [0, 1], and 1-D integer ``labels``; ``images_key`` /
+    ``labels_key`` rename those arrays. ``test_path``: a second ``.npz`` (same keys)
+    for the test split; without it, a stratified ``test_fraction`` of ``path`` is
+    held out, chosen with ``split_seed`` so the split stays fixed across runs.
+    """
+
+    path: str
+    images_key: str = "images"
+    labels_key: str = "labels"
+    test_path: str | None = None
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    split_seed: int = 0
+
+
+def _read_npz(path: str, config: NpzConfig) -> Split:
+    """Read and check one ``.npz`` file; every error names ``path``.
+
+    A ``.npz`` is a zip archive, so the zip check up front gives a plain message for
+    the common mistakes (a ``.npy``, a CSV) instead of numpy's pickle warning.
+    """
+    if not Path(path).is_file():
+        raise DataError(f"{path}: file not found (working folder: {Path.cwd()}).")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a .npz archive; save images and labels with numpy.savez(_compressed).")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            images, labels = _arrays(archive, path, config)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path}: not a valid .npz file ({_describe(error)}).") from error
+    return as_split(images, labels, path)
+
+
+def _arrays(archive: np.lib.npyio.NpzFile, path: str, config: NpzConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels arrays of an open archive, or a :class:`DataError` listing the keys present."""
+    for key, option in ((config.images_key, "images_key"), (config.labels_key, "labels_key")):
+        if key not in archive.files:
+            present = ", ".join(repr(name) for name in archive.files) or "none"
+            raise DataError(f"{path}: no array named '{key}' (set `{option}`); arrays present: {present}.")
+    return archive[config.images_key], archive[config.labels_key]
+
+
+def load_npz(config: NpzConfig) -> DataSplits:
+    """Your own images and labels from a .npz file (optionally a second file for the test split).
+
+    With no ``test_path`` the held-out split is stratified by class and seeded by
+    ``split_seed`` alone, so it does not move when the training seed changes.
+    """
+    data = _read_npz(config.path, config)
+    if config.test_path is None:
+        train, test = _stratified_split(data, config.test_fraction, config.split_seed)
+        return finish(train, test, config, config.path)
+    test = _read_npz(config.test_path, config)
+    return finish(data, test, config, f"{config.path} and {config.test_path}")

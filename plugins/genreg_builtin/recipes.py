@@ -1,0 +1,35 @@
+"""Model recipes: AE, VAE and cVAE are one composition with different default parts.
+
+Every part can be swapped by name in a spec, e.g. a cVAE with a conv encoder and
+an embedding conditioner. ``custom`` has no defaults: every part is named.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from genreg.assembly import ComposedModelConfig
+from genreg.spec import Part
+
+
+class AEConfig(ComposedModelConfig):
+    """Autoencoder: deterministic latent, Bernoulli reconstruction only."""
+
+    latent_dim: int = Field(16, ge=1, description="size of the latent code z")
+    encoder: Part("encoder") = {"type": "mlp"}
+    latent: Part("latent") = {"type": "deterministic"}
+    decoder: Part("decoder") = {"type": "mlp"}
+    losses: list[Part("loss")] = Field(default_factory=lambda: [{"type": "bce"}], min_length=1)
+
+
+class VAEConfig(AEConfig):
+    """Variational autoencoder: Gaussian latent, reconstruction + KL divergence."""
+
+    latent: Part("latent") = {"type": "gaussian"}
+    losses: list[Part("loss")] = Field(default_factory=lambda: [{"type": "bce"}, {"type": "kld"}], min_length=1)
+
+
+class CVAEConfig(VAEConfig):
+    """Conditional VAE: the class label goes to both encoder and decoder."""
+
+    conditioner: Part("conditioner") = Field({"type": "onehot"}, description="encodes the class label")
