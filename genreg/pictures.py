@@ -31,7 +31,7 @@ def save_grid(images: torch.Tensor, path: str | Path, ncol: int, row_labels: lis
     for spine in ax.spines.values():
         spine.set_visible(False)
     fig.tight_layout(pad=0.2)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 
@@ -87,6 +87,6 @@ def save_latent_scatter(model: GenerativeModel, split: Split, path: str | Path, 
     ax.set_title(title or "test-set latent means by class")
     ax.legend(markerscale=3, fontsize=7, loc="best", title="class")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return Path(path)

@@ -19,6 +19,7 @@ from genreg.data import DataSplits
 from genreg.errors import RunFolderError
 from genreg.model import GenerativeModel
 from genreg.plugins import get_registry
+from genreg.spec import validate_part
 from genreg.trainer import CHECKPOINT, METRICS, train
 
 SPEC = "spec.json"
@@ -37,7 +38,9 @@ class RunResult:
 
 
 def load_data(data_spec: Any) -> DataSplits:
-    """Load the dataset a validated ``data`` config names."""
+    """Load the dataset a ``data`` config names (validated, or a dict such as ``{"type": "npz", ...}``)."""
+    if isinstance(data_spec, dict):
+        data_spec = validate_part("dataset", data_spec)
     return get_registry().build("dataset", data_spec)
 
 

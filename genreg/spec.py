@@ -27,10 +27,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     create_model,
     model_serializer,
-    model_validator,
 )
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
@@ -50,29 +50,10 @@ def Part(kind: str) -> Any:  # noqa: N802 - used like a type
     return Annotated[Any, PartOf(kind)]
 
 
-def reject_unknown_fields(cls: type[BaseModel], data: Any) -> Any:
-    """Refuse keys the model does not define, naming the ones it does."""
-    if isinstance(data, dict):
-        unknown = sorted(set(data) - set(cls.model_fields))
-        if unknown:
-            allowed = ", ".join(sorted(cls.model_fields))
-            raise PydanticCustomError(
-                "unknown_field",
-                "unknown field(s) {unknown}; allowed: {allowed}",
-                {"unknown": ", ".join(repr(u) for u in unknown), "allowed": allowed},
-            )
-    return data
-
-
 class StrictModel(BaseModel):
-    """A config model that refuses unknown fields with a helpful message."""
+    """A config model that refuses unknown fields."""
 
     model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_fields_only(cls, data: Any) -> Any:
-        return reject_unknown_fields(cls, data)
 
 
 class TrainConfig(StrictModel):
@@ -96,6 +77,7 @@ class SpecBuilder:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._tagged: dict[tuple[str, str], type[BaseModel]] = {}
+        self._spec: type[BaseModel] | None = None
 
     def slot(self, kind: str) -> Any:
         """The annotation accepting any registered component of ``kind``."""
@@ -106,7 +88,7 @@ class SpecBuilder:
             inner = members[0]
         else:
             inner = Annotated[Union[tuple(members)], Field(discriminator="type")]  # noqa: UP007
-        return Annotated[inner, BeforeValidator(self._type_checker(kind))]
+        return Annotated[inner, PartOf(kind), BeforeValidator(self._type_checker(kind))]
 
     def _type_checker(self, kind: str):
         registry = self.registry
@@ -146,7 +128,6 @@ class SpecBuilder:
                 "__qualname__": base.__qualname__,
                 "model_config": ConfigDict(extra="forbid", validate_default=True),
                 "type": Field(name, description=f"registered {kind} name"),
-                "_known_fields_only": model_validator(mode="before")(classmethod(reject_unknown_fields)),
                 "_type_first": model_serializer(mode="wrap")(_type_first),
             }
             for field_name, info in base.model_fields.items():
@@ -176,8 +157,44 @@ class SpecBuilder:
             return Union[new_args]  # noqa: UP007
         return origin[new_args if len(new_args) > 1 else new_args[0]]
 
+    def fields_at(self, loc: tuple, raw: Any, root: Any = None) -> list[str]:
+        """The field names the model at ``loc`` accepts ([] if not a model); ``root`` defaults to the spec."""
+        target: Any = self.spec_model() if root is None else self._concrete(root, [], raw)
+        for seg, value in _walk(loc, raw):
+            target = self._child(target, seg, value)
+        return sorted(target.model_fields) if _is_model(target) else []
+
+    def _child(self, target: Any, seg: str | int, value: Any) -> Any:
+        """What validates ``value`` at ``seg`` inside ``target`` (a model class or a list annotation)."""
+        if _is_model(target):
+            info = target.model_fields.get(seg) if isinstance(seg, str) else None
+            return self._concrete(info.annotation, info.metadata, value) if info else None
+        if typing.get_origin(target) is list and isinstance(seg, int):
+            return self._concrete(typing.get_args(target)[0], [], value)
+        return None
+
+    def _concrete(self, annotation: Any, metadata: list[Any], value: Any) -> Any:
+        """Unwrap Annotated/Optional; a component slot becomes the tagged class ``value`` names."""
+        while typing.get_origin(annotation) is Annotated:
+            annotation, *extra = typing.get_args(annotation)
+            metadata = [*metadata, *extra]
+        kinds = [m.kind for m in metadata if isinstance(m, PartOf)]
+        if kinds:
+            names = self.registry.names(kinds[0])
+            name = value.get("type") if isinstance(value, dict) else None
+            return self.tagged(kinds[0], name) if name in names else None
+        if typing.get_origin(annotation) in (Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            return self._concrete(options[0], [], value) if len(options) == 1 else None
+        return annotation
+
     def spec_model(self) -> type[BaseModel]:
-        """The top-level spec model for this registry."""
+        """The top-level spec model for this registry (built once)."""
+        if self._spec is None:
+            self._spec = self._build_spec_model()
+        return self._spec
+
+    def _build_spec_model(self) -> type[BaseModel]:
         return create_model(
             "Spec",
             __base__=StrictModel,
@@ -188,6 +205,23 @@ class SpecBuilder:
             data=(self.slot("dataset"), Field(description="the dataset")),
             train=(TrainConfig, Field(default_factory=TrainConfig)),
         )
+
+
+def _is_model(target: Any) -> bool:
+    return isinstance(target, type) and issubclass(target, BaseModel)
+
+
+def _walk(loc: tuple, raw: Any):
+    """Yield (segment, raw value there) along ``loc``, skipping the union tags pydantic inserts."""
+    node = raw
+    for seg in loc:
+        if isinstance(node, dict) and isinstance(seg, str) and seg not in node and node.get("type") == seg:
+            continue
+        if isinstance(seg, int):
+            node = node[seg] if isinstance(node, list) and 0 <= seg < len(node) else None
+        else:
+            node = node.get(seg) if isinstance(node, dict) else None
+        yield seg, node
 
 
 def _type_first(self: BaseModel, handler: Any) -> Any:
@@ -202,7 +236,7 @@ def _copy_default(info: Any) -> Any:
     return Field(default, description=info.description)
 
 
-_models: dict[int, tuple[Registry, type[BaseModel], SpecBuilder]] = {}
+_builders: dict[int, SpecBuilder] = {}
 
 
 def builder_for(registry: Registry | None = None) -> SpecBuilder:
@@ -211,39 +245,39 @@ def builder_for(registry: Registry | None = None) -> SpecBuilder:
         from genreg.plugins import get_registry
 
         registry = get_registry()
-    cached = _models.get(id(registry))
-    if cached is None or cached[0] is not registry:
-        builder = SpecBuilder(registry)
-        cached = _models[id(registry)] = (registry, builder.spec_model(), builder)
-    return cached[2]
+    builder = _builders.get(id(registry))
+    if builder is None or builder.registry is not registry:
+        builder = _builders[id(registry)] = SpecBuilder(registry)
+    return builder
 
 
 def spec_model(registry: Registry | None = None) -> type[BaseModel]:
     """The pydantic model that validates a whole spec."""
-    builder = builder_for(registry)
-    return _models[id(builder.registry)][1]
+    return builder_for(registry).spec_model()
 
 
 def validate_spec(raw: Any, registry: Registry | None = None, source: str = "spec") -> Any:
     """Validate a whole spec (a dict); raise :class:`SpecError` listing every problem."""
-    model = spec_model(registry)
+    builder = builder_for(registry)
     try:
-        return model.model_validate(raw)
+        return builder.spec_model().model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(format_errors(exc, raw, source)) from None
+        raise SpecError(format_errors(exc, raw, source, builder)) from None
 
 
 def validate_part(kind: str, raw: dict, registry: Registry | None = None) -> BaseModel:
     """Validate one component config (``{"type": ..., ...}``) of ``kind``."""
     builder = builder_for(registry)
-    adapter_model = create_model("PartSpec", part=(builder.slot(kind), ...))
+    slot = builder.slot(kind)
     try:
-        return adapter_model.model_validate({"part": raw}).part
+        return TypeAdapter(slot).validate_python(raw)
     except ValidationError as exc:
-        raise SpecError(format_errors(exc, {"part": raw}, kind)) from None
+        raise SpecError(format_errors(exc, raw, f"{kind} spec", builder, root=slot)) from None
 
 
-def format_errors(exc: ValidationError, raw: Any, source: str) -> str:
+def format_errors(
+    exc: ValidationError, raw: Any, source: str, builder: SpecBuilder | None = None, root: Any = None
+) -> str:
     """One line per problem: ``path: message``."""
     lines = []
     for err in exc.errors(include_url=False):
@@ -251,23 +285,19 @@ def format_errors(exc: ValidationError, raw: Any, source: str) -> str:
         msg = err["msg"]
         if err["type"] == "missing":
             msg = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            allowed = builder.fields_at(err["loc"][:-1], raw, root) if builder else []
+            msg = "unknown field" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
         lines.append(f"  {path or '(top level)'}: {msg}")
     count = len(lines)
     return f"{source} is invalid ({count} problem{'s' if count > 1 else ''}):\n" + "\n".join(lines)
 
 
 def error_path(loc: tuple, raw: Any) -> str:
-    """Format a pydantic location, dropping the union tags pydantic inserts."""
-    text, node = "", raw
-    for seg in loc:
-        if isinstance(node, dict) and isinstance(seg, str) and seg not in node and node.get("type") == seg:
-            continue
-        if isinstance(seg, int):
-            text += f"[{seg}]"
-            node = node[seg] if isinstance(node, list) and 0 <= seg < len(node) else None
-        else:
-            text += f".{seg}" if text else str(seg)
-            node = node.get(seg) if isinstance(node, dict) else None
+    """Format a pydantic location as ``model.encoder.hidden[1]``, without union tags."""
+    text = ""
+    for seg, _ in _walk(loc, raw):
+        text += f"[{seg}]" if isinstance(seg, int) else (f".{seg}" if text else str(seg))
     return text
 
 

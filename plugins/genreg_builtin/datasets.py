@@ -26,6 +26,8 @@ __all__ = [
     "MnistSampleConfig",
     "NpzConfig",
     "TorchvisionConfig",
+    "MNISTConfig",
+    "FashionMNISTConfig",
     "load_fashion_mnist",
     "load_mnist",
     "load_mnist_sample",
@@ -81,7 +83,7 @@ def _describe(error: BaseException) -> str:
 
 
 class MnistSampleConfig(DatasetConfig):
-    """The 5,000 bundled MNIST digits; no options beyond ``binarize``.
+    """5,000 bundled MNIST digits, fixed stratified 4,000/1,000 split (no download).
 
     Needs no download, so examples and tests run anywhere.
     """
@@ -113,8 +115,16 @@ class TorchvisionConfig(DatasetConfig):
     unless asked to.
     """
 
-    root: str = "data"
-    download: bool = False
+    root: str = Field("data", description="folder torchvision reads from and downloads into")
+    download: bool = Field(False, description="fetch missing files from the internet")
+
+
+class MNISTConfig(TorchvisionConfig):
+    """MNIST handwritten digits via torchvision (60,000 train / 10,000 test, 28x28 grey)."""
+
+
+class FashionMNISTConfig(TorchvisionConfig):
+    """Fashion-MNIST clothing images via torchvision (60,000 train / 10,000 test, 28x28 grey)."""
 
 
 def _load_torchvision(class_name: str, config: TorchvisionConfig) -> DataSplits:
@@ -159,12 +169,12 @@ def _unavailable_message(class_name: str, config: TorchvisionConfig, error: Exce
     )
 
 
-def load_mnist(config: TorchvisionConfig) -> DataSplits:
+def load_mnist(config: MNISTConfig) -> DataSplits:
     """MNIST handwritten digits via torchvision (60,000 train / 10,000 test, 28x28 grey)."""
     return _load_torchvision("MNIST", config)
 
 
-def load_fashion_mnist(config: TorchvisionConfig) -> DataSplits:
+def load_fashion_mnist(config: FashionMNISTConfig) -> DataSplits:
     """Fashion-MNIST clothing images via torchvision (60,000 train / 10,000 test, 28x28 grey)."""
     return _load_torchvision("FashionMNIST", config)
 
@@ -173,7 +183,7 @@ def load_fashion_mnist(config: TorchvisionConfig) -> DataSplits:
 
 
 class NpzConfig(DatasetConfig):
-    """Your own images from a ``.npz`` file.
+    """Your own images and labels from a .npz file (optionally a second file for the test split).
 
     ``path``: a ``.npz`` with ``images`` of shape (N, H, W) or (N, C, H, W), uint8
     0..255 or float in [0, 1], and 1-D integer ``labels``; ``images_key`` /
@@ -182,12 +192,12 @@ class NpzConfig(DatasetConfig):
     held out, chosen with ``split_seed`` so the split stays fixed across runs.
     """
 
-    path: str
-    images_key: str = "images"
-    labels_key: str = "labels"
-    test_path: str | None = None
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    split_seed: int = 0
+    path: str = Field(description="the .npz file with images and labels")
+    images_key: str = Field("images", description="name of the images array")
+    labels_key: str = Field("labels", description="name of the labels array")
+    test_path: str | None = Field(None, description="a second .npz for the test split")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="held-out share when test_path is null")
+    split_seed: int = Field(0, description="seed of the stratified held-out split")
 
 
 def _read_npz(path: str, config: NpzConfig) -> Split:
