@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class LinearWarmup(BaseModel):
@@ -35,6 +36,13 @@ class LossTermConfig(BaseModel):
     schedule: LinearWarmup | None = Field(None, description="optional weight schedule")
     name: str | None = Field(None, description="name in logs and metrics; defaults to the type")
 
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str | None) -> str | None:
+        if name == "loss":
+            raise ValueError("'loss' is reserved for the weighted total; choose another name")
+        return name
+
     def factor(self, progress: float) -> float:
         """``weight`` times the schedule's factor after ``progress`` epochs."""
         return self.weight * (self.schedule.factor(progress) if self.schedule else 1.0)
@@ -43,3 +51,8 @@ class LossTermConfig(BaseModel):
     def label(self) -> str:
         """The name the term is logged under."""
         return self.name or getattr(self, "type", None) or type(self).__name__.removesuffix("Config").lower()
+
+
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """At least float32: losses stay exact under bf16 autocast, and float64 stays float64."""
+    return t if t.dtype == torch.float64 else t.float()

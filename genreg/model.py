@@ -14,6 +14,7 @@ from torch import nn
 
 from genreg.data import DataInfo
 from genreg.errors import AssemblyError
+from genreg.losses import full_precision
 from genreg.protocols import LatentSample, ModelOutput
 
 
@@ -77,7 +78,7 @@ class GenerativeModel(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted total (a scalar) and each term's batch mean, at ``progress`` epochs."""
         values = self.loss_values(x, self(x, labels))
-        means = {name: v.float().mean() for name, v in values.items()}
+        means = {name: full_precision(v).mean() for name, v in values.items()}
         total = sum(term.config.factor(progress) * means[term.config.label] for term in self.losses)
         return total, means
 

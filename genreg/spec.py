@@ -32,7 +32,7 @@ from pydantic import (
     create_model,
     model_serializer,
 )
-from pydantic_core import PydanticCustomError, PydanticUndefined
+from pydantic_core import PydanticCustomError
 
 from genreg.errors import GenregError, SpecError
 from genreg.registry import Registry, closest
@@ -133,8 +133,9 @@ class SpecBuilder:
             for field_name, info in base.model_fields.items():
                 annotation = self._resolve(info.annotation, info.metadata)
                 if annotation is not None:
-                    annotations[field_name] = annotation
-                    namespace[field_name] = _copy_default(info)
+                    constraints = [m for m in info.metadata if not isinstance(m, PartOf)]
+                    annotations[field_name] = Annotated[(annotation, *constraints)] if constraints else annotation
+                    namespace[field_name] = _same_default(info)
             namespace["__annotations__"] = annotations
             self._tagged[key] = type(base.__name__, (base,), namespace)
         return self._tagged[key]
@@ -229,11 +230,11 @@ def _type_first(self: BaseModel, handler: Any) -> Any:
     return {"type": data.pop("type"), **data} if isinstance(data, dict) and "type" in data else data
 
 
-def _copy_default(info: Any) -> Any:
+def _same_default(info: Any) -> Any:
+    """A field with ``info``'s default and description (its constraints go in the annotation)."""
     if info.default_factory is not None:
         return Field(default_factory=info.default_factory, description=info.description)
-    default = info.default if info.default is not PydanticUndefined else PydanticUndefined
-    return Field(default, description=info.description)
+    return Field(info.default, description=info.description)
 
 
 _builders: dict[int, SpecBuilder] = {}
@@ -305,9 +306,11 @@ def read_json(path: str | Path) -> Any:
     """Parse a JSON file, with errors that name the file and the position."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"cannot read spec file {path}: {exc.strerror or exc}.") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path} is not a text (UTF-8) file; a spec is a JSON document.") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -14,6 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from genreg.errors import AssemblyError
 from genreg_builtin.mlp import ACTIVATIONS, Activation, with_condition
 
 
@@ -42,7 +43,10 @@ def spatial_sizes(size: int, layers: int) -> list[int]:
     for _ in range(layers):
         sizes.append(sizes[-1] // 2)
     if sizes[-1] < 1:
-        raise ValueError(f"{layers} stride-2 layers are too many for an image side of {size}.")
+        raise AssemblyError(
+            f"conv: {layers} stride-2 layers are too many for an image side of {size} pixels; "
+            f"use at most {max(size.bit_length() - 1, 0)} channels entries or the mlp encoder/decoder."
+        )
     return sizes
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genreg.losses import LossTermConfig
+from genreg.losses import LossTermConfig, full_precision
 from genreg.protocols import ModelOutput
 
 
@@ -37,7 +37,8 @@ class BCE(nn.Module):
         self.config = config
 
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
-        bce = F.binary_cross_entropy_with_logits(out.logits.float(), x.float(), reduction="none")
+        logits = full_precision(out.logits)
+        bce = F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype), reduction="none")
         return bce.flatten(1).sum(1)
 
 
@@ -51,7 +52,8 @@ class MSE(nn.Module):
         self.config = config
 
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
-        return (torch.sigmoid(out.logits.float()) - x.float()).square().flatten(1).sum(1)
+        means = torch.sigmoid(full_precision(out.logits))
+        return (means - x.to(means.dtype)).square().flatten(1).sum(1)
 
 
 class KLD(nn.Module):
@@ -64,5 +66,5 @@ class KLD(nn.Module):
         self.config = config
 
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
-        mu, log_var = out.latent.params["mu"].float(), out.latent.params["log_var"].float()
+        mu, log_var = full_precision(out.latent.params["mu"]), full_precision(out.latent.params["log_var"])
         return -0.5 * (1 + log_var - mu.square() - log_var.exp()).sum(1)
