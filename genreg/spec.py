@@ -79,8 +79,12 @@ class SpecBuilder:
         self._tagged: dict[tuple[str, str], type[BaseModel]] = {}
         self._spec: type[BaseModel] | None = None
 
-    def slot(self, kind: str) -> Any:
-        """The annotation accepting any registered component of ``kind``."""
+    def slot(self, kind: str, default_type: str | None = None) -> Any:
+        """The annotation accepting any registered component of ``kind``.
+
+        With ``default_type``, an object without ``type`` is that component, so
+        ``--set model.encoder.hidden=[64]`` tunes a recipe's default encoder.
+        """
         members = [self.tagged(kind, name) for name in self.registry.names(kind)]
         if not members:
             inner: Any = dict
@@ -88,9 +92,9 @@ class SpecBuilder:
             inner = members[0]
         else:
             inner = Annotated[Union[tuple(members)], Field(discriminator="type")]  # noqa: UP007
-        return Annotated[inner, PartOf(kind), BeforeValidator(self._type_checker(kind))]
+        return Annotated[inner, PartOf(kind), BeforeValidator(self._type_checker(kind, default_type))]
 
-    def _type_checker(self, kind: str):
+    def _type_checker(self, kind: str, default_type: str | None):
         registry = self.registry
 
         def check(value: Any) -> Any:
@@ -103,6 +107,8 @@ class SpecBuilder:
                     'expected an object like {"type": NAME}; registered {kind}s: {names}',
                     {"kind": kind, "names": names},
                 )
+            if "type" not in value and default_type is not None:
+                value = {"type": default_type, **value}
             if "type" not in value:
                 raise PydanticCustomError(
                     "component", "missing 'type'; registered {kind}s: {names}", {"kind": kind, "names": names}
@@ -131,7 +137,8 @@ class SpecBuilder:
                 "_type_first": model_serializer(mode="wrap")(_type_first),
             }
             for field_name, info in base.model_fields.items():
-                annotation = self._resolve(info.annotation, info.metadata)
+                default = info.default if isinstance(info.default, dict) else {}
+                annotation = self._resolve(info.annotation, info.metadata, default.get("type"))
                 if annotation is not None:
                     constraints = [m for m in info.metadata if not isinstance(m, PartOf)]
                     annotations[field_name] = Annotated[(annotation, *constraints)] if constraints else annotation
@@ -140,11 +147,11 @@ class SpecBuilder:
             self._tagged[key] = type(base.__name__, (base,), namespace)
         return self._tagged[key]
 
-    def _resolve(self, annotation: Any, metadata: list[Any] = ()) -> Any:
+    def _resolve(self, annotation: Any, metadata: list[Any] = (), default_type: str | None = None) -> Any:
         """``annotation`` with every ``Part(kind)`` replaced by its slot, or None if it has none."""
         for meta in metadata:
             if isinstance(meta, PartOf):
-                return self.slot(meta.kind)
+                return self.slot(meta.kind, default_type)
         origin, args = typing.get_origin(annotation), typing.get_args(annotation)
         if origin is Annotated:
             return self._resolve(args[0], list(args[1:]))
@@ -159,22 +166,23 @@ class SpecBuilder:
         return origin[new_args if len(new_args) > 1 else new_args[0]]
 
     def fields_at(self, loc: tuple, raw: Any, root: Any = None) -> list[str]:
-        """The field names the model at ``loc`` accepts ([] if not a model); ``root`` defaults to the spec."""
-        target: Any = self.spec_model() if root is None else self._concrete(root, [], raw)
-        for seg, value in _walk(loc, raw):
-            target = self._child(target, seg, value)
+        """The fields accepted beside the unknown field at ``loc``; ``root`` defaults to the spec."""
+        root_tag = loc[0] if _is_tag(loc, 0, raw) else None
+        target: Any = self.spec_model() if root is None else self._concrete(root, [], raw, root_tag)
+        for seg, value, tag in list(_walk(loc, raw))[:-1]:
+            target = self._child(target, seg, value, tag)
         return sorted(target.model_fields) if _is_model(target) else []
 
-    def _child(self, target: Any, seg: str | int, value: Any) -> Any:
+    def _child(self, target: Any, seg: str | int, value: Any, tag: str | None) -> Any:
         """What validates ``value`` at ``seg`` inside ``target`` (a model class or a list annotation)."""
         if _is_model(target):
             info = target.model_fields.get(seg) if isinstance(seg, str) else None
-            return self._concrete(info.annotation, info.metadata, value) if info else None
+            return self._concrete(info.annotation, info.metadata, value, tag) if info else None
         if typing.get_origin(target) is list and isinstance(seg, int):
-            return self._concrete(typing.get_args(target)[0], [], value)
+            return self._concrete(typing.get_args(target)[0], [], value, tag)
         return None
 
-    def _concrete(self, annotation: Any, metadata: list[Any], value: Any) -> Any:
+    def _concrete(self, annotation: Any, metadata: list[Any], value: Any, tag: str | None = None) -> Any:
         """Unwrap Annotated/Optional; a component slot becomes the tagged class ``value`` names."""
         while typing.get_origin(annotation) is Annotated:
             annotation, *extra = typing.get_args(annotation)
@@ -182,11 +190,11 @@ class SpecBuilder:
         kinds = [m.kind for m in metadata if isinstance(m, PartOf)]
         if kinds:
             names = self.registry.names(kinds[0])
-            name = value.get("type") if isinstance(value, dict) else None
+            name = (value.get("type") if isinstance(value, dict) else None) or tag
             return self.tagged(kinds[0], name) if name in names else None
         if typing.get_origin(annotation) in (Union, types.UnionType):
             options = [a for a in typing.get_args(annotation) if a is not type(None)]
-            return self._concrete(options[0], [], value) if len(options) == 1 else None
+            return self._concrete(options[0], [], value, tag) if len(options) == 1 else None
         return annotation
 
     def spec_model(self) -> type[BaseModel]:
@@ -212,17 +220,26 @@ def _is_model(target: Any) -> bool:
     return isinstance(target, type) and issubclass(target, BaseModel)
 
 
+def _is_tag(loc: tuple, i: int, node: Any) -> bool:
+    """Whether ``loc[i]`` is a union tag pydantic inserted (a component name, never the last segment)."""
+    if i >= len(loc) - 1 or not isinstance(node, dict) or not isinstance(loc[i], str) or loc[i] in node:
+        return False
+    return node.get("type", loc[i]) == loc[i]
+
+
 def _walk(loc: tuple, raw: Any):
-    """Yield (segment, raw value there) along ``loc``, skipping the union tags pydantic inserts."""
-    node = raw
-    for seg in loc:
-        if isinstance(node, dict) and isinstance(seg, str) and seg not in node and node.get("type") == seg:
-            continue
+    """Yield (segment, raw value there, union tag chosen there or None), skipping the tags."""
+    node, i = raw, 1 if _is_tag(loc, 0, raw) else 0
+    while i < len(loc):
+        seg = loc[i]
         if isinstance(seg, int):
             node = node[seg] if isinstance(node, list) and 0 <= seg < len(node) else None
         else:
             node = node.get(seg) if isinstance(node, dict) else None
-        yield seg, node
+        i += 1
+        tag = loc[i] if _is_tag(loc, i, node) else None
+        i += tag is not None
+        yield seg, node, tag
 
 
 def _type_first(self: BaseModel, handler: Any) -> Any:
@@ -287,7 +304,7 @@ def format_errors(
         if err["type"] == "missing":
             msg = "required field is missing"
         elif err["type"] == "extra_forbidden":
-            allowed = builder.fields_at(err["loc"][:-1], raw, root) if builder else []
+            allowed = builder.fields_at(err["loc"], raw, root) if builder else []
             msg = "unknown field" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
         lines.append(f"  {path or '(top level)'}: {msg}")
     count = len(lines)
@@ -297,7 +314,7 @@ def format_errors(
 def error_path(loc: tuple, raw: Any) -> str:
     """Format a pydantic location as ``model.encoder.hidden[1]``, without union tags."""
     text = ""
-    for seg, _ in _walk(loc, raw):
+    for seg, _, _ in _walk(loc, raw):
         text += f"[{seg}]" if isinstance(seg, int) else (f".{seg}" if text else str(seg))
     return text
 

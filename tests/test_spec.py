@@ -127,8 +127,14 @@ def test_build_model_validates_a_raw_model_spec():
 
 
 def test_missing_type_lists_the_registered_names(minimal_spec):
-    minimal_spec["model"]["decoder"] = {"hidden": [8]}
+    minimal_spec["model"] = {"type": "custom", "decoder": {"hidden": [8]}}
     assert "model.decoder: missing 'type'; registered decoders: conv, mlp" in problems(minimal_spec)
+
+
+def test_a_part_without_type_tunes_the_recipe_default(minimal_spec):
+    minimal_spec["model"]["decoder"] = {"hidden": [8]}
+    spec = genreg.validate_spec(minimal_spec)
+    assert spec.model.decoder.type == "mlp" and spec.model.decoder.hidden == [8]
 
 
 @pytest.mark.parametrize(
