@@ -67,14 +67,22 @@ def metrics_line(record: dict) -> str:
 @overrides
 @click.option("--print", "show", is_flag=True, help="print the spec with every default filled in")
 def validate(spec_file: str, sets: tuple[str, ...], show: bool) -> None:
-    """Check SPEC_FILE against the installed components without training."""
+    """Check SPEC_FILE whole — fields, data and model assembly — without training."""
+    from genreg.run import prepare
     from genreg.spec import load_spec
 
-    spec = load_spec(spec_file, sets)
+    ready = prepare(load_spec(spec_file, sets))
     if show:
-        click.echo(json.dumps(spec.model_dump(mode="json"), indent=2))
-    else:
-        click.echo(f"{spec_file}: valid ({spec.model.type} on {spec.data.type}, {spec.train.epochs} epochs)")
+        click.echo(json.dumps(ready.resolved, indent=2))
+        return
+    data, model = ready.data, ready.model
+    shape = "x".join(map(str, data.info.image_shape))
+    params = sum(p.numel() for p in model.parameters())
+    click.echo(
+        f"{spec_file}: valid. {ready.resolved['model']['type']} with {params:,} parameters on "
+        f"{ready.resolved['data']['type']}: {len(data.train):,} train / {len(data.test):,} test images of "
+        f"{shape}, {data.num_classes} classes; {ready.resolved['train']['epochs']} epochs."
+    )
 
 
 @cli.command(name="list")
@@ -88,7 +96,9 @@ def list_(kind: str | None, pattern: str) -> None:
     entries = registry.entries(kind, pattern)
     width = max((len(f"{e.kind} {e.name}") for e in entries), default=0)
     for e in entries:
-        click.echo(f"{f'{e.kind} {e.name}':<{width}}  [{e.plugin}]  {e.summary}")
+        owners = registry.owners(e.kind, e.name)
+        plugin = e.plugin if len(owners) == 1 else f"CONFLICT: {', '.join(owners)}"
+        click.echo(f"{f'{e.kind} {e.name}':<{width}}  [{plugin}]  {e.summary}")
     if not entries:
         click.echo(f"no {kind or 'component'} matches '{pattern}'.")
     for (k, n), owners in sorted(registry.conflicts.items()):
@@ -103,7 +113,8 @@ def plugins() -> None:
     from genreg.plugins import plugin_infos
 
     for info in plugin_infos():
-        status = f"FAILED: {info.error}" if info.error else f"{len(info.components)} components"
+        count = len(info.components)
+        status = f"FAILED: {info.error}" if info.error else f"{count} component{'s' if count != 1 else ''}"
         click.echo(f"{info.name}  ({info.distribution} {info.version})  {status}")
         if info.components:
             click.echo("    " + ", ".join(info.components))

@@ -58,7 +58,7 @@ def _load_manager() -> pluggy.PluginManager:
         try:
             manager.register(ep.load(), name=ep.name)
         except Exception as exc:  # a broken plugin must not take genreg down
-            info.error = f"{type(exc).__name__}: {exc}"
+            info.error = f"{type(exc).__name__}: {str(exc).rstrip('.')}"
     return manager
 
 
@@ -85,16 +85,20 @@ def _fill(registry: Registry, pm: pluggy.PluginManager) -> Registry:
     for impl in pm.hook.register_components.get_hookimpls():
         plugin = impl.plugin_name
         info = _infos.setdefault(plugin, PluginInfo(plugin, "(registered in Python)", "-"))
+        items: list[tuple[str, str, Any, Any]] = []
 
-        def register(kind: str, name: str, factory: Any, config: Any, _plugin: str = plugin) -> None:
-            registry.register(kind, name, factory, config, plugin=_plugin)
-            _infos[_plugin].components.append(f"{kind}:{name}")
+        def register(kind: str, name: str, factory: Any, config: Any, _items: list = items) -> None:
+            """Collect one component; the plugin's components are added together or not at all."""
+            _items.append((kind, name, factory, config))
 
         try:
             impl.function(register=register)
-        except Exception as exc:
-            info.error = f"{type(exc).__name__}: {exc}"
+            registry.register_all(items, plugin=plugin)
+        except Exception as exc:  # a broken plugin must not take genreg down
+            info.error = f"{type(exc).__name__}: {str(exc).rstrip('.')}"
             registry.failures[plugin] = info.error
+        else:
+            info.components.extend(f"{kind}:{name}" for kind, name, _, _ in items)
     return registry
 
 

@@ -37,6 +37,11 @@ class Entry:
         return doc.splitlines()[0] if doc else ""
 
 
+def plural(kind: str) -> str:
+    """``encoders``, ``loss terms``: the kind's name in listings."""
+    return "loss terms" if kind == "loss" else f"{kind}s"
+
+
 def closest(name: str, choices: list[str]) -> str:
     """A ``did you mean`` clause for an unknown ``name``, or an empty string."""
     match = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
@@ -69,6 +74,17 @@ class Registry:
             return
         self._entries[key] = Entry(kind, name, factory, config, plugin)
 
+    def register_all(self, items: list[tuple[str, str, Callable[..., Any], type[BaseModel]]], *, plugin: str) -> None:
+        """Register a plugin's components together: one invalid registration rejects them all."""
+        for kind, name, _, config in items:
+            _check_registration(kind, name, config, plugin)
+        for kind, name, factory, config in items:
+            self.register(kind, name, factory, config, plugin=plugin)
+
+    def owners(self, kind: str, name: str) -> list[str]:
+        """The plugins that registered ``name`` (more than one means it is unusable)."""
+        return self.conflicts.get((kind, name), [self._entries[(kind, name)].plugin])
+
     def names(self, kind: str, pattern: str = "*") -> list[str]:
         """Sorted names of ``kind`` matching the shell-style ``pattern``."""
         _check_kind(kind)
@@ -97,7 +113,8 @@ class Registry:
         known = self.names(kind)
         listing = ", ".join(known) if known else "none (is any plugin installed?)"
         failed = "".join(f" Plugin '{p}' failed to load: {e}." for p, e in self.failures.items())
-        return f"unknown {kind} '{name}'.{closest(name, known)} Registered {kind}s: {listing}.{failed}"
+        hint = "" if failed else f" If a plugin provides '{name}', install it (`genreg plugins` lists what is loaded)."
+        return f"unknown {kind} '{name}'.{closest(name, known)} Registered {plural(kind)}: {listing}.{failed}{hint}"
 
     def build(self, kind: str, config: BaseModel, **context: Any) -> Any:
         """Build the component a validated config names (its ``type``) with ``context``."""

@@ -44,8 +44,8 @@ def load_data(data_spec: Any) -> DataSplits:
     return get_registry().build("dataset", data_spec)
 
 
-def prepare_folder(folder: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber a run or resume nothing; check the folder is writable before training."""
+def check_folder(folder: Path, resume: bool, overwrite: bool) -> list[str]:
+    """Refuse to clobber a run or to resume nothing; returns the run files already there."""
     existing = [name for name in OUTPUTS if (folder / name).exists()]
     if resume and not (folder / CHECKPOINT).exists():
         raise RunFolderError(f"cannot resume: {folder / CHECKPOINT} does not exist (run without --resume first).")
@@ -54,6 +54,11 @@ def prepare_folder(folder: Path, resume: bool, overwrite: bool) -> None:
             f"{folder} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
             "--overwrite to replace it, or --out to choose another folder."
         )
+    return existing
+
+
+def create_folder(folder: Path, replace: list[str]) -> None:
+    """Make the folder, prove it is writable before training, and remove the files being replaced."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".genreg-write-test"
@@ -61,9 +66,25 @@ def prepare_folder(folder: Path, resume: bool, overwrite: bool) -> None:
         probe.unlink()
     except OSError as exc:
         raise RunFolderError(f"cannot write to the run folder {folder}: {exc.strerror or exc}.") from None
-    if overwrite and not resume:
-        for name in existing:
-            (folder / name).unlink()
+    for name in replace:
+        (folder / name).unlink()
+
+
+@dataclass
+class Prepared:
+    """A validated spec made concrete: its data, its model and the resolved spec."""
+
+    data: DataSplits
+    model: GenerativeModel
+    resolved: dict
+
+
+def prepare(spec: Any) -> Prepared:
+    """Load the data and build the model (seeded), so every problem shows before training."""
+    torch.manual_seed(spec.seed)
+    data = load_data(spec.data)
+    model = build_model(spec.model, data.info)
+    return Prepared(data, model, {**spec.model_dump(mode="json"), "model": model.spec})
 
 
 def check_resumable(folder: Path, resolved: dict) -> None:
@@ -95,21 +116,20 @@ def run(
 ) -> RunResult:
     """Train the validated ``spec`` into ``folder``; see the module docstring for what it writes."""
     folder = Path(folder)
-    prepare_folder(folder, resume, overwrite)
-    torch.manual_seed(spec.seed)
-    data = load_data(spec.data)
-    model = build_model(spec.model, data.info)
-    resolved = {**spec.model_dump(mode="json"), "model": model.spec}
+    existing = check_folder(folder, resume, overwrite)
+    ready = prepare(spec)
     if resume:
-        check_resumable(folder, resolved)
-    checkpoint.write_json(folder / SPEC, resolved)
+        check_resumable(folder, ready.resolved)
+    create_folder(folder, [] if resume else existing)
+    checkpoint.write_json(folder / SPEC, ready.resolved)
+    model, data = ready.model, ready.data
     history = train(
-        model, data, spec.train, seed=spec.seed, run_dir=folder, resume=resume, spec=resolved, progress=progress
+        model, data, spec.train, seed=spec.seed, run_dir=folder, resume=resume, spec=ready.resolved, progress=progress
     )
     model.eval()
-    checkpoint.save_model(model, folder / MODEL, spec=resolved)
+    checkpoint.save_model(model, folder / MODEL, spec=ready.resolved)
     torch.manual_seed(spec.seed)
     pictures.save_samples(model, folder / "samples.png")
-    title = f"{resolved['model']['type']}: test-set latent means by class"
+    title = f"{ready.resolved['model']['type']}: test-set latent means by class"
     pictures.save_latent_scatter(model, data.test, folder / "latent.png", title=title)
     return RunResult(folder, model, data, history)

@@ -35,7 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from genreg.errors import GenregError, SpecError
-from genreg.registry import Registry, closest
+from genreg.registry import Registry, closest, plural
 
 
 @dataclass(frozen=True)
@@ -104,14 +104,14 @@ class SpecBuilder:
             if not isinstance(value, dict):
                 raise PydanticCustomError(
                     "component",
-                    'expected an object like {"type": NAME}; registered {kind}s: {names}',
-                    {"kind": kind, "names": names},
+                    'expected an object like {"type": NAME}; registered {kinds}: {names}',
+                    {"kinds": plural(kind), "names": names},
                 )
             if "type" not in value and default_type is not None:
                 value = {"type": default_type, **value}
             if "type" not in value:
                 raise PydanticCustomError(
-                    "component", "missing 'type'; registered {kind}s: {names}", {"kind": kind, "names": names}
+                    "component", "missing 'type'; registered {kinds}: {names}", {"kinds": plural(kind), "names": names}
                 )
             try:
                 registry.get(kind, value["type"])

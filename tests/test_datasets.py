@@ -9,6 +9,8 @@ import numpy as np
 import pydantic
 import pytest
 import torch
+
+from genreg.errors import DataError
 from genreg_builtin.datasets import (
     MnistSampleConfig,
     NpzConfig,
@@ -18,8 +20,6 @@ from genreg_builtin.datasets import (
     load_mnist_sample,
     load_npz,
 )
-
-from genreg.errors import DataError
 
 # --------------------------------------------------------------------------- mnist-sample
 
