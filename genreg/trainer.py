@@ -116,7 +116,9 @@ def train(
     names = ["loss", *model.loss_names]
     history: list[dict] = []
     bar = tqdm(total=(config.epochs - start) * steps, disable=not progress, unit="step", dynamic_ncols=True)
+    last_test = ""
     for epoch in range(start, config.epochs):
+        bar.set_description(f"epoch {epoch + 1}/{config.epochs}{last_test}")
         seed_epoch(seed, epoch)
         model.train()
         began = time.perf_counter()
@@ -147,7 +149,8 @@ def train(
             "seconds": round(time.perf_counter() - began, 4),
         }
         history.append(record)
-        bar.set_description(f"epoch {epoch + 1}/{config.epochs} test loss {record['test']['loss']:.2f}")
+        last_test = f" (test loss {record['test']['loss']:.2f})"
+        bar.set_description(f"epoch {epoch + 1}/{config.epochs}{last_test}")
         if run_dir is not None:
             checkpoint.save_checkpoint(run_dir / CHECKPOINT, model, optimizer, epoch + 1, spec)
             with open(run_dir / METRICS, "a") as fh:
