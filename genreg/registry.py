@@ -113,8 +113,9 @@ class Registry:
         known = self.names(kind)
         listing = ", ".join(known) if known else "none (is any plugin installed?)"
         failed = "".join(f" Plugin '{p}' failed to load: {e}." for p, e in self.failures.items())
-        hint = "" if failed else f" If a plugin provides '{name}', install it (`genreg plugins` lists what is loaded)."
-        return f"unknown {kind} '{name}'.{closest(name, known)} Registered {plural(kind)}: {listing}.{failed}{hint}"
+        suggestion = closest(name, known)
+        hint = "" if failed or suggestion else f" If a plugin provides '{name}', install it (see `genreg plugins`)."
+        return f"unknown {kind} '{name}'.{suggestion} Registered {plural(kind)}: {listing}.{failed}{hint}"
 
     def build(self, kind: str, config: BaseModel, **context: Any) -> Any:
         """Build the component a validated config names (its ``type``) with ``context``."""
