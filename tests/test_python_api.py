@@ -66,35 +66,35 @@ def test_built_from_spec_dict_samples_asked_classes() -> None:
         model.sample(4)
 
 
-def test_unregistered_part_saves_weights_only(tmp_path: Path) -> None:
-    class Encoder(torch.nn.Module):
-        out_features = 16
+class PlainEncoder(torch.nn.Module):
+    """An encoder that is not a registered component."""
 
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = torch.nn.Linear(784, 16)
+    out_features = 16
 
-        def forward(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
-            return self.net(x.flatten(1))
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(784, 16)
 
-    model = genreg.GenerativeModel(
-        encoder=Encoder(),
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        return self.net(x.flatten(1))
+
+
+def model_with_plain_encoder() -> genreg.GenerativeModel:
+    return genreg.GenerativeModel(
+        encoder=PlainEncoder(),
         latent=GaussianLatent(GaussianConfig(), in_features=16, dim=4),
         decoder=MLPDecoder(MLPDecoderConfig(hidden=[32]), latent_dim=4, output_shape=SHAPE),
         losses=[BCE(BCEConfig())],
         data=genreg.DataInfo(SHAPE, 10),
     )
+
+
+def test_unregistered_part_saves_weights_only(tmp_path: Path) -> None:
+    model = model_with_plain_encoder()
     with pytest.warns(UserWarning, match="without a spec"):
         path = genreg.save_model(model, tmp_path / "w.safetensors")
     with pytest.raises(ModelFileError, match="load_weights"):
         genreg.load_model(path)
-    clone = genreg.GenerativeModel(
-        encoder=Encoder(),
-        latent=GaussianLatent(GaussianConfig(), in_features=16, dim=4),
-        decoder=MLPDecoder(MLPDecoderConfig(hidden=[32]), latent_dim=4, output_shape=SHAPE),
-        losses=[BCE(BCEConfig())],
-        data=genreg.DataInfo(SHAPE, 10),
-    )
-    genreg.load_weights(clone, path)
+    clone = genreg.load_weights(model_with_plain_encoder(), path)
     for key, value in model.state_dict().items():
         assert torch.equal(value, clone.state_dict()[key])

@@ -27,14 +27,18 @@ class KLDConfig(LossTermConfig):
     """KL(q(z|x) || N(0, I)) in closed form, summed over latent dimensions."""
 
 
-class BCE(nn.Module):
-    """Bernoulli negative log-likelihood of the image, in nats."""
+class Term(nn.Module):
+    """Holds the config (weight, schedule, name) genreg reads; ``requires`` lists latent params used."""
 
     requires: tuple[str, ...] = ()
 
-    def __init__(self, config: BCEConfig) -> None:
+    def __init__(self, config: LossTermConfig) -> None:
         super().__init__()
         self.config = config
+
+
+class BCE(Term):
+    """Bernoulli negative log-likelihood of the image, in nats."""
 
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
         logits = full_precision(out.logits)
@@ -42,28 +46,18 @@ class BCE(nn.Module):
         return bce.flatten(1).sum(1)
 
 
-class MSE(nn.Module):
+class MSE(Term):
     """Sum of squared errors between the image and sigmoid(logits)."""
-
-    requires: tuple[str, ...] = ()
-
-    def __init__(self, config: MSEConfig) -> None:
-        super().__init__()
-        self.config = config
 
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
         means = torch.sigmoid(full_precision(out.logits))
         return (means - x.to(means.dtype)).square().flatten(1).sum(1)
 
 
-class KLD(nn.Module):
+class KLD(Term):
     """-0.5 * sum(1 + log_var - mu^2 - exp(log_var)) over latent dimensions."""
 
     requires: tuple[str, ...] = ("mu", "log_var")
-
-    def __init__(self, config: KLDConfig) -> None:
-        super().__init__()
-        self.config = config
 
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
         mu, log_var = full_precision(out.latent.params["mu"]), full_precision(out.latent.params["log_var"])
