@@ -121,13 +121,26 @@ def load_state(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
         raise ModelFileError(f"{path}: cannot read tensors ({exc}); the file may be truncated or corrupted.") from None
 
 
+def model_file(path: str | Path) -> Path:
+    """A run folder means its ``model.safetensors``; a file means itself."""
+    path = Path(path)
+    return path / "model.safetensors" if path.is_dir() else path
+
+
+def read_spec(path: str | Path) -> dict:
+    """The spec recorded in a model file (at least ``{"model": ...}``; runs also record data and train)."""
+    path = model_file(path)
+    metadata = read_metadata(path)
+    if "genreg.spec" not in metadata:
+        raise ModelFileError(f"{path} records no spec (its model was composed from unregistered parts).")
+    return json.loads(metadata["genreg.spec"])
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> GenerativeModel:
     """Rebuild a model from one ``.safetensors`` file (a run folder means its model file)."""
     from genreg.assembly import build_model
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
+    path = model_file(path)
     metadata = read_metadata(path)
     if "genreg.spec" not in metadata:
         raise ModelFileError(

@@ -130,26 +130,81 @@ def schema() -> None:
 
 @cli.command()
 @click.argument("model_path", type=click.Path())
-@click.option("-n", "n", default=8, show_default=True, help="images per row (a row per class when conditional)")
+@click.option("-n", "n", type=click.IntRange(1), help="per row: samples [8], grid side [15], steps [10]")
 @click.option("--label", type=int, help="only this class (conditional models)")
+@click.option("--grid", is_flag=True, help="decode a grid over the prior's quantiles (2-D latents)")
+@click.option("--interpolate", nargs=2, type=int, metavar="A B", help="decode the line between test images A and B")
 @click.option("--seed", default=0, show_default=True, help="random seed")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
-def sample(model_path: str, n: int, label: int | None, seed: int, output: str) -> None:
-    """Draw samples from MODEL_PATH (a .safetensors file or a run folder) into a PNG."""
+def sample(
+    model_path: str,
+    n: int | None,
+    label: int | None,
+    grid: bool,
+    interpolate: tuple[int, int] | None,
+    seed: int,
+    output: str,
+) -> None:
+    """Draw samples from MODEL_PATH (a .safetensors file or a run folder) into a PNG.
+
+    By default: samples from the prior (a row per class for a conditional model).
+    --grid: the latent manifold. --interpolate A B: test image A to test image B.
+    """
     import torch
 
-    from genreg.checkpoint import load_model
+    from genreg.checkpoint import load_model, read_spec
     from genreg.errors import SpecError
     from genreg.pictures import save_samples
+    from genreg.run import load_data
+    from genreg.sampling import check_label, save_interpolation, save_manifold
 
+    if grid and interpolate:
+        raise SpecError("--grid and --interpolate draw different pictures; choose one.")
     model = load_model(model_path)
-    if label is not None and not model.conditional:
-        raise SpecError(f"--label {label}: this model is not conditional; leave --label out.")
-    if label is not None and not 0 <= label < model.data_info.num_classes:
-        raise SpecError(f"--label {label}: must be a class in 0..{model.data_info.num_classes - 1}.")
     torch.manual_seed(seed)
-    save_samples(model, output, n=n, label=label)
+    if grid:
+        save_manifold(model, output, n=n or 15, label=label)
+    elif interpolate:
+        spec = read_spec(model_path)
+        if "data" not in spec:
+            raise SpecError(f"{model_path} records no dataset, so it has no test images to interpolate between.")
+        save_interpolation(model, load_data(spec["data"]).test, *interpolate, output, steps=n or 10, label=label)
+    else:
+        check_label(model, label, required=False)
+        save_samples(model, output, n=n or 8, label=label)
     click.echo(f"wrote {output}")
+
+
+@cli.command(name="eval")
+@click.argument("model_path", type=click.Path())
+@click.option("--split", "split_name", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--iw-samples", default=1000, show_default=True, type=click.IntRange(1), help="IWAE samples per image")
+@click.option("--n-per-class", default=100, show_default=True, type=click.IntRange(1), help="cVAE samples per class")
+@click.option("--seed", default=0, show_default=True)
+def eval_(model_path: str, split_name: str, iw_samples: int, n_per_class: int, seed: int) -> None:
+    """Measure MODEL_PATH (a run folder or .safetensors file) on its dataset; write eval.json."""
+    from genreg.evaluation import evaluate_file
+    from genreg.report import format_table
+
+    result, out = evaluate_file(model_path, split_name, iw_samples=iw_samples, n_per_class=n_per_class, seed=seed)
+    click.echo(format_table({Path(model_path).name: result}))
+    click.echo(f"wrote {out}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", default="compare.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--markdown", type=click.Path(dir_okay=False), help="also write the table as Markdown")
+@click.option(
+    "--iw-samples", default=1000, show_default=True, type=click.IntRange(1), help="for runs not yet evaluated"
+)
+def compare(runs: tuple[str, ...], output: str, markdown: str | None, iw_samples: int) -> None:
+    """Metrics of RUNS side by side, and one picture of their latents and samples."""
+    from genreg.report import compare_runs
+
+    table, written = compare_runs(runs, output, markdown, iw_samples)
+    click.echo(table)
+    click.echo("wrote " + ", ".join(map(str, written)))
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from genreg.data import Split
 from genreg.model import GenerativeModel
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,7 +27,7 @@ def save_grid(images: torch.Tensor, path: str | Path, ncol: int, row_labels: lis
     """Images (N, C, H, W) in [0, 1] as a grid of ``ncol`` columns, rows optionally labelled."""
     from torchvision.utils import make_grid
 
-    plt = _pyplot()
+    plt = pyplot()
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=ncol, padding=2, pad_value=1.0)
     rows = -(-images.shape[0] // ncol)
     fig, ax = plt.subplots(figsize=(ncol * 0.6 + 0.6, rows * 0.6 + 0.3))
@@ -87,7 +87,7 @@ def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
 def save_latent_scatter(model: GenerativeModel, split: Split, path: str | Path, title: str = "") -> Path:
     """Test-set latent means coloured by class."""
     points, (xlabel, ylabel) = project_2d(latent_means(model, split))
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 5.5))
     labels = split.labels.cpu()
     cmap = plt.get_cmap("tab10" if model.data_info.num_classes <= 10 else "tab20")

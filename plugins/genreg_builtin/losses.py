@@ -7,12 +7,14 @@ BCE); ``mse`` is the Gaussian alternative on the pixel means sigmoid(logits).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from genreg.losses import LossTermConfig, full_precision
-from genreg.protocols import ModelOutput
+from genreg.protocols import LatentSample, ModelOutput
 
 
 class BCEConfig(LossTermConfig):
@@ -40,14 +42,22 @@ class Term(nn.Module):
 class BCE(Term):
     """Bernoulli negative log-likelihood of the image, in nats."""
 
+    def log_likelihood(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) per example: what evaluation's ELBO and IWAE estimates need."""
+        logits = full_precision(logits)
+        return -F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype), reduction="none").flatten(1).sum(1)
+
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
-        logits = full_precision(out.logits)
-        bce = F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype), reduction="none")
-        return bce.flatten(1).sum(1)
+        return -self.log_likelihood(x, out.logits)
 
 
 class MSE(Term):
     """Sum of squared errors between the image and sigmoid(logits)."""
+
+    def log_likelihood(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """log N(x; sigmoid(logits), I) per example: the unit-variance Gaussian this term implies."""
+        sse = self.forward(x, ModelOutput(logits, LatentSample(logits)))
+        return -0.5 * sse - 0.5 * x[0].numel() * math.log(2 * math.pi)
 
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
         means = torch.sigmoid(full_precision(out.logits))

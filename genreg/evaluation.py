@@ -1,0 +1,260 @@
+"""What AE, VAE and cVAE do to the latent space, in numbers.
+
+Likelihood: the negative ELBO and the importance-weighted (IWAE) estimate of the
+negative log-likelihood, both in nats per image. Latent space: active units, how
+far the aggregate posterior is from N(0, I), and how well a k-NN classifier reads
+the class off the latent means (next to the chance level).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.distributions import Normal
+
+from genreg.data import DataSplits, Split
+from genreg.errors import SpecError
+from genreg.model import GenerativeModel
+from genreg.spec import TrainConfig
+
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+@dataclass
+class Posterior:
+    """Per-image posterior parameters of a split (log_var is None for a deterministic latent)."""
+
+    mu: torch.Tensor
+    log_var: torch.Tensor | None
+    labels: torch.Tensor
+
+
+def _batches(split: Split, size: int, device: torch.device):
+    for start in range(0, len(split), size):
+        yield split.images[start : start + size].to(device), split.labels[start : start + size].to(device)
+
+
+def _device(model: GenerativeModel) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def posterior(model: GenerativeModel, split: Split, batch_size: int = 1000) -> Posterior:
+    """The encoder's mu (and log_var when the latent provides it) for every image."""
+    model.eval()
+    mus, log_vars = [], []
+    for x, y in _batches(split, batch_size, _device(model)):
+        sample = model.latent(model.encoder(x, model.condition(y)))
+        mus.append(sample.params.get("mu", sample.z).float().cpu())
+        if "log_var" in sample.params:
+            log_vars.append(sample.params["log_var"].float().cpu())
+    return Posterior(torch.cat(mus), torch.cat(log_vars) if log_vars else None, split.labels.cpu())
+
+
+def _likelihood_term(model: GenerativeModel):
+    for term in model.losses:
+        if hasattr(term, "log_likelihood"):
+            return term
+    raise SpecError("this model has no reconstruction term with a log-likelihood (such as 'bce'); cannot compute it.")
+
+
+def is_probabilistic(model: GenerativeModel) -> bool:
+    """Whether the model has a Gaussian posterior and a likelihood, so ELBO and IWAE exist."""
+    has_likelihood = any(hasattr(term, "log_likelihood") for term in model.losses)
+    return {"mu", "log_var"} <= set(getattr(model.latent, "provides", ())) and has_likelihood
+
+
+@torch.no_grad()
+def log_weights(model: GenerativeModel, x: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """log p(x|z) + log p(z) - log q(z|x) for ``k`` draws z ~ q(z|x) per image: shape (k, B).
+
+    The prior is N(0, I) and q is the encoder's diagonal Gaussian.
+    """
+    condition = model.condition(labels)
+    params = model.latent(model.encoder(x, condition)).params
+    mu, std = params["mu"].float(), torch.exp(0.5 * params["log_var"].float())
+    q = Normal(mu, std)
+    z = q.sample((k,))  # (k, B, d)
+    flat_z = z.reshape(-1, z.shape[-1])
+    flat_c = None if condition is None else condition.repeat(k, *[1] * (condition.dim() - 1))
+    logits = model.decoder(flat_z.to(x.dtype), flat_c)
+    log_px = _likelihood_term(model).log_likelihood(x.repeat(k, 1, 1, 1), logits).view(k, -1)
+    log_pz = Normal(0.0, 1.0).log_prob(z).sum(-1)
+    return log_px + log_pz - q.log_prob(z).sum(-1)
+
+
+@torch.no_grad()
+def likelihood_bounds(
+    model: GenerativeModel, split: Split, k: int = 1000, max_rows: int = 50_000, seed: int = 0
+) -> dict[str, float]:
+    """Negative ELBO and IWAE negative log-likelihood (nats per image), from the same ``k`` draws.
+
+    Images are processed in chunks so that at most ``max_rows`` decoder rows are alive at once.
+    """
+    if not is_probabilistic(model):
+        raise SpecError("ELBO and IWAE need a Gaussian latent (mu, log_var) and a likelihood term such as 'bce'.")
+    model.eval()
+    torch.manual_seed(seed)
+    per_chunk = max(1, max_rows // k)
+    elbo_sum = iwae_sum = 0.0
+    for x, y in _batches(split, per_chunk, _device(model)):
+        weights = torch.cat([log_weights(model, x, y, part) for part in _parts(k, max_rows)])
+        elbo_sum += weights.mean(0).sum().item()
+        iwae_sum += (torch.logsumexp(weights, 0) - math.log(k)).sum().item()
+    return {"neg_elbo": -elbo_sum / len(split), "nll_iwae": -iwae_sum / len(split), "iw_samples": k}
+
+
+def _parts(k: int, max_rows: int) -> list[int]:
+    """Split ``k`` draws into pieces of at most ``max_rows`` (for one image at a time when k is huge)."""
+    size = max(1, min(k, max_rows))
+    return [size] * (k // size) + ([k % size] if k % size else [])
+
+
+def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+    """Latent dims whose posterior mean varies across images: Cov_x(E[z|x]) > threshold (Burda et al.)."""
+    return int((mu.var(0) > threshold).sum())
+
+
+def gaussian_kl_to_standard(z: torch.Tensor) -> float:
+    """KL(N(m, S) || N(0, I)) for the Gaussian N(m, S) fitted to the points ``z`` (n, d)."""
+    z = z.double()
+    m = z.mean(0)
+    s = torch.cov(z.T).reshape(z.shape[1], z.shape[1]) + 1e-9 * torch.eye(z.shape[1], dtype=z.dtype)
+    return float(0.5 * (torch.trace(s) + m @ m - z.shape[1] - torch.logdet(s)))
+
+
+def mmd_to_standard(z: torch.Tensor, seed: int = 0) -> float:
+    """Unbiased MMD^2 between ``z`` and as many N(0, I) draws, RBF kernel exp(-|a-b|^2 / (2 d)).
+
+    The bandwidth sqrt(d) matches the scale of N(0, I) in d dimensions; 0 means indistinguishable.
+    """
+    z = z.double()
+    n, d = z.shape
+    generator = torch.Generator().manual_seed(seed)
+    prior = torch.randn(n, d, generator=generator, dtype=z.dtype)
+
+    def kernel_mean(a: torch.Tensor, b: torch.Tensor, same: bool) -> torch.Tensor:
+        k = torch.exp(-torch.cdist(a, b).square() / (2 * d))
+        if same:
+            return (k.sum() - k.diagonal().sum()) / (n * (n - 1))
+        return k.mean()
+
+    return float(kernel_mean(z, z, True) + kernel_mean(prior, prior, True) - 2 * kernel_mean(z, prior, False))
+
+
+def knn_accuracy(z: torch.Tensor, labels: torch.Tensor, k: int = 5, folds: int = 5, seed: int = 0) -> float:
+    """Cross-validated accuracy of a k-nearest-neighbour classifier (Euclidean, majority vote)."""
+    n = z.shape[0]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    correct = 0
+    for fold in order.chunk(folds):
+        train = torch.ones(n, dtype=torch.bool)
+        train[fold] = False
+        distances = torch.cdist(z[fold].double(), z[train].double())
+        neighbours = labels[train][distances.topk(min(k, int(train.sum())), largest=False).indices]
+        correct += int((torch.mode(neighbours, dim=1).values == labels[fold]).sum())
+    return correct / n
+
+
+def chance_level(labels: torch.Tensor) -> float:
+    """Accuracy of always guessing the most frequent class."""
+    return float(torch.bincount(labels).max()) / labels.numel()
+
+
+def aggregate_sample(post: Posterior, seed: int = 0) -> torch.Tensor:
+    """One draw z ~ q(z|x) per image: a sample of the aggregate posterior (the means for an AE)."""
+    if post.log_var is None:
+        return post.mu
+    noise = torch.randn(post.mu.shape, generator=torch.Generator().manual_seed(seed))
+    return post.mu + torch.exp(0.5 * post.log_var) * noise
+
+
+def latent_metrics(post: Posterior, seed: int = 0) -> dict[str, float]:
+    """Active units, Gaussianity of the aggregate posterior and k-NN separability of the means."""
+    z = aggregate_sample(post, seed)
+    return {
+        "latent_dim": post.mu.shape[1],
+        "active_units": active_units(post.mu),
+        "gaussian_kl": gaussian_kl_to_standard(z),
+        "mmd": mmd_to_standard(z, seed),
+        "knn_accuracy": knn_accuracy(post.mu, post.labels, seed=seed),
+        "chance": chance_level(post.labels),
+    }
+
+
+def fixed_binarization(split: Split, binarize: str, seed: int = 0) -> Split:
+    """With dynamic binarisation, evaluate on one fixed Bernoulli draw (as training's test metrics do)."""
+    if binarize != "dynamic":
+        return split
+    generator = torch.Generator(device=split.images.device).manual_seed(seed)
+    return Split(torch.bernoulli(split.images, generator=generator), split.labels)
+
+
+def evaluate_model(
+    model: GenerativeModel,
+    data: DataSplits,
+    split_name: str = "test",
+    *,
+    data_spec: dict | None = None,
+    iw_samples: int = 1000,
+    n_per_class: int = 100,
+    seed: int = 0,
+) -> dict:
+    """Every metric genreg reports for one model on one split of its dataset (see the module docstring).
+
+    ``data_spec`` (the resolved dataset spec) keys the cached reference classifier
+    used for a conditional model's conditional accuracy.
+    """
+    from genreg.trainer import evaluate
+
+    split = fixed_binarization(getattr(data, split_name), data.binarize, seed)
+    model.eval()
+    torch.manual_seed(seed)
+    result: dict = {"model": (model.spec or {}).get("type"), "split": split_name, "images": len(split)}
+    result["losses"] = evaluate(model, split, TrainConfig(device=str(_device(model))))
+    if is_probabilistic(model):
+        result.update(likelihood_bounds(model, split, iw_samples, seed=seed))
+    result.update(latent_metrics(posterior(model, split), seed))
+    if model.conditional and data_spec is not None:
+        from genreg.classifier import conditional_accuracy, reference_classifier
+
+        classifier, accuracy = reference_classifier(data_spec, data)
+        conditional = conditional_accuracy(model, classifier, n_per_class, seed)
+        result["conditional_accuracy"] = conditional["overall"]
+        result["conditional_accuracy_per_class"] = conditional["per_class"]
+        result["classifier_test_accuracy"] = accuracy
+    return result
+
+
+def evaluate_file(
+    path: str | Path, split_name: str = "test", *, iw_samples: int = 1000, n_per_class: int = 100, seed: int = 0
+) -> tuple[dict, Path]:
+    """Evaluate a model file or run folder on the dataset it records; write and return the JSON.
+
+    The result goes to ``eval.json`` in a run folder (``eval-<split>.json`` for other splits;
+    ``<stem>.eval.json`` beside a model file with another name).
+    """
+    from genreg.checkpoint import load_model, model_file, read_spec, write_json
+    from genreg.run import load_data
+
+    file = model_file(path)
+    spec = read_spec(file)
+    if "data" not in spec:
+        raise SpecError(f"{file} records no dataset (it was not saved by a run), so there is nothing to evaluate on.")
+    model = load_model(file)
+    data = load_data(spec["data"])
+    result = evaluate_model(
+        model, data, split_name, data_spec=spec["data"], iw_samples=iw_samples, n_per_class=n_per_class, seed=seed
+    )
+    out = eval_path(file, split_name)
+    write_json(out, result)
+    return result, out
+
+
+def eval_path(file: Path, split_name: str = "test") -> Path:
+    """Where the evaluation of model ``file`` on ``split_name`` is written."""
+    stem = "eval" if file.name == "model.safetensors" else f"{file.stem}.eval"
+    return file.parent / (f"{stem}.json" if split_name == "test" else f"{stem}-{split_name}.json")

@@ -1,0 +1,132 @@
+"""Presenting evaluations: the metrics table (one column per run) and the comparison picture."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from genreg.data import Split
+from genreg.model import GenerativeModel
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def table_rows(result: dict) -> list[tuple[str, str]]:
+    """(label, value) rows for one evaluation, in reading order; missing metrics show as —."""
+    losses = result.get("losses", {})
+    rows = [(f"{name} (nats/image)", _number(value)) for name, value in losses.items() if name != "loss"]
+    k = result.get("iw_samples")
+    rows += [
+        ("-ELBO (nats/image)", _number(result.get("neg_elbo"))),
+        (f"NLL, IWAE K={k or '—'} (nats/image)", _number(result.get("nll_iwae"))),
+        ("active units", f"{result['active_units']} / {result['latent_dim']}"),
+        ("KL(fitted Gaussian || N(0,I))", _number(result["gaussian_kl"], 3)),
+        ("MMD^2 to N(0,I), RBF", _number(result["mmd"], 4)),
+        ("k-NN accuracy (k=5, 5-fold)", f"{result['knn_accuracy']:.3f} (chance {result['chance']:.3f})"),
+    ]
+    if "conditional_accuracy" in result:
+        rows.append(
+            (
+                "conditional accuracy",
+                f"{result['conditional_accuracy']:.3f} (classifier test acc {result['classifier_test_accuracy']:.3f})",
+            )
+        )
+    return rows
+
+
+def format_table(results: dict[str, dict]) -> str:
+    """Metrics side by side, one column per named result; rows missing from a run show —."""
+    columns = {name: dict(table_rows(result)) for name, result in results.items()}
+    labels: list[str] = []
+    for rows in columns.values():
+        labels += [label for label in rows if label not in labels]
+    header = ["metric", *columns]
+    body = [[label, *(rows.get(label, "—") for rows in columns.values())] for label in labels]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in [header, *body]]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def markdown_table(results: dict[str, dict]) -> str:
+    """The same table as Markdown, for README files."""
+    columns = {name: dict(table_rows(result)) for name, result in results.items()}
+    labels = list(dict.fromkeys(label for rows in columns.values() for label in rows))
+    lines = ["| metric | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [
+        f"| {label} | " + " | ".join(rows.get(label, "—") for rows in columns.values()) + " |" for label in labels
+    ]
+    return "\n".join(lines)
+
+
+def save_comparison(
+    runs: dict[str, tuple[GenerativeModel, Split]], path: str | Path, n_samples: int = 10, seed: int = 0
+) -> Path:
+    """One column per run: its test latents (shared axes and colours) above a row of its samples."""
+    from genreg.pictures import latent_means, project_2d, pyplot
+
+    plt = pyplot()
+    points = {name: project_2d(latent_means(model, split)) for name, (model, split) in runs.items()}
+    everything = torch.cat([p for p, _ in points.values()])
+    low, high = everything.quantile(0.005, 0).tolist(), everything.quantile(0.995, 0).tolist()
+    fig, axes = plt.subplots(2, len(runs), figsize=(4.2 * len(runs), 5.6), height_ratios=[4, 1], squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    classes: set[int] = set()
+    for column, (name, (model, split)) in enumerate(runs.items()):
+        (xy, (xlabel, ylabel)), ax = points[name], axes[0][column]
+        labels = split.labels.cpu()
+        classes |= set(labels.tolist())
+        ax.scatter(xy[:, 0], xy[:, 1], s=3, alpha=0.6, c=[cmap(int(k) % 10) for k in labels])
+        ax.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]), xlabel=xlabel, ylabel=ylabel, title=name)
+        ax.set_aspect("equal", adjustable="box")
+        _sample_strip(axes[1][column], model, n_samples, seed)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=cmap(k % 10), label=str(k)) for k in sorted(classes)]
+    fig.legend(handles=handles, title="class", loc="center right", fontsize=7)
+    fig.tight_layout(rect=(0, 0, 0.95, 1))
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def _sample_strip(ax, model: GenerativeModel, n: int, seed: int) -> None:
+    """A row of prior samples (for a conditional model, one of each class)."""
+    from torchvision.utils import make_grid
+
+    torch.manual_seed(seed)
+    if model.conditional:
+        images = model.sample(labels=torch.arange(min(n, model.data_info.num_classes)))
+    else:
+        images = model.sample(n)
+    grid = make_grid(images.cpu().clamp(0, 1), nrow=images.shape[0], padding=2, pad_value=1.0)
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray")
+    ax.set_axis_off()
+    ax.set_title("samples" + (" (classes 0-9)" if model.conditional else ""), fontsize=8)
+
+
+def compare_runs(
+    runs: Sequence[str | Path], output: str | Path, markdown: str | Path | None = None, iw_samples: int = 1000
+) -> tuple[str, list[Path]]:
+    """Evaluate (or reuse ``eval.json`` of) each run; return the table and the files written."""
+    from genreg.checkpoint import load_model, model_file, read_spec
+    from genreg.evaluation import eval_path, evaluate_file
+    from genreg.run import load_data
+
+    results: dict[str, dict] = {}
+    pictured: dict[str, tuple[GenerativeModel, Split]] = {}
+    for run in runs:
+        file = model_file(run)
+        name = Path(run).name if Path(run).name not in results else str(run)
+        saved = eval_path(file)
+        results[name] = (
+            json.loads(saved.read_text()) if saved.exists() else evaluate_file(file, iw_samples=iw_samples)[0]
+        )
+        pictured[name] = (load_model(file), load_data(read_spec(file)["data"]).test)
+    written = [save_comparison(pictured, output)]
+    if markdown:
+        Path(markdown).write_text(markdown_table(results) + "\n")
+        written.append(Path(markdown))
+    return format_table(results), written
