@@ -16,37 +16,43 @@ def _number(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def table_rows(result: dict) -> list[tuple[str, str]]:
-    """(label, value) rows for one evaluation, in reading order; missing metrics show as —."""
+def loss_rows(result: dict) -> list[tuple[str, str]]:
+    """(label, value) for each loss term of one evaluation."""
     losses = result.get("losses", {})
-    rows = [(f"{name} (nats/image)", _number(value)) for name, value in losses.items() if name != "loss"]
+    return [(f"{name} (nats/image)", _number(value)) for name, value in losses.items() if name != "loss"]
+
+
+def metric_rows(result: dict) -> list[tuple[str, str]]:
+    """(label, value) for the likelihood and latent-space metrics; a metric a model lacks shows —."""
     k = result.get("iw_samples")
-    rows += [
+    rows = [
         ("-ELBO (nats/image)", _number(result.get("neg_elbo"))),
-        (f"NLL, IWAE K={k or '—'} (nats/image)", _number(result.get("nll_iwae"))),
+        ("NLL, IWAE (nats/image)", "—" if k is None else f"{result['nll_iwae']:.2f} (K={k})"),
         ("active units", f"{result['active_units']} / {result['latent_dim']}"),
-        ("KL(fitted Gaussian || N(0,I))", _number(result["gaussian_kl"], 3)),
-        ("MMD^2 to N(0,I), RBF", _number(result["mmd"], 4)),
+        ("KL(fitted Gaussian ‖ N(0,I))", _number(result["gaussian_kl"], 3)),
+        ("MMD² to N(0,I), RBF", _number(result["mmd"], 4)),
         ("k-NN accuracy (k=5, 5-fold)", f"{result['knn_accuracy']:.3f} (chance {result['chance']:.3f})"),
     ]
     if "conditional_accuracy" in result:
-        rows.append(
-            (
-                "conditional accuracy",
-                f"{result['conditional_accuracy']:.3f} (classifier test acc {result['classifier_test_accuracy']:.3f})",
-            )
-        )
+        trust = f"classifier test acc {result['classifier_test_accuracy']:.3f}"
+        rows.append(("conditional accuracy", f"{result['conditional_accuracy']:.3f} ({trust})"))
     return rows
 
 
+def table_cells(results: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """Header and body: loss terms first (as they appear across runs), then the other metrics."""
+    losses = {name: dict(loss_rows(result)) for name, result in results.items()}
+    metrics = {name: dict(metric_rows(result)) for name, result in results.items()}
+    body = []
+    for columns in (losses, metrics):
+        labels = list(dict.fromkeys(label for rows in columns.values() for label in rows))
+        body += [[label, *(rows.get(label, "—") for rows in columns.values())] for label in labels]
+    return ["metric", *results], body
+
+
 def format_table(results: dict[str, dict]) -> str:
-    """Metrics side by side, one column per named result; rows missing from a run show —."""
-    columns = {name: dict(table_rows(result)) for name, result in results.items()}
-    labels: list[str] = []
-    for rows in columns.values():
-        labels += [label for label in rows if label not in labels]
-    header = ["metric", *columns]
-    body = [[label, *(rows.get(label, "—") for rows in columns.values())] for label in labels]
+    """Metrics side by side as aligned text, one column per named result."""
+    header, body = table_cells(results)
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in [header, *body]]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
@@ -54,13 +60,9 @@ def format_table(results: dict[str, dict]) -> str:
 
 def markdown_table(results: dict[str, dict]) -> str:
     """The same table as Markdown, for README files."""
-    columns = {name: dict(table_rows(result)) for name, result in results.items()}
-    labels = list(dict.fromkeys(label for rows in columns.values() for label in rows))
-    lines = ["| metric | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [
-        f"| {label} | " + " | ".join(rows.get(label, "—") for rows in columns.values()) + " |" for label in labels
-    ]
-    return "\n".join(lines)
+    header, body = table_cells(results)
+    rows = [header, ["---"] * len(header), *body]
+    return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows)
 
 
 def save_comparison(

@@ -37,7 +37,7 @@ def test_eval_writes_eval_json_and_prints_the_table(runs: dict[str, Path]) -> No
     assert saved["split"] == "test" and saved["images"] == 1000 and saved["iw_samples"] == 20
     assert saved["nll_iwae"] <= saved["neg_elbo"]
     assert saved["latent_dim"] == 2 and 0 <= saved["active_units"] <= 2
-    assert f"{saved['nll_iwae']:.2f}" in result.output and "NLL, IWAE K=20" in result.output
+    assert f"{saved['nll_iwae']:.2f} (K=20)" in result.output and "NLL, IWAE (nats/image)" in result.output
     assert "k-NN accuracy" in result.output and "(chance 0.100)" in result.output
 
 
