@@ -188,6 +188,9 @@ def eval_(model_path: str, split_name: str, iw_samples: int, n_per_class: int, s
 
     result, out = evaluate_file(model_path, split_name, iw_samples=iw_samples, n_per_class=n_per_class, seed=seed)
     click.echo(format_table({Path(model_path).name: result}))
+    if "conditional_accuracy_per_class" in result:
+        per_class = ", ".join(f"{k}: {v:.2f}" for k, v in enumerate(result["conditional_accuracy_per_class"]))
+        click.echo(f"conditional accuracy per class ({n_per_class} samples each): {per_class}")
     click.echo(f"wrote {out}")
 
 
