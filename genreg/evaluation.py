@@ -239,12 +239,13 @@ def evaluate_file(
     """
     from genreg.checkpoint import load_model, model_file, read_spec, write_json
     from genreg.run import load_data
+    from genreg.trainer import resolve_device
 
     file = model_file(path)
     spec = read_spec(file)
     if "data" not in spec:
         raise SpecError(f"{file} records no dataset (it was not saved by a run), so there is nothing to evaluate on.")
-    model = load_model(file)
+    model = load_model(file, device=resolve_device("auto"))  # CUDA when present
     data = load_data(spec["data"])
     result = evaluate_model(
         model, data, split_name, data_spec=spec["data"], iw_samples=iw_samples, n_per_class=n_per_class, seed=seed
