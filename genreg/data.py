@@ -120,3 +120,11 @@ def finish(train: Split, test: Split, config: DatasetConfig, source: str) -> Dat
         train = Split((train.images > 0.5).float(), train.labels)
         test = Split((test.images > 0.5).float(), test.labels)
     return DataSplits(train, test, num_classes, config.binarize)
+
+
+def fixed_binarization(split: Split, binarize: str, seed: int = 0) -> Split:
+    """With dynamic binarisation, one fixed Bernoulli draw: training's test metrics and `genreg eval` share it."""
+    if binarize != "dynamic":
+        return split
+    generator = torch.Generator(device=split.images.device).manual_seed(seed)
+    return Split(torch.bernoulli(split.images, generator=generator), split.labels)

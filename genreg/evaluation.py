@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.distributions import Normal
 
-from genreg.data import DataSplits, Split
+from genreg.data import DataSplits, Split, fixed_binarization
 from genreg.errors import SpecError
 from genreg.model import GenerativeModel
 from genreg.spec import TrainConfig
@@ -183,14 +183,6 @@ def latent_metrics(post: Posterior, seed: int = 0) -> dict[str, float]:
         "knn_accuracy": knn_accuracy(post.mu, post.labels, seed=seed),
         "chance": chance_level(post.labels),
     }
-
-
-def fixed_binarization(split: Split, binarize: str, seed: int = 0) -> Split:
-    """With dynamic binarisation, evaluate on one fixed Bernoulli draw (as training's test metrics do)."""
-    if binarize != "dynamic":
-        return split
-    generator = torch.Generator(device=split.images.device).manual_seed(seed)
-    return Split(torch.bernoulli(split.images, generator=generator), split.labels)
 
 
 def evaluate_model(

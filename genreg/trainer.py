@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genreg import checkpoint
-from genreg.data import DataSplits, Split
+from genreg.data import DataSplits, Split, fixed_binarization
 from genreg.errors import SpecError
 from genreg.model import GenerativeModel
 from genreg.spec import TrainConfig
@@ -55,14 +55,6 @@ def make_optimizer(model: GenerativeModel, config: TrainConfig) -> torch.optim.O
 def seed_epoch(seed: int, epoch: int) -> None:
     """Seed every RNG from (seed, epoch) so any epoch can be replayed alone."""
     torch.manual_seed(seed * 1_000_003 + epoch)
-
-
-def binarized_test(data: DataSplits, seed: int) -> Split:
-    """With dynamic binarisation, evaluate on one fixed Bernoulli draw of the test set."""
-    if data.binarize != "dynamic":
-        return data.test
-    generator = torch.Generator(device=data.test.images.device).manual_seed(seed)
-    return Split(torch.bernoulli(data.test.images, generator=generator), data.test.labels)
 
 
 @torch.no_grad()
@@ -105,7 +97,7 @@ def train(
     device = resolve_device(config.device)
     model.to(device)
     train_split = data.train.to(device)
-    test_split = binarized_test(data, seed).to(device)
+    test_split = fixed_binarization(data.test, data.binarize, seed).to(device)
     optimizer = make_optimizer(model, config)
     run_dir = Path(run_dir) if run_dir is not None else None
     start = 0

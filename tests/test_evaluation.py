@@ -439,8 +439,8 @@ def test_evaluate_model_latent_metrics_match_the_parts(vae, digits, results: dic
 
 def test_fixed_binarization_only_touches_dynamic_data() -> None:
     grey = genreg.Split(torch.full((3, 1, 2, 2), 0.5), torch.zeros(3, dtype=torch.long))
-    assert evaluation.fixed_binarization(grey, "none") is grey
-    once, again = evaluation.fixed_binarization(grey, "dynamic"), evaluation.fixed_binarization(grey, "dynamic")
+    assert genreg.data.fixed_binarization(grey, "none") is grey
+    once, again = genreg.data.fixed_binarization(grey, "dynamic"), genreg.data.fixed_binarization(grey, "dynamic")
     assert set(once.images.unique().tolist()) <= {0.0, 1.0}
     assert torch.equal(once.images, again.images)  # one fixed draw per seed
 
