@@ -186,7 +186,7 @@ def load_checkpoint(path: str | Path, model: GenerativeModel, optimizer: torch.o
     """Restore model and optimiser from a checkpoint; returns the finished epochs."""
     metadata = read_metadata(path, CHECKPOINT_FORMAT)
     load_weights(model, path, prefix="model.")
-    device = next(model.parameters()).device
+    device = model.device
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, tensor in load_state(path, "optim.").items():
         index, _, key = name.partition(".")

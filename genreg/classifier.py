@@ -215,12 +215,8 @@ def conditional_accuracy(
     """
     _check_comparable(model, classifier, n_per_class)
     torch.manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    try:
+    with model.evaluating():
         per_class = [_class_accuracy(model, classifier, k, n_per_class) for k in range(model.data_info.num_classes)]
-    finally:
-        model.train(was_training)
     return {"overall": sum(per_class) / len(per_class), "per_class": per_class, "n_per_class": n_per_class}
 
 

@@ -152,10 +152,10 @@ def sample(
     """
     import torch
 
-    from genreg.checkpoint import load_model, read_spec
+    from genreg.checkpoint import load_model
     from genreg.errors import SpecError
     from genreg.pictures import save_samples
-    from genreg.run import load_data
+    from genreg.run import recorded_data
     from genreg.sampling import check_label, save_interpolation, save_manifold
 
     if grid and interpolate:
@@ -165,10 +165,7 @@ def sample(
     if grid:
         save_manifold(model, output, n=n or 15, label=label)
     elif interpolate:
-        spec = read_spec(model_path)
-        if "data" not in spec:
-            raise SpecError(f"{model_path} records no dataset, so it has no test images to interpolate between.")
-        save_interpolation(model, load_data(spec["data"]).test, *interpolate, output, steps=n or 10, label=label)
+        save_interpolation(model, recorded_data(model_path)[1].test, *interpolate, output, steps=n or 10, label=label)
     else:
         check_label(model, label, required=False)
         save_samples(model, output, n=n or 8, label=label)

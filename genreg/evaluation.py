@@ -37,20 +37,16 @@ def _batches(split: Split, size: int, device: torch.device):
         yield split.images[start : start + size].to(device), split.labels[start : start + size].to(device)
 
 
-def _device(model: GenerativeModel) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def posterior(model: GenerativeModel, split: Split, batch_size: int = 1000) -> Posterior:
-    """The encoder's mu (and log_var when the latent provides it) for every image."""
-    model.eval()
+    """The encoder's mu (and log_var when the latent provides it) for every image, on the CPU."""
     mus, log_vars = [], []
-    for x, y in _batches(split, batch_size, _device(model)):
-        sample = model.latent(model.encoder(x, model.condition(y)))
-        mus.append(sample.params.get("mu", sample.z).float().cpu())
-        if "log_var" in sample.params:
-            log_vars.append(sample.params["log_var"].float().cpu())
+    with model.evaluating():
+        for x, y in _batches(split, batch_size, model.device):
+            sample = model.latent(model.encoder(x, model.condition(y)))
+            mus.append(sample.params.get("mu", sample.z).float().cpu())
+            if "log_var" in sample.params:
+                log_vars.append(sample.params["log_var"].float().cpu())
     return Posterior(torch.cat(mus), torch.cat(log_vars) if log_vars else None, split.labels.cpu())
 
 
@@ -100,7 +96,7 @@ def likelihood_bounds(
     torch.manual_seed(seed)
     per_chunk = max(1, max_rows // k)
     elbo_sum = iwae_sum = 0.0
-    for x, y in _batches(split, per_chunk, _device(model)):
+    for x, y in _batches(split, per_chunk, model.device):
         weights = torch.cat([log_weights(model, x, y, part) for part in _parts(k, max_rows)])
         elbo_sum += weights.mean(0).sum().item()
         iwae_sum += (torch.logsumexp(weights, 0) - math.log(k)).sum().item()
@@ -206,7 +202,7 @@ def evaluate_model(
     model.eval()
     torch.manual_seed(seed)
     result: dict = {"model": (model.spec or {}).get("type"), "split": split_name, "images": len(split)}
-    result["losses"] = evaluate(model, split, TrainConfig(device=str(_device(model))))
+    result["losses"] = evaluate(model, split, TrainConfig(device=str(model.device)))
     if is_probabilistic(model):
         result.update(likelihood_bounds(model, split, iw_samples, seed=seed))
     result.update(latent_metrics(posterior(model, split), seed))
@@ -229,18 +225,15 @@ def evaluate_file(
     The result goes to ``eval.json`` in a run folder (``eval-<split>.json`` for other splits;
     ``<stem>.eval.json`` beside a model file with another name).
     """
-    from genreg.checkpoint import load_model, model_file, read_spec, write_json
-    from genreg.run import load_data
+    from genreg.checkpoint import load_model, model_file, write_json
+    from genreg.run import recorded_data
     from genreg.trainer import resolve_device
 
     file = model_file(path)
-    spec = read_spec(file)
-    if "data" not in spec:
-        raise SpecError(f"{file} records no dataset (it was not saved by a run), so there is nothing to evaluate on.")
+    data_spec, data = recorded_data(file)
     model = load_model(file, device=resolve_device("auto"))  # CUDA when present
-    data = load_data(spec["data"])
     result = evaluate_model(
-        model, data, split_name, data_spec=spec["data"], iw_samples=iw_samples, n_per_class=n_per_class, seed=seed
+        model, data, split_name, data_spec=data_spec, iw_samples=iw_samples, n_per_class=n_per_class, seed=seed
     )
     out = eval_path(file, split_name)
     write_json(out, result)

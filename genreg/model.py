@@ -7,7 +7,8 @@ pass and one loss for all of them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -47,6 +48,21 @@ class GenerativeModel(nn.Module):
         self.spec = spec
         self._check_losses()
         self._check_shapes()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters live."""
+        return next(self.parameters()).device
+
+    @contextmanager
+    def evaluating(self) -> Iterator[GenerativeModel]:
+        """Eval mode for a measurement or a picture, restoring the caller's mode afterwards."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was_training)
 
     @property
     def conditional(self) -> bool:
@@ -100,9 +116,8 @@ class GenerativeModel(nn.Module):
             n = labels.shape[0]
         if n is None:
             raise ValueError("pass n (number of images) or labels.")
-        device = next(self.parameters()).device
-        z = self.latent.sample_prior(n, device)
-        return self.decode(z, None if labels is None else labels.to(device))
+        z = self.latent.sample_prior(n, self.device)
+        return self.decode(z, None if labels is None else labels.to(self.device))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -136,24 +151,18 @@ class GenerativeModel(nn.Module):
     def _check_shapes(self) -> None:
         """Run two dummy images through the parts, naming the part whose output is off."""
         shape = self.data_info.image_shape
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                device = next(self.parameters()).device
-                x = torch.zeros(2, *shape, device=device)
-                c = self.condition(torch.zeros(2, dtype=torch.long, device=device))
-                if c is not None:
-                    _expect(self.conditioner, c, (2, self.conditioner.dim), "condition")
-                features = self.encoder(x, c)
-                _expect(self.encoder, features, (2, self.encoder.out_features), "features")
-                latent = self.latent(features)
-                if not isinstance(latent, LatentSample):
-                    raise AssemblyError(f"{describe(self.latent)} must return a genreg.LatentSample.")
-                _expect(self.latent, latent.z, (2, self.latent.dim), "z")
-                _expect(self.decoder, self.decoder(latent.z, c), (2, *shape), "logits")
-        finally:
-            self.train(was_training)
+        with self.evaluating(), torch.no_grad():
+            x = torch.zeros(2, *shape, device=self.device)
+            c = self.condition(torch.zeros(2, dtype=torch.long, device=self.device))
+            if c is not None:
+                _expect(self.conditioner, c, (2, self.conditioner.dim), "condition")
+            features = self.encoder(x, c)
+            _expect(self.encoder, features, (2, self.encoder.out_features), "features")
+            latent = self.latent(features)
+            if not isinstance(latent, LatentSample):
+                raise AssemblyError(f"{describe(self.latent)} must return a genreg.LatentSample.")
+            _expect(self.latent, latent.z, (2, self.latent.dim), "z")
+            _expect(self.decoder, self.decoder(latent.z, c), (2, *shape), "logits")
 
 
 def _expect(part: nn.Module, value: object, shape: tuple[int, ...], what: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from genreg.data import Split
+from genreg.evaluation import posterior
 from genreg.model import GenerativeModel
 
 
@@ -62,17 +63,6 @@ def save_samples(model: GenerativeModel, path: str | Path, n: int = 8, label: in
     return save_grid(images, path, ncol=n, row_labels=labels)
 
 
-def latent_means(model: GenerativeModel, split: Split, batch_size: int = 1000) -> torch.Tensor:
-    """Posterior means of every image of ``split``, on the CPU."""
-    device = next(model.parameters()).device
-    chunks = []
-    for start in range(0, len(split), batch_size):
-        x = split.images[start : start + batch_size].to(device)
-        y = split.labels[start : start + batch_size].to(device)
-        chunks.append(model.encode(x, y).float().cpu())
-    return torch.cat(chunks)
-
-
 def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
     """The two latent dims if z is 2-D, else the first two principal components."""
     if z.shape[1] <= 2:
@@ -86,7 +76,7 @@ def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
 
 def save_latent_scatter(model: GenerativeModel, split: Split, path: str | Path, title: str = "") -> Path:
     """Test-set latent means coloured by class."""
-    points, (xlabel, ylabel) = project_2d(latent_means(model, split))
+    points, (xlabel, ylabel) = project_2d(posterior(model, split).mu)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 5.5))
     labels = split.labels.cpu()

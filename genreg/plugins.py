@@ -58,8 +58,13 @@ def _load_manager() -> pluggy.PluginManager:
         try:
             manager.register(ep.load(), name=ep.name)
         except Exception as exc:  # a broken plugin must not take genreg down
-            info.error = f"{type(exc).__name__}: {str(exc).rstrip('.')}"
+            info.error = _describe(exc)
     return manager
+
+
+def _describe(exc: Exception) -> str:
+    """``ImportError: needs libfoo`` (no trailing period: messages append their own)."""
+    return f"{type(exc).__name__}: {str(exc).rstrip('.')}"
 
 
 def manager() -> pluggy.PluginManager:
@@ -95,8 +100,7 @@ def _fill(registry: Registry, pm: pluggy.PluginManager) -> Registry:
             impl.function(register=register)
             registry.register_all(items, plugin=plugin)
         except Exception as exc:  # a broken plugin must not take genreg down
-            info.error = f"{type(exc).__name__}: {str(exc).rstrip('.')}"
-            registry.failures[plugin] = info.error
+            info.error = registry.failures[plugin] = _describe(exc)
         else:
             info.components.extend(f"{kind}:{name}" for kind, name, _, _ in items)
     return registry

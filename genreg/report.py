@@ -69,10 +69,11 @@ def save_comparison(
     runs: dict[str, tuple[GenerativeModel, Split]], path: str | Path, n_samples: int = 10, seed: int = 0
 ) -> Path:
     """One column per run: its test latents (shared axes and colours) above a row of its samples."""
-    from genreg.pictures import latent_means, project_2d, pyplot
+    from genreg.evaluation import posterior
+    from genreg.pictures import project_2d, pyplot
 
     plt = pyplot()
-    points = {name: project_2d(latent_means(model, split)) for name, (model, split) in runs.items()}
+    points = {name: project_2d(posterior(model, split).mu) for name, (model, split) in runs.items()}
     everything = torch.cat([p for p, _ in points.values()])
     low, high = everything.quantile(0.005, 0).tolist(), everything.quantile(0.995, 0).tolist()
     fig, axes = plt.subplots(2, len(runs), figsize=(4.2 * len(runs), 5.6), height_ratios=[4, 1], squeeze=False)
@@ -113,9 +114,9 @@ def compare_runs(
     runs: Sequence[str | Path], output: str | Path, markdown: str | Path | None = None, iw_samples: int = 1000
 ) -> tuple[str, list[Path]]:
     """Evaluate (or reuse ``eval.json`` of) each run; return the table and the files written."""
-    from genreg.checkpoint import load_model, model_file, read_spec
+    from genreg.checkpoint import load_model, model_file
     from genreg.evaluation import eval_path, evaluate_file
-    from genreg.run import load_data
+    from genreg.run import recorded_data
 
     results: dict[str, dict] = {}
     pictured: dict[str, tuple[GenerativeModel, Split]] = {}
@@ -126,7 +127,7 @@ def compare_runs(
         results[name] = (
             json.loads(saved.read_text()) if saved.exists() else evaluate_file(file, iw_samples=iw_samples)[0]
         )
-        pictured[name] = (load_model(file), load_data(read_spec(file)["data"]).test)
+        pictured[name] = (load_model(file), recorded_data(file)[1].test)
     written = [save_comparison(pictured, output)]
     if markdown:
         Path(markdown).write_text(markdown_table(results) + "\n")

@@ -16,7 +16,7 @@ import torch
 from genreg import checkpoint, pictures
 from genreg.assembly import build_model
 from genreg.data import DataSplits
-from genreg.errors import RunFolderError
+from genreg.errors import RunFolderError, SpecError
 from genreg.model import GenerativeModel
 from genreg.plugins import get_registry
 from genreg.spec import validate_part
@@ -42,6 +42,14 @@ def load_data(data_spec: Any) -> DataSplits:
     if isinstance(data_spec, dict):
         data_spec = validate_part("dataset", data_spec)
     return get_registry().build("dataset", data_spec)
+
+
+def recorded_data(model_path: str | Path) -> tuple[dict, DataSplits]:
+    """The dataset spec a model file (or run folder) records, and that dataset loaded."""
+    spec = checkpoint.read_spec(model_path)
+    if "data" not in spec:
+        raise SpecError(f"{model_path} records no dataset (it was not saved by a run); it has no data to use here.")
+    return spec["data"], load_data(spec["data"])
 
 
 def check_folder(folder: Path, resume: bool, overwrite: bool) -> list[str]:

@@ -8,8 +8,6 @@ prints as one paragraph and exits with code 2.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -48,9 +46,9 @@ def save_manifold(model: GenerativeModel, path: str | Path, n: int = 15, label: 
             "train a model with latent_dim 2 (e.g. --set model.latent_dim=2)."
         )
     check_label(model, label, required=True)
-    z = manifold_latents(n).to(_device(model))
+    z = manifold_latents(n).to(model.device)
     labels = None if label is None else torch.full((z.shape[0],), label, dtype=torch.long, device=z.device)
-    with _evaluating(model):
+    with model.evaluating():
         images = model.decode(z, labels)
     return save_grid(images, path, ncol=n)
 
@@ -89,14 +87,12 @@ def save_interpolation(
     for name, index in (("a", a), ("b", b)):
         if not 0 <= index < size:
             raise SpecError(f"image index {name}={index} is out of range: the split has {size} images (0..{size - 1}).")
-    if steps < 2:
-        raise SpecError(f"an interpolation needs steps >= 2 (its two end points), got {steps}.")
     check_label(model, label, required=False)
 
-    device = _device(model)
+    device = model.device
     x = split.images[[a, b]].to(device)
     y = split.labels[[a, b]].to(device) if model.conditional else None
-    with _evaluating(model):
+    with model.evaluating():
         z_a, z_b = model.encode(x, y)
         z = interpolation_latents(z_a, z_b, steps)
         decode_as = None
@@ -122,19 +118,3 @@ def check_label(model: GenerativeModel, label: int | None, required: bool) -> No
         return
     if not 0 <= label < k:
         raise SpecError(f"--label {label}: must be a class in 0..{k - 1}.")
-
-
-def _device(model: GenerativeModel) -> torch.device:
-    param = next(model.parameters(), None)
-    return torch.device("cpu") if param is None else param.device
-
-
-@contextmanager
-def _evaluating(model: GenerativeModel) -> Iterator[None]:
-    """Eval mode for the pictures (no dropout noise), restoring the caller's mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)

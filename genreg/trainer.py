@@ -62,18 +62,16 @@ def evaluate(
     model: GenerativeModel, split: Split, config: TrainConfig, progress: float = math.inf, batch_size: int = 1000
 ) -> dict[str, float]:
     """Weighted total and each loss term, averaged per image over ``split``."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    device = model.device
     sums = None
-    for start in range(0, len(split), batch_size):
-        x = split.images[start : start + batch_size].to(device)
-        y = split.labels[start : start + batch_size].to(device)
-        with autocast(config, device):
-            total, terms = model.loss(x, y, progress)
-        row = torch.stack([total.detach().float(), *terms.values()]) * x.shape[0]
-        sums = row if sums is None else sums + row
-    model.train(was_training)
+    with model.evaluating():
+        for start in range(0, len(split), batch_size):
+            x = split.images[start : start + batch_size].to(device)
+            y = split.labels[start : start + batch_size].to(device)
+            with autocast(config, device):
+                total, terms = model.loss(x, y, progress)
+            row = torch.stack([total.detach().float(), *terms.values()]) * x.shape[0]
+            sums = row if sums is None else sums + row
     return dict(zip(["loss", *model.loss_names], (sums / len(split)).tolist(), strict=True))
 
 
