@@ -118,7 +118,7 @@ class Gate:
         self.conn.send(("epoch", {"seconds": time.perf_counter() - self.began, "test_loss": test_loss, **extra}))
 
 
-def worker(name: str, conn, epochs: int, k: int, tmp: str) -> None:
+def worker(name: str, conn, epochs: int, k: int, tmp: str, device: str) -> None:
     log = open(Path(tmp) / f"{name}.log", "w")  # noqa: SIM115 - the process's stdout/stderr from here on
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
@@ -128,21 +128,24 @@ def worker(name: str, conn, epochs: int, k: int, tmp: str) -> None:
         torch.optim.Adam(torch.nn.Linear(1, 1).parameters()).step()  # an optimizer's lazy imports (~140 MiB)
         base = rss_mib()
         gate = Gate(conn)
-        model = {"genreg": run_genreg, "plain": run_plain, "pythae": run_pythae}[name](gate, data, epochs, tmp)
+        run = {"genreg": run_genreg, "plain": run_plain, "pythae": run_pythae}[name]
+        model = run(gate, data, epochs, tmp, device).to(device)
         peak = rss_mib()
+        gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else math.nan
         assert conn.recv() == "eval"
         began = time.perf_counter()
         bounds = iwae(model, data, k)
         seconds = time.perf_counter() - began
-        conn.send(("done", {"peak_rss_mib": peak, "rss_before_mib": base, **bounds, "iwae_seconds": seconds}))
+        done = {"peak_rss_mib": peak, "rss_before_mib": base, "gpu_peak_mib": gpu_peak, "iwae_seconds": seconds}
+        conn.send(("done", {**done, **bounds}))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
         raise
 
 
-def run_genreg(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str) -> genreg.GenerativeModel:
+def run_genreg(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, device: str) -> genreg.GenerativeModel:
     model = genreg.build_model(GENREG_SPEC, data.info)
-    config = genreg.TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, device="cpu")
+    config = genreg.TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, device=device)  # the rest: defaults
 
     def on_epoch(record: dict) -> None:
         gate.report(record["test"]["loss"], genreg_seconds=record["seconds"])
@@ -154,14 +157,14 @@ def run_genreg(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str) -> ge
     return model
 
 
-def run_plain(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str) -> genreg.GenerativeModel:
-    model = plain_loop.VAE(LATENT, HIDDEN)
+def run_plain(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, device: str) -> genreg.GenerativeModel:
+    model = plain_loop.VAE(LATENT, HIDDEN).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     train_loader, test_loader = plain_loop.make_loaders(data.train.images, data.test.images, BATCH)
     for _ in range(epochs):
         gate.wait()
-        plain_loop.train_epoch(model, train_loader, optimizer)
-        gate.report(plain_loop.test(model, test_loader))
+        plain_loop.train_epoch(model, train_loader, optimizer, device)
+        gate.report(plain_loop.test(model, test_loader, device))
     return genreg_twin(model.fc1, model.fc21, model.fc22, model.fc3, model.fc4, data.info)
 
 
@@ -194,7 +197,7 @@ def pythae_networks():
     return Encoder(), Decoder()
 
 
-def run_pythae(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str) -> genreg.GenerativeModel:
+def run_pythae(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, device: str) -> genreg.GenerativeModel:
     from pythae.data.datasets import BaseDataset
     from pythae.models import VAE, VAEConfig
     from pythae.trainers import BaseTrainer, BaseTrainerConfig
@@ -216,7 +219,7 @@ def run_pythae(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str) -> ge
         per_device_train_batch_size=BATCH,
         per_device_eval_batch_size=1000,
         seed=SEED,
-        no_cuda=True,
+        no_cuda=device != "cuda",
     )
     train = BaseDataset(data.train.images, data.train.labels)
     test = BaseDataset(data.test.images, data.test.labels)
@@ -224,9 +227,9 @@ def run_pythae(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str) -> ge
     trainer.train()
     trained = trainer.model  # the last epoch's weights (pythae also saves its best-on-eval copy)
     enc, dec = trained.encoder, trained.decoder
-    twin = genreg_twin(enc.fc1, enc.fc21, enc.fc22, dec.fc3, dec.fc4, data.info)
+    twin = genreg_twin(enc.fc1, enc.fc21, enc.fc22, dec.fc3, dec.fc4, data.info).to(device)
     with torch.no_grad():  # the twin's logits are the logits behind pythae's probabilities
-        z = torch.randn(8, LATENT)
+        z = torch.randn(8, LATENT, device=device)
         expected = trained.decoder(z)["reconstruction"]
         assert torch.allclose(torch.sigmoid(twin.decoder(z, None)), expected, atol=1e-6)
     return twin
@@ -264,30 +267,51 @@ def matmul_flops(func, shapes) -> int:
     return 2 * a[0] * a[1] * b[1]
 
 
-def matmul_throughput(calls: list[tuple], inner: int = 25, repeats: int = 9) -> float:
-    """Achieved FLOP/s replaying ``calls`` (fresh tensors, same shapes and strides); median of repeats."""
+def matmul_throughput(calls: list[tuple], device: str = "cpu", inner: int = 25, repeats: int = 9) -> float:
+    """Achieved FLOP/s replaying ``calls`` (fresh tensors, same shapes and strides); median of repeats.
+
+    On CUDA the ``inner`` steps are captured as one CUDA graph, so launch overhead is not counted.
+    """
     replay = []
     for func, shapes, kwargs in calls:
-        args = [torch.empty_strided(s[0], s[1]).normal_() if isinstance(s, tuple) else s for s in shapes]
+        args = [torch.empty_strided(s[0], s[1], device=device).normal_() if isinstance(s, tuple) else s for s in shapes]
         replay.append((func, args, kwargs))
     flops = sum(matmul_flops(func, shapes) for func, shapes, _ in calls) * inner
-    times = []
-    for _ in range(repeats + 1):
-        began = time.perf_counter()
+
+    def steps() -> None:
         for _ in range(inner):
             for func, args, kwargs in replay:
                 func(*args, **kwargs)
+
+    run = steps
+    if device == "cuda":
+        steps()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            steps()
+        run = graph.replay
+    times = []
+    for _ in range(repeats + 1):
+        sync(device)
+        began = time.perf_counter()
+        run()
+        sync(device)
         times.append(time.perf_counter() - began)
     return flops / statistics.median(times[1:])
 
 
-def training_step_calls() -> tuple[int, list[tuple]]:
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def training_step_calls(device: str = "cpu") -> tuple[int, list[tuple]]:
     """FLOPs (FlopCounterMode) and matmul calls of one batch-128 step of the plain model."""
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(SEED)
-    model = plain_loop.VAE(LATENT, HIDDEN)
-    x = torch.rand(BATCH, 1, 28, 28)
+    model = plain_loop.VAE(LATENT, HIDDEN).to(device)
+    x = torch.rand(BATCH, 1, 28, 28, device=device)
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
@@ -306,12 +330,12 @@ def training_step_calls() -> tuple[int, list[tuple]]:
 # ---------------------------------------------------------------- the parent
 
 
-def run_interleaved(trainers: list[str], epochs: int, k: int, tmp: str) -> dict[str, dict]:
+def run_interleaved(trainers: list[str], epochs: int, k: int, tmp: str, device: str) -> dict[str, dict]:
     context = mp.get_context("spawn")
     pipes, procs = {}, {}
     for name in trainers:
         parent_end, child_end = context.Pipe()
-        proc = context.Process(target=worker, args=(name, child_end, epochs, k, tmp), name=f"bench-{name}")
+        proc = context.Process(target=worker, args=(name, child_end, epochs, k, tmp, device), name=f"bench-{name}")
         proc.start()
         pipes[name], procs[name] = parent_end, proc
     results = {name: {"epochs": []} for name in trainers}
@@ -340,7 +364,7 @@ def run_interleaved(trainers: list[str], epochs: int, k: int, tmp: str) -> dict[
     return results
 
 
-def machine() -> dict:
+def machine(device: str) -> dict:
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "?")
     try:
@@ -356,6 +380,7 @@ def machine() -> dict:
         "torch": torch.__version__,
         "pythae": pythae_version,
         "python": platform.python_version(),
+        "gpu": f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})" if device == "cuda" else "",
     }
 
 
@@ -381,6 +406,12 @@ def _dist_version(name: str) -> str:
     return version(name)
 
 
+def gpu(result: dict) -> str:
+    """The peak-GPU-memory cell (with its separator), empty on CPU."""
+    peak = result["gpu_peak_mib"]
+    return "" if math.isnan(peak) else f"{peak:.0f} | "
+
+
 def report(args, results: dict, limit: dict, info: dict, load: tuple, command: str, wall: float) -> str:
     warm = 1
     rows = []
@@ -388,8 +419,8 @@ def report(args, results: dict, limit: dict, info: dict, load: tuple, command: s
         timed = [e["seconds"] for e in result["epochs"][warm:]]
         seconds = statistics.median(timed)
         rows.append(
-            f"| {name} | {seconds:.2f} | {', '.join(f'{t:.2f}' for t in timed)} | {limit['images'] / seconds:,.0f} "
-            f"| {seconds / limit['seconds']:.1f}x | {result['peak_rss_mib']:.0f} "
+            f"| {name} | {seconds:.3f} | {', '.join(f'{t:.3f}' for t in timed)} | {limit['images'] / seconds:,.0f} "
+            f"| {seconds / limit['seconds']:.1f}x | {gpu(result)}{result['peak_rss_mib']:.0f} "
             f"| {result['peak_rss_mib'] - result['rss_before_mib']:.0f} "
             f"| {result['epochs'][-1]['test_loss']:.2f} | {result['neg_elbo']:.2f} | {result['nll_iwae']:.2f} |"
         )
@@ -402,7 +433,8 @@ def report(args, results: dict, limit: dict, info: dict, load: tuple, command: s
             "'go' to the `on_epoch` callback and so also includes the epoch's setup (seeding, `randperm`).\n"
         )
     names = " / ".join(results)
-    columns = ["trainer", "s / epoch (median)", "timed epochs (s)", "images / s", "x limit", "peak RSS (MiB)"]
+    columns = ["trainer", "s / epoch (median)", "timed epochs (s)", "images / s", "x limit"]
+    columns += ["peak GPU memory (MiB)"] * (args.device == "cuda") + ["peak RSS (MiB)"]
     columns += ["RSS over base (MiB)", "last test loss", f"neg. ELBO (K={args.iw_samples})"]
     columns += [f"IWAE NLL (K={args.iw_samples})"]
     header = "| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|"
@@ -410,8 +442,9 @@ def report(args, results: dict, limit: dict, info: dict, load: tuple, command: s
 ## Speed against the peers: `benchmarks/bench_vae.py` (PyTorch's classic MNIST VAE)
 
 - Date: {datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
-- Machine: {info["cores"]} CPU cores ({info["cpu"]}), no GPU; torch {info["torch"]} with {info["threads"]} threads
-  (the default), pythae {info["pythae"]}, Python {info["python"]}
+- Machine: {info["gpu"] or "no GPU"}; {info["cores"]} CPU cores ({info["cpu"]}); torch {info["torch"]} with
+  {info["threads"]} CPU threads (the default), pythae {info["pythae"]}, Python {info["python"]}; every trainer on
+  {args.device}
 - Command: `{command}` (wall clock {wall / 60:.1f} min); load average before / after: {load[0]:.2f} / {load[1]:.2f};
   CPU time stolen by the hypervisor during the epochs: {load[2]:.1%}
 - Task: encoder 784-400-(20, 20), decoder 20-400-784, ReLU, BCE + KLD, Adam lr 1e-3, batch 128,
@@ -433,7 +466,7 @@ def report(args, results: dict, limit: dict, info: dict, load: tuple, command: s
   matmuls (`FlopCounterMode`); x {limit["images"]:,} / 128 = {limit["epoch_flops"] / 1e9:.1f} GFLOP per epoch. Replaying
   exactly those {limit["calls"]} matmuls (same ops, shapes and strides, median of 9 x 25 steps) achieves
   {limit["flops_before"] / 1e9:.1f} GFLOP/s before the run and {limit["flops_after"] / 1e9:.1f} GFLOP/s after;
-  with the faster, the matmul-bound limit is **{limit["seconds"]:.2f} s per epoch**
+  with the faster, the matmul-bound limit is **{limit["seconds"]:.3f} s per epoch**
   ({limit["images"] / limit["seconds"]:,.0f} images/s). It leaves out everything but matmuls (elementwise ops,
   the loss, Adam, the test evaluation).
 
@@ -453,6 +486,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"), help="append the results here ('' for none)")
     parser.add_argument("--iw-samples", type=int, default=500, help="IWAE importance samples (K)")
     parser.add_argument("--trainers", default=",".join(TRAINERS), help="comma-separated subset of the default")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where every trainer runs")
     args = parser.parse_args(argv)
     if args.epochs < 4:
         parser.error("--epochs must be at least 4 (one warm-up, three timed)")
@@ -460,18 +494,18 @@ def main(argv: list[str] | None = None) -> None:
     if unknown := set(trainers) - set(TRAINERS):
         parser.error(f"unknown trainers: {', '.join(sorted(unknown))}")
     command = "python benchmarks/bench_vae.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    info = machine()
+    info = machine(args.device)
     load_before = os.getloadavg()[0]
     began = time.perf_counter()
 
-    step_flops, calls = training_step_calls()
-    flops_before = matmul_throughput(calls)
+    step_flops, calls = training_step_calls(args.device)
+    flops_before = matmul_throughput(calls, args.device)
     print(f"matmul FLOPs per step {step_flops / 1e9:.3f} G; achieved {flops_before / 1e9:.1f} GFLOP/s", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_vae_") as tmp:
         stat_before = cpu_times()
-        results = run_interleaved(trainers, args.epochs, args.iw_samples, tmp)
+        results = run_interleaved(trainers, args.epochs, args.iw_samples, tmp, args.device)
         steal = steal_fraction(stat_before, cpu_times())
-    flops_after = matmul_throughput(calls)
+    flops_after = matmul_throughput(calls, args.device)
     print(f"achieved {flops_after / 1e9:.1f} GFLOP/s after the run", flush=True)
     images = len(genreg.load_data({"type": "mnist-sample"}).train) * REPEAT
     epoch_flops = step_flops * images / BATCH

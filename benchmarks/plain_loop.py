@@ -52,11 +52,12 @@ def make_loaders(train_images: torch.Tensor, test_images: torch.Tensor, batch_si
     return train_loader, test_loader
 
 
-def train_epoch(model: VAE, loader: DataLoader, optimizer: torch.optim.Optimizer) -> float:
+def train_epoch(model: VAE, loader: DataLoader, optimizer: torch.optim.Optimizer, device: str = "cpu") -> float:
     """One pass over the training set; returns the mean loss per image."""
     model.train()
     total = 0.0
     for (x,) in loader:
+        x = x.to(device)
         optimizer.zero_grad()
         logits, mu, log_var = model(x)
         loss = loss_function(logits, x, mu, log_var)
@@ -67,11 +68,12 @@ def train_epoch(model: VAE, loader: DataLoader, optimizer: torch.optim.Optimizer
 
 
 @torch.no_grad()
-def test(model: VAE, loader: DataLoader) -> float:
+def test(model: VAE, loader: DataLoader, device: str = "cpu") -> float:
     """Negative ELBO per test image (one draw of z per image)."""
     model.eval()
     total = 0.0
     for (x,) in loader:
+        x = x.to(device)
         logits, mu, log_var = model(x)
         total += loss_function(logits, x, mu, log_var).item()
     return total / len(loader.dataset)

@@ -3,8 +3,11 @@
 A model file holds the weights plus, in its metadata, the resolved spec, the
 data description and genreg's version, so that one file rebuilds the model. A
 checkpoint also holds the optimiser state (tensors, with its hyper-parameters
-as JSON) and the number of finished epochs. Every write goes to a temporary
-file that replaces the old one only when complete.
+as JSON) and the number of finished epochs: nothing is pickled, and training
+needs no RNG state because every epoch reseeds from (seed, epoch). Every write
+goes to a temporary file that replaces the old one only when complete, and
+every file carries a checksum, because safetensors checks a file's layout but
+not its contents.
 """
 
 from __future__ import annotations
@@ -12,32 +15,46 @@ from __future__ import annotations
 import json
 import os
 import warnings
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from genreg.data import DataInfo
-from genreg.errors import GenregError, ModelFileError
+from genreg.errors import GenregError, ModelFileError, OutputError
 from genreg.model import GenerativeModel
 from genreg.version import __version__
 
 MODEL_FORMAT = "genreg-model/1"
 CHECKPOINT_FORMAT = "genreg-checkpoint/1"
+CHECKSUM = "genreg.crc32"
+_MAX_HEADER = 100_000_000  # safetensors refuses larger headers
+_CUT = "; the copy or write that made it was cut short, so copy or save it again"
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` then rename ``tmp`` over ``path``: readers never see half a file."""
+    """Call ``write(tmp)`` then rename ``tmp`` over ``path``: readers never see half a file.
+
+    A process killed meanwhile leaves ``path`` as it was (plus a hidden
+    ``.NAME.PID.tmp.SUFFIX``); a failed write (disk full, no permission) removes
+    ``tmp`` and raises :class:`OutputError`, again leaving ``path`` as it was.
+    ``tmp`` keeps the suffix for writers that choose a format by it (matplotlib).
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:  # safetensors reports its own I/O errors as SafetensorError
+        kept = "its previous contents are unchanged" if os.path.exists(path) else "no partial file was left"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise OutputError(f"could not write {path} ({reason}); {kept}.") from None
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
@@ -65,11 +82,41 @@ def _cpu_tensors(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, 
     return {prefix + k: v.detach().to("cpu").contiguous() for k, v in state.items()}
 
 
+def _checksum(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """CRC-32 of the metadata and of every tensor's name, dtype, shape and bytes (about 1 ms per 4 MB)."""
+    crc = zlib.crc32(json.dumps(sorted(metadata.items())).encode())
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        crc = zlib.crc32(f"{name}:{tensor.dtype}:{list(tensor.shape)}".encode(), crc)
+        crc = zlib.crc32(tensor.reshape(-1).view(torch.uint8).numpy(), crc)
+    return f"{crc:08x}"
+
+
+def _save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a checksummed safetensors file atomically."""
+    metadata = {**metadata, CHECKSUM: _checksum(tensors, metadata)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def _plugins(model: GenerativeModel) -> dict[str, str]:
+    """The plugin behind each registered part and the package it came from, to name a missing one on load."""
+    from genreg.plugins import get_registry, plugin_infos
+
+    registry, infos = get_registry(), {info.name: info for info in plugin_infos()}
+    names = {entry.plugin for part in model.modules() if (entry := registry.find(part)) is not None}
+    # "genreg-example-plugin 0.1.0"; a plugin added with register_plugin has no package: "registered in Python"
+    origin = {
+        name: f"{info.distribution} {info.version}".removesuffix(" -").strip("()") for name, info in infos.items()
+    }
+    return {name: origin.get(name, "unknown package") for name in sorted(names)}
+
+
 def _model_metadata(model: GenerativeModel, spec: dict | None) -> dict[str, str]:
     from genreg.assembly import derive_spec
 
     metadata = {"genreg.format": MODEL_FORMAT, "genreg.version": __version__}
     metadata["genreg.data"] = json.dumps(model.data_info.to_json())
+    metadata["genreg.plugins"] = json.dumps(_plugins(model))
     try:
         metadata["genreg.spec"] = json.dumps(spec or {"model": derive_spec(model)})
     except ModelFileError as exc:
@@ -80,9 +127,7 @@ def _model_metadata(model: GenerativeModel, spec: dict | None) -> dict[str, str]
 def save_model(model: GenerativeModel, path: str | Path, spec: dict | None = None) -> Path:
     """Write weights + spec (``spec`` or the model's own) to a ``.safetensors`` file."""
     path = Path(path)
-    tensors = _cpu_tensors(model.state_dict())
-    metadata = _model_metadata(model, spec)
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    _save(path, _cpu_tensors(model.state_dict()), _model_metadata(model, spec))
     return path
 
 
@@ -94,31 +139,82 @@ def read_metadata(path: str | Path, expected: str = MODEL_FORMAT) -> dict[str, s
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}
-    except Exception as exc:
-        raise ModelFileError(
-            f"{path} is not a readable safetensors file ({exc}); it may be truncated or corrupted."
-        ) from None
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        raise _unreadable(path, exc) from None
     fmt = metadata.get("genreg.format")
     if fmt is None:
-        raise ModelFileError(f"{path} is a safetensors file but not a genreg one (no genreg metadata).")
+        raise ModelFileError(
+            f"{path} is a safetensors file but not a genreg one (no genreg metadata); if it holds weights "
+            "of a model you build yourself, load them with genreg.load_weights(model, path)."
+        )
     kind, _, version = fmt.partition("/")
     want_kind, _, want_version = expected.partition("/")
     allowed = {want_kind, CHECKPOINT_FORMAT.partition("/")[0]} if expected == MODEL_FORMAT else {want_kind}
     if kind not in allowed or version != want_version:
+        advice = ""
+        if kind in allowed:
+            newer = version.isdecimal() and int(version) > int(want_version)
+            advice = "; upgrade genreg to load it" if newer else "; load it with the genreg version that saved it"
         raise ModelFileError(
             f"{path} has format '{fmt}' (saved by genreg {metadata.get('genreg.version', '?')}); "
-            f"this genreg {__version__} reads '{expected}'."
+            f"this genreg {__version__} reads '{expected}'{advice}."
         )
     return metadata
 
 
-def load_state(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file whose names start with ``prefix`` (prefix removed)."""
+def _unreadable(path: Path, error: Exception) -> ModelFileError:
+    """The error for a file safetensors refused, saying which: empty, truncated, not safetensors, corrupted."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            header_size = int.from_bytes(fh.read(8), "little")
+            header = fh.read(min(header_size, _MAX_HEADER))
+    except OSError as exc:
+        return ModelFileError(f"{path} cannot be read: {exc.strerror or exc}.")
+    why = f"it is corrupted ({error})"
+    if size == 0:
+        why = "it is empty"
+    elif header_size > _MAX_HEADER or not header.startswith(b"{"):
+        why = "it does not start with a safetensors header (random bytes, or another kind of file)"
+    elif len(header) < header_size:
+        why = f"it is truncated: it has {size} bytes, but its header alone needs {8 + header_size}{_CUT}"
+    else:
+        try:
+            entries = [v for k, v in json.loads(header).items() if k != "__metadata__"]
+            needed = 8 + header_size + max((entry["data_offsets"][1] for entry in entries), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            needed = 0
+        if size < needed:
+            why = f"it is truncated: it has {size} of the {needed} bytes its header describes{_CUT}"
+    return ModelFileError(f"{path} is not a readable safetensors file: {why}.")
+
+
+def _read(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The metadata and every tensor of a safetensors file, checked against the checksum saved with them."""
+    path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
-            return {k[len(prefix) :]: fh.get_tensor(k) for k in fh.keys() if k.startswith(prefix)}  # noqa: SIM118
-    except Exception as exc:
-        raise ModelFileError(f"{path}: cannot read tensors ({exc}); the file may be truncated or corrupted.") from None
+            metadata = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        raise _unreadable(path, exc) from None
+    recorded = metadata.pop(CHECKSUM, None)
+    if recorded is not None and recorded != _checksum(tensors, metadata):
+        raise ModelFileError(
+            f"{path} is corrupted: its contents no longer match the checksum saved with them "
+            "(a damaged disk or copy, or an edit); restore it from a backup or save it again."
+        )
+    return metadata, tensors
+
+
+def _under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors whose names start with ``prefix``, prefix removed."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def load_state(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file whose names start with ``prefix`` (prefix removed), checksum verified."""
+    return _under(_read(path)[1], prefix)
 
 
 def model_file(path: str | Path) -> Path:
@@ -133,7 +229,37 @@ def read_spec(path: str | Path) -> dict:
     metadata = read_metadata(path)
     if "genreg.spec" not in metadata:
         raise ModelFileError(f"{path} records no spec (its model was composed from unregistered parts).")
-    return json.loads(metadata["genreg.spec"])
+    return _recorded(path, metadata)[0]
+
+
+def _recorded(path: Path, metadata: dict[str, str]) -> tuple[dict, DataInfo]:
+    """The spec and data description a genreg file records, or an error saying they are damaged."""
+    try:
+        spec, info = json.loads(metadata["genreg.spec"]), DataInfo.from_json(json.loads(metadata["genreg.data"]))
+        if not isinstance(spec.get("model"), dict):
+            raise ValueError("the spec has no 'model' object")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(
+            f"{path}: its genreg metadata is damaged ({type(exc).__name__}: {exc}); "
+            "it was not written by genreg, or was edited afterwards."
+        ) from None
+    return spec, info
+
+
+def _missing_plugins(metadata: dict[str, str]) -> str:
+    """A sentence naming the plugins a file was saved with that are not loaded here (empty if none)."""
+    from genreg.plugins import plugin_infos
+
+    try:
+        saved = dict(json.loads(metadata.get("genreg.plugins", "{}")))
+    except (TypeError, ValueError):
+        return ""
+    loaded = {info.name for info in plugin_infos() if info.error is None}
+    missing = [f"'{name}' ({origin})" for name, origin in saved.items() if name not in loaded]
+    if not missing:
+        return ""
+    which = f"plugin {missing[0]}, which is" if len(missing) == 1 else f"plugins {', '.join(missing)}, which are"
+    return f" It was saved with {which} not loaded here: install it, or check GENREG_PLUGINS and `genreg plugins`."
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> GenerativeModel:
@@ -147,30 +273,35 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Generati
             f"{path} holds weights without a spec (its model was composed from unregistered parts); "
             "rebuild that model in Python and call genreg.load_weights(model, path)."
         )
-    spec = json.loads(metadata["genreg.spec"])
-    info = DataInfo.from_json(json.loads(metadata["genreg.data"]))
+    state = load_state(path, "model." if metadata["genreg.format"] == CHECKPOINT_FORMAT else "")
+    spec, info = _recorded(path, metadata)
     try:
         model = build_model(spec["model"], info)
     except GenregError as exc:
-        raise ModelFileError(f"{path}: cannot rebuild the model it describes: {exc}") from None
-    load_weights(model, path, prefix="model." if metadata["genreg.format"] == CHECKPOINT_FORMAT else "")
+        message = f"{path}: cannot rebuild the model it describes: {exc}{_missing_plugins(metadata)}"
+        raise ModelFileError(message) from None
+    _fill(model, state, path)
     return model.to(device).eval()
 
 
-def load_weights(model: torch.nn.Module, path: str | Path, prefix: str = "") -> torch.nn.Module:
-    """Load a genreg file's weights into ``model`` (names and shapes must match)."""
-    state = load_state(path, prefix)
+def _fill(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load ``state`` into ``model``, naming ``path`` when names or shapes differ."""
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: weights do not fit the model: {exc}") from None
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, prefix: str = "") -> torch.nn.Module:
+    """Load a genreg file's weights into ``model`` (names and shapes must match)."""
+    _fill(model, load_state(path, prefix), Path(path))
     return model
 
 
 def save_checkpoint(
     path: str | Path, model: GenerativeModel, optimizer: torch.optim.Optimizer, epoch: int, spec: dict | None
 ) -> None:
-    """Everything needed to continue training after ``epoch`` finished epochs."""
+    """Everything needed to continue training after ``epoch`` finished epochs: tensors, plus JSON metadata."""
     optim = optimizer.state_dict()
     tensors = _cpu_tensors(model.state_dict(), "model.")
     for index, state in optim["state"].items():
@@ -179,17 +310,25 @@ def save_checkpoint(
     metadata["genreg.format"] = CHECKPOINT_FORMAT
     metadata["genreg.epoch"] = str(epoch)
     metadata["genreg.param_groups"] = json.dumps(optim["param_groups"])
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    _save(Path(path), tensors, metadata)
 
 
 def load_checkpoint(path: str | Path, model: GenerativeModel, optimizer: torch.optim.Optimizer) -> int:
     """Restore model and optimiser from a checkpoint; returns the finished epochs."""
+    path = Path(path)
     metadata = read_metadata(path, CHECKPOINT_FORMAT)
-    load_weights(model, path, prefix="model.")
+    tensors = _read(path)[1]  # one read, checksum verified
+    _fill(model, _under(tensors, "model."), path)
     device = model.device
     state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, tensor in load_state(path, "optim.").items():
-        index, _, key = name.partition(".")
-        state.setdefault(int(index), {})[key] = tensor if key == "step" else tensor.to(device)
-    optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["genreg.param_groups"])})
-    return int(metadata["genreg.epoch"])
+    try:
+        for name, tensor in _under(tensors, "optim.").items():
+            index, _, key = name.partition(".")
+            state.setdefault(int(index), {})[key] = tensor if key == "step" else tensor.to(device)
+        optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["genreg.param_groups"])})
+        return int(metadata["genreg.epoch"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path}: its optimiser state does not fit this run's optimiser ({type(exc).__name__}: {exc}); "
+            "start the run again without --resume."
+        ) from None

@@ -20,7 +20,7 @@ class Group(click.Group):
             return super().invoke(ctx)
         except GenregError as exc:
             click.echo(f"Error: {exc}", err=True)
-            sys.exit(2)
+            sys.exit(getattr(exc, "exit_code", 2))
 
 
 @click.group(cls=Group)
@@ -43,12 +43,18 @@ overrides = click.option(
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run(spec_file: str, sets: tuple[str, ...], out: str | None, resume: bool, overwrite: bool, quiet: bool) -> None:
     """Validate SPEC_FILE, train, and write the run folder."""
+    from genreg import distributed
     from genreg.run import run as run_spec
     from genreg.spec import load_spec
 
     spec = load_spec(spec_file, sets)
     folder = Path(out or Path("runs") / (spec.name or Path(spec_file).stem))
-    result = run_spec(spec, folder, resume=resume, overwrite=overwrite, progress=not quiet)
+    try:
+        result = run_spec(spec, folder, resume=resume, overwrite=overwrite, progress=not quiet)
+    finally:
+        distributed.leave()
+    if not distributed.world().main:
+        return
     if result.history:
         last = result.history[-1]
         click.echo(f"epoch {last['epoch']}: " + metrics_line(last))

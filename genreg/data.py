@@ -59,16 +59,30 @@ class DataInfo:
 
 @dataclass
 class DataSplits:
-    """A dataset: a training split, a test split and the number of classes."""
+    """A dataset: a training split, a test split and the number of classes.
+
+    ``source`` names where the data came from (a file, a bundled sample), so that
+    a later error about the data, e.g. at model assembly, can name it too.
+    """
 
     train: Split
     test: Split
     num_classes: int
     binarize: str = "none"
+    source: str = ""
 
     @property
     def info(self) -> DataInfo:
         return DataInfo(tuple(self.train.images.shape[1:]), self.num_classes)
+
+
+def _tensor(array: object, what: str, source: str) -> torch.Tensor:
+    """``array`` as a tensor; an array of strings or objects is a :class:`DataError`, not a TypeError."""
+    try:
+        return torch.as_tensor(array)
+    except (TypeError, ValueError, RuntimeError):
+        kind = getattr(array, "dtype", type(array).__name__)
+        raise DataError(f"{source}: {what} must be a numeric array, got {kind}.") from None
 
 
 def as_split(images: torch.Tensor, labels: torch.Tensor, source: str) -> Split:
@@ -76,16 +90,21 @@ def as_split(images: torch.Tensor, labels: torch.Tensor, source: str) -> Split:
 
     ``source`` names the file or dataset in every error message.
     """
-    images, labels = torch.as_tensor(images), torch.as_tensor(labels)
+    images, labels = _tensor(images, "images", source), _tensor(labels, "labels", source)
     if images.dim() == 3:
         images = images.unsqueeze(1)
-    if images.dim() != 4:
-        raise DataError(f"{source}: images must have shape (N, H, W) or (N, C, H, W), got {tuple(images.shape)}.")
+    if images.dim() != 4 or 0 in images.shape[1:]:
+        raise DataError(
+            f"{source}: images must have shape (N, H, W) or (N, C, H, W) with C, H and W at least 1, "
+            f"got {tuple(images.shape)}."
+        )
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         raise DataError(
             f"{source}: labels must be a 1-D array with one label per image "
             f"({images.shape[0]}), got shape {tuple(labels.shape)}."
         )
+    if labels.is_floating_point() and not torch.isfinite(labels).all():
+        raise DataError(f"{source}: labels contain NaN or infinite values; they must be class indices 0, 1, 2, ...")
     if labels.is_floating_point() and not torch.equal(labels, labels.round()):
         raise DataError(f"{source}: labels must be whole numbers (class indices), got fractional values.")
     labels = labels.long()
@@ -96,8 +115,12 @@ def as_split(images: torch.Tensor, labels: torch.Tensor, source: str) -> Split:
     if not images.is_floating_point():
         raise DataError(f"{source}: images must be uint8 (0..255) or float in [0, 1], got {images.dtype}.")
     images = images.float()
-    if not torch.isfinite(images).all():
-        raise DataError(f"{source}: images contain NaN or infinite pixels.")
+    bad = (~torch.isfinite(images)).flatten(1).any(1).nonzero().flatten()
+    if len(bad):
+        raise DataError(
+            f"{source}: {len(bad)} of {images.shape[0]} images contain NaN or infinite pixels (the first is image "
+            f"{int(bad[0])}); fix or drop them."
+        )
     if images.numel() and (images.min() < 0 or images.max() > 1):
         raise DataError(
             f"{source}: float images must lie in [0, 1], got values in "
@@ -119,7 +142,7 @@ def finish(train: Split, test: Split, config: DatasetConfig, source: str) -> Dat
     if config.binarize == "threshold":
         train = Split((train.images > 0.5).float(), train.labels)
         test = Split((test.images > 0.5).float(), test.labels)
-    return DataSplits(train, test, num_classes, config.binarize)
+    return DataSplits(train, test, num_classes, config.binarize, source)
 
 
 def fixed_binarization(split: Split, binarize: str, seed: int = 0) -> Split:

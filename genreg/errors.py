@@ -37,3 +37,22 @@ class RunFolderError(GenregError):
 
 class AssemblyError(GenregError):
     """Components that validate on their own do not fit together."""
+
+
+class OutputError(GenregError, OSError):
+    """A file could not be written (disk full, no permission); the previous version of it is kept.
+
+    It is also an :class:`OSError`, so code that already treats a failed write as
+    an OS problem (e.g. the classifier cache, which only warns) keeps doing so.
+    """
+
+
+class TrainingInterruptedError(GenregError):
+    """SIGINT or SIGTERM stopped training; the run folder holds a resumable checkpoint.
+
+    ``exit_code`` follows the shell's convention (128 + the signal's number).
+    """
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

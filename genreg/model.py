@@ -89,14 +89,26 @@ class GenerativeModel(nn.Module):
         """Each loss term's value per example (unweighted), by name."""
         return {term.config.label: term(x, out) for term in self.losses}
 
+    def term_means(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Each loss term's batch mean (unweighted, float32), in ``loss_names`` order.
+
+        One tensor rather than a dict, so the trainer can weight it with a device
+        tensor inside a compiled or graph-captured step.
+        """
+        values = self.loss_values(x, self(x, labels))
+        return torch.stack([full_precision(v).mean() for v in values.values()])
+
+    def loss_weights(self, progress: float) -> list[float]:
+        """Each term's weight after ``progress`` epochs (its weight times its schedule)."""
+        return [term.config.factor(progress) for term in self.losses]
+
     def loss(
         self, x: torch.Tensor, labels: torch.Tensor | None = None, progress: float = math.inf
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted total (a scalar) and each term's batch mean, at ``progress`` epochs."""
-        values = self.loss_values(x, self(x, labels))
-        means = {name: full_precision(v).mean() for name, v in values.items()}
-        total = sum(term.config.factor(progress) * means[term.config.label] for term in self.losses)
-        return total, means
+        means = self.term_means(x, labels)
+        weights = torch.tensor(self.loss_weights(progress), dtype=means.dtype, device=means.device)
+        return (means * weights).sum(), dict(zip(self.loss_names, means.unbind(), strict=True))
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

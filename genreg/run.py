@@ -7,16 +7,18 @@ A run folder holds ``spec.json`` (resolved), ``model.safetensors``,
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from genreg import checkpoint, pictures
+from genreg import checkpoint, distributed, pictures
 from genreg.assembly import build_model
 from genreg.data import DataSplits
-from genreg.errors import RunFolderError, SpecError
+from genreg.errors import AssemblyError, RunFolderError, SpecError
 from genreg.model import GenerativeModel
 from genreg.plugins import get_registry
 from genreg.spec import validate_part
@@ -53,7 +55,12 @@ def recorded_data(model_path: str | Path) -> tuple[dict, DataSplits]:
 
 
 def check_folder(folder: Path, resume: bool, overwrite: bool) -> list[str]:
-    """Refuse to clobber a run or to resume nothing; returns the run files already there."""
+    """Refuse to clobber a run, to resume nothing or to use a folder that cannot be written.
+
+    It runs before any data is loaded, so these mistakes cost nothing. Returns the
+    run files already there.
+    """
+    _check_writable(folder)
     existing = [name for name in OUTPUTS if (folder / name).exists()]
     if resume and not (folder / CHECKPOINT).exists():
         raise RunFolderError(f"cannot resume: {folder / CHECKPOINT} does not exist (run without --resume first).")
@@ -65,15 +72,45 @@ def check_folder(folder: Path, resume: bool, overwrite: bool) -> list[str]:
     return existing
 
 
-def create_folder(folder: Path, replace: list[str]) -> None:
-    """Make the folder, prove it is writable before training, and remove the files being replaced."""
+def _check_writable(folder: Path) -> None:
+    """The folder, or else the nearest folder above it that exists, must be a writable directory."""
+    base = next(path for path in (folder, *folder.parents) if os.path.exists(path))
+    if not base.is_dir():
+        problem = f"{base} is a file, not a folder"
+    elif not os.access(base, os.W_OK | os.X_OK):
+        problem = f"{base} is not writable (no permission, or a read-only file system)"
+    else:
+        return
+    raise RunFolderError(f"cannot write the run folder {folder}: {problem}; choose another folder with --out.")
+
+
+def space_needed(model: GenerativeModel) -> int:
+    """Bytes a run of ``model`` writes at its peak, a conservative estimate.
+
+    A checkpoint holds the weights and Adam's two moments (three copies of the
+    weights), and replacing it atomically keeps the old and the new one at once;
+    the model file and the pictures are smaller than that, written after.
+    """
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return 6 * weights + 2**20
+
+
+def create_folder(folder: Path, replace: list[str], needed: int) -> None:
+    """Before training: make the folder, prove it takes a file and ``needed`` bytes, remove the files replaced."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".genreg-write-test"
         probe.write_text("ok")
         probe.unlink()
+        free = shutil.disk_usage(folder).free + sum((folder / name).stat().st_size for name in replace)
     except OSError as exc:
         raise RunFolderError(f"cannot write to the run folder {folder}: {exc.strerror or exc}.") from None
+    if free < needed:
+        raise RunFolderError(
+            f"not enough free space in {folder}: the run's checkpoint and model files need about "
+            f"{needed / 1e6:.1f} MB and {free / 1e6:.1f} MB is free; free some space or choose another folder "
+            "with --out."
+        )
     for name in replace:
         (folder / name).unlink()
 
@@ -91,7 +128,12 @@ def prepare(spec: Any) -> Prepared:
     """Load the data and build the model (seeded), so every problem shows before training."""
     torch.manual_seed(spec.seed)
     data = load_data(spec.data)
-    model = build_model(spec.model, data.info)
+    try:
+        model = build_model(spec.model, data.info)
+    except AssemblyError as exc:  # parts that do not fit the data: say which data
+        shape = "x".join(map(str, data.info.image_shape))
+        about = f"The data, {data.source or spec.data.type}, has {data.num_classes} classes and images of {shape}."
+        raise AssemblyError(f"{exc} {about}") from None
     return Prepared(data, model, {**spec.model_dump(mode="json"), "model": model.spec})
 
 
@@ -124,20 +166,26 @@ def run(
 ) -> RunResult:
     """Train the validated ``spec`` into ``folder``; see the module docstring for what it writes."""
     folder = Path(folder)
-    existing = check_folder(folder, resume, overwrite)
+    main = distributed.world().main  # under torchrun only rank 0 touches the folder; every rank trains
+    existing = check_folder(folder, resume, overwrite) if main else []
     ready = prepare(spec)
     if resume:
         check_resumable(folder, ready.resolved)
-    create_folder(folder, [] if resume else existing)
-    checkpoint.write_json(folder / SPEC, ready.resolved)
+    if main:
+        create_folder(folder, [] if resume else existing, space_needed(ready.model))
+        checkpoint.write_json(folder / SPEC, ready.resolved)
     model, data = ready.model, ready.data
     history = train(
         model, data, spec.train, seed=spec.seed, run_dir=folder, resume=resume, spec=ready.resolved, progress=progress
     )
     model.eval()
+    if not main:
+        return RunResult(folder, model, data, history)
     checkpoint.save_model(model, folder / MODEL, spec=ready.resolved)
     torch.manual_seed(spec.seed)
-    pictures.save_samples(model, folder / "samples.png")
+    checkpoint.atomic_write(folder / "samples.png", lambda tmp: pictures.save_samples(model, tmp))
     title = f"{ready.resolved['model']['type']}: test-set latent means by class"
-    pictures.save_latent_scatter(model, data.test, folder / "latent.png", title=title)
+    checkpoint.atomic_write(
+        folder / "latent.png", lambda tmp: pictures.save_latent_scatter(model, data.test, tmp, title=title)
+    )
     return RunResult(folder, model, data, history)

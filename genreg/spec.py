@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     TypeAdapter,
     ValidationError,
     create_model,
@@ -56,6 +58,16 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _folder_name(name: str) -> str:
+    """A run name becomes a folder name, which the file system refuses with control characters in it."""
+    if any(ord(char) < 32 for char in name):
+        raise ValueError("must not contain control characters such as NUL or newline (it names the run folder)")
+    return name
+
+
+RunName = Annotated[str, AfterValidator(_folder_name)]
+
+
 class TrainConfig(StrictModel):
     """How to train: the same settings for every recipe."""
 
@@ -68,6 +80,14 @@ class TrainConfig(StrictModel):
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="'auto': bf16 autocast on CUDA when supported, fp32 on CPU"
+    )
+    compile: Literal["auto"] | StrictBool = Field(
+        "auto", description="torch.compile the loss and Adam (fused kernels); 'auto': on CUDA, off on CPU"
+    )
+    cuda_graph: Literal["auto"] | StrictBool = Field(
+        "auto",
+        description="replay training steps as CUDA graphs; 'auto': on CUDA in a single process, falling back "
+        "to eager steps if a part cannot be captured",
     )
 
 
@@ -112,6 +132,12 @@ class SpecBuilder:
             if "type" not in value:
                 raise PydanticCustomError(
                     "component", "missing 'type'; registered {kinds}: {names}", {"kinds": plural(kind), "names": names}
+                )
+            if not (isinstance(value["type"], str) and value["type"].isprintable()):
+                raise PydanticCustomError(
+                    "component",
+                    "'type' must be the name of one of the registered {kinds}: {names}",
+                    {"kinds": plural(kind), "names": names},
                 )
             try:
                 registry.get(kind, value["type"])
@@ -208,8 +234,8 @@ class SpecBuilder:
             "Spec",
             __base__=StrictModel,
             __doc__="A genreg spec: what to train, on what, and how.",
-            name=(str | None, Field(None, description="a name for the run")),
-            seed=(int, Field(0, description="seeds weights, shuffling and sampling")),
+            name=(RunName | None, Field(None, description="a name for the run; its default folder is runs/<name>")),
+            seed=(int, Field(0, ge=0, le=2**32 - 1, description="seeds weights, shuffling and sampling")),
             model=(self.slot("model"), Field(description="a model recipe and its parts")),
             data=(self.slot("dataset"), Field(description="the dataset")),
             train=(TrainConfig, Field(default_factory=TrainConfig)),
@@ -312,9 +338,15 @@ def format_errors(
 
 
 def error_path(loc: tuple, raw: Any) -> str:
-    """Format a pydantic location as ``model.encoder.hidden[1]``, without union tags."""
+    """Format a pydantic location as ``model.encoder.hidden[1]``, without union tags.
+
+    A key that is empty or holds control characters is quoted, so that the message
+    stays one line per problem.
+    """
     text = ""
     for seg, _, _ in _walk(loc, raw):
+        if isinstance(seg, str) and not (seg and seg.isprintable()):
+            seg = repr(seg)
         text += f"[{seg}]" if isinstance(seg, int) else (f".{seg}" if text else str(seg))
     return text
 
@@ -332,11 +364,20 @@ def read_json(path: str | Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise SpecError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+    except RecursionError:
+        raise SpecError(f"{path} nests lists or objects too deeply to be a spec.") from None
 
 
 def apply_overrides(raw: Any, overrides: list[str] | tuple[str, ...]) -> Any:
     """Apply ``key.path=value`` overrides (value parsed as JSON, else a string) to a copy."""
-    raw = json.loads(json.dumps(raw))
+    try:
+        raw = json.loads(json.dumps(raw))
+    except RecursionError:
+        raise SpecError("the spec nests lists or objects too deeply to be a spec.") from None
+    except (TypeError, ValueError) as exc:  # e.g. a numpy number or a set in a spec built in Python
+        raise SpecError(
+            f"a spec holds only JSON values (objects, lists, strings, numbers, booleans, null): {exc}."
+        ) from None
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
@@ -356,7 +397,7 @@ def _set_path(raw: Any, key: str, value: Any) -> None:
         last = i == len(parts) - 1
         where = ".".join(parts[: i + 1])
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
+            if not part.isdecimal() or int(part) >= len(node):
                 raise SpecError(f"--set {key}: '{where}' needs a list index below {len(node)}.")
             if last:
                 node[int(part)] = value

@@ -1,9 +1,10 @@
 """One training loop for every recipe, readable top to bottom.
 
 The data is moved to the device once; each epoch shuffles indices there and
-slices batches out of the resident tensors. Every epoch reseeds the RNGs from
-(seed, epoch), so a run resumed from its last checkpoint ends with exactly the
-weights of a run that was never stopped (on CPU).
+``genreg.steps`` runs the batches. Every epoch reseeds the RNGs from (seed,
+epoch), so a run resumed from its last checkpoint ends with exactly the weights
+of a run that was never stopped (on CPU). SIGINT and SIGTERM abandon the epoch
+under way and leave that checkpoint in place.
 """
 
 from __future__ import annotations
@@ -11,45 +12,37 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from genreg import checkpoint
+from genreg import checkpoint, distributed
 from genreg.data import DataSplits, Split, fixed_binarization
-from genreg.errors import SpecError
+from genreg.errors import SpecError, TrainingInterruptedError
 from genreg.model import GenerativeModel
 from genreg.spec import TrainConfig
+from genreg.steps import Steps, autocast, make_optimizer, make_steps
 
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.jsonl"
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU."""
+    """``auto`` is CUDA when available, else CPU; under torchrun each rank takes the GPU of its local rank."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SpecError(f"train.device is '{name}' but CUDA is not available here; use 'auto' or 'cpu'.")
+    place = distributed.world()
+    if device.type == "cuda" and device.index is None and place.distributed:
+        device = torch.device("cuda", place.local_rank)
     return device
-
-
-def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast when asked for, or on ``auto`` where CUDA supports bf16."""
-    bf16 = config.precision == "bf16" or (
-        config.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
-def make_optimizer(model: GenerativeModel, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or AdamW, fused into one kernel per step (measured ~15% faster per epoch on 2 CPU cores)."""
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
-    return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
 
 
 def seed_epoch(seed: int, epoch: int) -> None:
@@ -93,63 +86,136 @@ def train(
     ``checkpoint.safetensors``; ``resume`` continues from that checkpoint.
     """
     device = resolve_device(config.device)
+    distributed.join(device)
+    place = distributed.world()
     model.to(device)
     train_split = data.train.to(device)
     test_split = fixed_binarization(data.test, data.binarize, seed).to(device)
-    optimizer = make_optimizer(model, config)
+    optimizer = make_optimizer(model, config, device)
     run_dir = Path(run_dir) if run_dir is not None else None
     start = 0
     if resume and run_dir is not None:
         start = checkpoint.load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
-        truncate_metrics(run_dir / METRICS, start)
-    n, batch = len(train_split), config.batch_size
-    steps = math.ceil(n / batch)
+        if place.main:
+            truncate_metrics(run_dir / METRICS, start)
+    steps = make_steps(model, optimizer, train_split, config, data.binarize)
+    writes = run_dir is not None and place.main  # only rank 0 writes the run folder
+    if writes and start == 0:  # something to resume from even if the first epoch is interrupted
+        checkpoint.save_checkpoint(run_dir / CHECKPOINT, model, optimizer, 0, spec)
+    n = len(train_split)
+    seen = steps.n * place.size  # images trained on per epoch, over all ranks
     names = ["loss", *model.loss_names]
     history: list[dict] = []
-    bar = tqdm(total=(config.epochs - start) * steps, disable=not progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=(config.epochs - start) * steps.steps,
+        disable=not (progress and place.main),
+        unit="step",
+        dynamic_ncols=True,
+    )
     last_test = ""
-    for epoch in range(start, config.epochs):
-        bar.set_description(f"epoch {epoch + 1}/{config.epochs}{last_test}")
-        seed_epoch(seed, epoch)
-        model.train()
-        began = time.perf_counter()
-        order = torch.randperm(n, device=device)
-        sums = torch.zeros(len(names), device=device)
-        for step in range(steps):
-            index = order[step * batch : (step + 1) * batch]
-            x, y = train_split.images[index], train_split.labels[index]
-            if data.binarize == "dynamic":
-                x = torch.bernoulli(x)
-            with autocast(config, device):
-                total, terms = model.loss(x, y, progress=epoch + step / steps)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            sums += torch.stack([total.detach().float(), *terms.values()]).detach() * x.shape[0]
-            bar.update(1)
-            if progress and (step % 20 == 0 or step == steps - 1):
-                bar.set_postfix(
-                    {k: f"{v:.2f}" for k, v in zip(names, (sums / ((step * batch) + x.shape[0])).tolist(), strict=True)}
-                )
-        record = {
-            "epoch": epoch + 1,
-            "train": dict(zip(names, (sums / n).tolist(), strict=True)),
-            "test": evaluate(model, test_split, config, progress=epoch + 1),
-            "seconds": round(time.perf_counter() - began, 4),
-        }
-        history.append(record)
-        last_test = f" (test loss {record['test']['loss']:.2f})"
-        bar.set_description(f"epoch {epoch + 1}/{config.epochs}{last_test}")
-        if run_dir is not None:
-            checkpoint.save_checkpoint(run_dir / CHECKPOINT, model, optimizer, epoch + 1, spec)
-            with open(run_dir / METRICS, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-        if on_epoch is not None:
-            on_epoch(record)
+    with stop_requests() as stop:
+        for epoch in range(start, config.epochs):
+            bar.set_description(f"epoch {epoch + 1}/{config.epochs}{last_test}")
+            seed_epoch(seed, epoch)
+            model.train()
+            began = time.perf_counter()
+            order = torch.randperm(n, device=device)
+            if place.distributed:  # the same order on every rank, but each rank its own sampling noise
+                torch.manual_seed((seed * 1_000_003 + epoch) * 1_000 + place.rank)
+            weights = [model.loss_weights(epoch + s / steps.steps) for s in range(steps.steps)]
+
+            def on_step(s: int, epoch: int = epoch) -> None:
+                signum = stop.agreed(s, place)
+                if signum:
+                    bar.close()
+                    raise interrupted(signum, epoch, run_dir)
+                show_progress(bar, s, steps, names)
+
+            sums = distributed.sum_over_ranks(steps.epoch(order, torch.tensor(weights), on_step))
+            steps.check_finite(names, epoch)
+            record = {
+                "epoch": epoch + 1,
+                "train": dict(zip(names, (sums / seen).tolist(), strict=True)),
+                "test": evaluate(model, test_split, config, progress=epoch + 1),
+                "seconds": round(time.perf_counter() - began, 4),
+            }
+            history.append(record)
+            last_test = f" (test loss {record['test']['loss']:.2f})"
+            bar.set_description(f"epoch {epoch + 1}/{config.epochs}{last_test}")
+            if writes:
+                checkpoint.save_checkpoint(run_dir / CHECKPOINT, model, optimizer, epoch + 1, spec)
+                with open(run_dir / METRICS, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            if on_epoch is not None:
+                on_epoch(record)
     bar.close()
     return history
+
+
+class StopRequest:
+    """Set by a signal handler; read by the training loop between steps."""
+
+    signum: int | None = None
+    AGREE_EVERY = 20  # steps; ranks must stop at the same step, so with several they agree only this often
+
+    def agreed(self, step: int, place: distributed.World) -> int:
+        """The signal to stop for (0: none); with several ranks, any rank's signal stops all of them together."""
+        if not place.distributed:
+            return self.signum or 0
+        if step % self.AGREE_EVERY:
+            return 0
+        return int(distributed.max_over_ranks(torch.tensor([self.signum or 0]))[0])
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[StopRequest]:
+    """While training, SIGINT and SIGTERM ask the loop to stop after the current step.
+
+    The first signal only sets the request (the step, and a checkpoint being
+    written, finish); the handlers in place before are restored at once, so a
+    second Ctrl-C acts as it always does. Outside the main thread, where Python
+    cannot handle signals, nothing changes.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(signum: int, frame: object) -> None:
+        request.signum = signum
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+    for signum in previous:
+        signal.signal(signum, handle)
+    try:
+        yield request
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def interrupted(signum: int, epoch: int, run_dir: Path | None) -> TrainingInterruptedError:
+    """The error that ends a run stopped by a signal, saying what was kept and how to go on."""
+    name = signal.Signals(signum).name
+    if run_dir is None:
+        kept = "nothing was saved (no run folder)"
+    else:
+        kept = (
+            f"{run_dir / CHECKPOINT} holds the state after epoch {epoch}; continue with "
+            f"`genreg run SPEC --out {run_dir} --resume` (epoch {epoch + 1} is trained again from its start, "
+            "to the same weights as a run that was never stopped)"
+        )
+    return TrainingInterruptedError(f"training stopped by {name} during epoch {epoch + 1}; {kept}.", signum)
+
+
+def show_progress(bar: tqdm, step: int, steps: Steps, names: list[str]) -> None:
+    """Advance the bar; every 20 steps show the running means (one read of the device)."""
+    bar.update(1)
+    if not bar.disable and (step % 20 == 0 or step == steps.steps - 1):
+        seen = min((step + 1) * steps.batch, steps.n)
+        bar.set_postfix({k: f"{v:.2f}" for k, v in zip(names, (steps.sums / seen).tolist(), strict=True)})
 
 
 def truncate_metrics(path: Path, epochs: int) -> None:

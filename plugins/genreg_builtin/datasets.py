@@ -197,7 +197,7 @@ class NpzConfig(DatasetConfig):
     labels_key: str = Field("labels", description="name of the labels array")
     test_path: str | None = Field(None, description="a second .npz for the test split")
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="held-out share when test_path is null")
-    split_seed: int = Field(0, description="seed of the stratified held-out split")
+    split_seed: int = Field(0, ge=0, description="seed of the stratified held-out split")
 
 
 def _read_npz(path: str, config: NpzConfig) -> Split:

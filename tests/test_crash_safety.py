@@ -1,0 +1,334 @@
+"""Crash safety: SIGKILL at any moment leaves the last good file, a failed write never replaces a good
+file with half of one, and an unwritable or too-full run folder is refused before the data is loaded or
+any training step runs.
+
+The kill tests fork this process rather than start new interpreters (each would import torch for
+seconds); the child only writes files, with one thread, as PyTorch's own forked DataLoader workers do.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import importlib
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import SafetensorError
+from safetensors.torch import save_file
+
+import genreg
+from genreg import checkpoint
+from genreg.checkpoint import atomic_write, load_checkpoint, save_checkpoint, save_model
+from genreg.cli import cli
+from genreg.errors import GenregError, OutputError, RunFolderError
+from genreg.trainer import read_metrics
+
+RUN = importlib.import_module("genreg.run")  # the module; genreg.run is the function
+INFO = genreg.DataInfo((1, 28, 28), 10)
+MARKERS = (1, 2, 3, 4)
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and POSIX signals")
+
+
+def marked(model: genreg.GenerativeModel, marker: int) -> tuple[genreg.GenerativeModel, torch.optim.Optimizer]:
+    """A copy of ``model`` whose every weight, Adam moment and step count equals ``marker``."""
+    model = copy.deepcopy(model)
+    optimizer = torch.optim.Adam(model.parameters())
+    model.loss(torch.rand(2, *INFO.image_shape))[0].backward()
+    optimizer.step()
+    with torch.no_grad():
+        for tensor in [*model.state_dict().values(), *(t for s in optimizer.state.values() for t in s.values())]:
+            tensor.fill_(marker)
+    return model, optimizer
+
+
+@pytest.fixture(scope="module")
+def pairs() -> list[tuple[genreg.GenerativeModel, torch.optim.Optimizer, int]]:
+    """Four states of a model of 0.8 M weights (a checkpoint of about 10 MB: a write takes tens of ms)."""
+    torch.manual_seed(0)
+    parts = {"encoder": {"type": "mlp", "hidden": [512]}, "decoder": {"type": "mlp", "hidden": [512]}}
+    model = genreg.build_model({"type": "vae", "latent_dim": 2, **parts}, INFO)
+    return [(*marked(model, marker), marker) for marker in MARKERS]
+
+
+def write_forever(folder: Path, pairs: list, start: int) -> None:
+    """The child: replace the checkpoint and the model file with the next state, again and again."""
+    torch.set_num_threads(1)
+    for k in itertools.count(start):
+        model, optimizer, marker = pairs[k % len(pairs)]
+        save_checkpoint(folder / "checkpoint.safetensors", model, optimizer, marker, spec=None)
+        save_model(model, folder / "model.safetensors")
+
+
+def uniform_marker(tensors: list[torch.Tensor]) -> float:
+    """The one value every element of every tensor holds; fails on a mix of two states."""
+    values = torch.cat([t.detach().flatten().float() for t in tensors])
+    low, high = float(values.min()), float(values.max())
+    assert low == high, f"a mix of states: values from {low} to {high}"
+    return low
+
+
+def test_sigkill_during_writes_always_leaves_a_whole_loadable_file(tmp_path, pairs):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    save_checkpoint(folder / "checkpoint.safetensors", pairs[0][0], pairs[0][1], MARKERS[0], spec=None)
+    save_model(pairs[0][0], folder / "model.safetensors")
+    fresh_model, fresh_optimizer, _ = copy.deepcopy(pairs[0])
+    rng = random.Random(0)
+    leftovers = 0
+    for kill in range(20):
+        pid = os.fork()
+        if pid == 0:  # the child never returns into pytest
+            try:
+                write_forever(folder, pairs, start=kill)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(1)
+        time.sleep(rng.uniform(0.0, 0.1))  # a checkpoint and a model file take about 65 ms
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"the writer died by itself: {status}"
+
+        names = {path.name for path in folder.iterdir()}
+        assert {n for n in names if not n.startswith(".")} == {"checkpoint.safetensors", "model.safetensors"}
+        temporary = names - {"checkpoint.safetensors", "model.safetensors"}
+        leftovers += len(temporary)
+
+        epoch = load_checkpoint(folder / "checkpoint.safetensors", fresh_model, fresh_optimizer)
+        assert epoch in MARKERS
+        assert uniform_marker(list(fresh_model.state_dict().values())) == epoch  # weights of the same save
+        moments = [t for s in fresh_optimizer.state_dict()["state"].values() for t in s.values()]
+        assert uniform_marker(moments) == epoch  # and the optimiser state too
+        assert uniform_marker(list(genreg.load_model(folder).state_dict().values())) in MARKERS
+        for name in temporary:  # a leftover is never read as the file; remove it to keep the disk tidy
+            (folder / name).unlink()
+    assert leftovers > 0, "no kill landed in the middle of a write: the test proved nothing"
+
+
+FAST = ["--set", "model.encoder.hidden=[32]", "--set", "model.decoder.hidden=[32]", "--set", "train.batch_size=500"]
+
+
+def test_a_run_killed_at_a_random_moment_resumes_to_the_end(tmp_path):
+    """A real ``genreg run`` process, killed by SIGKILL during its epochs, resumes from what it left."""
+    spec = Path(__file__).resolve().parents[1] / "examples" / "vae.json"
+    out = tmp_path / "run"
+    args = [str(spec), "--out", str(out), "--set", "train.epochs=8", "--quiet", *FAST]
+    process = subprocess.Popen([sys.executable, "-m", "genreg", "run", *args], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.safetensors").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(random.Random(1).uniform(0.0, 0.3))
+        process.kill()
+    finally:
+        stderr = process.communicate()[1]
+    assert process.returncode == -signal.SIGKILL, stderr
+    done = genreg.load_model(out / "checkpoint.safetensors")  # whatever the moment, the checkpoint loads
+    assert done.spec["type"] == "vae"
+
+    result = CliRunner().invoke(cli, ["run", *args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert [record["epoch"] for record in read_metrics(out / "metrics.jsonl")] == list(range(1, 9))
+    assert genreg.load_model(out).spec == done.spec
+
+
+# --------------------------------------------------------------------------- failed writes
+
+
+def half_then_fail(error: Exception):
+    """A ``save_file`` that writes half a file, then fails as a full disk does."""
+
+    def write(tensors, filename, metadata=None):
+        save_file(tensors, filename, metadata=metadata)
+        with open(filename, "r+b") as fh:
+            fh.truncate(os.path.getsize(filename) // 2)
+        raise error
+
+    return write
+
+
+FULL = {
+    "OSError": (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), "No space left on device"),
+    "SafetensorError": (  # what safetensors itself raises when the disk fills up
+        SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
+        "Error while serializing: I/O error: No space left on device (os error 28)",
+    ),
+}
+
+
+@pytest.mark.parametrize("raised", list(FULL))
+@pytest.mark.parametrize("writer", ["save_model", "save_checkpoint"])
+def test_a_full_disk_keeps_the_previous_file_and_says_so(tmp_path, monkeypatch, pairs, raised, writer):
+    (old, old_optimizer, _), (new, new_optimizer, _) = pairs[0], pairs[1]
+    path = tmp_path / "file.safetensors"
+
+    def save(model, optimizer):
+        if writer == "save_model":
+            save_model(model, path)
+        else:
+            save_checkpoint(path, model, optimizer, 1, spec=None)
+
+    save(old, old_optimizer)
+    before = path.read_bytes()
+    error, reason = FULL[raised]
+    monkeypatch.setattr(checkpoint, "save_file", half_then_fail(error))
+    with pytest.raises(OutputError) as caught:
+        save(new, new_optimizer)
+    assert str(caught.value) == f"could not write {path} ({reason}); its previous contents are unchanged."
+    assert isinstance(caught.value, GenregError) and isinstance(caught.value, OSError)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["file.safetensors"]  # the half-written temporary file is gone
+
+
+def test_a_failed_first_write_leaves_no_file(tmp_path):
+    written = []
+
+    def half(tmp: Path) -> None:
+        written.append(tmp)
+        tmp.write_text('{"half": ')
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OutputError, match=r"\(No space left on device\); no partial file was left\.$"):
+        atomic_write(tmp_path / "spec.json", half)
+    assert os.listdir(tmp_path) == []
+    # hidden, so never taken for the file, and with its suffix, for writers that pick a format by it
+    assert written[0].parent == tmp_path and written[0].name.startswith(".spec.json.") and written[0].suffix == ".json"
+
+
+def test_a_real_write_failure_from_the_kernel_keeps_the_previous_file(tmp_path, pairs):
+    """RLIMIT_FSIZE makes the kernel refuse to grow any file past 64 kB (EFBIG), in a forked child."""
+    path = tmp_path / "model.safetensors"
+    save_model(pairs[0][0], path)
+    before = path.read_bytes()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import resource
+
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+            torch.set_num_threads(1)
+            try:
+                save_model(pairs[1][0], path)
+                message = "no error"
+            except OutputError as exc:
+                message = str(exc)
+            os.write(write, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        message = pipe.read()
+    os.waitpid(pid, 0)
+    assert message.startswith(f"could not write {path} (") and "File too large" in message, message
+    assert message.endswith("; its previous contents are unchanged.")
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.safetensors"]
+
+
+# --------------------------------------------------------------------------- refused before any work
+
+
+@pytest.fixture
+def nothing_loaded(monkeypatch):
+    """Loading data or training is a test failure: these errors must come first."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("data was loaded or training started")
+
+    monkeypatch.setattr(RUN, "load_data", forbidden)
+    monkeypatch.setattr(RUN, "train", forbidden)
+
+
+def small_spec():
+    spec = Path(__file__).resolve().parents[1] / "examples" / "vae.json"
+    return genreg.load_spec(spec, ["train.epochs=1", *FAST[1::2]])
+
+
+@pytest.fixture
+def locked(tmp_path):
+    """A folder with mode 0o500; skipped where the user ignores permissions (root, unless it dropped
+    CAP_DAC_OVERRIDE)."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    yield folder
+    folder.chmod(0o700)
+
+
+@pytest.mark.parametrize("where", ["parent", "folder"])
+def test_an_unwritable_folder_fails_before_loading_data(locked, nothing_loaded, where):
+    if os.access(locked, os.W_OK):
+        pytest.skip(f"this user (uid {os.geteuid()}) may write into read-only folders")
+    out = locked / "run" if where == "parent" else locked
+    with pytest.raises(RunFolderError) as caught:
+        genreg.run(small_spec(), out, progress=False)
+    assert str(caught.value) == (
+        f"cannot write the run folder {out}: {locked} is not writable (no permission, or a read-only file system); "
+        "choose another folder with --out."
+    )
+    assert os.listdir(locked) == []
+
+
+def test_a_file_in_the_way_fails_before_loading_data(tmp_path, nothing_loaded):
+    blocker = tmp_path / "runs"
+    blocker.write_text("not a folder")
+    with pytest.raises(RunFolderError, match=f"^cannot write the run folder {blocker / 'x'}: {blocker} is a file,"):
+        genreg.run(small_spec(), blocker / "x", progress=False)
+    spec = Path(__file__).resolve().parents[1] / "examples" / "vae.json"
+    result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(blocker / "x" / "y"), "--quiet"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr == (
+        f"Error: cannot write the run folder {blocker / 'x' / 'y'}: {blocker} is a file, not a folder; "
+        "choose another folder with --out.\n"
+    )
+    assert blocker.read_text() == "not a folder"
+
+
+def test_too_little_free_space_fails_before_training_and_keeps_the_old_run(tmp_path, monkeypatch):
+    def train(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(RUN, "train", train)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(RUN.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"the old run")
+    spec = small_spec()
+    with pytest.raises(RunFolderError) as caught:
+        genreg.run(spec, out, overwrite=True, progress=False)
+    needed = RUN.space_needed(genreg.build_model(spec.model, INFO))
+    assert str(caught.value) == (
+        f"not enough free space in {out}: the run's checkpoint and model files need about {needed / 1e6:.1f} MB "
+        "and 0.0 MB is free; free some space or choose another folder with --out."
+    )
+    assert (out / "model.safetensors").read_bytes() == b"the old run"
+
+
+def test_a_disk_that_fills_during_a_run_is_exit_code_2_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "save_file", half_then_fail(FULL["OSError"][0]))
+    spec = Path(__file__).resolve().parents[1] / "examples" / "vae.json"
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(out), "--set", "train.epochs=1", "--quiet", *FAST])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    assert result.stderr == (
+        f"Error: could not write {out / 'checkpoint.safetensors'} (No space left on device); "
+        "no partial file was left.\n"
+    )
+    assert sorted(os.listdir(out)) == ["spec.json"]
+    assert json.loads((out / "spec.json").read_text())["train"]["epochs"] == 1

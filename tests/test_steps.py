@@ -1,0 +1,76 @@
+"""The training step on CPU: every image once per epoch, non-finite losses caught, fast-path settings validated."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import genreg
+from genreg.errors import SpecError
+from genreg.spec import TrainConfig
+from genreg.steps import NonFiniteLossError, Steps, make_optimizer, make_steps
+from genreg.trainer import read_metrics
+
+MLP = {"type": "mlp", "hidden": [16]}
+AE = {"type": "ae", "latent_dim": 3, "encoder": MLP, "decoder": MLP}
+
+
+def small_data(n_train: int) -> genreg.DataSplits:
+    data = genreg.load_data({"type": "mnist-sample"})
+    train = genreg.Split(data.train.images[:n_train], data.train.labels[:n_train])
+    return genreg.DataSplits(train, data.test, data.num_classes, data.binarize)
+
+
+def test_an_epoch_sees_every_image_once_including_the_short_last_batch() -> None:
+    """With a learning rate too small to move the weights, the epoch's mean equals the loss over the split."""
+    data = small_data(250)  # batch 64: three full batches and a tail of 58
+    torch.manual_seed(0)
+    model = genreg.build_model(AE, data.info)
+    config = TrainConfig(batch_size=64, lr=1e-30, device="cpu")
+    steps = make_steps(model, make_optimizer(model, config, torch.device("cpu")), data.train, config, data.binarize)
+    assert type(steps) is Steps and (steps.full, steps.tail, steps.steps) == (3, 58, 4)
+    sums = steps.epoch(torch.randperm(250), torch.ones(4, 1), on_step=lambda s: None)
+    expected = genreg.evaluate(model, data.train, config)["loss"]
+    assert (sums[0] / 250).item() == pytest.approx(expected, rel=1e-5)
+    assert int(steps.k) == 4
+
+
+def test_a_non_finite_loss_names_epoch_step_and_term() -> None:
+    data = small_data(256)
+    model = genreg.build_model(AE, data.info)
+    config = TrainConfig(epochs=2, batch_size=64, lr=1e12, device="cpu")
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 1, step [2-4] \(.*bce = (nan|inf)"):
+        genreg.train(model, data, config, progress=False)
+
+
+def test_a_run_stopped_by_a_non_finite_loss_keeps_its_last_checkpoint(tmp_path) -> None:
+    data = small_data(256)
+    model = genreg.build_model(AE, data.info)
+    saved = {}
+
+    def poison_after_the_first_epoch(record: dict) -> None:
+        saved["bytes"] = (tmp_path / "checkpoint.safetensors").read_bytes()
+        with torch.no_grad():
+            model.decoder.net[0].weight[0, 0] = float("inf")
+
+    config = TrainConfig(epochs=3, batch_size=64, device="cpu")
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 2, step \d+ \("):
+        genreg.train(model, data, config, progress=False, run_dir=tmp_path, on_epoch=poison_after_the_first_epoch)
+    assert (tmp_path / "checkpoint.safetensors").read_bytes() == saved["bytes"]
+    assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1]
+
+
+@pytest.mark.parametrize("field", ["compile", "cuda_graph"])
+def test_fast_path_settings_are_auto_true_or_false(field: str) -> None:
+    assert getattr(TrainConfig(), field) == "auto"
+    assert getattr(TrainConfig(**{field: False}), field) is False
+    with pytest.raises(SpecError, match=f"train.{field}"):
+        genreg.validate_spec({"model": {"type": "vae"}, "data": {"type": "mnist-sample"}, "train": {field: "yes"}})
+
+
+def test_auto_is_eager_and_uncompiled_on_cpu() -> None:
+    data = small_data(64)
+    model = genreg.build_model(AE, data.info)
+    config = TrainConfig(device="cpu")
+    steps = make_steps(model, make_optimizer(model, config, torch.device("cpu")), data.train, config, data.binarize)
+    assert type(steps) is Steps and steps.batch_loss == steps._batch_loss
