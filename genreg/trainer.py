@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from genreg import checkpoint, distributed
 from genreg.data import DataSplits, Split, fixed_binarization
-from genreg.errors import SpecError, TrainingInterruptedError
+from genreg.errors import OutputError, SpecError, TrainingInterruptedError
 from genreg.model import GenerativeModel
 from genreg.spec import TrainConfig
 from genreg.steps import Steps, autocast, make_optimizer, make_steps
@@ -144,8 +144,7 @@ def train(
             bar.set_description(f"epoch {epoch + 1}/{config.epochs}{last_test}")
             if writes:
                 checkpoint.save_checkpoint(run_dir / CHECKPOINT, model, optimizer, epoch + 1, spec)
-                with open(run_dir / METRICS, "a") as fh:
-                    fh.write(json.dumps(record) + "\n")
+                append_metrics(run_dir / METRICS, record)
             if on_epoch is not None:
                 on_epoch(record)
     bar.close()
@@ -223,9 +222,29 @@ def truncate_metrics(path: Path, epochs: int) -> None:
     if not path.exists():
         return
     lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["epoch"] <= epochs]
+    kept = [line for line in lines if _epoch_of(line) <= epochs]
     if len(kept) != len(lines):
         checkpoint.atomic_write(path, lambda tmp: tmp.write_text("".join(k + "\n" for k in kept)))
+
+
+def append_metrics(path: Path, record: dict) -> None:
+    """Add an epoch's line; a line cut short by a crash is dropped on resume (see truncate_metrics)."""
+    try:
+        with open(path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+    except OSError as exc:
+        raise OutputError(
+            f"could not append to {path} ({exc.strerror or exc}); the checkpoint of epoch {record['epoch']} was "
+            "written, so the run can be resumed once there is room."
+        ) from None
+
+
+def _epoch_of(line: str) -> float:
+    """The epoch a metrics line records; a line cut short by a crash counts as past every checkpoint."""
+    try:
+        return json.loads(line)["epoch"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def read_metrics(path: str | Path) -> list[dict]:

@@ -74,3 +74,16 @@ def test_auto_is_eager_and_uncompiled_on_cpu() -> None:
     config = TrainConfig(device="cpu")
     steps = make_steps(model, make_optimizer(model, config, torch.device("cpu")), data.train, config, data.binarize)
     assert type(steps) is Steps and steps.batch_loss == steps._batch_loss
+
+
+def test_resume_drops_a_metrics_line_cut_short_by_a_crash(tmp_path) -> None:
+    data = small_data(256)
+    torch.manual_seed(0)
+    model = genreg.build_model(AE, data.info)
+    config = TrainConfig(epochs=1, batch_size=64, device="cpu")
+    genreg.train(model, data, config, progress=False, run_dir=tmp_path)
+    with open(tmp_path / "metrics.jsonl", "a") as fh:
+        fh.write('{"epoch": 2, "train": {"lo')  # killed while appending epoch 2's line
+    longer = config.model_copy(update={"epochs": 2})
+    genreg.train(model, data, longer, progress=False, run_dir=tmp_path, resume=True)
+    assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
