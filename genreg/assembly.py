@@ -7,6 +7,7 @@ builds every one of them.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from pydantic import Field
@@ -26,9 +27,22 @@ class ComposedModelConfig(StrictModel):
     latent: Part("latent")
     decoder: Part("decoder")
     conditioner: Part("conditioner") | None = Field(
-        None, description="encodes the class label; fed to both encoder and decoder"
+        None,
+        description="encodes the class label; fed to the decoder, and to the encoder unless condition_encoder is false",
+    )
+    condition_encoder: bool = Field(
+        True,
+        description="feed the condition to the encoder as well as the decoder (a cVAE's q(z|x,c)); false gives q(z|x)",
     )
     losses: list[Part("loss")] = Field(min_length=1, description="loss terms, summed with their weights")
+
+
+UNCONDITIONED_ENCODER = (
+    "model.condition_encoder is false: the encoder ignores the class label and only the decoder gets it, "
+    "so the posterior is q(z|x) instead of the textbook cVAE's q(z|x,c). The latent code must then carry "
+    "the class information itself, and changing the label at decode time no longer separates class from "
+    "style as cleanly. Leave condition_encoder true (the default) for a standard cVAE."
+)
 
 
 def _registry() -> Registry:
@@ -45,7 +59,12 @@ def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeM
     if config.conditioner is not None:
         conditioner = registry.build("conditioner", config.conditioner, num_classes=data.num_classes)
         condition_dim = conditioner.dim
-    encoder = registry.build("encoder", config.encoder, input_shape=data.image_shape, condition_dim=condition_dim)
+        if not config.condition_encoder:
+            warnings.warn(UNCONDITIONED_ENCODER, stacklevel=2)
+    encoder_condition_dim = condition_dim if config.condition_encoder else 0
+    encoder = registry.build(
+        "encoder", config.encoder, input_shape=data.image_shape, condition_dim=encoder_condition_dim
+    )
     latent = registry.build("latent", config.latent, in_features=encoder.out_features, dim=config.latent_dim)
     decoder = registry.build(
         "decoder",
@@ -65,6 +84,7 @@ def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeM
         losses=losses,
         data=data,
         conditioner=conditioner,
+        condition_encoder=config.condition_encoder,
         spec=spec,
     )
 
@@ -92,7 +112,11 @@ def derive_spec(model: GenerativeModel) -> dict:
     parts = {"encoder": model.encoder, "latent": model.latent, "decoder": model.decoder}
     if model.conditioner is not None:
         parts["conditioner"] = model.conditioner
-    spec: dict[str, Any] = {"type": "custom", "latent_dim": model.latent.dim}
+    spec: dict[str, Any] = {
+        "type": "custom",
+        "latent_dim": model.latent.dim,
+        "condition_encoder": model.condition_encoder,
+    }
     for slot, part in parts.items():
         spec[slot] = _part_spec(registry, part, slot)
     spec["losses"] = [_part_spec(registry, term, "loss term") for term in model.losses]

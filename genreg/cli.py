@@ -178,6 +178,30 @@ def sample(
     click.echo(f"wrote {output}")
 
 
+@cli.command()
+@click.argument("model_path", type=click.Path())
+@click.option("--split", "split_name", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("-n", default=8, show_default=True, type=click.IntRange(1), help="images (rows)")
+@click.option("--to", default="all", show_default=True, help="target classes: 'all' or one class K")
+@click.option("--seed", default=0, show_default=True, help="which images are drawn")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
+def transfer(model_path: str, split_name: str, n: int, to: str, seed: int, output: str) -> None:
+    """Counterfactual decoding: real images of MODEL_PATH's data re-decoded under other classes.
+
+    Each row is one image (first column) and its latent code decoded under each target class:
+    the writing style stays, the class changes.
+    """
+    from genreg.checkpoint import load_model
+    from genreg.run import recorded_data
+    from genreg.sampling import check_conditional, save_transfer
+
+    model = load_model(model_path)
+    check_conditional(model)
+    split = getattr(recorded_data(model_path)[1], split_name)
+    save_transfer(model, split, output, n=n, to=to, seed=seed)
+    click.echo(f"wrote {output}")
+
+
 @cli.command(name="eval")
 @click.argument("model_path", type=click.Path())
 @click.option("--split", "split_name", type=click.Choice(["test", "train"]), default="test", show_default=True)

@@ -43,7 +43,7 @@ def posterior(model: GenerativeModel, split: Split, batch_size: int = 1000) -> P
     mus, log_vars = [], []
     with model.evaluating():
         for x, y in _batches(split, batch_size, model.device):
-            sample = model.latent(model.encoder(x, model.condition(y)))
+            sample = model.latent(model.encoder(x, model.condition(y) if model.condition_encoder else None))
             mus.append(sample.params.get("mu", sample.z).float().cpu())
             if "log_var" in sample.params:
                 log_vars.append(sample.params["log_var"].float().cpu())
@@ -70,7 +70,7 @@ def log_weights(model: GenerativeModel, x: torch.Tensor, labels: torch.Tensor, k
     The prior is N(0, I) and q is the encoder's diagonal Gaussian.
     """
     condition = model.condition(labels)
-    params = model.latent(model.encoder(x, condition)).params
+    params = model.latent(model.encoder(x, condition if model.condition_encoder else None)).params
     mu, std = params["mu"].float(), torch.exp(0.5 * params["log_var"].float())
     q = Normal(mu, std)
     z = q.sample((k,))  # (k, B, d)

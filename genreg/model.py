@@ -22,9 +22,11 @@ from genreg.protocols import LatentSample, ModelOutput
 class GenerativeModel(nn.Module):
     """An autoencoder-family model composed of parts.
 
-    The condition (if a conditioner is given) is fed to both the encoder and the
-    decoder. ``spec`` is the model's resolved spec (a dict) when it is known; it
-    is what a saved file records so the model can be rebuilt from that file alone.
+    The condition (if a conditioner is given) is fed to the decoder, and to the
+    encoder unless ``condition_encoder`` is false (then the posterior is q(z|x)
+    and the encoder must have been built for no condition). ``spec`` is the
+    model's resolved spec (a dict) when it is known; it is what a saved file
+    records so the model can be rebuilt from that file alone.
     """
 
     def __init__(
@@ -36,10 +38,12 @@ class GenerativeModel(nn.Module):
         losses: Sequence[nn.Module],
         data: DataInfo,
         conditioner: nn.Module | None = None,
+        condition_encoder: bool = True,
         spec: dict | None = None,
     ) -> None:
         super().__init__()
         self.conditioner = conditioner
+        self.condition_encoder = condition_encoder
         self.encoder = encoder
         self.latent = latent
         self.decoder = decoder
@@ -82,7 +86,7 @@ class GenerativeModel(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> ModelOutput:
         c = self.condition(labels)
-        latent = self.latent(self.encoder(x, c))
+        latent = self.latent(self.encoder(x, c if self.condition_encoder else None))
         return ModelOutput(self.decoder(latent.z, c), latent)
 
     def loss_values(self, x: torch.Tensor, out: ModelOutput) -> dict[str, torch.Tensor]:
@@ -113,7 +117,7 @@ class GenerativeModel(nn.Module):
     @torch.no_grad()
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The deterministic latent code (posterior mean) of each image."""
-        return self.latent.mean(self.encoder(x, self.condition(labels)))
+        return self.latent.mean(self.encoder(x, self.condition(labels) if self.condition_encoder else None))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -135,6 +139,19 @@ class GenerativeModel(nn.Module):
     def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Decode each image's posterior mean."""
         return self.decode(self.encode(x, labels), labels)
+
+    @torch.no_grad()
+    def transfer(self, x: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Counterfactual decoding: each image's latent code decoded under every target class.
+
+        Image i is encoded with its own label to its posterior mean z_i; the result's row i,
+        shape (len(targets), *image_shape), decodes that same z_i under each target, so what
+        the latent code carries (the writing style) stays and the class changes.
+        """
+        targets = self._check_labels(torch.as_tensor(targets)).to(self.device)
+        z = self.encode(x, labels)
+        decoded = self.decode(z.repeat_interleave(len(targets), dim=0), targets.repeat(len(z)))
+        return decoded.view(len(z), len(targets), *decoded.shape[1:])
 
     def _check_labels(self, labels: torch.Tensor) -> torch.Tensor:
         if self.conditioner is None:
@@ -168,7 +185,7 @@ class GenerativeModel(nn.Module):
             c = self.condition(torch.zeros(2, dtype=torch.long, device=self.device))
             if c is not None:
                 _expect(self.conditioner, c, (2, self.conditioner.dim), "condition")
-            features = self.encoder(x, c)
+            features = self.encoder(x, c if self.condition_encoder else None)
             _expect(self.encoder, features, (2, self.encoder.out_features), "features")
             latent = self.latent(features)
             if not isinstance(latent, LatentSample):

@@ -105,6 +105,42 @@ def save_interpolation(
     return save_grid(row, path, ncol=steps + 2, row_labels=row_labels)
 
 
+def check_conditional(model: GenerativeModel) -> None:
+    """Transfer decodes under another condition, which only a conditional model has."""
+    if not model.conditional:
+        raise SpecError("transfer decodes under another condition: this model is not conditional.")
+
+
+def transfer_targets(model: GenerativeModel, to: str) -> list[int]:
+    """The classes ``--to`` names: ``all`` or one class K."""
+    k = model.data_info.num_classes
+    if to == "all":
+        return list(range(k))
+    if not to.isdecimal() or int(to) >= k:
+        raise SpecError(f"--to {to}: must be 'all' or a class in 0..{k - 1}.")
+    return [int(to)]
+
+
+def save_transfer(
+    model: GenerativeModel, split: Split, path: str | Path, n: int = 8, to: str = "all", seed: int = 0
+) -> Path:
+    """Counterfactual decoding: ``n`` random images of ``split``, each re-decoded under the target classes.
+
+    One row per image: the image itself, then one column per target class, all decoded from that
+    image's latent code (encoded with its own label), so the style stays and the class changes.
+    """
+    check_conditional(model)
+    targets = transfer_targets(model, to)
+    chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
+    device = model.device
+    x, y = split.images[chosen].to(device), split.labels[chosen].to(device)
+    with model.evaluating():
+        images = model.transfer(x, y, torch.tensor(targets, device=device))
+    grid = torch.cat([x.float().unsqueeze(1), images.float()], dim=1).flatten(0, 1)
+    rows = [f"{int(label)} →" for label in y]
+    return save_grid(grid, path, ncol=len(targets) + 1, row_labels=rows)
+
+
 def check_label(model: GenerativeModel, label: int | None, required: bool) -> None:
     """A conditional model takes a class in 0..K-1 (needs one if ``required``); others take none."""
     k = model.data_info.num_classes

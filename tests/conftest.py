@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+import genreg
+from genreg import classifier as clf
+
+MNIST_SPEC = {"type": "mnist-sample", "binarize": "none"}
 
 
 @pytest.fixture
@@ -30,3 +36,26 @@ def write_file(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@dataclass
+class Trained:
+    cache: Path
+    data: genreg.DataSplits
+    model: clf.ReferenceCNN
+    accuracy: float
+
+
+@pytest.fixture(scope="session")
+def mnist() -> genreg.DataSplits:
+    return genreg.load_data(MNIST_SPEC)
+
+
+@pytest.fixture(scope="session")
+def trained(mnist: genreg.DataSplits, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
+    """The full mnist-sample classifier, trained once per session into its own cache folder."""
+    cache = tmp_path_factory.mktemp("genreg-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENREG_CACHE", str(cache))
+        model, accuracy = clf.reference_classifier(MNIST_SPEC, mnist)
+    yield Trained(cache, mnist, model, accuracy)

@@ -3,12 +3,11 @@ and conditional accuracy that tells a model drawing the asked class from one tha
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import MNIST_SPEC, Trained
 from safetensors.torch import save_file
 
 import genreg
@@ -18,32 +17,8 @@ from genreg_builtin.latents import GaussianConfig, GaussianLatent
 from genreg_builtin.losses import BCE, BCEConfig
 
 SHAPE = (1, 28, 28)
-MNIST_SPEC = {"type": "mnist-sample", "binarize": "none"}
 # the spec of a dataset genreg does not load itself: the first 1,000 / 400 digits of mnist-sample
 SUBSET_SPEC = {"type": "mnist-sample", "binarize": "none", "subset": "train[:1000] test[:400]"}
-
-
-@dataclass
-class Trained:
-    cache: Path
-    data: genreg.DataSplits
-    model: clf.ReferenceCNN
-    accuracy: float
-
-
-@pytest.fixture(scope="session")
-def mnist() -> genreg.DataSplits:
-    return genreg.load_data(MNIST_SPEC)
-
-
-@pytest.fixture(scope="session")
-def trained(mnist: genreg.DataSplits, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
-    """The full mnist-sample classifier, trained once per session into its own cache folder."""
-    cache = tmp_path_factory.mktemp("genreg-cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GENREG_CACHE", str(cache))
-        model, accuracy = clf.reference_classifier(MNIST_SPEC, mnist)
-    yield Trained(cache, mnist, model, accuracy)
 
 
 @pytest.fixture

@@ -38,8 +38,9 @@ def test_minimal_spec_dump_has_every_default(minimal_spec):
 
     model = dump["model"]
     assert model["type"] == "cvae" and model["latent_dim"] == 16
-    assert model["encoder"] == {"type": "mlp", "hidden": [512, 256], "activation": "relu"}
-    assert model["decoder"] == {"type": "mlp", "hidden": [256, 512], "activation": "relu"}
+    assert model["encoder"] == {"type": "mlp", "hidden": [512, 256], "activation": "relu", "condition": "input"}
+    assert model["decoder"] == {"type": "mlp", "hidden": [256, 512], "activation": "relu", "condition": "input"}
+    assert model["condition_encoder"] is True
     assert model["latent"] == {"type": "gaussian"}
     assert model["conditioner"] == {"type": "onehot", "num_classes": None}
     assert model["losses"] == [
@@ -81,7 +82,13 @@ def test_schedules_and_swapped_parts_survive_the_round_trip():
     }
     dump = validate_spec(raw).model_dump(mode="json")
     assert dump["model"]["losses"][0]["schedule"] == {"type": "linear", "epochs": 2.0, "start": 0.5}
-    assert dump["model"]["encoder"] == {"type": "conv", "channels": [4], "features": 256, "activation": "relu"}
+    assert dump["model"]["encoder"] == {
+        "type": "conv",
+        "channels": [4],
+        "features": 256,
+        "activation": "relu",
+        "condition": "input",
+    }
     assert validate_spec(dump).model_dump(mode="json") == dump
 
 
@@ -123,7 +130,7 @@ def test_unknown_loss_in_a_list_is_reported_at_its_index():
 def test_build_model_validates_a_raw_model_spec():
     with pytest.raises(SpecError) as info:
         genreg.build_model({"type": "vae", "encoder": {"type": "mlp", "hiden": [3]}}, genreg.DataInfo((1, 8, 8), 3))
-    assert "encoder.hiden: unknown field; allowed here: activation, hidden, type" in str(info.value)
+    assert "encoder.hiden: unknown field; allowed here: activation, condition, hidden, type" in str(info.value)
 
 
 def test_missing_type_lists_the_registered_names(minimal_spec):
@@ -140,7 +147,7 @@ def test_a_part_without_type_tunes_the_recipe_default(minimal_spec):
 @pytest.mark.parametrize(
     ("path", "allowed"),
     [
-        ("model.encoder.hiden", "activation, hidden, type"),
+        ("model.encoder.hiden", "activation, condition, hidden, type"),
         ("train.hiden", ", ".join(sorted(TrainConfig.model_fields))),
         ("hiden", "data, model, name, seed, train"),
         ("model.losses[1].schedule.hiden", "epochs, start, type"),

@@ -3,7 +3,9 @@
 Each encoder layer halves height and width (kernel 4, stride 2, padding 1); the
 decoder mirrors it with transposed convolutions, adding one row/column where a
 size was odd, so any (C, H, W) comes back at exactly its shape. The condition
-enters the encoder as constant extra input channels and the decoder next to z.
+enters the encoder as constant extra input channels and the decoder next to z;
+with ``condition: every-layer`` also every later layer's input (channels for
+convolutions, entries for the dense layer).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from genreg.errors import AssemblyError
-from genreg_builtin.mlp import ACTIVATIONS, Activation, with_condition
+from genreg_builtin.mlp import ACTIVATIONS, INJECTION_HELP, Activation, Injection, injected, run_conditioned
 
 
 class ConvEncoderConfig(BaseModel):
@@ -26,6 +28,7 @@ class ConvEncoderConfig(BaseModel):
     channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1, description="channels per layer")
     features: int = Field(256, ge=1, description="width of the dense layer after the convolutions")
     activation: Activation = "relu"
+    condition: Injection = Field("input", description=INJECTION_HELP)
 
 
 class ConvDecoderConfig(BaseModel):
@@ -35,6 +38,7 @@ class ConvDecoderConfig(BaseModel):
 
     channels: list[int] = Field(default_factory=lambda: [64, 32], min_length=1, description="channels per layer")
     activation: Activation = "relu"
+    condition: Injection = Field("input", description=INJECTION_HELP)
 
 
 def spatial_sizes(size: int, layers: int) -> list[int]:
@@ -51,31 +55,29 @@ def spatial_sizes(size: int, layers: int) -> list[int]:
 
 
 class ConvEncoder(nn.Module):
-    """Strided convolutions, then a dense layer; condition as extra input channels."""
+    """Strided convolutions, then a dense layer; condition as extra channels (and dense inputs if every-layer)."""
 
     def __init__(self, config: ConvEncoderConfig, *, input_shape: tuple[int, int, int], condition_dim: int = 0) -> None:
         super().__init__()
         self.config = config
         c, h, w = input_shape
         act = ACTIVATIONS[config.activation]
-        layers: list[nn.Module] = []
-        for c_in, c_out in zip([c + condition_dim, *config.channels[:-1]], config.channels, strict=True):
-            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), act()]
-        self.convs = nn.Sequential(*layers)
         n = len(config.channels)
+        extra = injected(config.condition, condition_dim, n + 1)
+        layers: list[nn.Module] = []
+        for c_in, c_out, e in zip([c, *config.channels[:-1]], config.channels, extra[:-1], strict=True):
+            layers += [nn.Conv2d(c_in + e, c_out, 4, stride=2, padding=1), act()]
+        self.convs = nn.Sequential(*layers)
         flat = config.channels[-1] * spatial_sizes(h, n)[-1] * spatial_sizes(w, n)[-1]
-        self.dense = nn.Sequential(nn.Flatten(), nn.Linear(flat, config.features), act())
+        self.dense = nn.Sequential(nn.Flatten(), nn.Linear(flat + extra[-1], config.features), act())
         self.out_features = config.features
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
-        if condition is not None:
-            planes = condition.to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
-            x = torch.cat([x, planes], dim=1)
-        return self.dense(self.convs(x))
+        return run_conditioned([*self.convs, *self.dense], x, condition, self.config.condition)
 
 
 class ConvDecoder(nn.Module):
-    """A dense layer to a small feature map, then transposed convolutions to logits."""
+    """A dense layer on z and the condition to a small feature map, then transposed convolutions to logits."""
 
     def __init__(
         self, config: ConvDecoderConfig, *, latent_dim: int, condition_dim: int = 0, output_shape: tuple[int, int, int]
@@ -87,15 +89,18 @@ class ConvDecoder(nn.Module):
         hs, ws = spatial_sizes(h, n), spatial_sizes(w, n)
         self.start = (config.channels[0], hs[-1], ws[-1])
         act = ACTIVATIONS[config.activation]
-        self.dense = nn.Sequential(nn.Linear(latent_dim + condition_dim, math.prod(self.start)), act())
+        extra = injected(config.condition, condition_dim, n + 1)
+        self.dense = nn.Sequential(nn.Linear(latent_dim + extra[0], math.prod(self.start)), act())
+        self.unflatten = nn.Unflatten(1, self.start)
         layers: list[nn.Module] = []
         outs = [*config.channels[1:], c]
-        for i, (c_in, c_out) in enumerate(zip(config.channels, outs, strict=True)):
+        for i, (c_in, c_out, e) in enumerate(zip(config.channels, outs, extra[1:], strict=True)):
             pad = (hs[n - 1 - i] % 2, ws[n - 1 - i] % 2)
-            layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, output_padding=pad))
+            layers.append(nn.ConvTranspose2d(c_in + e, c_out, 4, stride=2, padding=1, output_padding=pad))
             if i < n - 1:
                 layers.append(act())
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
-        return self.deconvs(self.dense(with_condition(z, condition)).view(-1, *self.start))
+        layers = [*self.dense, self.unflatten, *self.deconvs]
+        return run_conditioned(layers, z, condition, self.config.condition)

@@ -1,8 +1,9 @@
-"""Fully connected encoder and decoder; the condition is concatenated to the input."""
+"""Fully connected encoder and decoder; the condition enters at the input or at every layer."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Literal
 
 import torch
@@ -18,6 +19,14 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
 }
 
+Injection = Literal["input", "every-layer"]
+INJECTION_HELP = (
+    "where the condition enters: 'input' concatenates it to the network's input only; 'every-layer' "
+    "concatenates it to the input of every layer (for conv layers as constant extra channels), so every "
+    "layer sees it"
+)
+WEIGHTED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+
 
 class MLPEncoderConfig(BaseModel):
     """Fully connected encoder: flattened image (+ condition) through hidden layers."""
@@ -28,6 +37,7 @@ class MLPEncoderConfig(BaseModel):
         default_factory=lambda: [512, 256], min_length=1, description="hidden layer widths, image side first"
     )
     activation: Activation = "relu"
+    condition: Injection = Field("input", description=INJECTION_HELP)
 
 
 class MLPDecoderConfig(MLPEncoderConfig):
@@ -38,36 +48,60 @@ class MLPDecoderConfig(MLPEncoderConfig):
     )
 
 
-def mlp(sizes: list[int], activation: str, last_activation: bool) -> nn.Sequential:
-    """Linear layers between consecutive ``sizes`` with activations between them."""
+def injected(mode: Injection, condition_dim: int, layers: int) -> list[int]:
+    """How wide the condition is at the input of each of ``layers`` weighted layers in ``mode``."""
+    return [condition_dim, *[condition_dim if mode == "every-layer" else 0] * (layers - 1)]
+
+
+def with_condition(h: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+    """Append the condition (if any) to flat (B, F) features, or as constant channels to (B, C, H, W) maps."""
+    if condition is None:
+        return h
+    c = condition.to(h.dtype)
+    if h.dim() == 4:
+        c = c[:, :, None, None].expand(-1, -1, *h.shape[2:])
+    return torch.cat([h, c], dim=1)
+
+
+def run_conditioned(
+    layers: Iterable[nn.Module], h: torch.Tensor, condition: torch.Tensor | None, mode: Injection
+) -> torch.Tensor:
+    """Run ``layers`` in order, appending the condition before the first weighted layer or before each."""
+    first = True
+    for layer in layers:
+        if isinstance(layer, WEIGHTED) and (first or mode == "every-layer"):
+            h = with_condition(h, condition)
+            first = False
+        h = layer(h)
+    return h
+
+
+def mlp(sizes: list[int], activation: str, last_activation: bool, extra: list[int]) -> nn.Sequential:
+    """Linear layers between consecutive ``sizes`` (layer i taking ``extra[i]`` more inputs), activations between."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
+    for i, (a, b, e) in enumerate(zip(sizes[:-1], sizes[1:], extra, strict=True)):
+        layers.append(nn.Linear(a + e, b))
         if last_activation or i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 
 
-def with_condition(h: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
-    """Concatenate the condition vector (if any) to flat features."""
-    return h if condition is None else torch.cat([h, condition.to(h.dtype)], dim=1)
-
-
 class MLPEncoder(nn.Module):
-    """Flatten the image, append the condition, then fully connected layers."""
+    """Flatten the image, then fully connected layers, with the condition appended per ``config.condition``."""
 
     def __init__(self, config: MLPEncoderConfig, *, input_shape: tuple[int, ...], condition_dim: int = 0) -> None:
         super().__init__()
         self.config = config
         self.out_features = config.hidden[-1]
-        self.net = mlp([math.prod(input_shape) + condition_dim, *config.hidden], config.activation, True)
+        extra = injected(config.condition, condition_dim, len(config.hidden))
+        self.net = mlp([math.prod(input_shape), *config.hidden], config.activation, True, extra)
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
-        return self.net(with_condition(x.flatten(1), condition))
+        return run_conditioned(self.net, x.flatten(1), condition, self.config.condition)
 
 
 class MLPDecoder(nn.Module):
-    """z and the condition through fully connected layers to one logit per pixel."""
+    """z through fully connected layers to one logit per pixel, with the condition per ``config.condition``."""
 
     def __init__(
         self, config: MLPDecoderConfig, *, latent_dim: int, condition_dim: int = 0, output_shape: tuple[int, ...]
@@ -75,8 +109,8 @@ class MLPDecoder(nn.Module):
         super().__init__()
         self.config = config
         self.output_shape = tuple(output_shape)
-        sizes = [latent_dim + condition_dim, *config.hidden, math.prod(output_shape)]
-        self.net = mlp(sizes, config.activation, False)
+        sizes = [latent_dim, *config.hidden, math.prod(output_shape)]
+        self.net = mlp(sizes, config.activation, False, injected(config.condition, condition_dim, len(sizes) - 1))
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
-        return self.net(with_condition(z, condition)).view(-1, *self.output_shape)
+        return run_conditioned(self.net, z, condition, self.config.condition).view(-1, *self.output_shape)
