@@ -10,6 +10,7 @@ once per epoch.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 
@@ -144,7 +145,7 @@ class Steps:
         if step < 0:
             return
         values = dict(zip(names, self.bad_values.tolist(), strict=True))
-        bad = [f"{name} = {value}" for name, value in values.items() if not torch.isfinite(torch.tensor(value))]
+        bad = [f"{name} = {value}" for name, value in values.items() if not math.isfinite(value)]
         raise NonFiniteLossError(
             f"the loss became non-finite at epoch {epoch + 1}, step {step + 1} ({', '.join(bad)}); training "
             "stopped and the run folder keeps the checkpoint of the last finished epoch. Lower train.lr, set "
