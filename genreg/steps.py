@@ -4,8 +4,9 @@ Everything a step reads lives in device tensors filled once per epoch (the
 shuffled order and every step's loss weights) plus a step counter on the device,
 so the body takes no Python arguments. On CUDA it is captured once as a graph and
 replayed with one launch per step; on CPU the same body runs eagerly. Nothing in
-it waits for the device: a non-finite loss is recorded on the device and read
-once per epoch.
+it waits for the device: each step writes its loss values into a row of a device
+table, read once per epoch (its sums are the epoch's metrics, its first
+non-finite row the step to blame).
 """
 
 from __future__ import annotations
@@ -65,6 +66,72 @@ def compiled_optimizer(config: TrainConfig, device: torch.device) -> bool:
     return device.type == "cuda" and wants(config.compile, device)
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, config: TrainConfig, device: torch.device) -> Callable[[], None]:
+    """The update to run after each backward pass.
+
+    Compiled on CUDA with ``train.compile``; on CPU the fused kernel called directly
+    (:class:`FusedAdamStep`), elsewhere ``optimizer.step``.
+    """
+    if compiled_optimizer(config, device):
+        return torch.compile(optimizer.step)
+    if device.type == "cpu" and FusedAdamStep.applies(optimizer):
+        return FusedAdamStep(optimizer)
+    return optimizer.step
+
+
+class FusedAdamStep:
+    """``optimizer.step()`` of a fused CPU Adam/AdamW, without its per-call Python.
+
+    ``Optimizer.step`` regroups the parameters and their state by device and dtype
+    on every call; for a small model on a CPU that costs about as much as the
+    update itself (0.47 -> 0.29 ms per step measured for the speed benchmark's
+    VAE). The first call goes through ``optimizer.step`` (which creates the state);
+    later calls run the same kernel on the same state tensors, reading the
+    learning rate and the other settings from the param group each time, so the
+    optimizer's state_dict stays the one checkpoints save.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.state: tuple[list[torch.Tensor], ...] | None = None
+
+    @staticmethod
+    def applies(optimizer: torch.optim.Optimizer) -> bool:
+        groups = optimizer.param_groups
+        return (
+            isinstance(optimizer, torch.optim.Adam)
+            and len(groups) == 1
+            and groups[0]["fused"]
+            and not (groups[0]["amsgrad"] or groups[0]["maximize"] or groups[0]["capturable"])
+        )
+
+    def __call__(self) -> None:
+        group = self.optimizer.param_groups[0]
+        grads = [p.grad for p in group["params"]]
+        if self.state is None or any(g is None for g in grads):
+            self.optimizer.step()  # creates the state; skips parameters without a gradient
+            self.state = None if any(g is None for g in grads) else self._state(group)
+            return
+        params, exp_avgs, exp_avg_sqs, steps = self.state
+        torch._foreach_add_(steps, 1)
+        kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay", False) else torch._fused_adam_
+        beta1, beta2 = group["betas"]
+        kernel(
+            params, grads, exp_avgs, exp_avg_sqs, [], steps,
+            amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
+            eps=group["eps"], maximize=False, grad_scale=None, found_inf=None,
+        )  # fmt: skip
+
+    def _state(self, group: dict) -> tuple[list[torch.Tensor], ...]:
+        states = [self.optimizer.state[p] for p in group["params"]]
+        return (
+            list(group["params"]),
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["step"] for s in states],
+        )
+
+
 class TermMeans(torch.nn.Module):
     """The model's loss-term means as a module's forward, which is what DistributedDataParallel wraps."""
 
@@ -99,9 +166,9 @@ class Steps:
         self.order = torch.zeros(self.n, dtype=torch.long, device=device)
         self.weights = torch.zeros(self.steps, terms, device=device)
         self.k = torch.zeros((), dtype=torch.long, device=device)
-        self.sums = torch.zeros(terms + 1, device=device)
-        self.bad_step = torch.full((), -1, dtype=torch.long, device=device)
-        self.bad_values = torch.zeros(terms + 1, device=device)
+        self.values = torch.zeros(self.steps, terms + 1, device=device)  # each step's total, then its terms
+        self.images = torch.tensor([self.batch] * self.full + [self.tail] * (self.tail > 0), device=device).float()
+        self.params = [p for p in model.parameters() if p.requires_grad]
         # decided once, outside the compiled code: a query traced inside it made torch.compile recompile every step
         self.bf16 = uses_bf16(config, device)
         self.term_means = model.term_means
@@ -111,8 +178,7 @@ class Steps:
         compiled = wants(config.compile, device)
         self.batch_loss = torch.compile(self._batch_loss, dynamic=False) if compiled else self._batch_loss
         self.record = torch.compile(record, dynamic=False) if compiled else record
-        step = optimizer.step
-        self.optimizer_step = torch.compile(step) if compiled_optimizer(config, device) else step
+        self.optimizer_step = optimizer_step(optimizer, config, device)
 
     @property
     def steps(self) -> int:
@@ -127,8 +193,7 @@ class Steps:
         self.order.copy_(distributed.shard(order, self.batch, self.place))
         self.weights.copy_(weights)
         self.k.zero_()
-        self.sums.zero_()
-        self.bad_step.fill_(-1)
+        self.values.zero_()
         done = 0
         while done < self.full:
             for _ in range(self.advance(self.full - done)):
@@ -137,14 +202,20 @@ class Steps:
         if self.tail:
             self.tail_step()
             on_step(self.full)
-        return self.sums
+        return self.sums()
+
+    def sums(self, steps: int | None = None) -> torch.Tensor:
+        """Per-image sums of the total and of each term over the first ``steps`` steps (default: all)."""
+        return self.images[:steps] @ self.values[:steps]
 
     def check_finite(self, names: list[str], epoch: int) -> None:
         """Raise naming the epoch, step and terms if any step of the last epoch was not finite."""
-        step = int(distributed.max_over_ranks(self.bad_step))  # every rank stops, or none
+        bad = (~torch.isfinite(self.values).all(1)).nonzero()
+        first = torch.tensor([int(bad[0]) if len(bad) else -1], device=self.device)
+        step = int(distributed.max_over_ranks(first)[0])  # every rank stops, or none
         if step < 0:
             return
-        values = dict(zip(names, self.bad_values.tolist(), strict=True))
+        values = dict(zip(names, self.values[step].tolist(), strict=True))
         bad = [f"{name} = {value}" for name, value in values.items() if not math.isfinite(value)]
         raise NonFiniteLossError(
             f"the loss became non-finite at epoch {epoch + 1}, step {step + 1} ({', '.join(bad)}); training "
@@ -168,12 +239,13 @@ class Steps:
     def step(self, index: torch.Tensor, batch_loss: Callable, record: Callable) -> None:
         """Forward, backward and update on the images at ``index``, then the bookkeeping."""
         total, values = batch_loss(index)
-        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.params:  # what zero_grad(set_to_none=True) does, without its per-call overhead
+            p.grad = None
         total.backward()
         if self.config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         self.optimizer_step()
-        record(values, len(index), self.k, self.sums, self.bad_step, self.bad_values)
+        record(values, self.k, self.values)
 
     def _batch_loss(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gather the batch and return the weighted total and the values to record (total, then terms)."""
@@ -187,19 +259,9 @@ class Steps:
         return total, torch.cat([total.detach().view(1), means.detach()])
 
 
-def record(
-    values: torch.Tensor,
-    n: int,
-    k: torch.Tensor,
-    sums: torch.Tensor,
-    bad_step: torch.Tensor,
-    bad_values: torch.Tensor,
-) -> None:
-    """Add a step's values to the epoch's sums, remember the first non-finite step, count the step."""
-    sums.add_(values * n)
-    first = (bad_step < 0) & ~torch.isfinite(values).all()
-    bad_step.copy_(torch.where(first, k, bad_step))
-    bad_values.copy_(torch.where(first, values, bad_values))
+def record(values: torch.Tensor, k: torch.Tensor, table: torch.Tensor) -> None:
+    """Write step ``k``'s values into row ``k`` of the epoch's table and count the step."""
+    table.index_copy_(0, k.view(1), values.view(1, -1))
     k.add_(1)
 
 

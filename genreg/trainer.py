@@ -214,7 +214,7 @@ def show_progress(bar: tqdm, step: int, steps: Steps, names: list[str]) -> None:
     bar.update(1)
     if not bar.disable and (step % 20 == 0 or step == steps.steps - 1):
         seen = min((step + 1) * steps.batch, steps.n)
-        bar.set_postfix({k: f"{v:.2f}" for k, v in zip(names, (steps.sums / seen).tolist(), strict=True)})
+        bar.set_postfix({k: f"{v:.2f}" for k, v in zip(names, (steps.sums(step + 1) / seen).tolist(), strict=True)})
 
 
 def truncate_metrics(path: Path, epochs: int) -> None:

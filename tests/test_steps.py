@@ -8,7 +8,7 @@ import torch
 import genreg
 from genreg.errors import SpecError
 from genreg.spec import TrainConfig
-from genreg.steps import NonFiniteLossError, Steps, make_optimizer, make_steps
+from genreg.steps import FusedAdamStep, NonFiniteLossError, Steps, make_optimizer, make_steps
 from genreg.trainer import read_metrics
 
 MLP = {"type": "mlp", "hidden": [16]}
@@ -87,3 +87,35 @@ def test_resume_drops_a_metrics_line_cut_short_by_a_crash(tmp_path) -> None:
     longer = config.model_copy(update={"epochs": 2})
     genreg.train(model, data, longer, progress=False, run_dir=tmp_path, resume=True)
     assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_the_direct_fused_update_equals_optimizer_step(optimizer: str) -> None:
+    """FusedAdamStep must leave the same weights and optimiser state as Optimizer.step, bit for bit."""
+    data = small_data(64)
+    config = TrainConfig(device="cpu", optimizer=optimizer, weight_decay=0.01, lr=3e-3)
+    twins = []
+    for direct in (True, False):
+        torch.manual_seed(0)
+        model = genreg.build_model(AE, data.info)
+        opt = make_optimizer(model, config, torch.device("cpu"))
+        update = FusedAdamStep(opt) if direct else opt.step
+        for step in range(4):
+            opt.param_groups[0]["lr"] = 3e-3 / (step + 1)  # read on every call, as a schedule would set it
+            torch.manual_seed(step)
+            model.zero_grad(set_to_none=True)
+            model.loss(data.train.images[:32])[0].backward()
+            update()
+        twins.append((model.state_dict(), opt.state_dict()))
+    (weights, state), (ref_weights, ref_state) = twins
+    assert all(torch.equal(weights[k], ref_weights[k]) for k in ref_weights)
+    for p, ref in ref_state["state"].items():
+        assert all(torch.equal(state["state"][p][k], ref[k]) for k in ref)
+
+
+def test_cpu_steps_use_the_direct_fused_update() -> None:
+    data = small_data(64)
+    model = genreg.build_model(AE, data.info)
+    config = TrainConfig(device="cpu")
+    steps = make_steps(model, make_optimizer(model, config, torch.device("cpu")), data.train, config, data.binarize)
+    assert isinstance(steps.optimizer_step, FusedAdamStep)
