@@ -10,8 +10,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from genreg.conditions import Conditions, is_continuous
 from genreg.data import DataInfo
 from genreg.errors import AssemblyError, ModelFileError
 from genreg.model import GenerativeModel
@@ -26,15 +27,26 @@ class ComposedModelConfig(StrictModel):
     encoder: Part("encoder")
     latent: Part("latent")
     decoder: Part("decoder")
-    conditioner: Part("conditioner") | None = Field(
+    conditioner: list[Part("conditioner")] | None = Field(
         None,
-        description="encodes the class label; fed to the decoder, and to the encoder unless condition_encoder is false",
+        description="one conditioner or a list, each reading its 'column' (default: label); their vectors, "
+        "concatenated in this order, go to the decoder, and to the encoder unless condition_encoder is false",
     )
     condition_encoder: bool = Field(
         True,
         description="feed the condition to the encoder as well as the decoder (a cVAE's q(z|x,c)); false gives q(z|x)",
     )
     losses: list[Part("loss")] = Field(min_length=1, description="loss terms, summed with their weights")
+
+    @field_validator("conditioner", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        """One conditioner object is a list of one; an empty list is a mistake (null means none)."""
+        if isinstance(value, dict):
+            return [value]
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one conditioner, or null for an unconditional model")
+        return value
 
 
 UNCONDITIONED_ENCODER = (
@@ -52,15 +64,18 @@ def _registry() -> Registry:
 
 
 def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeModel:
-    """Build the parts a composed config names, with the data's shape and classes."""
+    """Build the parts a composed config names, with the data's shape and condition columns."""
     registry = _registry()
-    conditioner = None
-    condition_dim = 0
+    spec = config.model_dump(mode="json")
+    conditions = None
     if config.conditioner is not None:
-        conditioner = registry.build("conditioner", config.conditioner, num_classes=data.num_classes)
-        condition_dim = conditioner.dim
+        conditions = build_conditions(config.conditioner, data, registry)
+        for part_spec, part in zip(spec["conditioner"], conditions.parts, strict=True):
+            if part_spec.get("num_classes", 0) is None:
+                part_spec["num_classes"] = part.num_classes  # resolve "from the data"
         if not config.condition_encoder:
             warnings.warn(UNCONDITIONED_ENCODER, stacklevel=2)
+    condition_dim = 0 if conditions is None else conditions.dim
     encoder_condition_dim = condition_dim if config.condition_encoder else 0
     encoder = registry.build(
         "encoder", config.encoder, input_shape=data.image_shape, condition_dim=encoder_condition_dim
@@ -74,19 +89,40 @@ def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeM
         output_shape=data.image_shape,
     )
     losses = [registry.build("loss", term) for term in config.losses]
-    spec = config.model_dump(mode="json")
-    if conditioner is not None and spec["conditioner"].get("num_classes", 0) is None:
-        spec["conditioner"]["num_classes"] = conditioner.num_classes  # resolve "from the data"
     return GenerativeModel(
         encoder=encoder,
         latent=latent,
         decoder=decoder,
         losses=losses,
         data=data,
-        conditioner=conditioner,
+        conditioner=conditions,
         condition_encoder=config.condition_encoder,
         spec=spec,
     )
+
+
+def build_conditions(configs: list[Any], data: DataInfo, registry: Registry) -> Conditions:
+    """One conditioner per config, each built for the column it reads; errors name the column."""
+    parts, columns = [], []
+    for i, config in enumerate(configs):
+        where = f"model.conditioner[{i}] (column '{config.column}')"
+        if config.column not in data.columns:
+            raise AssemblyError(
+                f"{where}: the data has no column '{config.column}'; its columns: {', '.join(data.columns)}."
+            )
+        classes = data.columns[config.column]
+        try:
+            part = registry.build("conditioner", config, num_classes=max(classes, 1))
+        except AssemblyError as exc:
+            raise AssemblyError(f"{where}: {exc}") from None
+        if classes == 0 and not is_continuous(part):
+            raise AssemblyError(
+                f"{where}: column '{config.column}' is continuous (float values) but this conditioner reads "
+                "classes; use a continuous conditioner (e.g. 'continuous') for it."
+            )
+        parts.append(part)
+        columns.append(config.column)
+    return Conditions(parts, columns)
 
 
 def build_model(model_spec: dict | Any, data: DataInfo) -> GenerativeModel:
@@ -110,8 +146,6 @@ def derive_spec(model: GenerativeModel) -> dict:
         return model.spec
     registry = _registry()
     parts = {"encoder": model.encoder, "latent": model.latent, "decoder": model.decoder}
-    if model.conditioner is not None:
-        parts["conditioner"] = model.conditioner
     spec: dict[str, Any] = {
         "type": "custom",
         "latent_dim": model.latent.dim,
@@ -119,6 +153,12 @@ def derive_spec(model: GenerativeModel) -> dict:
     }
     for slot, part in parts.items():
         spec[slot] = _part_spec(registry, part, slot)
+    if model.conditioner is not None:
+        conditions = model.conditioner
+        spec["conditioner"] = [
+            {**_part_spec(registry, part, "conditioner"), "column": column}
+            for part, column in zip(conditions.parts, conditions.columns, strict=True)
+        ]
     spec["losses"] = [_part_spec(registry, term, "loss term") for term in model.losses]
     return spec
 

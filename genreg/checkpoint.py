@@ -29,8 +29,11 @@ from genreg.errors import GenregError, ModelFileError, OutputError
 from genreg.model import GenerativeModel
 from genreg.version import __version__
 
-MODEL_FORMAT = "genreg-model/1"
-CHECKPOINT_FORMAT = "genreg-checkpoint/1"
+# Version 2: a model's conditioners live under ``conditioner.parts.<i>.`` (several condition columns);
+# version-1 files, with one conditioner's tensors directly under ``conditioner.``, are still read.
+MODEL_FORMAT = "genreg-model/2"
+CHECKPOINT_FORMAT = "genreg-checkpoint/2"
+READABLE_VERSIONS = ("1", "2")
 CHECKSUM = "genreg.crc32"
 _MAX_HEADER = 100_000_000  # safetensors refuses larger headers
 _CUT = "; the copy or write that made it was cut short, so copy or save it again"
@@ -150,14 +153,15 @@ def read_metadata(path: str | Path, expected: str = MODEL_FORMAT) -> dict[str, s
     kind, _, version = fmt.partition("/")
     want_kind, _, want_version = expected.partition("/")
     allowed = {want_kind, CHECKPOINT_FORMAT.partition("/")[0]} if expected == MODEL_FORMAT else {want_kind}
-    if kind not in allowed or version != want_version:
+    if kind not in allowed or version not in READABLE_VERSIONS:
         advice = ""
         if kind in allowed:
             newer = version.isdecimal() and int(version) > int(want_version)
             advice = "; upgrade genreg to load it" if newer else "; load it with the genreg version that saved it"
+        readable = " or ".join(f"'{want_kind}/{v}'" for v in READABLE_VERSIONS)
         raise ModelFileError(
             f"{path} has format '{fmt}' (saved by genreg {metadata.get('genreg.version', '?')}); "
-            f"this genreg {__version__} reads '{expected}'{advice}."
+            f"this genreg {__version__} reads {readable}{advice}."
         )
     return metadata
 

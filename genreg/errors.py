@@ -39,6 +39,10 @@ class AssemblyError(GenregError):
     """Components that validate on their own do not fit together."""
 
 
+class ConditionError(GenregError, ValueError):
+    """A condition that does not fit the model: a missing column, a class it does not know, a NaN."""
+
+
 class OutputError(GenregError, OSError):
     """A file could not be written (disk full, no permission); the previous version of it is kept.
 

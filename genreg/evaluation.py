@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch.distributions import Normal
 
+from genreg.conditions import Condition
 from genreg.data import DataSplits, Split, fixed_binarization
 from genreg.errors import SpecError
 from genreg.model import GenerativeModel
@@ -32,9 +33,11 @@ class Posterior:
     labels: torch.Tensor
 
 
-def _batches(split: Split, size: int, device: torch.device):
+def _batches(model: GenerativeModel, split: Split, size: int):
+    """Images and the model's condition columns, ``size`` images at a time, on the model's device."""
     for start in range(0, len(split), size):
-        yield split.images[start : start + size].to(device), split.labels[start : start + size].to(device)
+        index = slice(start, start + size)
+        yield split.images[index].to(model.device), model.condition_of(split, index)
 
 
 @torch.no_grad()
@@ -42,8 +45,8 @@ def posterior(model: GenerativeModel, split: Split, batch_size: int = 1000) -> P
     """The encoder's mu (and log_var when the latent provides it) for every image, on the CPU."""
     mus, log_vars = [], []
     with model.evaluating():
-        for x, y in _batches(split, batch_size, model.device):
-            sample = model.latent(model.encoder(x, model.condition(y) if model.condition_encoder else None))
+        for x, condition in _batches(model, split, batch_size):
+            sample = model.latent(model.encoder(x, model.condition(condition) if model.condition_encoder else None))
             mus.append(sample.params.get("mu", sample.z).float().cpu())
             if "log_var" in sample.params:
                 log_vars.append(sample.params["log_var"].float().cpu())
@@ -64,12 +67,12 @@ def is_probabilistic(model: GenerativeModel) -> bool:
 
 
 @torch.no_grad()
-def log_weights(model: GenerativeModel, x: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+def log_weights(model: GenerativeModel, x: torch.Tensor, condition: Condition | None, k: int) -> torch.Tensor:
     """log p(x|z) + log p(z) - log q(z|x) for ``k`` draws z ~ q(z|x) per image: shape (k, B).
 
     The prior is N(0, I) and q is the encoder's diagonal Gaussian.
     """
-    condition = model.condition(labels)
+    condition = model.condition(condition)
     params = model.latent(model.encoder(x, condition if model.condition_encoder else None)).params
     mu, std = params["mu"].float(), torch.exp(0.5 * params["log_var"].float())
     q = Normal(mu, std)
@@ -96,8 +99,8 @@ def likelihood_bounds(
     torch.manual_seed(seed)
     per_chunk = max(1, max_rows // k)
     elbo_sum = iwae_sum = 0.0
-    for x, y in _batches(split, per_chunk, model.device):
-        weights = torch.cat([log_weights(model, x, y, part) for part in _parts(k, max_rows)])
+    for x, condition in _batches(model, split, per_chunk):
+        weights = torch.cat([log_weights(model, x, condition, part) for part in _parts(k, max_rows)])
         elbo_sum += weights.mean(0).sum().item()
         iwae_sum += (torch.logsumexp(weights, 0) - math.log(k)).sum().item()
     return {"neg_elbo": -elbo_sum / len(split), "nll_iwae": -iwae_sum / len(split), "iw_samples": k}

@@ -7,14 +7,15 @@ pass and one loss for all of them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from genreg.data import DataInfo
-from genreg.errors import AssemblyError
+from genreg.conditions import Condition, Conditions, is_continuous
+from genreg.data import LABEL, DataInfo, Split
+from genreg.errors import AssemblyError, ConditionError
 from genreg.losses import full_precision
 from genreg.protocols import LatentSample, ModelOutput
 
@@ -37,11 +38,13 @@ class GenerativeModel(nn.Module):
         decoder: nn.Module,
         losses: Sequence[nn.Module],
         data: DataInfo,
-        conditioner: nn.Module | None = None,
+        conditioner: Conditions | nn.Module | None = None,
         condition_encoder: bool = True,
         spec: dict | None = None,
     ) -> None:
         super().__init__()
+        if conditioner is not None and not isinstance(conditioner, Conditions):
+            conditioner = Conditions([conditioner], [LABEL])  # one conditioner part: it reads the class label
         self.conditioner = conditioner
         self.condition_encoder = condition_encoder
         self.encoder = encoder
@@ -76,16 +79,31 @@ class GenerativeModel(nn.Module):
     def loss_names(self) -> list[str]:
         return [term.config.label for term in self.losses]
 
-    def condition(self, labels: torch.Tensor | None) -> torch.Tensor | None:
-        """The condition vectors for ``labels`` (None for an unconditional model)."""
+    def condition(self, condition: Condition | None) -> torch.Tensor | None:
+        """The condition vectors for ``condition`` (None for an unconditional model).
+
+        ``condition`` maps each column the model reads to one value per image (a
+        split's ``condition()`` gives that); for a model with one condition column a
+        bare tensor of its values will do, e.g. the class labels of a cVAE.
+        """
         if self.conditioner is None:
             return None
-        if labels is None:
-            raise ValueError("this model is conditional: pass labels (class indices).")
-        return self.conditioner(labels)
+        if condition is None:
+            raise ConditionError(
+                f"this model is conditional: pass its condition (column(s) {', '.join(self.conditioner.columns)}), "
+                "e.g. the class labels."
+            )
+        return self.conditioner(condition)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> ModelOutput:
-        c = self.condition(labels)
+    def condition_of(self, split: Split, index: slice | torch.Tensor = slice(None)) -> dict[str, torch.Tensor] | None:
+        """The columns this model reads, of ``split``'s images at ``index``, on its device (None if none)."""
+        if self.conditioner is None:
+            return None
+        condition = split.condition(index)
+        return {column: condition[column].to(self.device) for column in self.conditioner.columns}
+
+    def forward(self, x: torch.Tensor, condition: Condition | None = None) -> ModelOutput:
+        c = self.condition(condition)
         latent = self.latent(self.encoder(x, c if self.condition_encoder else None))
         return ModelOutput(self.decoder(latent.z, c), latent)
 
@@ -93,13 +111,13 @@ class GenerativeModel(nn.Module):
         """Each loss term's value per example (unweighted), by name."""
         return {term.config.label: term(x, out) for term in self.losses}
 
-    def term_means(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def term_means(self, x: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
         """Each loss term's batch mean (unweighted, float32), in ``loss_names`` order.
 
         One tensor rather than a dict, so the trainer can weight it with a device
         tensor inside a compiled or graph-captured step.
         """
-        values = self.loss_values(x, self(x, labels))
+        values = self.loss_values(x, self(x, condition))
         return torch.stack([full_precision(v).mean() for v in values.values()])
 
     def loss_weights(self, progress: float) -> list[float]:
@@ -107,60 +125,84 @@ class GenerativeModel(nn.Module):
         return [term.config.factor(progress) for term in self.losses]
 
     def loss(
-        self, x: torch.Tensor, labels: torch.Tensor | None = None, progress: float = math.inf
+        self, x: torch.Tensor, condition: Condition | None = None, progress: float = math.inf
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted total (a scalar) and each term's batch mean, at ``progress`` epochs."""
-        means = self.term_means(x, labels)
+        means = self.term_means(x, condition)
         weights = torch.tensor(self.loss_weights(progress), dtype=means.dtype, device=means.device)
         return (means * weights).sum(), dict(zip(self.loss_names, means.unbind(), strict=True))
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
         """The deterministic latent code (posterior mean) of each image."""
-        return self.latent.mean(self.encoder(x, self.condition(labels) if self.condition_encoder else None))
+        c = self.condition(condition) if self.condition_encoder else None
+        return self.latent.mean(self.encoder(x, c))
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
         """Pixel means in [0, 1] (sigmoid of the decoder's logits)."""
-        return torch.sigmoid(self.decoder(z, self.condition(labels)).float())
+        return torch.sigmoid(self.decoder(z, self.condition(condition)).float())
 
     @torch.no_grad()
-    def sample(self, n: int | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Decode draws from the prior; a conditional model needs one label per image."""
-        if labels is not None:
-            labels = self._check_labels(torch.as_tensor(labels))
-            n = labels.shape[0]
-        if n is None:
-            raise ValueError("pass n (number of images) or labels.")
-        z = self.latent.sample_prior(n, self.device)
-        return self.decode(z, None if labels is None else labels.to(self.device))
+    def sample(
+        self, n: int | None = None, labels: torch.Tensor | None = None, condition: Condition | None = None
+    ) -> torch.Tensor:
+        """Decode draws from the prior, one per image; a conditional model needs its condition for each.
 
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Decode each image's posterior mean."""
-        return self.decode(self.encode(x, labels), labels)
-
-    @torch.no_grad()
-    def transfer(self, x: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Counterfactual decoding: each image's latent code decoded under every target class.
-
-        Image i is encoded with its own label to its posterior mean z_i; the result's row i,
-        shape (len(targets), *image_shape), decodes that same z_i under each target, so what
-        the latent code carries (the writing style) stays and the class changes.
+        ``labels`` (class indices) is short for ``condition={"label": labels}``.
         """
-        targets = self._check_labels(torch.as_tensor(targets)).to(self.device)
-        z = self.encode(x, labels)
-        decoded = self.decode(z.repeat_interleave(len(targets), dim=0), targets.repeat(len(z)))
-        return decoded.view(len(z), len(targets), *decoded.shape[1:])
+        if labels is not None:
+            condition = {LABEL: torch.as_tensor(labels), **(condition or {})}
+        if condition is not None:
+            condition = self.checked(condition)
+            n = len(next(iter(condition.values())))
+        if n is None:
+            raise ValueError("pass n (number of images), labels or a condition.")
+        z = self.latent.sample_prior(n, self.device)
+        return self.decode(z, condition)
 
-    def _check_labels(self, labels: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
+        """Decode each image's posterior mean."""
+        return self.decode(self.encode(x, condition), condition)
+
+    @torch.no_grad()
+    def transfer(self, x: torch.Tensor, condition: Condition, targets: Condition) -> torch.Tensor:
+        """Counterfactual decoding: each image's latent code decoded under every target condition.
+
+        Image i is encoded with its own condition to its posterior mean z_i; the result's
+        row i, shape (T, *image_shape), decodes that same z_i under each of the T targets,
+        so what the latent code carries (the writing style) stays and the condition
+        changes. ``targets`` is a tensor of T classes, or {column: T values} for the
+        columns to change; the columns it leaves out keep each image's own values.
+        """
         if self.conditioner is None:
-            raise ValueError("this model is not conditional: it takes no labels.")
-        labels = labels.long().reshape(-1)
-        k = self.data_info.num_classes
-        if labels.numel() and (labels.min() < 0 or labels.max() >= k):
-            raise ValueError(f"labels must be class indices in [0, {k - 1}], got {labels.tolist()}.")
-        return labels
+            raise ConditionError("this model is not conditional: it takes no condition.")
+        own = self.conditioner.columns_of(condition, self.device)
+        if isinstance(targets, torch.Tensor) or not isinstance(targets, Mapping):
+            targets = {LABEL: torch.as_tensor(targets)}
+        targets = {column: torch.as_tensor(v).reshape(-1).to(self.device) for column, v in targets.items()}
+        unknown = sorted(set(targets) - set(own))
+        if unknown:
+            raise ConditionError(
+                f"cannot transfer to column(s) {', '.join(unknown)}: the model reads {', '.join(own)}."
+            )
+        count = len(next(iter(targets.values())))
+        z = self.encode(x, own)
+        decoded_under = {
+            column: targets[column].repeat(len(z)) if column in targets else values.repeat_interleave(count)
+            for column, values in own.items()
+        }
+        decoded = self.decode(z.repeat_interleave(count, dim=0), self.checked(decoded_under))
+        return decoded.view(len(z), count, *decoded.shape[1:])
+
+    def checked(self, condition: Condition) -> dict[str, torch.Tensor]:
+        """``condition`` as {column: values} on the model's device, each value one the model knows."""
+        if self.conditioner is None:
+            raise ConditionError("this model is not conditional: it takes no condition.")
+        values = self.conditioner.columns_of(condition, self.device)
+        self.conditioner.check(values)
+        return values
 
     def _check_losses(self) -> None:
         names = self.loss_names
@@ -182,9 +224,12 @@ class GenerativeModel(nn.Module):
         shape = self.data_info.image_shape
         with self.evaluating(), torch.no_grad():
             x = torch.zeros(2, *shape, device=self.device)
-            c = self.condition(torch.zeros(2, dtype=torch.long, device=self.device))
-            if c is not None:
-                _expect(self.conditioner, c, (2, self.conditioner.dim), "condition")
+            c = None
+            if self.conditioner is not None:
+                for part in self.conditioner.parts:
+                    dtype = torch.float32 if is_continuous(part) else torch.long
+                    _expect(part, part(torch.zeros(2, dtype=dtype, device=self.device)), (2, part.dim), "condition")
+                c = self.condition({column: torch.zeros(2, device=self.device) for column in self.conditioner.columns})
             features = self.encoder(x, c if self.condition_encoder else None)
             _expect(self.encoder, features, (2, self.encoder.out_features), "features")
             latent = self.latent(features)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from genreg.data import Split
+from genreg.conditions import Conditions, is_continuous
+from genreg.data import LABEL, Split
 from genreg.evaluation import posterior
 from genreg.model import GenerativeModel
 
@@ -48,18 +49,65 @@ def save_grid(images: torch.Tensor, path: str | Path, ncol: int, row_labels: lis
     return Path(path)
 
 
-def sample_images(model: GenerativeModel, n: int, label: int | None = None) -> tuple[torch.Tensor, list[str] | None]:
-    """``n`` samples, or for a conditional model ``n`` per class (one row each) / of ``label``."""
+def sample_images(
+    model: GenerativeModel, n: int, label: int | None = None, fixed: dict[str, float] | None = None
+) -> tuple[torch.Tensor, list[str] | None]:
+    """Prior samples for a grid of ``n`` columns and their row labels.
+
+    Unconditional: ``n`` samples. Conditional: one row per class of the label column
+    (or only ``label``); the columns are ``n`` draws, or, when the model reads a
+    continuous column that ``fixed`` does not set, ``n`` values of it spanning its
+    training range (5th to 95th percentile), so a row shows the quantity growing.
+    Columns ``fixed`` sets keep that value; any other class column takes class 0
+    and any other continuous one its training mean.
+    """
     if not model.conditional:
         return model.sample(n), None
-    classes = [label] if label is not None else list(range(model.data_info.num_classes))
-    labels = torch.tensor(classes).repeat_interleave(n)
-    return model.sample(labels=labels), [f"class {k}" for k in classes]
+    fixed = dict(fixed or {})
+    if label is not None:
+        fixed[LABEL] = label
+    rows, columns = condition_grid(model.conditioner, n, fixed)
+    return model.sample(condition=grid_condition(rows, columns, n)), [row_label(row) for row in rows]
 
 
-def save_samples(model: GenerativeModel, path: str | Path, n: int = 8, label: int | None = None) -> Path:
+def condition_grid(
+    conditions: Conditions, n: int, fixed: dict[str, float]
+) -> tuple[list[dict[str, float]], dict[str, list[float]]]:
+    """The rows (one per class of the label column, unless fixed) and the varying column of a sample grid."""
+    base, rows, varying = {}, [{}], {}
+    for column, part in zip(conditions.columns, conditions.parts, strict=True):
+        if column in fixed:
+            base[column] = fixed[column]
+        elif is_continuous(part):
+            if varying:
+                base[column] = float(part.mean)
+            else:
+                varying[column] = torch.linspace(float(part.low), float(part.high), n).tolist()
+        elif column == LABEL:
+            rows = [{LABEL: k} for k in range(int(part.num_classes))]
+        else:
+            base[column] = 0
+    return [{**base, **row} for row in rows], varying
+
+
+def grid_condition(rows: list[dict[str, float]], varying: dict[str, list[float]], n: int) -> dict[str, torch.Tensor]:
+    """One condition per grid cell, row by row: each row's values, the varying column along the row."""
+    cells = [{**row, **{c: values[j] for c, values in varying.items()}} for row in rows for j in range(n)]
+    return {column: torch.tensor([cell[column] for cell in cells]) for column in cells[0]}
+
+
+def row_label(row: dict[str, float]) -> str:
+    """``class 3`` for a row of the label column, else its fixed values (``ink=0.12``)."""
+    if LABEL in row:
+        return f"class {int(row[LABEL])}"
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+
+
+def save_samples(
+    model: GenerativeModel, path: str | Path, n: int = 8, label: int | None = None, fixed: dict | None = None
+) -> Path:
     """Sample grid: 8x8 for an unconditional model, a row per class for a conditional one."""
-    images, labels = sample_images(model, n if model.conditional else n * n, label)
+    images, labels = sample_images(model, n if model.conditional else n * n, label, fixed)
     return save_grid(images, path, ncol=n, row_labels=labels)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from genreg.data import Split
+from genreg.data import LABEL, Split
 from genreg.errors import SpecError
 from genreg.model import GenerativeModel
 from genreg.pictures import save_grid
@@ -89,19 +89,19 @@ def save_interpolation(
             raise SpecError(f"image index {name}={index} is out of range: the split has {size} images (0..{size - 1}).")
     check_label(model, label, required=False)
 
-    device = model.device
-    x = split.images[[a, b]].to(device)
-    y = split.labels[[a, b]].to(device) if model.conditional else None
+    x = split.images[[a, b]].to(model.device)
+    condition = model.condition_of(split, torch.tensor([a, b]))
     with model.evaluating():
-        z_a, z_b = model.encode(x, y)
+        z_a, z_b = model.encode(x, condition)
         z = interpolation_latents(z_a, z_b, steps)
-        decode_as = None
-        if model.conditional:
-            decode_as = int(y[0]) if label is None else label
-            decode_as = torch.full((steps,), decode_as, dtype=torch.long, device=device)
+        decode_as = None  # image a's condition, with the class replaced by ``label`` if given
+        if condition is not None:
+            decode_as = {column: values[:1].repeat(steps) for column, values in condition.items()}
+            if label is not None:
+                decode_as[LABEL] = torch.full((steps,), label, dtype=torch.long, device=model.device)
         decoded = model.decode(z, decode_as)
     row = torch.cat([x[:1].float(), decoded.float(), x[1:].float()])
-    row_labels = None if decode_as is None else [f"class {int(decode_as[0])}"]
+    row_labels = None if decode_as is None or LABEL not in decode_as else [f"class {int(decode_as[LABEL][0])}"]
     return save_grid(row, path, ncol=steps + 2, row_labels=row_labels)
 
 
@@ -132,12 +132,11 @@ def save_transfer(
     check_conditional(model)
     targets = transfer_targets(model, to)
     chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
-    device = model.device
-    x, y = split.images[chosen].to(device), split.labels[chosen].to(device)
+    x = split.images[chosen].to(model.device)
     with model.evaluating():
-        images = model.transfer(x, y, torch.tensor(targets, device=device))
+        images = model.transfer(x, model.condition_of(split, chosen), torch.tensor(targets))
     grid = torch.cat([x.float().unsqueeze(1), images.float()], dim=1).flatten(0, 1)
-    rows = [f"{int(label)} →" for label in y]
+    rows = [f"{int(label)} →" for label in split.labels[chosen]]
     return save_grid(grid, path, ncol=len(targets) + 1, row_labels=rows)
 
 

@@ -36,6 +36,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from genreg.data import LABEL
 from genreg.errors import GenregError, SpecError
 from genreg.registry import Registry, closest, plural
 
@@ -66,6 +67,15 @@ def _folder_name(name: str) -> str:
 
 
 RunName = Annotated[str, AfterValidator(_folder_name)]
+
+
+def _column_name(name: str) -> str:
+    if not name or not name.isprintable():
+        raise ValueError("must name a data column (a non-empty printable name, e.g. 'label' or 'ink')")
+    return name
+
+
+ColumnName = Annotated[str, AfterValidator(_column_name)]
 
 
 class TrainConfig(StrictModel):
@@ -162,6 +172,9 @@ class SpecBuilder:
                 "type": Field(name, description=f"registered {kind} name"),
                 "_type_first": model_serializer(mode="wrap")(_type_first),
             }
+            if kind == "conditioner":  # a key genreg reads, like `type`: no plugin config class declares it
+                annotations["column"] = ColumnName
+                namespace["column"] = Field(LABEL, description="the data column this conditioner reads")
             for field_name, info in base.model_fields.items():
                 default = info.default if isinstance(info.default, dict) else {}
                 annotation = self._resolve(info.annotation, info.metadata, default.get("type"))
@@ -253,12 +266,24 @@ def _is_tag(loc: tuple, i: int, node: Any) -> bool:
     return node.get("type", loc[i]) == loc[i]
 
 
+ONE_OR_MORE = "conditioner"  # the spec key that takes one object or a list of them
+
+
+class _SingleItem(int):
+    """Index 0 of a list that the spec gave as its one element (e.g. one conditioner object): not printed."""
+
+
+ONE = _SingleItem(0)
+
+
 def _walk(loc: tuple, raw: Any):
     """Yield (segment, raw value there, union tag chosen there or None), skipping the tags."""
     node, i = raw, 1 if _is_tag(loc, 0, raw) else 0
     while i < len(loc):
         seg = loc[i]
-        if isinstance(seg, int):
+        if isinstance(seg, int) and isinstance(node, dict) and seg == 0:
+            seg = ONE  # a single object where a list is accepted (e.g. one conditioner) stands for a list of one
+        elif isinstance(seg, int):
             node = node[seg] if isinstance(node, list) and 0 <= seg < len(node) else None
         else:
             node = node.get(seg) if isinstance(node, dict) else None
@@ -270,7 +295,12 @@ def _walk(loc: tuple, raw: Any):
 
 def _type_first(self: BaseModel, handler: Any) -> Any:
     data = handler(self)
-    return {"type": data.pop("type"), **data} if isinstance(data, dict) and "type" in data else data
+    if not (isinstance(data, dict) and "type" in data):
+        return data
+    first = {"type": data.pop("type")}
+    if "column" in data:  # a conditioner: what it is, then what it reads
+        first["column"] = data.pop("column")
+    return {**first, **data}
 
 
 def _same_default(info: Any) -> Any:
@@ -345,6 +375,8 @@ def error_path(loc: tuple, raw: Any) -> str:
     """
     text = ""
     for seg, _, _ in _walk(loc, raw):
+        if seg is ONE:
+            continue
         if isinstance(seg, str) and not (seg and seg.isprintable()):
             seg = repr(seg)
         text += f"[{seg}]" if isinstance(seg, int) else (f".{seg}" if text else str(seg))
@@ -396,6 +428,8 @@ def _set_path(raw: Any, key: str, value: Any) -> None:
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         where = ".".join(parts[: i + 1])
+        if parts[i - 1 : i] == [ONE_OR_MORE] and isinstance(node, list) and len(node) == 1 and not part.isdecimal():
+            node = node[0]  # one conditioner may be given as an object, so it is addressed as one too
         if isinstance(node, list):
             if not part.isdecimal() or int(part) >= len(node):
                 raise SpecError(f"--set {key}: '{where}' needs a list index below {len(node)}.")

@@ -59,7 +59,8 @@ def make_optimizer(model: GenerativeModel, config: TrainConfig, device: torch.de
     form = {"foreach": True} if compiled_optimizer(config, device) else {"fused": True}
     if graphed(config, device):
         form["capturable"] = True
-    return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **form)
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen parts (see genreg extend) stay as they are
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay, **form)
 
 
 def compiled_optimizer(config: TrainConfig, device: torch.device) -> bool:
@@ -139,8 +140,8 @@ class TermMeans(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.model.term_means(x, labels)
+    def forward(self, x: torch.Tensor, condition: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        return self.model.term_means(x, condition)
 
 
 class Steps:
@@ -169,6 +170,8 @@ class Steps:
         self.values = torch.zeros(self.steps, terms + 1, device=device)  # each step's total, then its terms
         self.images = torch.tensor([self.batch] * self.full + [self.tail] * (self.tail > 0), device=device).float()
         self.params = [p for p in model.parameters() if p.requires_grad]
+        columns = [] if model.conditioner is None else model.conditioner.columns
+        self.columns = {column: split.condition()[column] for column in columns}  # what the model reads
         # decided once, outside the compiled code: a query traced inside it made torch.compile recompile every step
         self.bf16 = uses_bf16(config, device)
         self.term_means = model.term_means
@@ -250,11 +253,11 @@ class Steps:
     def _batch_loss(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gather the batch and return the weighted total and the values to record (total, then terms)."""
         x = self.split.images.index_select(0, index)
-        y = self.split.labels.index_select(0, index)
+        condition = {column: values.index_select(0, index) for column, values in self.columns.items()}
         if self.dynamic_binarization:
             x = torch.bernoulli(x)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            means = self.term_means(x, y)
+            means = self.term_means(x, condition or None)
         total = (means * self.weights.index_select(0, self.k.view(1)).view(-1)).sum()
         return total, torch.cat([total.detach().view(1), means.detach()])
 

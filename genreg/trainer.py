@@ -45,6 +45,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def prepare_conditions(model: GenerativeModel, data: DataSplits) -> None:
+    """Check both splits' condition columns against the model, then let its conditioners take their statistics."""
+    if model.conditioner is None:
+        return
+    for name, split in (("training", data.train), ("test", data.test)):
+        where = f"{data.source or 'the data'} ({name} split)"
+        model.conditioner.check(model.conditioner.columns_of(split.condition()), where)
+    model.conditioner.fit(data.train)
+
+
 def seed_epoch(seed: int, epoch: int) -> None:
     """Seed every RNG from (seed, epoch) so any epoch can be replayed alone."""
     torch.manual_seed(seed * 1_000_003 + epoch)
@@ -60,9 +70,9 @@ def evaluate(
     with model.evaluating():
         for start in range(0, len(split), batch_size):
             x = split.images[start : start + batch_size].to(device)
-            y = split.labels[start : start + batch_size].to(device)
+            condition = model.condition_of(split, slice(start, start + batch_size))
             with autocast(config, device):
-                total, terms = model.loss(x, y, progress)
+                total, terms = model.loss(x, condition, progress)
             row = torch.stack([total.detach().float(), *terms.values()]) * x.shape[0]
             sums = row if sums is None else sums + row
     return dict(zip(["loss", *model.loss_names], (sums / len(split)).tolist(), strict=True))
@@ -98,6 +108,7 @@ def train(
         start = checkpoint.load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
         if place.main:
             truncate_metrics(run_dir / METRICS, start)
+    prepare_conditions(model, data)
     steps = make_steps(model, optimizer, train_split, config, data.binarize)
     writes = run_dir is not None and place.main  # only rank 0 writes the run folder
     if writes and start == 0:  # something to resume from even if the first epoch is interrupted

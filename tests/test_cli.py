@@ -60,7 +60,7 @@ def test_validate_print_shows_the_resolved_spec(invoke, write_file, minimal_spec
     printed = json.loads(result.stdout)
     expected = genreg.validate_spec(genreg.spec.apply_overrides(minimal_spec, ["model.encoder.hidden=[64,32]"]))
     resolved = expected.model_dump(mode="json")
-    resolved["model"]["conditioner"]["num_classes"] = 10  # filled in from the data
+    resolved["model"]["conditioner"][0]["num_classes"] = 10  # filled in from the data
     assert printed == resolved
     assert printed["model"]["encoder"]["hidden"] == [64, 32]
     assert printed["train"]["epochs"] == 10 and printed["model"]["losses"][1]["type"] == "kld"

@@ -297,11 +297,11 @@ def cvae():
 def test_cvae_parts_are_swapped_by_name(cvae):
     assert isinstance(cvae.encoder, ConvEncoder)
     assert isinstance(cvae.decoder, ConvDecoder)
-    assert isinstance(cvae.conditioner, Embedding)
+    assert isinstance(cvae.conditioner.part("label"), Embedding)
     assert isinstance(cvae.latent, GaussianLatent)
     assert cvae.conditional and cvae.loss_names == ["bce", "kld"]
-    assert cvae.conditioner.table.weight.shape == (10, 6)
-    assert cvae.spec["conditioner"] == {"type": "embedding", "num_classes": 10, "dim": 6}
+    assert cvae.conditioner.parts[0].table.weight.shape == (10, 6)
+    assert cvae.spec["conditioner"] == [{"type": "embedding", "column": "label", "num_classes": 10, "dim": 6}]
 
 
 def test_cvae_feeds_the_condition_to_encoder_and_decoder(cvae):
@@ -329,7 +329,7 @@ def test_cvae_trains_its_conditioner(cvae):
     cvae.zero_grad()
     total, _ = cvae.loss(torch.rand(3, 1, 28, 28), torch.tensor([2, 2, 4]))
     total.backward()
-    grad = cvae.conditioner.table.weight.grad
+    grad = cvae.conditioner.parts[0].table.weight.grad
     assert (grad.abs().sum(1) > 0).tolist() == [i in (2, 4) for i in range(10)]
     cvae.zero_grad()
 
@@ -348,12 +348,12 @@ def test_cvae_samples_images_in_unit_range(cvae):
 
 @pytest.mark.parametrize("labels", [[10], [0, -1], [3, 12]])
 def test_sampling_an_out_of_range_label_raises(cvae, labels):
-    with pytest.raises(ValueError, match=r"class indices in \[0, 9\]"):
+    with pytest.raises(ValueError, match=r"column 'label' has class (10|-1|12), .* knows classes 0..9"):
         cvae.sample(labels=labels)
 
 
 def test_sample_argument_errors(cvae):
-    with pytest.raises(ValueError, match="conditional: pass labels"):
+    with pytest.raises(ValueError, match=r"conditional: pass its condition \(column\(s\) label\)"):
         cvae.sample(3)
     vae = genreg.build_model({"type": "vae", "latent_dim": 2}, INFO)
     with pytest.raises(ValueError, match="not conditional"):

@@ -108,12 +108,12 @@ def test_a_foreign_safetensors_file_is_named_as_not_genreg(tmp_path):
 @pytest.mark.parametrize(
     ("fmt", "says"),
     [
-        ("genreg-model/2", "has format 'genreg-model/2' (saved by genreg 9.0.0); this genreg {v} reads "
-         "'genreg-model/1'; upgrade genreg to load it."),
+        ("genreg-model/3", "has format 'genreg-model/3' (saved by genreg 9.0.0); this genreg {v} reads "
+         "'genreg-model/1' or 'genreg-model/2'; upgrade genreg to load it."),
         ("genreg-model/0", "has format 'genreg-model/0' (saved by genreg 9.0.0); this genreg {v} reads "
-         "'genreg-model/1'; load it with the genreg version that saved it."),
+         "'genreg-model/1' or 'genreg-model/2'; load it with the genreg version that saved it."),
         ("genreg-classifier/1", "has format 'genreg-classifier/1' (saved by genreg 9.0.0); this genreg {v} reads "
-         "'genreg-model/1'."),
+         "'genreg-model/1' or 'genreg-model/2'."),
     ],
 )  # fmt: skip
 def test_a_file_from_an_incompatible_genreg_names_both_versions(good, tmp_path, fmt, says):
@@ -125,7 +125,7 @@ def test_a_file_from_an_incompatible_genreg_names_both_versions(good, tmp_path, 
 
 def test_a_model_file_is_not_a_checkpoint(good):
     model = small_cvae()
-    with pytest.raises(ModelFileError, match=r"has format 'genreg-model/1' .* reads 'genreg-checkpoint/1'"):
+    with pytest.raises(ModelFileError, match=r"format 'genreg-model/2' .* reads 'genreg-checkpoint/1' or '[\w-]+/2'"):
         load_checkpoint(good, model, torch.optim.Adam(model.parameters()))
 
 
@@ -156,7 +156,7 @@ def saved_with_a_plugin(tmp_path) -> Path:
     genreg.register_plugin(Stripes(), name="stripes-plugin")
     try:
         path = genreg.save_model(small_cvae(conditioner={"type": "stripes"}), tmp_path / "striped.safetensors")
-        assert genreg.load_model(path).conditioner.genreg_entry.plugin == "stripes-plugin"
+        assert genreg.load_model(path).conditioner.parts[0].genreg_entry.plugin == "stripes-plugin"
     finally:
         genreg.unregister_plugin("stripes-plugin")
     return path

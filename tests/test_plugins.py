@@ -264,7 +264,8 @@ def key_paths(value: object, prefix: str = "") -> set[str]:
 def test_example_spec_validates_and_is_quick():
     spec = genreg.load_spec(EXAMPLE_SPEC)
     assert spec.model.type == "cvae" and spec.data.type == "mnist-sample"
-    assert spec.model.conditioner.type == "thermometer" and spec.model.conditioner.scale == 1.0
+    (conditioner,) = spec.model.conditioner
+    assert conditioner.type == "thermometer" and conditioner.scale == 1.0 and conditioner.column == "label"
     assert spec.train.epochs <= 10
     assert key_paths(json.loads(EXAMPLE_SPEC.read_text())) == key_paths(json.loads(CVAE_SPEC.read_text()))
     result = invoke("validate", str(EXAMPLE_SPEC))
@@ -296,10 +297,12 @@ def test_spec_with_thermometer_trains_saves_and_loads_again(tmp_path):
     assert len(result.history) == 1
     assert all(np.isfinite(v) for v in result.history[0]["test"].values())
     saved_spec = json.loads((tmp_path / "run" / "spec.json").read_text())
-    assert saved_spec["model"]["conditioner"] == {"type": "thermometer", "num_classes": 10, "scale": 1.0}
+    assert saved_spec["model"]["conditioner"] == [
+        {"type": "thermometer", "column": "label", "num_classes": 10, "scale": 1.0}
+    ]
 
     loaded = genreg.load_model(tmp_path / "run")
-    assert isinstance(loaded.conditioner, thermometer.Thermometer)
+    assert isinstance(loaded.conditioner.part("label"), thermometer.Thermometer)
     images, labels = sample.test.images[:16], sample.test.labels[:16]
     result.model.eval()
     assert torch.equal(loaded.reconstruct(images, labels), result.model.reconstruct(images, labels))
@@ -311,9 +314,10 @@ def test_save_model_then_load_model_gives_the_same_outputs(tmp_path):
     genreg.save_model(model, tmp_path / "scaled.safetensors")
     loaded = genreg.load_model(tmp_path / "scaled.safetensors")
     # The saved spec resolves num_classes (null: the dataset's) to the number it was built with.
-    assert model.conditioner.config.num_classes is None and loaded.conditioner.config.num_classes == 10
-    assert loaded.conditioner.config.scale == 2.0 and loaded.conditioner.dim == 10
-    assert loaded.spec["conditioner"] == {"type": "thermometer", "num_classes": 10, "scale": 2.0}
+    (part,), (loaded_part,) = model.conditioner.parts, loaded.conditioner.parts
+    assert part.config.num_classes is None and loaded_part.config.num_classes == 10
+    assert loaded_part.config.scale == 2.0 and loaded_part.dim == 10
+    assert loaded.spec["conditioner"] == [{"type": "thermometer", "column": "label", "num_classes": 10, "scale": 2.0}]
     # The codes are rebuilt from the config, not stored with the weights.
     assert set(loaded.state_dict()) == set(model.state_dict())
     assert not any("codes" in key for key in model.state_dict())

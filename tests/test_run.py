@@ -39,7 +39,7 @@ def test_example_trains_and_reloads(tmp_path: Path, name: str) -> None:
     resolved = json.loads((out / "spec.json").read_text())
     assert resolved["train"]["epochs"] == 3 and resolved["model"]["type"] == name
     if name == "cvae":
-        assert resolved["model"]["conditioner"]["num_classes"] == 10
+        assert resolved["model"]["conditioner"][0]["num_classes"] == 10
 
     model = genreg.load_model(out / "model.safetensors")
     again = genreg.load_model(out)

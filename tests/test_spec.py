@@ -42,7 +42,7 @@ def test_minimal_spec_dump_has_every_default(minimal_spec):
     assert model["decoder"] == {"type": "mlp", "hidden": [256, 512], "activation": "relu", "condition": "input"}
     assert model["condition_encoder"] is True
     assert model["latent"] == {"type": "gaussian"}
-    assert model["conditioner"] == {"type": "onehot", "num_classes": None}
+    assert model["conditioner"] == [{"type": "onehot", "column": "label", "num_classes": None}]
     assert model["losses"] == [
         {"type": "bce", "weight": 1.0, "schedule": None, "name": None},
         {"type": "kld", "weight": 1.0, "schedule": None, "name": None},
@@ -51,13 +51,13 @@ def test_minimal_spec_dump_has_every_default(minimal_spec):
 
     # Every field of every registered part's config class is present, "type" first.
     registry = genreg.get_registry()
-    parts = [(k, model[k]) for k in ("encoder", "latent", "decoder", "conditioner")] + [
-        ("loss", term) for term in model["losses"]
-    ]
+    parts = [(k, model[k]) for k in ("encoder", "latent", "decoder")] + [("loss", term) for term in model["losses"]]
+    parts += [("conditioner", part) for part in model["conditioner"]]
     parts += [("model", model), ("dataset", dump["data"])]
     for kind, part in parts:
         assert list(part)[0] == "type"
-        assert set(part) == {"type", *registry.get(kind, part["type"]).config.model_fields}, kind
+        own = {"column"} if kind == "conditioner" else set()  # the column a conditioner reads is genreg's key
+        assert set(part) == {"type", *own, *registry.get(kind, part["type"]).config.model_fields}, kind
 
 
 def test_dump_revalidates_to_the_same_dump(minimal_spec):

@@ -12,6 +12,7 @@ from genreg_builtin import conditioners, conv, datasets, latents, losses, mlp, r
 def register_components(register):
     register("conditioner", "onehot", conditioners.OneHot, conditioners.OneHotConfig)
     register("conditioner", "embedding", conditioners.Embedding, conditioners.EmbeddingConfig)
+    register("conditioner", "continuous", conditioners.Continuous, conditioners.ContinuousConfig)
     register("encoder", "mlp", mlp.MLPEncoder, mlp.MLPEncoderConfig)
     register("encoder", "conv", conv.ConvEncoder, conv.ConvEncoderConfig)
     register("decoder", "mlp", mlp.MLPDecoder, mlp.MLPDecoderConfig)

@@ -1,4 +1,4 @@
-"""Conditioners: a class label becomes a vector fed to the encoder and the decoder."""
+"""Conditioners: a class label or a continuous value becomes a vector fed to the encoder and the decoder."""
 
 from __future__ import annotations
 
@@ -59,3 +59,54 @@ class Embedding(nn.Module):
 
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         return self.table(labels.long())
+
+
+class ContinuousConfig(BaseModel):
+    """A continuous quantity (a dose, a temperature, the ink of a digit), standardised.
+
+    The column's mean and standard deviation over the training split are taken
+    before training and stored with the weights, so a saved model standardises
+    new values exactly as in training.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden: int = Field(0, ge=0, description="0: feed the standardised value itself; N: a small MLP 1-N-N (ReLU)")
+
+
+class Continuous(nn.Module):
+    """A float column -> its standardised value (B, 1), or a learned projection of it (B, hidden)."""
+
+    continuous = True  # genreg feeds it float values, not class indices
+
+    def __init__(self, config: ContinuousConfig, *, num_classes: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        self.dim = config.hidden or 1
+        self.project = (
+            nn.Sequential(nn.Linear(1, config.hidden), nn.ReLU(), nn.Linear(config.hidden, config.hidden))
+            if config.hidden
+            else nn.Identity()
+        )
+        # statistics of the training split, saved with the weights; `fitted` says they were taken
+        self.register_buffer("mean", torch.zeros(()))
+        self.register_buffer("std", torch.ones(()))
+        self.register_buffer("low", torch.zeros(()))  # 5th and 95th percentiles: the range pictures span
+        self.register_buffer("high", torch.ones(()))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def fit(self, values: torch.Tensor) -> None:
+        """Take the statistics from the training split's column, once (a resumed or loaded model keeps its own)."""
+        if self.fitted:
+            return
+        values = values.float().to(self.mean.device)
+        self.mean.copy_(values.mean())
+        self.std.copy_(values.std(correction=0).clamp_min(1e-8))
+        self.low.copy_(values.quantile(0.05))
+        self.high.copy_(values.quantile(0.95))
+        self.fitted.fill_(True)
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        standardised = (values.float() - self.mean) / self.std
+        return self.project(standardised.unsqueeze(1))

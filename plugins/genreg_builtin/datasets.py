@@ -69,8 +69,12 @@ def _stratified_split(split: Split, test_fraction: float, seed: int) -> tuple[Sp
 
 def _take(split: Split, indices: np.ndarray) -> Split:
     """The rows of ``split`` at ``indices`` (sorted, so the original order is kept)."""
-    index = torch.from_numpy(indices)
-    return Split(split.images[index], split.labels[index])
+    return split.take(torch.from_numpy(indices))
+
+
+def with_ink(split: Split) -> Split:
+    """Add the derived continuous column ``ink``: each image's mean pixel intensity (how thick the stroke is)."""
+    return Split(split.images, split.labels, {**split.columns, "ink": split.images.mean(dim=(1, 2, 3))})
 
 
 def _describe(error: BaseException) -> str:
@@ -85,7 +89,8 @@ def _describe(error: BaseException) -> str:
 class MnistSampleConfig(DatasetConfig):
     """5,000 bundled MNIST digits, fixed stratified 4,000/1,000 split (no download).
 
-    Needs no download, so examples and tests run anywhere.
+    Needs no download, so examples and tests run anywhere. Condition columns: ``label``
+    and the derived ``ink`` (mean pixel intensity of the grey image).
     """
 
 
@@ -99,7 +104,8 @@ def load_mnist_sample(config: MnistSampleConfig) -> DataSplits:
     resource = files("genreg_builtin") / "data" / "mnist_5k.npz"
     with resource.open("rb") as handle, np.load(handle) as archive:
         images, labels = archive["images"], archive["labels"]
-    train, test = _stratified_split(as_split(images, labels, source), _SAMPLE_TEST_FRACTION, _SAMPLE_SPLIT_SEED)
+    digits = with_ink(as_split(images, labels, source))
+    train, test = _stratified_split(digits, _SAMPLE_TEST_FRACTION, _SAMPLE_SPLIT_SEED)
     return finish(train, test, config, source)
 
 
@@ -107,7 +113,7 @@ def load_mnist_sample(config: MnistSampleConfig) -> DataSplits:
 
 
 class TorchvisionConfig(DatasetConfig):
-    """A torchvision MNIST-style dataset stored under ``root``.
+    """A torchvision MNIST-style dataset stored under ``root`` (columns ``label`` and the derived ``ink``).
 
     ``root``: the folder torchvision reads from (and downloads into), e.g. ``data``
     holds ``data/MNIST/raw/train-images-idx3-ubyte``. ``download``: fetch missing
@@ -147,7 +153,8 @@ def _load_torchvision(class_name: str, config: TorchvisionConfig) -> DataSplits:
             f"{source}: the files in '{Path(config.root) / class_name / 'raw'}' are not valid IDX files "
             f"({_describe(error)}); delete them and set `download: true` to fetch fresh copies."
         ) from error
-    train_split, test_split = as_split(train.data, train.targets, source), as_split(test.data, test.targets, source)
+    train_split = with_ink(as_split(train.data, train.targets, source))
+    test_split = with_ink(as_split(test.data, test.targets, source))
     return finish(train_split, test_split, config, source)
 
 
@@ -187,14 +194,17 @@ class NpzConfig(DatasetConfig):
 
     ``path``: a ``.npz`` with ``images`` of shape (N, H, W) or (N, C, H, W), uint8
     0..255 or float in [0, 1], and 1-D integer ``labels``; ``images_key`` /
-    ``labels_key`` rename those arrays. ``test_path``: a second ``.npz`` (same keys)
-    for the test split; without it, a stratified ``test_fraction`` of ``path`` is
-    held out, chosen with ``split_seed`` so the split stays fixed across runs.
+    ``labels_key`` rename those arrays. ``columns``: more 1-D arrays (one value per
+    image) to read as condition columns: integers are classes 0..K-1, floats are
+    continuous. ``test_path``: a second ``.npz`` (same keys) for the test split;
+    without it, a stratified ``test_fraction`` of ``path`` is held out, chosen with
+    ``split_seed`` so the split stays fixed across runs.
     """
 
     path: str = Field(description="the .npz file with images and labels")
     images_key: str = Field("images", description="name of the images array")
     labels_key: str = Field("labels", description="name of the labels array")
+    columns: list[str] = Field([], description="more 1-D arrays to read as condition columns (ints: classes)")
     test_path: str | None = Field(None, description="a second .npz for the test split")
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="held-out share when test_path is null")
     split_seed: int = Field(0, ge=0, description="seed of the stratified held-out split")
@@ -212,19 +222,23 @@ def _read_npz(path: str, config: NpzConfig) -> Split:
         raise DataError(f"{path}: not a .npz archive; save images and labels with numpy.savez(_compressed).")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            images, labels = _arrays(archive, path, config)
+            images, labels, columns = _arrays(archive, path, config)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: not a valid .npz file ({_describe(error)}).") from error
-    return as_split(images, labels, path)
+    return as_split(images, labels, path, columns)
 
 
-def _arrays(archive: np.lib.npyio.NpzFile, path: str, config: NpzConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The images and labels arrays of an open archive, or a :class:`DataError` listing the keys present."""
-    for key, option in ((config.images_key, "images_key"), (config.labels_key, "labels_key")):
+def _arrays(
+    archive: np.lib.npyio.NpzFile, path: str, config: NpzConfig
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The images, labels and column arrays of an open archive, or a :class:`DataError` listing the keys present."""
+    wanted = [(config.images_key, "images_key"), (config.labels_key, "labels_key")]
+    for key, option in [*wanted, *((name, "columns") for name in config.columns)]:
         if key not in archive.files:
             present = ", ".join(repr(name) for name in archive.files) or "none"
-            raise DataError(f"{path}: no array named '{key}' (set `{option}`); arrays present: {present}.")
-    return archive[config.images_key], archive[config.labels_key]
+            raise DataError(f"{path}: no array named '{key}' (named in `{option}`); arrays present: {present}.")
+    columns = {name: archive[name] for name in config.columns}
+    return archive[config.images_key], archive[config.labels_key], columns
 
 
 def load_npz(config: NpzConfig) -> DataSplits:

@@ -32,4 +32,7 @@ class VAEConfig(AEConfig):
 class CVAEConfig(VAEConfig):
     """Conditional VAE: the class label goes to both encoder and decoder."""
 
-    conditioner: Part("conditioner") = Field({"type": "onehot"}, description="encodes the class label")
+    conditioner: list[Part("conditioner")] = Field(
+        default_factory=lambda: [{"type": "onehot"}],
+        description="one conditioner or a list, each reading its 'column' (default: label, one-hot encoded)",
+    )
