@@ -19,7 +19,7 @@ class LinearWarmup(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["linear"] = "linear"
-    epochs: float = Field(gt=0, description="epochs until the full weight is reached")
+    epochs: float = Field(gt=0, allow_inf_nan=False, description="epochs until the full weight is reached")
     start: float = Field(0.0, ge=0, le=1, description="factor at the first step")
 
     def factor(self, progress: float) -> float:
@@ -32,7 +32,7 @@ class LossTermConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    weight: float = Field(1.0, ge=0, description="multiplies the term in the total loss")
+    weight: float = Field(1.0, ge=0, allow_inf_nan=False, description="multiplies the term in the total loss")
     schedule: LinearWarmup | None = Field(None, description="optional weight schedule")
     name: str | None = Field(None, description="name in logs and metrics; defaults to the type")
 

@@ -14,6 +14,10 @@ model         ``factory(config, data=DataInfo)``                              :c
 ============  ==============================================================  ========================
 
 ``condition_dim`` is 0 and the condition argument ``None`` for unconditional models.
+A model may have several conditioners, each reading one data column (its spec's
+``column``, default ``label``); the encoder and decoder get their vectors
+concatenated, so ``condition_dim`` is the sum of their ``dim``. For a continuous
+column ``num_classes`` is 0.
 """
 
 from __future__ import annotations
@@ -42,11 +46,17 @@ class ModelOutput:
 
 @runtime_checkable
 class Conditioner(Protocol):
-    """Labels (B,) int64 -> condition vectors (B, dim)."""
+    """Values of its column (B,) -> condition vectors (B, dim).
+
+    The values are class indices (int64) unless the part sets ``continuous = True``
+    (then floats). A part that needs statistics of its column (a standardisation,
+    say) may define ``fit(values)``: genreg calls it with the training split's column
+    before training; keep what it computes in buffers, so the model file saves it.
+    """
 
     dim: int
 
-    def __call__(self, labels: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, values: torch.Tensor) -> torch.Tensor: ...
 
 
 @runtime_checkable

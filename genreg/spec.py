@@ -83,10 +83,10 @@ class TrainConfig(StrictModel):
 
     epochs: int = Field(10, ge=1, description="passes over the training split")
     batch_size: int = Field(128, ge=1, description="images per optimiser step")
-    lr: float = Field(1e-3, gt=0, description="learning rate")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="learning rate")
     optimizer: Literal["adam", "adamw"] = "adam"
-    weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
+    grad_clip: float | None = Field(None, gt=0, allow_inf_nan=False, description="clip the gradient norm to this value")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="'auto': bf16 autocast on CUDA when supported, fp32 on CPU"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -349,3 +350,22 @@ def test_load_spec_reads_overrides_and_names_the_file(write_file, minimal_spec):
     with pytest.raises(SpecError) as info:
         load_spec(str(path), ["train.epochs=0"])
     assert str(info.value).startswith(f"{path} is invalid (1 problem):\n  train.epochs: ")
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value"),
+    [
+        ("train", "lr", "inf"),
+        ("train", "grad_clip", "inf"),
+        ("train", "weight_decay", "nan"),
+        ("loss", "weight", "inf"),
+    ],
+)
+def test_infinite_or_nan_numbers_are_refused(section: str, field: str, value: str) -> None:
+    spec = {"model": {"type": "vae"}, "data": {"type": "mnist-sample"}}
+    if section == "train":
+        spec["train"], path = {field: float(value)}, f"train.{field}"
+    else:
+        spec["model"]["losses"], path = [{"type": "bce", field: float(value)}], f"model.losses[0].{field}"
+    with pytest.raises(SpecError, match=rf"{re.escape(path)}: Input should be a finite number"):
+        genreg.validate_spec(spec)
