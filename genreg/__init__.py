@@ -13,6 +13,7 @@ from genreg.assembly import ComposedModelConfig, build_model, compose_model, der
 from genreg.checkpoint import load_model, load_weights, save_model
 from genreg.data import DataInfo, DatasetConfig, DataSplits, Split
 from genreg.errors import GenregError, SpecError
+from genreg.extend import extend_classes, fine_tune_classes, read_extension, save_extended
 from genreg.hookspecs import hookimpl
 from genreg.losses import LinearWarmup, LossTermConfig
 from genreg.model import GenerativeModel
@@ -49,6 +50,8 @@ __all__ = [
     "compose_model",
     "derive_spec",
     "evaluate",
+    "extend_classes",
+    "fine_tune_classes",
     "get_registry",
     "hookimpl",
     "json_schema",
@@ -57,8 +60,10 @@ __all__ = [
     "load_model",
     "load_spec",
     "load_weights",
+    "read_extension",
     "register_plugin",
     "run",
+    "save_extended",
     "save_model",
     "train",
     "unregister_plugin",

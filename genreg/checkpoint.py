@@ -127,10 +127,20 @@ def _model_metadata(model: GenerativeModel, spec: dict | None) -> dict[str, str]
     return metadata
 
 
-def save_model(model: GenerativeModel, path: str | Path, spec: dict | None = None) -> Path:
-    """Write weights + spec (``spec`` or the model's own) to a ``.safetensors`` file."""
+def save_model(
+    model: GenerativeModel, path: str | Path, spec: dict | None = None, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write weights + spec (``spec`` or the model's own) to a ``.safetensors`` file.
+
+    ``metadata`` adds entries of its own (e.g. ``genreg.extension``); they are
+    covered by the checksum like the rest, and may not replace genreg's entries.
+    """
     path = Path(path)
-    _save(path, _cpu_tensors(model.state_dict()), _model_metadata(model, spec))
+    recorded = _model_metadata(model, spec)
+    clash = sorted(set(metadata or {}) & {*recorded, CHECKSUM})
+    if clash:
+        raise ValueError(f"save_model writes {', '.join(clash)} itself; give other metadata keys.")
+    _save(path, _cpu_tensors(model.state_dict()), {**recorded, **(metadata or {})})
     return path
 
 

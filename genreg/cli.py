@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from genreg.errors import GenregError
+from genreg.extend import extend_command
 from genreg.registry import KINDS
 
 
@@ -137,7 +138,14 @@ def schema() -> None:
 @cli.command()
 @click.argument("model_path", type=click.Path())
 @click.option("-n", "n", type=click.IntRange(1), help="per row: samples [8], grid side [15], steps [10]")
-@click.option("--label", type=int, help="only this class (conditional models)")
+@click.option("--label", type=int, help="only this class (short for --condition label=K)")
+@click.option(
+    "--condition",
+    "conditions",
+    multiple=True,
+    metavar="COLUMN=VALUE",
+    help="hold a condition column at a value, e.g. ink=0.15 or label=3 (repeatable)",
+)
 @click.option("--grid", is_flag=True, help="decode a grid over the prior's quantiles (2-D latents)")
 @click.option("--interpolate", nargs=2, type=int, metavar="A B", help="decode the line between test images A and B")
 @click.option("--seed", default=0, show_default=True, help="random seed")
@@ -146,6 +154,7 @@ def sample(
     model_path: str,
     n: int | None,
     label: int | None,
+    conditions: tuple[str, ...],
     grid: bool,
     interpolate: tuple[int, int] | None,
     seed: int,
@@ -153,7 +162,8 @@ def sample(
 ) -> None:
     """Draw samples from MODEL_PATH (a .safetensors file or a run folder) into a PNG.
 
-    By default: samples from the prior (a row per class for a conditional model).
+    By default: samples from the prior; for a conditional model a row per class and, when it reads
+    a continuous column (e.g. ink) that --condition does not set, a column per value of it.
     --grid: the latent manifold. --interpolate A B: test image A to test image B.
     """
     import torch
@@ -162,49 +172,82 @@ def sample(
     from genreg.errors import SpecError
     from genreg.pictures import save_samples
     from genreg.run import recorded_data
-    from genreg.sampling import check_label, save_interpolation, save_manifold
+    from genreg.sampling import parse_condition, save_interpolation, save_manifold
 
     if grid and interpolate:
         raise SpecError("--grid and --interpolate draw different pictures; choose one.")
     model = load_model(model_path)
+    fixed = parse_condition(model, conditions, label)
     torch.manual_seed(seed)
     if grid:
-        save_manifold(model, output, n=n or 15, label=label)
+        save_manifold(model, output, n=n or 15, fixed=fixed)
     elif interpolate:
-        save_interpolation(model, recorded_data(model_path)[1].test, *interpolate, output, steps=n or 10, label=label)
+        save_interpolation(model, recorded_data(model_path)[1].test, *interpolate, output, steps=n or 10, fixed=fixed)
     else:
-        check_label(model, label, required=False)
-        save_samples(model, output, n=n or 8, label=label)
+        save_samples(model, output, n=n or 8, fixed=fixed)
     click.echo(f"wrote {output}")
+
+
+split_option = click.option(
+    "--split", "split_name", type=click.Choice(["test", "train"]), default="test", show_default=True
+)
 
 
 @cli.command()
 @click.argument("model_path", type=click.Path())
-@click.option("--split", "split_name", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@split_option
 @click.option("-n", default=8, show_default=True, type=click.IntRange(1), help="images (rows)")
-@click.option("--to", default="all", show_default=True, help="target classes: 'all' or one class K")
+@click.option(
+    "--to",
+    default="all",
+    show_default=True,
+    help="targets: 'all' classes, one class K, or COLUMN=v1,v2,... (e.g. ink=0.05,0.2)",
+)
 @click.option("--seed", default=0, show_default=True, help="which images are drawn")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
 def transfer(model_path: str, split_name: str, n: int, to: str, seed: int, output: str) -> None:
-    """Counterfactual decoding: real images of MODEL_PATH's data re-decoded under other classes.
+    """Counterfactual decoding: real images of MODEL_PATH's data re-decoded under other conditions.
 
-    Each row is one image (first column) and its latent code decoded under each target class:
-    the writing style stays, the class changes.
+    Each row is one image (first column) and its latent code decoded under each target: the
+    writing style stays, the class (or the column --to names) changes; other columns keep the
+    image's own values.
     """
     from genreg.checkpoint import load_model
     from genreg.run import recorded_data
-    from genreg.sampling import check_conditional, save_transfer
+    from genreg.sampling import check_conditional, save_transfer, transfer_targets
 
     model = load_model(model_path)
     check_conditional(model)
+    transfer_targets(model, to)  # a bad --to is refused before the data is loaded
     split = getattr(recorded_data(model_path)[1], split_name)
     save_transfer(model, split, output, n=n, to=to, seed=seed)
     click.echo(f"wrote {output}")
 
 
+@cli.command()
+@click.argument("model_path", type=click.Path())
+@split_option
+@click.option("--color-by", default="label", show_default=True, help="the data column that colours the points")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
+def latent(model_path: str, split_name: str, color_by: str, output: str) -> None:
+    """Scatter of MODEL_PATH's latent means over its data, coloured by a column.
+
+    A class column (the label) gets a colour per class, a continuous one (e.g. ink) a colormap.
+    """
+    from genreg.checkpoint import load_model
+    from genreg.pictures import save_latent_scatter
+    from genreg.run import recorded_data
+
+    model = load_model(model_path)
+    split = getattr(recorded_data(model_path)[1], split_name)
+    what = "class" if color_by == "label" else color_by
+    save_latent_scatter(model, split, output, title=f"{split_name}-set latent means by {what}", color_by=color_by)
+    click.echo(f"wrote {output}")
+
+
 @cli.command(name="eval")
 @click.argument("model_path", type=click.Path())
-@click.option("--split", "split_name", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@split_option
 @click.option("--iw-samples", default=1000, show_default=True, type=click.IntRange(1), help="IWAE samples per image")
 @click.option("--n-per-class", default=100, show_default=True, type=click.IntRange(1), help="cVAE samples per class")
 @click.option("--seed", default=0, show_default=True)
@@ -235,6 +278,9 @@ def compare(runs: tuple[str, ...], output: str, markdown: str | None, iw_samples
     table, written = compare_runs(runs, output, markdown, iw_samples)
     click.echo(table)
     click.echo("wrote " + ", ".join(map(str, written)))
+
+
+cli.add_command(extend_command)
 
 
 def main() -> None:

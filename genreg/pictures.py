@@ -6,14 +6,20 @@ genreg is imported: together they cost seconds that `genreg list` should not pay
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
+from torch import nn
 
 from genreg.conditions import Conditions, is_continuous
 from genreg.data import LABEL, Split
+from genreg.errors import ConditionError
 from genreg.evaluation import posterior
 from genreg.model import GenerativeModel
+
+Value = int | float  # one condition value: a class index or a continuous quantity
 
 
 def pyplot():
@@ -25,8 +31,18 @@ def pyplot():
     return plt
 
 
-def save_grid(images: torch.Tensor, path: str | Path, ncol: int, row_labels: list[str] | None = None) -> Path:
-    """Images (N, C, H, W) in [0, 1] as a grid of ``ncol`` columns, rows optionally labelled."""
+def save_grid(
+    images: torch.Tensor,
+    path: str | Path,
+    ncol: int,
+    row_labels: list[str] | None = None,
+    column_labels: list[str] | None = None,
+) -> Path:
+    """Images (N, C, H, W) in [0, 1] as a grid of ``ncol`` columns, rows and columns optionally labelled.
+
+    Column labels go above the grid, slanted, so that a value per column (``ink=0.123``) fits
+    over images only 28 pixels wide.
+    """
     from torchvision.utils import make_grid
 
     plt = pyplot()
@@ -34,13 +50,16 @@ def save_grid(images: torch.Tensor, path: str | Path, ncol: int, row_labels: lis
     rows = -(-images.shape[0] // ncol)
     fig, ax = plt.subplots(figsize=(ncol * 0.6 + 0.6, rows * 0.6 + 0.3))
     ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray" if images.shape[1] == 1 else None, vmin=0, vmax=1)
+    height, width = images.shape[2:]
     ax.set_xticks([])
+    if column_labels:
+        ax.set_xticks([2 + (width + 2) * j + width / 2 for j in range(ncol)], column_labels[:ncol], fontsize=7)
+        ax.tick_params(top=False, bottom=False, labeltop=True, labelbottom=False)
+        plt.setp(ax.get_xticklabels(), rotation=45, ha="left", rotation_mode="anchor")
+    ax.set_yticks([])
     if row_labels:
-        step = images.shape[2] + 2
-        ax.set_yticks([2 + step * i + images.shape[2] / 2 for i in range(rows)], row_labels[:rows])
+        ax.set_yticks([2 + (height + 2) * i + height / 2 for i in range(rows)], row_labels[:rows])
         ax.tick_params(left=False)
-    else:
-        ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
     fig.tight_layout(pad=0.2)
@@ -49,66 +68,115 @@ def save_grid(images: torch.Tensor, path: str | Path, ncol: int, row_labels: lis
     return Path(path)
 
 
+class SampleGrid(NamedTuple):
+    """Sampled images in grid order, and what each row and each column shows (None: plain draws)."""
+
+    images: torch.Tensor
+    row_labels: list[str] | None
+    column_labels: list[str] | None
+
+
 def sample_images(
-    model: GenerativeModel, n: int, label: int | None = None, fixed: dict[str, float] | None = None
-) -> tuple[torch.Tensor, list[str] | None]:
-    """Prior samples for a grid of ``n`` columns and their row labels.
+    model: GenerativeModel, n: int, label: int | None = None, fixed: Mapping[str, Value] | None = None
+) -> SampleGrid:
+    """Prior samples for a grid of ``n`` columns, with its row and column labels.
 
     Unconditional: ``n`` samples. Conditional: one row per class of the label column
     (or only ``label``); the columns are ``n`` draws, or, when the model reads a
     continuous column that ``fixed`` does not set, ``n`` values of it spanning its
-    training range (5th to 95th percentile), so a row shows the quantity growing.
-    Columns ``fixed`` sets keep that value; any other class column takes class 0
-    and any other continuous one its training mean.
+    training range (5th to 95th percentile), all decoded from one latent draw per
+    row, so a row shows the quantity growing and nothing else changing. Columns
+    ``fixed`` sets keep that value; any other class column takes class 0 and any
+    other continuous one its training mean.
     """
     if not model.conditional:
-        return model.sample(n), None
+        return SampleGrid(model.sample(n), None, None)
     fixed = dict(fixed or {})
     if label is not None:
         fixed[LABEL] = label
-    rows, columns = condition_grid(model.conditioner, n, fixed)
-    return model.sample(condition=grid_condition(rows, columns, n)), [row_label(row) for row in rows]
+    rows, varying = condition_grid(model.conditioner, n, fixed)
+    condition = model.checked(grid_condition(rows, varying, n))
+    draws = len(rows) if varying else len(rows) * n
+    z = model.latent.sample_prior(draws, model.device)
+    images = model.decode(z.repeat_interleave(n, dim=0) if varying else z, condition)
+    row_labels = [row_label(row) for row in rows]
+    columns = [value_label(column, value) for column, values in varying.items() for value in values]
+    return SampleGrid(images, row_labels if any(row_labels) else None, columns or None)
+
+
+def default_value(part: nn.Module) -> Value:
+    """What a picture holds a column at when nobody set it: class 0, or the training mean of a continuous one."""
+    return float(part.mean) if is_continuous(part) else 0
+
+
+def check_known(conditions: Conditions, fixed: Mapping[str, Value]) -> None:
+    """A fixed value for a column the model does not read would be silently ignored: refuse it instead."""
+    unknown = sorted(set(fixed) - set(conditions.columns))
+    if unknown:
+        raise ConditionError(
+            f"this model has no condition column {', '.join(map(repr, unknown))}; it reads "
+            f"{', '.join(conditions.columns)}."
+        )
 
 
 def condition_grid(
-    conditions: Conditions, n: int, fixed: dict[str, float]
-) -> tuple[list[dict[str, float]], dict[str, list[float]]]:
+    conditions: Conditions, n: int, fixed: Mapping[str, Value]
+) -> tuple[list[dict[str, Value]], dict[str, list[float]]]:
     """The rows (one per class of the label column, unless fixed) and the varying column of a sample grid."""
+    check_known(conditions, fixed)
     base, rows, varying = {}, [{}], {}
     for column, part in zip(conditions.columns, conditions.parts, strict=True):
         if column in fixed:
             base[column] = fixed[column]
-        elif is_continuous(part):
-            if varying:
-                base[column] = float(part.mean)
-            else:
-                varying[column] = torch.linspace(float(part.low), float(part.high), n).tolist()
-        elif column == LABEL:
+        elif is_continuous(part) and not varying:
+            varying[column] = torch.linspace(float(part.low), float(part.high), n).tolist()
+        elif column == LABEL and not is_continuous(part):
             rows = [{LABEL: k} for k in range(int(part.num_classes))]
         else:
-            base[column] = 0
+            base[column] = default_value(part)
     return [{**base, **row} for row in rows], varying
 
 
-def grid_condition(rows: list[dict[str, float]], varying: dict[str, list[float]], n: int) -> dict[str, torch.Tensor]:
+def grid_condition(rows: list[dict[str, Value]], varying: dict[str, list[float]], n: int) -> dict[str, torch.Tensor]:
     """One condition per grid cell, row by row: each row's values, the varying column along the row."""
     cells = [{**row, **{c: values[j] for c, values in varying.items()}} for row in rows for j in range(n)]
     return {column: torch.tensor([cell[column] for cell in cells]) for column in cells[0]}
 
 
-def row_label(row: dict[str, float]) -> str:
+def constant_condition(conditions: Conditions, fixed: Mapping[str, Value], n: int) -> dict[str, torch.Tensor]:
+    """``n`` copies of one condition: the ``fixed`` values, class 0 or the training mean elsewhere."""
+    check_known(conditions, fixed)
+    values = {
+        column: fixed.get(column, default_value(part))
+        for column, part in zip(conditions.columns, conditions.parts, strict=True)
+    }
+    return {column: torch.full((n,), value) for column, value in values.items()}
+
+
+def value_label(column: str, value: Value) -> str:
+    """``class 3`` for the label column, ``ink=0.123`` for a continuous value, ``dose=2`` for another class."""
+    if column == LABEL:
+        return f"class {int(value)}"
+    return f"{column}={value:.3g}" if isinstance(value, float) else f"{column}={value}"
+
+
+def row_label(row: Mapping[str, Value]) -> str:
     """``class 3`` for a row of the label column, else its fixed values (``ink=0.12``)."""
     if LABEL in row:
-        return f"class {int(row[LABEL])}"
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        return value_label(LABEL, row[LABEL])
+    return ", ".join(value_label(column, value) for column, value in row.items())
 
 
 def save_samples(
-    model: GenerativeModel, path: str | Path, n: int = 8, label: int | None = None, fixed: dict | None = None
+    model: GenerativeModel,
+    path: str | Path,
+    n: int = 8,
+    label: int | None = None,
+    fixed: Mapping[str, Value] | None = None,
 ) -> Path:
-    """Sample grid: 8x8 for an unconditional model, a row per class for a conditional one."""
-    images, labels = sample_images(model, n if model.conditional else n * n, label, fixed)
-    return save_grid(images, path, ncol=n, row_labels=labels)
+    """Sample grid: 8x8 for an unconditional model; for a conditional one, :func:`sample_images`' grid, labelled."""
+    images, rows, columns = sample_images(model, n if model.conditional else n * n, label, fixed)
+    return save_grid(images, path, ncol=n, row_labels=rows, column_labels=columns)
 
 
 def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
@@ -122,21 +190,46 @@ def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
     return centred @ v[:2].T, (f"PC1 ({share[0]:.0%} of variance)", f"PC2 ({share[1]:.0%})")
 
 
-def save_latent_scatter(model: GenerativeModel, split: Split, path: str | Path, title: str = "") -> Path:
-    """Test-set latent means coloured by class."""
+def color_values(split: Split, column: str) -> torch.Tensor:
+    """The split's values of ``column``, on the CPU, or an error listing the columns it has."""
+    columns = split.condition()
+    if column not in columns:
+        raise ConditionError(
+            f"cannot colour by '{column}': the split has no such column; its columns: {', '.join(columns)}."
+        )
+    return columns[column].cpu()
+
+
+def save_latent_scatter(
+    model: GenerativeModel, split: Split, path: str | Path, title: str = "", color_by: str = LABEL
+) -> Path:
+    """The split's latent means, coloured by the column ``color_by``.
+
+    A class column gets one colour per class and a legend; a continuous one (e.g. ``ink``) a
+    colormap and a colorbar, because hundreds of distinct values have no useful legend.
+    """
+    values = color_values(split, color_by)
     points, (xlabel, ylabel) = project_2d(posterior(model, split).mu)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 5.5))
-    labels = split.labels.cpu()
-    cmap = plt.get_cmap("tab10" if model.data_info.num_classes <= 10 else "tab20")
-    for k in labels.unique().tolist():
-        mask = labels == k
-        ax.scatter(points[mask, 0], points[mask, 1], s=4, alpha=0.6, color=cmap(k % cmap.N), label=str(k))
+    if values.is_floating_point():
+        dots = ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.6, c=values.numpy(), cmap="viridis")
+        fig.colorbar(dots, ax=ax, label=color_by)
+    else:
+        _class_scatter(ax, points, values, model.data_info.columns.get(color_by, int(values.max()) + 1))
+        ax.legend(markerscale=3, fontsize=7, loc="best", title="class" if color_by == LABEL else color_by)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title or "test-set latent means by class")
-    ax.legend(markerscale=3, fontsize=7, loc="best", title="class")
+    ax.set_title(title or f"test-set latent means by {'class' if color_by == LABEL else color_by}")
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
+
+
+def _class_scatter(ax, points: torch.Tensor, classes: torch.Tensor, count: int) -> None:
+    """One colour and one legend entry per class present."""
+    cmap = pyplot().get_cmap("tab10" if count <= 10 else "tab20")
+    for k in classes.unique().tolist():
+        mask = classes == k
+        ax.scatter(points[mask, 0], points[mask, 1], s=4, alpha=0.6, color=cmap(k % cmap.N), label=str(k))

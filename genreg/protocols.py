@@ -52,6 +52,8 @@ class Conditioner(Protocol):
     (then floats). A part that needs statistics of its column (a standardisation,
     say) may define ``fit(values)``: genreg calls it with the training split's column
     before training; keep what it computes in buffers, so the model file saves it.
+    A categorical part that can take classes it was not trained on defines
+    ``extend(count)`` and ``class_parameters()`` (see :mod:`genreg.extend`).
     """
 
     dim: int

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from genreg.data import Split
+from genreg.data import LABEL, Split
 from genreg.model import GenerativeModel
 
 
@@ -96,18 +96,33 @@ def save_comparison(
 
 
 def _sample_strip(ax, model: GenerativeModel, n: int, seed: int) -> None:
-    """A row of prior samples (for a conditional model, one of each class)."""
+    """A row of at most ``n`` prior samples, titled with what the row shows."""
     from torchvision.utils import make_grid
 
     torch.manual_seed(seed)
-    if model.conditional:
-        images = model.sample(labels=torch.arange(min(n, model.data_info.num_classes)))
-    else:
-        images = model.sample(n)
+    images, title = strip_samples(model, n)
     grid = make_grid(images.cpu().clamp(0, 1), nrow=images.shape[0], padding=2, pad_value=1.0)
     ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray")
     ax.set_axis_off()
-    ax.set_title("samples" + (" (classes 0-9)" if model.conditional else ""), fontsize=8)
+    ax.set_title(title, fontsize=8)
+
+
+def strip_samples(model: GenerativeModel, n: int) -> tuple[torch.Tensor, str]:
+    """Samples for one row, and its title.
+
+    A model conditioned on the label shows one sample of each class (its other columns at class 0
+    or their training mean), since the class is what one compares across runs; any other model
+    shows its sample grid's first row: ``n`` draws, or a continuous column's ``n`` values.
+    """
+    from genreg.pictures import default_value, sample_images
+
+    conditions = model.conditioner
+    if conditions is None or conditions.num_classes is None:
+        images, _, columns = sample_images(model, n)
+        return images[:n], "samples" + (f" ({columns[0]} to {columns[-1]})" if columns else "")
+    others = {c: default_value(p) for c, p in zip(conditions.columns, conditions.parts, strict=True) if c != LABEL}
+    images = sample_images(model, 1, fixed=others).images[:n]
+    return images, f"samples (classes 0-{len(images) - 1})"
 
 
 def compare_runs(

@@ -60,6 +60,25 @@ class Embedding(nn.Module):
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         return self.table(labels.long())
 
+    @torch.no_grad()
+    def extend(self, count: int) -> None:
+        """Add ``count`` classes, each starting at the mean of the existing vectors (see ``genreg.extend``).
+
+        The vectors keep their size, so the encoder and decoder need no change. The
+        mean is the centre of the vectors the decoder was trained on, so before any
+        fine-tuning a new class decodes to a blend of the known ones rather than to
+        whatever a random vector happens to give.
+        """
+        old = self.table.weight
+        rows = torch.cat([old, old.mean(dim=0, keepdim=True).expand(count, -1)])
+        self.table = nn.Embedding.from_pretrained(rows, freeze=not old.requires_grad)
+        self.num_classes += count
+        self.config = self.config.model_copy(update={"num_classes": self.num_classes})
+
+    def class_parameters(self) -> list[nn.Parameter]:
+        """The parameters whose row k belongs to class k: what fine-tuning new classes may train."""
+        return [self.table.weight]
+
 
 class ContinuousConfig(BaseModel):
     """A continuous quantity (a dose, a temperature, the ink of a digit), standardised.
