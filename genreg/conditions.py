@@ -26,6 +26,14 @@ def is_continuous(part: nn.Module) -> bool:
     return bool(getattr(part, "continuous", False))
 
 
+def default_value(part: nn.Module) -> int | float:
+    """A column's value when nobody chose one (pictures, conditional accuracy): class 0, or the training mean.
+
+    A continuous part without a ``mean`` (a plugin's, say) is held at 0.0, the standardised centre.
+    """
+    return float(getattr(part, "mean", 0.0)) if is_continuous(part) else 0
+
+
 class Conditions(nn.Module):
     """The model's conditioners, in spec order, and the column each one reads."""
 
@@ -90,6 +98,22 @@ class Conditions(nn.Module):
                     f"{source}: column '{column}' has class {int(outside[0])}, but the model's conditioner for "
                     f"it knows classes 0..{k - 1}."
                 )
+
+    def constant(self, n: int, fixed: Mapping[str, int | float] | None = None) -> dict[str, torch.Tensor]:
+        """``n`` copies of one condition: the ``fixed`` values, :func:`default_value` for the other columns."""
+        fixed = fixed or {}
+        self.check_known(fixed)
+        parts = zip(self.columns, self.parts, strict=True)
+        return {column: torch.full((n,), fixed.get(column, default_value(part))) for column, part in parts}
+
+    def check_known(self, fixed: Mapping[str, object]) -> None:
+        """A value for a column the model does not read would be silently ignored: refuse it instead."""
+        unknown = sorted(set(fixed) - set(self.columns))
+        if unknown:
+            raise ConditionError(
+                f"this model has no condition column {', '.join(map(repr, unknown))}; it reads "
+                f"{', '.join(self.columns)}."
+            )
 
     def fit(self, split: Split) -> None:
         """Let parts that need their column's statistics (e.g. a standardisation) take them from ``split``."""

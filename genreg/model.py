@@ -220,7 +220,7 @@ class GenerativeModel(nn.Module):
                 )
 
     def _check_shapes(self) -> None:
-        """Run two dummy images through the parts, naming the part whose output is off."""
+        """Run two dummy images through the parts, naming the part that fails or whose output is off."""
         shape = self.data_info.image_shape
         with self.evaluating(), torch.no_grad():
             x = torch.zeros(2, *shape, device=self.device)
@@ -228,15 +228,27 @@ class GenerativeModel(nn.Module):
             if self.conditioner is not None:
                 for part in self.conditioner.parts:
                     dtype = torch.float32 if is_continuous(part) else torch.long
-                    _expect(part, part(torch.zeros(2, dtype=dtype, device=self.device)), (2, part.dim), "condition")
+                    values = torch.zeros(2, dtype=dtype, device=self.device)
+                    _expect(part, _trial(part, values), (2, part.dim), "condition")
                 c = self.condition({column: torch.zeros(2, device=self.device) for column in self.conditioner.columns})
-            features = self.encoder(x, c if self.condition_encoder else None)
+            features = _trial(self.encoder, x, c if self.condition_encoder else None)
             _expect(self.encoder, features, (2, self.encoder.out_features), "features")
-            latent = self.latent(features)
+            latent = _trial(self.latent, features)
             if not isinstance(latent, LatentSample):
                 raise AssemblyError(f"{describe(self.latent)} must return a genreg.LatentSample.")
             _expect(self.latent, latent.z, (2, self.latent.dim), "z")
-            _expect(self.decoder, self.decoder(latent.z, c), (2, *shape), "logits")
+            _expect(self.decoder, _trial(self.decoder, latent.z, c), (2, *shape), "logits")
+
+
+def _trial(part: nn.Module, *inputs: object) -> object:
+    """``part(*inputs)`` on a dummy batch; a part that raises is named, rather than shown as a traceback."""
+    try:
+        return part(*inputs)
+    except Exception as exc:  # noqa: BLE001 - any failure of a plugin's forward on a well-formed batch
+        shapes = ", ".join(str(tuple(t.shape)) if isinstance(t, torch.Tensor) else "None" for t in inputs)
+        raise AssemblyError(
+            f"{describe(part)} failed on a batch of 2 with input shapes {shapes}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _expect(part: nn.Module, value: object, shape: tuple[int, ...], what: str) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from torch import nn
 
-from genreg.conditions import Conditions, is_continuous
+from genreg.checkpoint import atomic_write
+from genreg.conditions import Conditions, default_value, is_continuous
 from genreg.data import LABEL, Split
 from genreg.errors import ConditionError
 from genreg.evaluation import posterior
@@ -63,8 +63,15 @@ def save_grid(
     for spine in ax.spines.values():
         spine.set_visible(False)
     fig.tight_layout(pad=0.2)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: object, path: str | Path) -> Path:
+    """Write ``fig`` as ``path`` atomically and close it; a folder that cannot be written is an OutputError."""
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight"))
+    finally:
+        pyplot().close(fig)
     return Path(path)
 
 
@@ -104,31 +111,16 @@ def sample_images(
     return SampleGrid(images, row_labels if any(row_labels) else None, columns or None)
 
 
-def default_value(part: nn.Module) -> Value:
-    """What a picture holds a column at when nobody set it: class 0, or the training mean of a continuous one."""
-    return float(part.mean) if is_continuous(part) else 0
-
-
-def check_known(conditions: Conditions, fixed: Mapping[str, Value]) -> None:
-    """A fixed value for a column the model does not read would be silently ignored: refuse it instead."""
-    unknown = sorted(set(fixed) - set(conditions.columns))
-    if unknown:
-        raise ConditionError(
-            f"this model has no condition column {', '.join(map(repr, unknown))}; it reads "
-            f"{', '.join(conditions.columns)}."
-        )
-
-
 def condition_grid(
     conditions: Conditions, n: int, fixed: Mapping[str, Value]
 ) -> tuple[list[dict[str, Value]], dict[str, list[float]]]:
     """The rows (one per class of the label column, unless fixed) and the varying column of a sample grid."""
-    check_known(conditions, fixed)
+    conditions.check_known(fixed)
     base, rows, varying = {}, [{}], {}
     for column, part in zip(conditions.columns, conditions.parts, strict=True):
         if column in fixed:
             base[column] = fixed[column]
-        elif is_continuous(part) and not varying:
+        elif is_continuous(part) and not varying and hasattr(part, "low") and hasattr(part, "high"):
             varying[column] = torch.linspace(float(part.low), float(part.high), n).tolist()
         elif column == LABEL and not is_continuous(part):
             rows = [{LABEL: k} for k in range(int(part.num_classes))]
@@ -141,16 +133,6 @@ def grid_condition(rows: list[dict[str, Value]], varying: dict[str, list[float]]
     """One condition per grid cell, row by row: each row's values, the varying column along the row."""
     cells = [{**row, **{c: values[j] for c, values in varying.items()}} for row in rows for j in range(n)]
     return {column: torch.tensor([cell[column] for cell in cells]) for column in cells[0]}
-
-
-def constant_condition(conditions: Conditions, fixed: Mapping[str, Value], n: int) -> dict[str, torch.Tensor]:
-    """``n`` copies of one condition: the ``fixed`` values, class 0 or the training mean elsewhere."""
-    check_known(conditions, fixed)
-    values = {
-        column: fixed.get(column, default_value(part))
-        for column, part in zip(conditions.columns, conditions.parts, strict=True)
-    }
-    return {column: torch.full((n,), value) for column, value in values.items()}
 
 
 def value_label(column: str, value: Value) -> str:
@@ -222,9 +204,7 @@ def save_latent_scatter(
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"test-set latent means by {'class' if color_by == LABEL else color_by}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _class_scatter(ax, points: torch.Tensor, classes: torch.Tensor, count: int) -> None:

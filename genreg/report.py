@@ -70,7 +70,7 @@ def save_comparison(
 ) -> Path:
     """One column per run: its test latents (shared axes and colours) above a row of its samples."""
     from genreg.evaluation import posterior
-    from genreg.pictures import project_2d, pyplot
+    from genreg.pictures import project_2d, pyplot, save_figure
 
     plt = pyplot()
     points = {name: project_2d(posterior(model, split).mu) for name, (model, split) in runs.items()}
@@ -90,9 +90,7 @@ def save_comparison(
     handles = [plt.Line2D([], [], marker="o", ls="", color=cmap(k % 10), label=str(k)) for k in sorted(classes)]
     fig.legend(handles=handles, title="class", loc="center right", fontsize=7)
     fig.tight_layout(rect=(0, 0, 0.95, 1))
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _sample_strip(ax, model: GenerativeModel, n: int, seed: int) -> None:
@@ -114,7 +112,8 @@ def strip_samples(model: GenerativeModel, n: int) -> tuple[torch.Tensor, str]:
     or their training mean), since the class is what one compares across runs; any other model
     shows its sample grid's first row: ``n`` draws, or a continuous column's ``n`` values.
     """
-    from genreg.pictures import default_value, sample_images
+    from genreg.conditions import default_value
+    from genreg.pictures import sample_images
 
     conditions = model.conditioner
     if conditions is None or conditions.num_classes is None:

@@ -183,9 +183,7 @@ def run(
         return RunResult(folder, model, data, history)
     checkpoint.save_model(model, folder / MODEL, spec=ready.resolved)
     torch.manual_seed(spec.seed)
-    checkpoint.atomic_write(folder / "samples.png", lambda tmp: pictures.save_samples(model, tmp))
+    pictures.save_samples(model, folder / "samples.png")  # pictures are written atomically
     title = f"{ready.resolved['model']['type']}: test-set latent means by class"
-    checkpoint.atomic_write(
-        folder / "latent.png", lambda tmp: pictures.save_latent_scatter(model, data.test, tmp, title=title)
-    )
+    pictures.save_latent_scatter(model, data.test, folder / "latent.png", title=title)
     return RunResult(folder, model, data, history)

@@ -20,7 +20,7 @@ from genreg.conditions import Conditions, is_continuous
 from genreg.data import LABEL, Split
 from genreg.errors import ConditionError, SpecError
 from genreg.model import GenerativeModel
-from genreg.pictures import Value, constant_condition, save_grid, value_label
+from genreg.pictures import Value, save_grid, value_label
 
 #: The manifold spans these prior probabilities: the ends are left out because Phi^-1(0) and
 #: Phi^-1(1) are infinite, and 5%..95% (as in Kingma & Welling's figures) covers where the prior has mass.
@@ -63,7 +63,7 @@ def save_manifold(
         )
     fixed = with_label(model, label, fixed, required=True)
     z = manifold_latents(n).to(model.device)
-    condition = model.checked(constant_condition(model.conditioner, fixed, len(z))) if model.conditional else None
+    condition = model.checked(model.conditioner.constant(len(z), fixed)) if model.conditional else None
     with model.evaluating():
         images = model.decode(z, condition)
     return save_grid(images, path, ncol=n)
@@ -124,7 +124,7 @@ def row_condition(
     conditions: Conditions, condition: Mapping[str, torch.Tensor], fixed: Mapping[str, Value], steps: int
 ) -> dict[str, torch.Tensor]:
     """The first image's condition, ``steps`` times, with the ``fixed`` columns replaced."""
-    fixed_values = constant_condition(conditions, fixed, steps)
+    fixed_values = conditions.constant(steps, fixed)
     return {
         column: fixed_values[column].to(values.device) if column in fixed else values[:1].repeat(steps)
         for column, values in condition.items()

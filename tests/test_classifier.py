@@ -193,6 +193,20 @@ def test_cached_file_for_other_settings_is_not_reused(
     assert len(calls) == 3 and model.image_shape == (1, 20, 20)
 
 
+def test_the_same_spec_over_changed_data_is_retrained(
+    cache: Path, small: genreg.DataSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An npz file rewritten under the same path must not reuse the classifier of its old contents."""
+    calls = count_training(monkeypatch)
+    clf.reference_classifier(SUBSET_SPEC, small, epochs=1)
+    flipped = genreg.DataSplits(
+        genreg.Split(small.train.images.flip(-1), small.train.labels), small.test, small.num_classes
+    )
+    clf.reference_classifier(SUBSET_SPEC, flipped, epochs=1)
+    clf.reference_classifier(SUBSET_SPEC, small, epochs=1)
+    assert len(calls) == 3  # one file per spec: the last call finds the flipped data's classifier there
+
+
 def test_unwritable_cache_warns_and_still_returns(
     tmp_path: Path, small: genreg.DataSplits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -286,7 +300,7 @@ def test_conditional_accuracy_is_reproducible_and_restores_mode(trained: Trained
 
 def test_unconditional_model_is_refused(trained: Trained) -> None:
     model = stub_model(LookupDecoder(trained.data.test, 10), conditional=False)
-    with pytest.raises(ValueError, match="conditional model"):
+    with pytest.raises(ValueError, match="model conditioned on the class label"):
         clf.conditional_accuracy(model, trained.model)
 
 

@@ -235,6 +235,13 @@ class LyingEncoder(nn.Module):
         return self.linear(x.flatten(1))
 
 
+class BrokenDecoder(nn.Module):
+    """A decoder whose forward raises: a plugin bug the user should see named, not as a traceback."""
+
+    def forward(self, z, condition):
+        return z.view(-1, 3, 3)
+
+
 class TensorLatent(nn.Module):
     dim = 4
     provides = ()
@@ -260,6 +267,8 @@ def test_hand_composed_model_works():
          r"expected \(2, 1, 8, 8\)"),
         ("encoder", LyingEncoder, r"component LyingEncoder returned features of shape \(2, 15\); expected \(2, 16\)"),
         ("latent", TensorLatent, r"component TensorLatent must return a genreg.LatentSample"),
+        ("decoder", BrokenDecoder, r"component BrokenDecoder failed on a batch of 2 with input shapes \(2, 4\), None: "
+         r"RuntimeError: shape '\[-1, 3, 3\]' is invalid"),
     ],
 )  # fmt: skip
 def test_wrong_shapes_are_caught_at_assembly_naming_the_part(slot, part, message):

@@ -154,7 +154,7 @@ def test_grid_and_interpolation_take_every_column(run_folder, tmp_path) -> None:
 
 
 def test_columns_left_out_take_class_0_or_the_training_mean(model) -> None:
-    condition = pictures.constant_condition(model.conditioner, {"label": 3}, 2)
+    condition = model.conditioner.constant(2, {"label": 3})
     assert condition["label"].tolist() == [3, 3]
     assert condition["ink"].tolist() == pytest.approx([float(model.conditioner.part("ink").mean)] * 2)
     with pytest.raises(ConditionError, match="no condition column 'dose'; it reads label, ink"):
@@ -257,3 +257,21 @@ def test_without_the_label_label_options_are_refused(ink_only, tmp_path) -> None
         sampling.save_manifold(ink_only, tmp_path / "m.png", label=1)
     with pytest.raises(ConditionError, match="--to all: this model is not conditioned on the label; give COLUMN="):
         sampling.transfer_targets(ink_only, "all")
+
+
+@pytest.mark.parametrize("command", ["sample", "transfer", "latent"])
+def test_a_picture_into_a_missing_folder_exits_2_and_leaves_nothing(run_folder, tmp_path, command: str) -> None:
+    out = tmp_path / "missing" / "x.png"
+    result = invoke(command, run_folder, "-o", out)
+    assert result.exit_code == 2, result.output
+    assert f"could not write {out} (No such file or directory)" in result.output
+    assert "Traceback" not in result.output and not out.parent.exists()
+
+
+def test_compare_and_eval_measure_a_model_with_two_columns(run_folder, trained, tmp_path) -> None:
+    """Conditional accuracy asks for each class with the ink at its training mean."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENREG_CACHE", str(trained.cache))  # the session's reference classifier
+        result = invoke("compare", run_folder, "-o", tmp_path / "compare.png", "--iw-samples", 20)
+    assert result.exit_code == 0, result.output
+    assert "conditional accuracy" in result.output and (tmp_path / "compare.png").read_bytes()[:4] == PNG
