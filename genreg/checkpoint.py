@@ -43,12 +43,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` then rename ``tmp`` over ``path``: readers never see half a file.
 
     A process killed meanwhile leaves ``path`` as it was (plus a hidden
-    ``.NAME.PID.tmp.SUFFIX``); a failed write (disk full, no permission) removes
+    ``.NAME.PID.tmpSUFFIX``, removed by the next write of ``path`` once that process
+    is gone); a failed write (disk full, no permission) removes
     ``tmp`` and raises :class:`OutputError`, again leaving ``path`` as it was.
     ``tmp`` keeps the suffix for writers that choose a format by it (matplotlib).
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    _remove_orphans(path)
     try:
         write(tmp)
         with open(tmp, "rb") as fh:
@@ -61,6 +63,24 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete temporary files that killed writers left beside ``path`` (their process no longer exists)."""
+    for orphan in path.parent.glob(f".{path.name}.*.tmp{path.suffix}"):
+        pid = orphan.name[len(path.name) + 2 :].partition(".")[0]
+        if pid.isdecimal() and not _alive(int(pid)):
+            orphan.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: it exists
+        return True
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:

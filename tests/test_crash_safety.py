@@ -332,3 +332,16 @@ def test_a_disk_that_fills_during_a_run_is_exit_code_2_not_a_traceback(tmp_path,
     )
     assert sorted(os.listdir(out)) == ["spec.json"]
     assert json.loads((out / "spec.json").read_text())["train"]["epochs"] == 1
+
+
+def test_temporary_files_of_dead_writers_are_removed_by_the_next_write(tmp_path):
+    """A SIGKILL mid-write leaves a hidden temporary file; the next write of that file clears it."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # a process id that no longer exists
+    orphan = tmp_path / f".spec.json.{child.pid}.tmp.json"
+    orphan.write_text('{"half": ')
+    alive = tmp_path / f".spec.json.{os.getppid()}.tmp.json"  # a running process: maybe still writing
+    alive.write_text("{}")
+    atomic_write(tmp_path / "spec.json", lambda tmp: tmp.write_text("{}"))
+    assert not orphan.exists() and alive.exists()
+    assert (tmp_path / "spec.json").read_text() == "{}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import numpy as np
 import pydantic
 import pytest
 import torch
+from click.testing import CliRunner
 
+from genreg.cli import cli
 from genreg.errors import DataError
 from genreg_builtin.datasets import (
     MnistSampleConfig,
@@ -286,3 +289,21 @@ def test_npz_threshold_binarize(tmp_path):
     path = _save(tmp_path / "d.npz", images=images, labels=np.array([0, 0, 1, 1]))
     data = load_npz(NpzConfig(path=path, test_path=path, binarize="threshold"))
     assert data.train.images[0, 0].tolist() == [[0.0, 0.0], [1.0, 1.0]]
+
+
+def test_a_run_on_a_relative_npz_path_is_read_back_from_another_folder(tmp_path, monkeypatch):
+    """The recorded spec holds the absolute path, so later commands work from any working folder."""
+    data = tmp_path / "project"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(data / "d.npz", images=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), labels=np.arange(40) % 2)
+    spec = {"model": {"type": "vae", "latent_dim": 2, "encoder": {"hidden": [8]}, "decoder": {"hidden": [8]}},
+            "data": {"type": "npz", "path": "d.npz"}, "train": {"epochs": 1, "batch_size": 16}}  # fmt: skip
+    (data / "spec.json").write_text(json.dumps(spec))
+    monkeypatch.chdir(data)
+    result = CliRunner().invoke(cli, ["run", "spec.json", "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "spec.json").read_text())["data"]["path"] == str(data / "d.npz")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["latent", str(tmp_path / "run"), "-o", str(tmp_path / "latent.png")])
+    assert result.exit_code == 0, result.output

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from genreg.data import DatasetConfig, DataSplits, Split, as_split, finish
 from genreg.errors import DataError
@@ -208,6 +208,13 @@ class NpzConfig(DatasetConfig):
     test_path: str | None = Field(None, description="a second .npz for the test split")
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="held-out share when test_path is null")
     split_seed: int = Field(0, ge=0, description="seed of the stratified held-out split")
+
+    @field_validator("path", "test_path")
+    @classmethod
+    def _absolute(cls, path: str | None) -> str | None:
+        """Relative to the working folder now, absolute from here on: a run's recorded spec then finds its
+        files from any folder (``genreg transfer``, ``genreg eval`` read the data the run recorded)."""
+        return None if path is None else str(Path(path).expanduser().absolute())
 
 
 def _read_npz(path: str, config: NpzConfig) -> Split:
