@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from genreg.errors import PluginError, UnknownComponentError
+from genreg.errors import AssemblyError, PluginError, UnknownComponentError
 
 KINDS: tuple[str, ...] = ("conditioner", "encoder", "latent", "decoder", "loss", "dataset", "model")
 
@@ -120,7 +120,15 @@ class Registry:
     def build(self, kind: str, config: BaseModel, **context: Any) -> Any:
         """Build the component a validated config names (its ``type``) with ``context``."""
         entry = self.get(kind, config.type)  # type: ignore[attr-defined]
-        component = entry.factory(config, **context)
+        try:
+            component = entry.factory(config, **context)
+        except (MemoryError, RuntimeError) as exc:
+            if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+                raise
+            raise AssemblyError(
+                f"{kind} '{entry.name}' (plugin '{entry.plugin}') is too large to build here: {_first_line(exc)}. "
+                "Make it smaller (e.g. latent_dim, hidden sizes, channels)."
+            ) from None
         component.genreg_entry = entry
         return component
 
@@ -130,6 +138,11 @@ class Registry:
         if entry is not None:
             return entry
         return next((e for e in self._entries.values() if e.factory is type(component)), None)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _check_kind(kind: str) -> None:

@@ -368,3 +368,10 @@ def test_sample_argument_errors(cvae):
     with pytest.raises(ValueError, match="not conditional"):
         vae.sample(labels=[0])
     assert vae.sample(5).shape == (5, 1, 8, 8)
+
+
+def test_a_part_too_large_to_allocate_is_an_assembly_error_naming_it():
+    """A size that validates (any positive int) but cannot be allocated: no traceback, the part named."""
+    with pytest.raises(AssemblyError, match=r"latent 'gaussian' \(plugin 'builtin'\) is too large to build here: .*"
+                       r"Make it smaller"):  # fmt: skip
+        genreg.build_model({"type": "vae", "latent_dim": 10**12}, INFO)
