@@ -170,8 +170,7 @@ class Steps:
         self.values = torch.zeros(self.steps, terms + 1, device=device)  # each step's total, then its terms
         self.images = torch.tensor([self.batch] * self.full + [self.tail] * (self.tail > 0), device=device).float()
         self.params = [p for p in model.parameters() if p.requires_grad]
-        columns, condition = [] if model.conditioner is None else model.conditioner.columns, split.condition()
-        self.columns = {column: condition[column] for column in columns}  # the condition columns the model reads
+        self.columns = model.condition_of(split) or {}  # the condition columns the model reads, whole
         # decided once, outside the compiled code: a query traced inside it made torch.compile recompile every step
         self.bf16 = uses_bf16(config, device)
         self.term_means = model.term_means
