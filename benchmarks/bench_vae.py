@@ -153,7 +153,7 @@ def run_genreg(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, devic
             gate.wait()
 
     gate.wait()
-    genreg.train(model, data, config, seed=SEED, progress=False, on_epoch=on_epoch)
+    genreg.train(model, data, config, seed=SEED, progress=False, callbacks=[genreg.EveryEpoch(on_epoch)])
     return model
 
 

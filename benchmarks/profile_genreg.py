@@ -45,7 +45,7 @@ def main() -> None:
             marks["seconds"] = time.perf_counter() - marks["began"]
             prof.__exit__(None, None, None)
 
-    genreg.train(model, data, config, seed=SEED, progress=False, on_epoch=on_epoch)
+    genreg.train(model, data, config, seed=SEED, progress=False, callbacks=[genreg.EveryEpoch(on_epoch)])
     averages = prof.key_averages()
     print(averages.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     total = sum(e.self_cpu_time_total for e in averages)

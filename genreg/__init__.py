@@ -10,12 +10,13 @@ Python users::
 """
 
 from genreg.assembly import ComposedModelConfig, build_model, compose_model, derive_spec
+from genreg.callbacks import EveryEpoch, RunView
 from genreg.checkpoint import load_model, load_weights, save_model
 from genreg.data import DataInfo, DatasetConfig, DataSplits, Split
-from genreg.errors import GenregError, SpecError
+from genreg.errors import GenregError, SpecError, SpecWarning
 from genreg.extend import extend_classes, fine_tune_classes, read_extension, save_extended
 from genreg.hookspecs import hookimpl
-from genreg.losses import LinearWarmup, LossTermConfig
+from genreg.losses import Cyclical, LinearWarmup, LossTermConfig
 from genreg.model import GenerativeModel
 from genreg.plugins import get_registry, register_plugin, unregister_plugin
 from genreg.protocols import LatentSample, ModelOutput
@@ -32,9 +33,11 @@ def list_components(kind: str | None = None, pattern: str = "*") -> list[str]:
 
 __all__ = [
     "ComposedModelConfig",
+    "Cyclical",
     "DataInfo",
     "DataSplits",
     "DatasetConfig",
+    "EveryEpoch",
     "GenerativeModel",
     "GenregError",
     "LatentSample",
@@ -42,8 +45,10 @@ __all__ = [
     "LossTermConfig",
     "ModelOutput",
     "Part",
+    "RunView",
     "Split",
     "SpecError",
+    "SpecWarning",
     "TrainConfig",
     "__version__",
     "build_model",

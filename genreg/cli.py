@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -11,6 +12,7 @@ import click
 from genreg.errors import GenregError
 from genreg.extend import extend_command
 from genreg.registry import KINDS
+from genreg.sweep import sweep_command
 
 
 class Group(click.Group):
@@ -59,6 +61,9 @@ def run(spec_file: str, sets: tuple[str, ...], out: str | None, resume: bool, ov
     if result.history:
         last = result.history[-1]
         click.echo(f"epoch {last['epoch']}: " + metrics_line(last))
+    if result.stopped:
+        when = f"after epoch {result.history[-1]['epoch']}" if result.history else "before training any epoch"
+        click.echo(f"stopped {when} of {spec.train.epochs}: {result.stopped}")
     click.echo(f"run folder: {folder}  (spec.json, model.safetensors, metrics.jsonl, samples.png, latent.png)")
 
 
@@ -281,8 +286,15 @@ def compare(runs: tuple[str, ...], output: str, markdown: str | None, iw_samples
 
 
 cli.add_command(extend_command)
+cli.add_command(sweep_command)
 
 
 def main() -> None:
     """Entry point of the ``genreg`` console script."""
+    warnings.formatwarning = one_line_warning
     cli()
+
+
+def one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
+    """``warning: ...`` on stderr, like genreg's other messages, without the source line Python adds."""
+    return f"warning: {message}\n"

@@ -60,3 +60,7 @@ class TrainingInterruptedError(GenregError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+class SpecWarning(UserWarning):
+    """A spec that validates but probably does not do what was meant (e.g. a warm-up longer than the run)."""

@@ -6,7 +6,7 @@ genreg is imported: together they cost seconds that `genreg list` should not pay
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -213,3 +213,34 @@ def _class_scatter(ax, points: torch.Tensor, classes: torch.Tensor, count: int) 
     for k in classes.unique().tolist():
         mask = classes == k
         ax.scatter(points[mask, 0], points[mask, 1], s=4, alpha=0.6, color=cmap(k % cmap.N), label=str(k))
+
+
+def save_reconstructions(model: GenerativeModel, split: Split, path: str | Path, n: int = 8) -> Path:
+    """``n`` images of ``split`` above their reconstructions: what the model keeps of an image.
+
+    The images are spread evenly over the split rather than its first ``n``, so a
+    split stored class by class (as the bundled sample is) shows several classes.
+    """
+    index = torch.linspace(0, len(split) - 1, min(n, len(split))).round().long()
+    x = split.images[index].to(model.device)
+    with model.evaluating():
+        decoded = model.reconstruct(x, model.condition_of(split, index))
+    return save_grid(torch.cat([x, decoded]), path, ncol=len(index), row_labels=["input", "reconstruction"])
+
+
+def rendered(save: Callable[[Path], object]) -> torch.Tensor:
+    """The picture ``save(path)`` writes, as an (H, W, 3) uint8 tensor.
+
+    For trackers that log images rather than files: they get exactly the picture a
+    run folder holds (labels included), without a second way of drawing it.
+    """
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "picture.png"
+        save(path)
+        with Image.open(path) as image:
+            return torch.from_numpy(np.array(image.convert("RGB")))

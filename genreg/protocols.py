@@ -11,6 +11,8 @@ decoder       ``factory(config, latent_dim=int, condition_dim=int,            :c
 loss          ``factory(config)``                                             :class:`LossTerm`
 dataset       ``factory(config)``                                             :class:`genreg.data.DataSplits`
 model         ``factory(config, data=DataInfo)``                              :class:`genreg.model.GenerativeModel`
+lr_schedule   ``factory(config, epochs=int)``                                 :class:`LRSchedule`
+callback      ``factory(config)``                                             hooks, :mod:`genreg.callbacks`
 ============  ==============================================================  ========================
 
 ``condition_dim`` is 0 and the condition argument ``None`` for unconditional models.
@@ -103,3 +105,14 @@ class LossTerm(Protocol):
     requires: tuple[str, ...]
 
     def __call__(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class LRSchedule(Protocol):
+    """The learning rate's factor (times ``train.lr``) after ``progress`` epochs, fractional within an epoch.
+
+    The factory gets the run's ``epochs``, so a schedule can span the whole run
+    (cosine, one-cycle). genreg evaluates it once per step, before the step.
+    """
+
+    def factor(self, progress: float) -> float: ...

@@ -17,7 +17,17 @@ from pydantic import BaseModel
 
 from genreg.errors import AssemblyError, PluginError, UnknownComponentError
 
-KINDS: tuple[str, ...] = ("conditioner", "encoder", "latent", "decoder", "loss", "dataset", "model")
+KINDS: tuple[str, ...] = (
+    "conditioner",
+    "encoder",
+    "latent",
+    "decoder",
+    "loss",
+    "dataset",
+    "model",
+    "lr_schedule",
+    "callback",
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,7 @@ class Entry:
 
 def plural(kind: str) -> str:
     """``encoders``, ``loss terms``: the kind's name in listings."""
-    return "loss terms" if kind == "loss" else f"{kind}s"
+    return {"loss": "loss terms", "lr_schedule": "learning-rate schedules"}.get(kind, f"{kind}s")
 
 
 def closest(name: str, choices: list[str]) -> str:

@@ -17,6 +17,7 @@ import torch
 
 from genreg import checkpoint, distributed, pictures
 from genreg.assembly import build_model
+from genreg.callbacks import RunView, build_callbacks
 from genreg.data import DataSplits
 from genreg.errors import AssemblyError, RunFolderError, SpecError
 from genreg.model import GenerativeModel
@@ -37,6 +38,16 @@ class RunResult:
     model: GenerativeModel
     data: DataSplits
     history: list[dict]
+    stopped: str | None = None  # why a callback ended the run before train.epochs
+
+
+class StopNote:
+    """Keeps why a callback stopped the run (possibly before any epoch, when resuming a stopped run)."""
+
+    reason: str | None = None
+
+    def on_run_end(self, run: RunView) -> None:
+        self.reason = run.stop_reason
 
 
 def load_data(data_spec: Any) -> DataSplits:
@@ -122,10 +133,15 @@ class Prepared:
     data: DataSplits
     model: GenerativeModel
     resolved: dict
+    callbacks: list[Any]
 
 
 def prepare(spec: Any) -> Prepared:
-    """Load the data and build the model (seeded), so every problem shows before training."""
+    """Load the data, build the model (seeded) and the callbacks, so every problem shows before training.
+
+    A callback may define ``check(model)`` to refuse, now, what it could only find
+    wrong later (a metric the model does not log, say).
+    """
     torch.manual_seed(spec.seed)
     data = load_data(spec.data)
     try:
@@ -134,22 +150,35 @@ def prepare(spec: Any) -> Prepared:
         shape = "x".join(map(str, data.info.image_shape))
         about = f"The data, {data.source or spec.data.type}, has {data.num_classes} classes and images of {shape}."
         raise AssemblyError(f"{exc} {about}") from None
-    return Prepared(data, model, {**spec.model_dump(mode="json"), "model": model.spec})
+    callbacks = build_callbacks(spec.train.callbacks)
+    for callback in callbacks:
+        if callable(getattr(callback, "check", None)):
+            callback.check(model)
+    return Prepared(data, model, {**spec.model_dump(mode="json"), "model": model.spec}, callbacks)
 
 
 def check_resumable(folder: Path, resolved: dict) -> None:
-    """A resumed run must use the spec it started with (train.epochs may grow)."""
+    """A resumed run must use the spec it started with; train.epochs may grow and train.callbacks change.
+
+    Callbacks only watch (they cannot change the weights), so a run stopped early
+    by one can go on without it.
+    """
     saved = json.loads((folder / SPEC).read_text())
     differences = [
         key
         for key in sorted(set(_flatten(saved)) | set(_flatten(resolved)))
-        if key != "train.epochs" and _flatten(saved).get(key) != _flatten(resolved).get(key)
+        if not may_change(key) and _flatten(saved).get(key) != _flatten(resolved).get(key)
     ]
     if differences:
         raise RunFolderError(
             f"cannot resume {folder}: the spec differs from the one it started with at "
-            f"{', '.join(differences)}; only train.epochs may change."
+            f"{', '.join(differences)}; only train.epochs and train.callbacks may change."
         )
+
+
+def may_change(key: str) -> bool:
+    """Whether a resumed run's spec may differ from the original at the flattened ``key``."""
+    return key in ("train.epochs", "train.callbacks")
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -175,15 +204,29 @@ def run(
         create_folder(folder, [] if resume else existing, space_needed(ready.model))
         checkpoint.write_json(folder / SPEC, ready.resolved)
     model, data = ready.model, ready.data
+
+    def finish() -> None:
+        """The run folder's model file and pictures, written before the callbacks' ``on_run_end``."""
+        model.eval()
+        if not main:
+            return
+        checkpoint.save_model(model, folder / MODEL, spec=ready.resolved)
+        torch.manual_seed(spec.seed)
+        pictures.save_samples(model, folder / "samples.png")  # pictures are written atomically
+        title = f"{ready.resolved['model']['type']}: test-set latent means by class"
+        pictures.save_latent_scatter(model, data.test, folder / "latent.png", title=title)
+
+    note = StopNote()
     history = train(
-        model, data, spec.train, seed=spec.seed, run_dir=folder, resume=resume, spec=ready.resolved, progress=progress
+        model,
+        data,
+        spec.train,
+        seed=spec.seed,
+        run_dir=folder,
+        resume=resume,
+        spec=ready.resolved,
+        progress=progress,
+        callbacks=[*ready.callbacks, note],
+        finish=finish,
     )
-    model.eval()
-    if not main:
-        return RunResult(folder, model, data, history)
-    checkpoint.save_model(model, folder / MODEL, spec=ready.resolved)
-    torch.manual_seed(spec.seed)
-    pictures.save_samples(model, folder / "samples.png")  # pictures are written atomically
-    title = f"{ready.resolved['model']['type']}: test-set latent means by class"
-    pictures.save_latent_scatter(model, data.test, folder / "latent.png", title=title)
-    return RunResult(folder, model, data, history)
+    return RunResult(folder, model, data, history, note.reason)

@@ -38,6 +38,7 @@ from pydantic_core import PydanticCustomError
 
 from genreg.data import LABEL
 from genreg.errors import GenregError, SpecError
+from genreg.losses import warn_long_warmups
 from genreg.registry import Registry, closest, plural
 
 
@@ -98,6 +99,12 @@ class TrainConfig(StrictModel):
         "auto",
         description="replay training steps as CUDA graphs; 'auto': on CUDA in a single process, falling back "
         "to eager steps if a part cannot be captured",
+    )
+    lr_schedule: Part("lr_schedule") | None = Field(
+        None, description="how the learning rate changes over the run (a factor of lr per step); null: constant"
+    )
+    callbacks: list[Part("callback")] = Field(
+        default_factory=list, description="what watches the run (trackers, early stopping, best checkpoint), in order"
     )
 
 
@@ -175,16 +182,24 @@ class SpecBuilder:
             if kind == "conditioner":  # a key genreg reads, like `type`: no plugin config class declares it
                 annotations["column"] = ColumnName
                 namespace["column"] = Field(LABEL, description="the data column this conditioner reads")
-            for field_name, info in base.model_fields.items():
-                default = info.default if isinstance(info.default, dict) else {}
-                annotation = self._resolve(info.annotation, info.metadata, default.get("type"))
-                if annotation is not None:
-                    constraints = [m for m in info.metadata if not isinstance(m, PartOf)]
-                    annotations[field_name] = Annotated[(annotation, *constraints)] if constraints else annotation
-                    namespace[field_name] = _same_default(info)
-            namespace["__annotations__"] = annotations
-            self._tagged[key] = type(base.__name__, (base,), namespace)
+            self._tagged[key] = self.resolved(base, annotations, namespace)
         return self._tagged[key]
+
+    def resolved(self, base: type[BaseModel], annotations: dict | None = None, namespace: dict | None = None) -> type:
+        """A subclass of ``base`` whose ``Part`` fields are slots of this registry's components."""
+        annotations, namespace = dict(annotations or {}), dict(namespace or {})
+        namespace.setdefault("model_config", ConfigDict(extra="forbid"))
+        namespace.setdefault("__module__", base.__module__)
+        namespace.setdefault("__doc__", base.__doc__)
+        for field_name, info in base.model_fields.items():
+            default = info.default if isinstance(info.default, dict) else {}
+            annotation = self._resolve(info.annotation, info.metadata, default.get("type"))
+            if annotation is not None:
+                constraints = [m for m in info.metadata if not isinstance(m, PartOf)]
+                annotations[field_name] = Annotated[(annotation, *constraints)] if constraints else annotation
+                namespace[field_name] = _same_default(info)
+        namespace["__annotations__"] = annotations
+        return type(base.__name__, (base,), namespace)
 
     def _resolve(self, annotation: Any, metadata: list[Any] = (), default_type: str | None = None) -> Any:
         """``annotation`` with every ``Part(kind)`` replaced by its slot, or None if it has none."""
@@ -233,7 +248,9 @@ class SpecBuilder:
             return self.tagged(kinds[0], name) if name in names else None
         if typing.get_origin(annotation) in (Union, types.UnionType):
             options = [a for a in typing.get_args(annotation) if a is not type(None)]
-            return self._concrete(options[0], [], value, tag) if len(options) == 1 else None
+            if len(options) == 1:
+                return self._concrete(options[0], [], value, tag)
+            return _member_named(options, (value.get("type") if isinstance(value, dict) else None) or tag)
         return annotation
 
     def spec_model(self) -> type[BaseModel]:
@@ -243,6 +260,7 @@ class SpecBuilder:
         return self._spec
 
     def _build_spec_model(self) -> type[BaseModel]:
+        train = self.resolved(TrainConfig)
         return create_model(
             "Spec",
             __base__=StrictModel,
@@ -251,8 +269,18 @@ class SpecBuilder:
             seed=(int, Field(0, ge=0, le=2**32 - 1, description="seeds weights, shuffling and sampling")),
             model=(self.slot("model"), Field(description="a model recipe and its parts")),
             data=(self.slot("dataset"), Field(description="the dataset")),
-            train=(TrainConfig, Field(default_factory=TrainConfig)),
+            train=(train, Field(default_factory=train)),
         )
+
+
+def _member_named(options: list[Any], name: str | None) -> Any:
+    """The member of a union of models whose ``type`` defaults to ``name`` (e.g. a loss weight's schedule)."""
+    for option in options:
+        model = typing.get_args(option)[0] if typing.get_origin(option) is Annotated else option
+        field = model.model_fields.get("type") if _is_model(model) else None
+        if field is not None and field.default == name:
+            return model
+    return None
 
 
 def _is_model(target: Any) -> bool:
@@ -260,9 +288,15 @@ def _is_model(target: Any) -> bool:
 
 
 def _is_tag(loc: tuple, i: int, node: Any) -> bool:
-    """Whether ``loc[i]`` is a union tag pydantic inserted (a component name, never the last segment)."""
-    if i >= len(loc) - 1 or not isinstance(node, dict) or not isinstance(loc[i], str) or loc[i] in node:
+    """Whether ``loc[i]`` is a union tag pydantic inserted (a component name).
+
+    It ends the path when a component's config class as a whole refused the value
+    (a tracker whose package is missing); then the component must name itself.
+    """
+    if i >= len(loc) or not isinstance(node, dict) or not isinstance(loc[i], str) or loc[i] in node:
         return False
+    if i == len(loc) - 1:
+        return node.get("type") == loc[i]
     return node.get("type", loc[i]) == loc[i]
 
 
@@ -450,7 +484,9 @@ def load_spec(source: str | Path | dict, overrides: list[str] | tuple[str, ...] 
     """Read (if a path), override and validate a spec."""
     raw = read_json(source) if isinstance(source, str | Path) else source
     name = str(source) if isinstance(source, str | Path) else "spec"
-    return validate_spec(apply_overrides(raw, overrides), source=name)
+    spec = validate_spec(apply_overrides(raw, overrides), source=name)
+    warn_long_warmups(spec)
+    return spec
 
 
 def json_schema(registry: Registry | None = None) -> dict:

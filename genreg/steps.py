@@ -64,7 +64,8 @@ def make_optimizer(model: GenerativeModel, config: TrainConfig, device: torch.de
 
 
 def compiled_optimizer(config: TrainConfig, device: torch.device) -> bool:
-    return device.type == "cuda" and wants(config.compile, device)
+    """torch.compile the optimiser step: on CUDA, unless the learning rate changes (it would recompile each step)."""
+    return device.type == "cuda" and wants(config.compile, device) and config.lr_schedule is None
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, config: TrainConfig, device: torch.device) -> Callable[[], None]:
@@ -186,10 +187,17 @@ class Steps:
     def steps(self) -> int:
         return self.full + (self.tail > 0)
 
-    def epoch(self, order: torch.Tensor, weights: torch.Tensor, on_step: Callable[[int], None]) -> torch.Tensor:
-        """Train on the split in ``order``; ``weights[s]`` weights the loss terms at step s.
+    def epoch(
+        self,
+        order: torch.Tensor,
+        weights: torch.Tensor,
+        on_step: Callable[[int], None],
+        lrs: list[float] | None = None,
+    ) -> torch.Tensor:
+        """Train on the split in ``order``; ``weights[s]`` weights the loss terms at step s, ``lrs[s]`` is its lr.
 
         ``order`` is the same permutation on every rank; each takes its share.
+        Without ``lrs`` the optimiser's learning rate stays as it is.
         Returns this rank's per-image sums of the total and of each term (read them once).
         """
         self.order.copy_(distributed.shard(order, self.batch, self.place))
@@ -198,13 +206,21 @@ class Steps:
         self.values.zero_()
         done = 0
         while done < self.full:
+            self.set_lr(lrs, done)
             for _ in range(self.advance(self.full - done)):
                 on_step(done)
                 done += 1
         if self.tail:
+            self.set_lr(lrs, self.full)
             self.tail_step()
             on_step(self.full)
         return self.sums()
+
+    def set_lr(self, lrs: list[float] | None, step: int) -> None:
+        """Give the optimiser step ``step``'s scheduled learning rate (a float the eager step reads each time)."""
+        if lrs is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lrs[step]
 
     def sums(self, steps: int | None = None) -> torch.Tensor:
         """Per-image sums of the total and of each term over the first ``steps`` steps (default: all)."""
@@ -328,8 +344,17 @@ class GraphedSteps(Steps):
 
 
 def graphed(config: TrainConfig, device: torch.device) -> bool:
-    """Whether training steps on ``device`` are captured as a CUDA graph (not yet with several processes)."""
-    return device.type == "cuda" and wants(config.cuda_graph, device) and not distributed.world().distributed
+    """Whether training steps on ``device`` are captured as a CUDA graph.
+
+    Not yet with several processes, nor with a learning-rate schedule: a captured
+    step would replay the learning rate it was captured with.
+    """
+    return (
+        device.type == "cuda"
+        and wants(config.cuda_graph, device)
+        and not distributed.world().distributed
+        and config.lr_schedule is None
+    )
 
 
 def make_steps(

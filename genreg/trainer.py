@@ -15,17 +15,20 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from genreg import checkpoint, distributed
+from genreg.callbacks import Callbacks, RunView, build_callbacks
 from genreg.data import DataSplits, Split, fixed_binarization
 from genreg.errors import OutputError, SpecError, TrainingInterruptedError
 from genreg.model import GenerativeModel
-from genreg.spec import TrainConfig
+from genreg.plugins import get_registry
+from genreg.spec import TrainConfig, validate_part
 from genreg.steps import Steps, autocast, make_optimizer, make_steps
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -88,12 +91,15 @@ def train(
     resume: bool = False,
     spec: dict | None = None,
     progress: bool = True,
-    on_epoch: Callable[[dict], None] | None = None,
+    callbacks: Sequence[Any] | None = None,
+    finish: Callable[[], None] | None = None,
 ) -> list[dict]:
-    """Train ``model`` on ``data``; returns one metrics record per epoch.
+    """Train ``model`` on ``data``; returns one metrics record per epoch (this run's, not a resumed one's past).
 
     With ``run_dir``, each epoch appends to ``metrics.jsonl`` and replaces
     ``checkpoint.safetensors``; ``resume`` continues from that checkpoint.
+    ``callbacks`` (see :mod:`genreg.callbacks`) default to those ``config.callbacks``
+    names; ``finish`` runs after the last epoch, before their ``on_run_end``.
     """
     device = resolve_device(config.device)
     distributed.join(device)
@@ -102,12 +108,18 @@ def train(
     train_split = data.train.to(device)
     test_split = fixed_binarization(data.test, data.binarize, seed).to(device)
     optimizer = make_optimizer(model, config, device)
+    schedule = build_lr_schedule(config)
     run_dir = Path(run_dir) if run_dir is not None else None
+    view = RunView(model, data, spec, run_dir, config.epochs)
+    hooks = Callbacks(build_callbacks(config.callbacks) if callbacks is None else callbacks, view)
+    if not place.main:
+        hooks = Callbacks([], view)  # callbacks write files and talk to trackers: the main process does that
     start = 0
     if resume and run_dir is not None:
         start = checkpoint.load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
         if place.main:
             truncate_metrics(run_dir / METRICS, start)
+            view._history.extend(read_metrics(run_dir / METRICS) if (run_dir / METRICS).exists() else [])
     prepare_conditions(model, data)
     steps = make_steps(model, optimizer, train_split, config, data.binarize)
     writes = run_dir is not None and place.main  # only rank 0 writes the run folder
@@ -124,8 +136,13 @@ def train(
         dynamic_ncols=True,
     )
     last_test = ""
+    hooks.call("on_run_start")
     with stop_requests() as stop:
         for epoch in range(start, config.epochs):
+            if asked_to_stop(hooks, place):
+                break
+            view._begin_epoch(epoch + 1)
+            hooks.call("on_epoch_start")
             bar.set_description(f"epoch {epoch + 1}/{config.epochs}{last_test}")
             seed_epoch(seed, epoch)
             model.train()
@@ -134,32 +151,65 @@ def train(
             if place.distributed:  # the same order on every rank, but each rank its own sampling noise
                 torch.manual_seed((seed * 1_000_003 + epoch) * 1_000 + place.rank)
             weights = [model.loss_weights(epoch + s / steps.steps) for s in range(steps.steps)]
+            lrs = (
+                None
+                if schedule is None
+                else [config.lr * schedule.factor(epoch + s / steps.steps) for s in range(steps.steps)]
+            )
 
-            def on_step(s: int, epoch: int = epoch) -> None:
+            def on_step(s: int, epoch: int = epoch, lrs: list[float] | None = lrs) -> None:
                 signum = stop.agreed(s, place)
                 if signum:
                     bar.close()
                     raise interrupted(signum, epoch, run_dir)
                 show_progress(bar, s, steps, names)
+                if hooks.per_step:
+                    view._after_step(s + 1, config.lr if lrs is None else lrs[s])
+                    hooks.call("on_step")
 
-            sums = distributed.sum_over_ranks(steps.epoch(order, torch.tensor(weights), on_step))
+            sums = distributed.sum_over_ranks(steps.epoch(order, torch.tensor(weights), on_step, lrs))
             steps.check_finite(names, epoch)
             record = {
                 "epoch": epoch + 1,
                 "train": dict(zip(names, (sums / seen).tolist(), strict=True)),
                 "test": evaluate(model, test_split, config, progress=epoch + 1),
+                "lr": config.lr if lrs is None else lrs[-1],
                 "seconds": round(time.perf_counter() - began, 4),
             }
             history.append(record)
+            view._end_epoch(record)
             last_test = f" (test loss {record['test']['loss']:.2f})"
             bar.set_description(f"epoch {epoch + 1}/{config.epochs}{last_test}")
             if writes:
                 checkpoint.save_checkpoint(run_dir / CHECKPOINT, model, optimizer, epoch + 1, spec)
                 append_metrics(run_dir / METRICS, record)
-            if on_epoch is not None:
-                on_epoch(record)
+                hooks.call("on_checkpoint", run_dir / CHECKPOINT)
+            hooks.call("on_epoch_end")
     bar.close()
+    if view.stop_reason is not None and history:
+        history[-1]["stopped"] = view.stop_reason  # in what train returns; metrics.jsonl has the epoch's numbers
+    if finish is not None:
+        finish()
+    hooks.call("on_run_end")
     return history
+
+
+def build_lr_schedule(config: TrainConfig) -> Any:
+    """The learning-rate schedule ``config.lr_schedule`` names (a validated config or a dict), or None."""
+    item = config.lr_schedule
+    if item is None:
+        return None
+    if isinstance(item, dict):
+        item = validate_part("lr_schedule", item)
+    return get_registry().build("lr_schedule", item, epochs=config.epochs)
+
+
+def asked_to_stop(hooks: Callbacks, place: distributed.World) -> bool:
+    """Whether a callback asked the run to stop; with several processes, the main one's answer counts for all."""
+    wanted = hooks.view.stop_reason is not None
+    if not place.distributed:
+        return wanted
+    return bool(distributed.max_over_ranks(torch.tensor([int(wanted)]))[0])
 
 
 class StopRequest:

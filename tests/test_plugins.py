@@ -134,7 +134,7 @@ def test_registry_finds_thermometer_through_the_installed_entry_point():
     assert entry.config is thermometer.ThermometerConfig
     info = next(i for i in plugin_infos() if i.name == "example")
     assert (info.distribution, info.version, info.error) == ("genreg-example-plugin", EXAMPLE_VERSION, None)
-    assert info.components == ["conditioner:thermometer"]
+    assert info.components == ["conditioner:thermometer", "callback:hook-log"]
     assert "conditioner:thermometer" in genreg.list_components("conditioner")
 
 
@@ -149,9 +149,9 @@ def test_genreg_plugins_command_shows_the_example_plugin_and_its_version(tmp_pat
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    header = f"example  (genreg-example-plugin {EXAMPLE_VERSION})  1 component"
+    header = f"example  (genreg-example-plugin {EXAMPLE_VERSION})  2 components"
     assert header in lines, proc.stdout
-    assert lines[lines.index(header) + 1].strip() == "conditioner:thermometer"
+    assert lines[lines.index(header) + 1].strip() == "conditioner:thermometer, callback:hook-log"
     assert any(line.startswith("builtin  (genreg ") for line in lines)
     assert "FAILED" not in proc.stdout
     assert "warning:" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
@@ -455,7 +455,7 @@ def test_genreg_plugins_shows_the_failed_plugin(troubled):
     assert result["code"] == 0
     lines = result["stdout"].splitlines()
     assert "broken  (genreg-broken 0.1)  FAILED: ImportError: genreg-broken needs libfoo >= 2" in lines
-    assert f"example  (genreg-example-plugin {EXAMPLE_VERSION})  1 component" in lines
+    assert f"example  (genreg-example-plugin {EXAMPLE_VERSION})  2 components" in lines
     assert "dupe  (genreg-dupe 0.1)  1 component" in lines
 
 

@@ -100,7 +100,7 @@ def test_resume_after_interruption(tmp_path: Path) -> None:
             spec.train,
             seed=spec.seed,
             run_dir=tmp_path / "broken",
-            on_epoch=stop_after_two,
+            callbacks=[genreg.EveryEpoch(stop_after_two)],
             progress=False,
         )
     (tmp_path / "broken" / "spec.json").write_text(json.dumps({**spec.model_dump(mode="json"), "model": model.spec}))

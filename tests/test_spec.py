@@ -46,7 +46,7 @@ def test_minimal_spec_dump_has_every_default(minimal_spec):
     assert model["conditioner"] == [{"type": "onehot", "column": "label", "num_classes": None}]
     assert model["losses"] == [
         {"type": "bce", "weight": 1.0, "schedule": None, "name": None},
-        {"type": "kld", "weight": 1.0, "schedule": None, "name": None},
+        {"type": "kld", "weight": 1.0, "schedule": None, "name": None, "free_bits": 0.0},
     ]
     assert dump["data"] == {"type": "mnist-sample", "binarize": "none"}
 

@@ -55,7 +55,14 @@ def test_a_run_stopped_by_a_non_finite_loss_keeps_its_last_checkpoint(tmp_path) 
 
     config = TrainConfig(epochs=3, batch_size=64, device="cpu")
     with pytest.raises(NonFiniteLossError, match=r"at epoch 2, step \d+ \("):
-        genreg.train(model, data, config, progress=False, run_dir=tmp_path, on_epoch=poison_after_the_first_epoch)
+        genreg.train(
+            model,
+            data,
+            config,
+            progress=False,
+            run_dir=tmp_path,
+            callbacks=[genreg.EveryEpoch(poison_after_the_first_epoch)],
+        )
     assert (tmp_path / "checkpoint.safetensors").read_bytes() == saved["bytes"]
     assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import genreg
 from genreg.assembly import ComposedModelConfig, compose_model
-from genreg_builtin import conditioners, conv, datasets, latents, losses, mlp, recipes
+from genreg_builtin import callbacks, conditioners, conv, datasets, latents, losses, mlp, recipes, schedules, trackers
 
 
 @genreg.hookimpl
@@ -30,3 +30,11 @@ def register_components(register):
     register("model", "vae", compose_model, recipes.VAEConfig)
     register("model", "cvae", compose_model, recipes.CVAEConfig)
     register("model", "custom", compose_model, ComposedModelConfig)
+    register("lr_schedule", "cosine", schedules.Cosine, schedules.CosineConfig)
+    register("lr_schedule", "step", schedules.StepDecay, schedules.StepConfig)
+    register("lr_schedule", "warmup", schedules.Warmup, schedules.WarmupConfig)
+    register("lr_schedule", "one-cycle", schedules.OneCycle, schedules.OneCycleConfig)
+    register("callback", "early-stopping", callbacks.EarlyStopping, callbacks.EarlyStoppingConfig)
+    register("callback", "best-checkpoint", callbacks.BestCheckpoint, callbacks.BestCheckpointConfig)
+    register("callback", "tensorboard", trackers.TensorBoard, trackers.TensorBoardConfig)
+    register("callback", "mlflow", trackers.MLflow, trackers.MLflowConfig)

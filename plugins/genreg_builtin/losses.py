@@ -11,6 +11,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from genreg.losses import LossTermConfig, full_precision
@@ -26,7 +27,15 @@ class MSEConfig(LossTermConfig):
 
 
 class KLDConfig(LossTermConfig):
-    """KL(q(z|x) || N(0, I)) in closed form, summed over latent dimensions."""
+    """KL(q(z|x) || N(0, I)) in closed form, summed over latent dimensions.
+
+    ``free_bits`` (Kingma et al. 2016) floors each dimension's batch-mean KL at
+    that many nats, the usual remedy for posterior collapse: a dimension below
+    the floor costs a constant, so nothing pushes it further towards the prior.
+    The logged ``kld`` is then this floored objective, not the plain KL.
+    """
+
+    free_bits: float = Field(0.0, ge=0, allow_inf_nan=False, description="nats per latent dimension (0: plain KL)")
 
 
 class Term(nn.Module):
@@ -65,10 +74,16 @@ class MSE(Term):
 
 
 class KLD(Term):
-    """-0.5 * sum(1 + log_var - mu^2 - exp(log_var)) over latent dimensions."""
+    """-0.5 * sum(1 + log_var - mu^2 - exp(log_var)) over latent dimensions, each floored if free_bits > 0."""
 
     requires: tuple[str, ...] = ("mu", "log_var")
 
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
         mu, log_var = full_precision(out.latent.params["mu"]), full_precision(out.latent.params["log_var"])
-        return -0.5 * (1 + log_var - mu.square() - log_var.exp()).sum(1)
+        kl = -0.5 * (1 + log_var - mu.square() - log_var.exp())  # (batch, latent dims)
+        floor = self.config.free_bits
+        if floor == 0:
+            return kl.sum(1)
+        # a dimension whose batch mean is under the floor counts as the floor itself, a constant with no
+        # gradient, so the batch mean of the result is exactly sum_d max(floor, mean_batch KL_d)
+        return torch.where(kl.mean(0) >= floor, kl, floor).sum(1)

@@ -1,0 +1,363 @@
+"""Learning-rate schedules, cyclical loss weights, KL free bits and the warning for a warm-up longer than the run.
+
+Every schedule is checked against its formula written out here, and the lr
+schedules also against torch's own schedulers stepped once per optimiser step:
+genreg's step s of epoch e sees progress e + s / steps_per_epoch, i.e. torch's
+step k = e * steps_per_epoch + s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import pydantic
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+import genreg
+from genreg.errors import SpecWarning
+from genreg.evaluation import active_units, posterior
+from genreg.losses import Cyclical, LinearWarmup, LossTermConfig
+from genreg.plugins import get_registry
+from genreg.protocols import LatentSample, ModelOutput
+from genreg.spec import validate_part
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EPOCHS, STEPS = 6, 7  # a run of 6 epochs of 7 steps: 42 optimiser steps
+LR = 0.01
+
+
+@pytest.fixture
+def one_thread():
+    """Train on one CPU thread: on a busy 2-core machine two threads wait on each other (15x slower measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def schedule(config: dict, epochs: int = EPOCHS):
+    return get_registry().build("lr_schedule", validate_part("lr_schedule", config), epochs=epochs)
+
+
+def genreg_lrs(config: dict) -> list[float]:
+    """The lr of every step of the run, as the trainer computes it."""
+    factor = schedule(config).factor
+    return [LR * factor(e + s / STEPS) for e in range(EPOCHS) for s in range(STEPS)]
+
+
+def torch_lrs(make_scheduler) -> list[float]:
+    """The lr torch's scheduler gives each of the run's steps (read before the step, then stepped)."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+    scheduler = make_scheduler(optimizer)
+    lrs = []
+    for _ in range(EPOCHS * STEPS):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+# --------------------------------------------------------------------------- lr schedules: formulas
+
+
+@pytest.mark.parametrize("progress", [0.0, 0.5, 1.0, 2.5, 3.0, 5.9])
+def test_cosine_factor_is_the_formula(progress):
+    low = 0.1
+    expected = low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress / EPOCHS))
+    assert schedule({"type": "cosine", "min_factor": low}).factor(progress) == pytest.approx(expected)
+    assert schedule({"type": "cosine"}).factor(progress) == pytest.approx(0.5 * (1 + math.cos(math.pi * progress / 6)))
+
+
+def test_cosine_with_warmup_rises_from_zero_then_anneals_over_the_rest():
+    cosine = schedule({"type": "cosine", "warmup_epochs": 2, "min_factor": 0.2})
+    assert [cosine.factor(p) for p in (0, 0.5, 1, 1.5)] == pytest.approx([0, 0.25, 0.5, 0.75])
+    for p in (2, 3, 4.5, 6):
+        assert cosine.factor(p) == pytest.approx(0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * (p - 2) / 4)))
+
+
+def test_cosine_warmup_as_long_as_the_run_never_reaches_the_cosine():
+    cosine = schedule({"type": "cosine", "warmup_epochs": 8})
+    assert [cosine.factor(p) for p in (0, 2, 5.5)] == pytest.approx([0, 0.25, 5.5 / 8])
+
+
+@pytest.mark.parametrize(("progress", "decays"), [(0, 0), (1.4, 0), (1.5, 1), (2.9, 1), (3.0, 2), (5.99, 3)])
+def test_step_factor_is_gamma_to_the_decays_so_far(progress, decays):
+    step = schedule({"type": "step", "every": 1.5, "gamma": 0.5})
+    assert step.factor(progress) == 0.5**decays
+    assert schedule({"type": "step", "every": 1.5}).factor(progress) == pytest.approx(0.1**decays)
+
+
+def test_step_decays_at_a_boundary_that_floating_point_misses():
+    step = schedule({"type": "step", "every": 0.1, "gamma": 0.5})
+    assert 0.3 / 0.1 < 3  # floor would say two decays
+    assert step.factor(0.3) == 0.5**3
+    assert step.factor(0.2999) == 0.5**2
+
+
+@pytest.mark.parametrize("progress", [0, 0.3, 1, 2.9, 3, 4, 6])
+def test_warmup_factor_is_linear_then_one(progress):
+    warmup = schedule({"type": "warmup", "epochs": 3, "start": 0.1})
+    assert warmup.factor(progress) == pytest.approx(0.1 + 0.9 * min(1, progress / 3))
+    assert schedule({"type": "warmup", "epochs": 3}).factor(progress) == pytest.approx(min(1, progress / 3))
+
+
+def test_one_cycle_factor_is_the_formula():
+    one_cycle = schedule({"type": "one-cycle", "pct_start": 0.25, "div_factor": 10, "final_div_factor": 100})
+    peak_at, low, end = 0.25 * EPOCHS, 1 / 10, 1 / 1000
+
+    def cos_between(a: float, b: float, t: float) -> float:
+        return b + (a - b) * (1 + math.cos(math.pi * t)) / 2
+
+    assert one_cycle.factor(0) == pytest.approx(low)
+    assert one_cycle.factor(peak_at) == pytest.approx(1.0)
+    assert one_cycle.factor(EPOCHS) == pytest.approx(end)
+    for p in (0.3, 1.0, 1.2):
+        assert one_cycle.factor(p) == pytest.approx(cos_between(low, 1, p / peak_at))
+    for p in (1.6, 3.0, 5.5):
+        assert one_cycle.factor(p) == pytest.approx(cos_between(1, end, (p - peak_at) / (EPOCHS - peak_at)))
+
+
+# --------------------------------------------------------------------------- lr schedules: torch's schedulers
+
+
+def test_cosine_equals_torch_cosine_annealing():
+    ours = genreg_lrs({"type": "cosine", "min_factor": 0.05})
+    theirs = torch_lrs(lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, EPOCHS * STEPS, eta_min=0.05 * LR))
+    assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12)
+
+
+def test_step_equals_torch_step_lr():
+    ours = genreg_lrs({"type": "step", "every": 2, "gamma": 0.3})
+    theirs = torch_lrs(lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2 * STEPS, gamma=0.3))
+    assert ours == pytest.approx(theirs, rel=1e-12)
+    assert len(set(ours)) == 3  # three plateaus: the comparison sees both decays
+
+
+def test_warmup_equals_torch_linear_lr():
+    ours = genreg_lrs({"type": "warmup", "epochs": 2, "start": 0.1})
+    theirs = torch_lrs(lambda opt: torch.optim.lr_scheduler.LinearLR(opt, 0.1, 1.0, total_iters=2 * STEPS))
+    assert ours == pytest.approx(theirs, rel=1e-9)
+
+
+def test_one_cycle_equals_torch_one_cycle():
+    """torch ends each phase one step early (at pct_start * total - 1 and total - 1), genreg continuously at
+    pct_start * epochs and epochs: with total_steps one more than the run and pct_start moved to match,
+    torch's phases cover exactly genreg's, so every step's lr agrees."""
+    pct, total = 0.3, EPOCHS * STEPS
+    ours = genreg_lrs({"type": "one-cycle", "pct_start": pct, "div_factor": 25, "final_div_factor": 1e4})
+    theirs = torch_lrs(
+        lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=LR,
+            total_steps=total + 1,
+            pct_start=(pct * total + 1) / (total + 1),
+            anneal_strategy="cos",
+            div_factor=25,
+            final_div_factor=1e4,
+            three_phase=False,
+            cycle_momentum=False,
+        )
+    )
+    assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-15)
+    assert max(ours) == pytest.approx(LR, rel=1e-3) and ours[0] == pytest.approx(LR / 25)
+
+
+# --------------------------------------------------------------------------- lr schedules in a run and a spec
+
+
+def test_a_run_records_the_scheduled_lr_of_each_epochs_last_step(tmp_path, one_thread):
+    batch = 500
+    spec = genreg.load_spec(
+        EXAMPLES / "vae.json",
+        [
+            "train.epochs=2",
+            f"train.batch_size={batch}",
+            "train.lr=0.004",
+            'train.lr_schedule={"type": "step", "every": 0.5, "gamma": 0.5}',
+            "model.encoder.hidden=[32]",
+            "model.decoder.hidden=[32]",
+            "model.losses.1.schedule=null",
+        ],
+    )
+    result = genreg.run(spec, tmp_path / "run", progress=False)
+    steps = math.ceil(len(result.data.train) / batch)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    last_steps = [e + (steps - 1) / steps for e in range(2)]  # progress of each epoch's last step
+    expected = [0.004 * 0.5 ** math.floor(p / 0.5) for p in last_steps]
+    assert [r["lr"] for r in records] == pytest.approx(expected)
+    assert expected == pytest.approx([0.002, 0.0005])  # two decays in epoch 1, two more in epoch 2
+
+
+@pytest.mark.parametrize(
+    ("schedule_spec", "problem"),
+    [
+        ({"type": "step", "every": 0}, "train.lr_schedule.every: Input should be greater than 0"),
+        ({"type": "step"}, "train.lr_schedule.every: required field is missing"),
+        ({"type": "step", "every": 1, "gamma": 2}, "train.lr_schedule.gamma: Input should be less than or equal to 1"),
+        ({"type": "one-cycle", "pct_start": 1}, "train.lr_schedule.pct_start: Input should be less than 1"),
+        ({"type": "warmup", "epochs": 2, "strat": 0}, "train.lr_schedule.strat: unknown field"),
+        ({"type": "cosin"}, "Did you mean 'cosine'?"),
+    ],
+)
+def test_a_bad_schedule_fails_validation_naming_the_field(schedule_spec, problem):
+    with pytest.raises(genreg.SpecError) as error:
+        genreg.load_spec(EXAMPLES / "vae.json", [f"train.lr_schedule={json.dumps(schedule_spec)}"])
+    assert problem in str(error.value)
+
+
+# --------------------------------------------------------------------------- cyclical loss weights
+
+
+def cyclical_formula(p: float, period: float, ratio: float, start: float, cycles: int | None) -> float:
+    if cycles is not None and p >= cycles * period:
+        return 1.0
+    position = (p - period * math.floor(p / period)) / period
+    return start + (1 - start) * min(1.0, position / ratio)
+
+
+@pytest.mark.parametrize("progress", [0, 0.5, 1, 1.99, 2, 3.7, 4, 5, 6.5, 7.9, 8, 9, 12, 100.25])
+@pytest.mark.parametrize("cycles", [None, 2])
+def test_cyclical_factor_is_the_formula(progress, cycles):
+    cyclical = Cyclical(epochs=4, ratio=0.5, start=0.2, cycles=cycles)
+    assert cyclical.factor(progress) == pytest.approx(cyclical_formula(progress, 4, 0.5, 0.2, cycles))
+
+
+def test_cyclical_restarts_each_cycle_and_stays_at_one_after_its_cycles():
+    cyclical = Cyclical(epochs=4, cycles=2)  # ratio 0.5, start 0: rise over 2 epochs, hold 2
+    assert [cyclical.factor(p) for p in (0, 1, 2, 3, 4, 5, 6, 7.9)] == pytest.approx([0, 0.5, 1, 1, 0, 0.5, 1, 1])
+    assert [cyclical.factor(p) for p in (8, 9, 100, math.inf)] == [1.0] * 4
+    assert Cyclical(epochs=4).factor(9) == pytest.approx(0.5)  # without cycles: it keeps cycling
+    assert Cyclical(epochs=4).factor(math.inf) == 1.0  # the full weight, as model.loss's default progress
+
+
+def test_weight_schedules_validate_old_and_new_forms():
+    assert isinstance(LossTermConfig(schedule={"epochs": 5}).schedule, LinearWarmup)  # type omitted: linear
+    assert isinstance(LossTermConfig(schedule={"type": "linear", "epochs": 5}).schedule, LinearWarmup)
+    term = LossTermConfig(weight=2, schedule={"type": "cyclical", "epochs": 4, "cycles": 1})
+    assert isinstance(term.schedule, Cyclical)
+    assert [term.factor(p) for p in (0, 1, 4)] == pytest.approx([0, 1, 2])
+    assert LossTermConfig(**term.model_dump()).schedule == term.schedule  # round trip keeps the type
+    for bad in ({"type": "cyclical", "epochs": 4, "ratio": 0}, {"type": "cyclical", "epochs": 4, "cycles": 0}):
+        with pytest.raises(pydantic.ValidationError):
+            LossTermConfig(schedule=bad)
+
+
+def test_a_spec_with_a_cyclical_kl_weight_trains_with_it():
+    spec = genreg.load_spec(
+        EXAMPLES / "vae.json", ['model.losses.1.schedule={"type": "cyclical", "epochs": 2, "ratio": 0.5}']
+    )
+    model = genreg.build_model(spec.model, genreg.DataInfo((1, 28, 28), 10))
+    assert [model.loss_weights(p)[1] for p in (0, 0.5, 1, 1.5, 2, 2.5)] == pytest.approx([0, 0.5, 1, 1, 0, 0.5])
+
+
+# --------------------------------------------------------------------------- KL free bits
+
+
+def kld(free_bits: float):
+    return get_registry().build("loss", validate_part("loss", {"type": "kld", "free_bits": free_bits}))
+
+
+def test_free_bits_floors_each_dimensions_batch_mean_kl_without_gradient_below_the_floor():
+    mu = torch.tensor([[0.0, 0.1, 2.0], [0.1, -0.1, -1.5], [0.0, 0.2, 1.0], [-0.1, 0.0, 0.5]], dtype=torch.float64)
+    log_var = torch.tensor(
+        [[0.0, -0.1, -1.0], [0.1, 0.0, -2.0], [0.0, 0.1, -0.5], [-0.1, 0.0, -1.0]], dtype=torch.float64
+    )
+    mu.requires_grad_(True)
+    kl = kl_divergence(Normal(mu, (0.5 * log_var).exp()), Normal(0.0, 1.0))  # (4, 3), independent of genreg
+    means = kl.detach().mean(0)
+    floor = 0.5
+    assert means[0] < floor and means[1] < floor and means[2] > floor  # two dimensions under the floor
+
+    x = torch.zeros(4, 1, 1, 1, dtype=torch.float64)
+    out = ModelOutput(torch.zeros_like(x), LatentSample(mu, {"mu": mu, "log_var": log_var}))
+    values = kld(floor)(x, out)
+    assert values.shape == (4,)
+    torch.testing.assert_close(values.mean(), torch.clamp(means, min=floor).sum())
+    values.mean().backward()
+    assert torch.all(mu.grad[:, :2] == 0)  # floored: no gradient at all
+    expected = torch.autograd.grad(kl[:, 2].mean(), mu)[0]  # above the floor: the plain KL's gradient
+    torch.testing.assert_close(mu.grad[:, 2], expected[:, 2])
+    torch.testing.assert_close(kld(0)(x, out), kl.sum(1))  # free_bits 0: the plain KL, per example
+
+
+def test_free_bits_must_not_be_negative():
+    with pytest.raises(genreg.SpecError, match="free_bits: Input should be greater than or equal to 0"):
+        validate_part("loss", {"type": "kld", "free_bits": -0.1})
+
+
+def test_free_bits_keeps_latent_units_active_where_a_heavy_kl_weight_collapses_them(mnist, one_thread):
+    """With KL weight 16, three epochs collapse the posterior (measured: 0 of 16 active units);
+    with 0.5 free nats per dimension every unit stays active (measured: 16 of 16)."""
+
+    def active(free_bits: float) -> int:
+        spec = genreg.validate_spec(
+            {
+                "model": {
+                    "type": "vae",
+                    "latent_dim": 16,
+                    "encoder": {"hidden": [128]},
+                    "decoder": {"hidden": [128]},
+                    "losses": [{"type": "bce"}, {"type": "kld", "weight": 16, "free_bits": free_bits}],
+                },
+                "data": {"type": "mnist-sample"},
+                "train": {"epochs": 3, "lr": 3e-3, "device": "cpu"},
+            }
+        )
+        torch.manual_seed(0)
+        model = genreg.build_model(spec.model, mnist.info)
+        genreg.train(model, mnist, spec.train, progress=False)
+        return active_units(posterior(model, mnist.test).mu)
+
+    collapsed, kept = active(0.0), active(0.5)
+    assert collapsed <= 4
+    assert kept >= 12 and kept >= collapsed + 8
+
+
+# --------------------------------------------------------------------------- the warning
+
+
+def test_a_warmup_longer_than_the_run_warns_with_the_final_weight():
+    overrides = ["train.epochs=10", 'model.losses.1.schedule={"type": "linear", "epochs": 20, "start": 0.1}']
+    with pytest.warns(SpecWarning) as caught:
+        genreg.load_spec(EXAMPLES / "vae.json", overrides)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith("model.losses[1].schedule.epochs: the kld weight's warm-up takes 20 epochs")
+    assert "train.epochs is 10" in message and "ends at 0.55 of its full value" in message
+    assert "beta < 1 VAE (beta = 0.55 instead of 1)" in message
+    assert caught[0].filename == __file__  # it points at the caller of load_spec
+
+
+def test_a_cyclical_first_rise_longer_than_the_run_warns_for_any_term():
+    overrides = [
+        "train.epochs=3",
+        "model.losses.1.schedule=null",
+        'model.losses.0.schedule={"type": "cyclical", "epochs": 10, "ratio": 0.5}',
+        "model.losses.0.weight=2",
+    ]
+    with pytest.warns(SpecWarning, match=r"model\.losses\[0\]\.schedule\.epochs: the bce weight's first rise") as w:
+        genreg.load_spec(EXAMPLES / "vae.json", overrides)
+    assert "takes 5 epochs but train.epochs is 3" in str(w[0].message)
+    assert "ends at 0.60 of its full value (1.2 instead of 2)" in str(w[0].message)
+
+
+@pytest.mark.parametrize(
+    "schedule_spec",
+    [
+        {"type": "linear", "epochs": 5},
+        {"type": "linear", "epochs": 10},  # reaches the full weight exactly as the run ends
+        {"type": "cyclical", "epochs": 20, "ratio": 0.5},
+        None,
+    ],
+)
+def test_no_warning_when_the_warmup_fits_the_run(schedule_spec):
+    overrides = ["train.epochs=10", f"model.losses.1.schedule={json.dumps(schedule_spec)}"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpecWarning)
+        spec = genreg.load_spec(EXAMPLES / "vae.json", overrides)
+    assert (spec.model.losses[1].schedule is None) == (schedule_spec is None)
