@@ -72,7 +72,10 @@ def test_validate_print_shows_the_resolved_spec(invoke, write_file, minimal_spec
         ("bad json", ["is not valid JSON: ", "at line 2, column"]),
         ("missing file", ["cannot read spec file ", "missing.json: No such file or directory."]),
         ("unknown component", ["is invalid (1 problem):", "model.encoder: unknown encoder 'mpl'. Did you mean 'mlp'?"]),
-        ("extra field", ["train.epoch: unknown field; allowed here: batch_size, callbacks, compile, cuda_graph, device, epochs"]),
+        (
+            "extra field",
+            ["train.epoch: unknown field; allowed here: batch_size, callbacks, compile, cuda_graph, device, epochs"],
+        ),
         ("bad value", ["train.epochs: Input should be greater than or equal to 1"]),
         ("bad --set", ["--set 'train.epochs': expected KEY=VALUE"]),
         ("bad --set index", ["--set model.losses.3.weight: 'model.losses.3' needs a list index below 2."]),
