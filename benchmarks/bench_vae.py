@@ -430,7 +430,7 @@ def report(args, results: dict, limit: dict, info: dict, load: tuple, command: s
         genreg_own = (
             f"- genreg's own per-epoch `seconds` records (training + its test evaluation, as in "
             f"`metrics.jsonl`): {', '.join(f'{t:.2f}' for t in own)} s; the column above is timed from the "
-            "'go' to the `on_epoch` callback and so also includes the epoch's setup (seeding, `randperm`).\n"
+            "'go' to the `on_epoch_end` callback and so also includes the epoch's setup (seeding, `randperm`).\n"
         )
     names = " / ".join(results)
     columns = ["trainer", "s / epoch (median)", "timed epochs (s)", "images / s", "x limit"]

@@ -3,7 +3,7 @@
     python benchmarks/profile_genreg.py [--rows 25]
 
 Trains one warm-up epoch, then profiles the second (a separate ``genreg.train`` call with
-``epochs=2``, profiling started from the ``on_epoch`` callback) and prints the operators
+``epochs=2``, profiling started from the ``on_epoch_end`` callback) and prints the operators
 sorted by self CPU time, plus the share of the epoch spent in matmuls.
 """
 

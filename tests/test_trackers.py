@@ -217,3 +217,24 @@ def test_spec_flattens_to_dotted_mlflow_params() -> None:
         "test/kl_2": 4.0,
         "lr": 0.1,
     }
+
+
+def test_the_watched_example_runs_with_every_built_in_callback(tmp_path: Path, monkeypatch) -> None:
+    """examples/vae_watched.json as README's "Watching training" runs it, shortened to 3 epochs."""
+    monkeypatch.chdir(tmp_path)  # its MLflow store is the default ./mlruns
+    spec = Path(EXAMPLE).with_name("vae_watched.json")
+    result = CliRunner().invoke(cli, ["run", str(spec), "--out", "watched", "--quiet", "--set", "train.epochs=3"])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "watched"
+    records = read_metrics(folder / "metrics.jsonl")
+    assert len(records) == 3 and records[0]["lr"] > records[-1]["lr"]  # the cosine schedule
+    assert scalars(folder / "tensorboard", "test/loss") == [
+        (r["epoch"], pytest.approx(r["test"]["loss"])) for r in records
+    ]
+    run = only_run("file:" + str(tmp_path / "mlruns"), "genreg-examples")
+    assert run.info.run_id == (folder / "mlflow_run_id").read_text().strip()
+    best = min(records, key=lambda r: r["test"]["loss"])
+    assert (
+        json.loads(genreg.checkpoint.read_metadata(folder / "best.safetensors")["genreg.best"])["epoch"]
+        == best["epoch"]
+    )

@@ -49,7 +49,7 @@ class Cosine:
 
 
 class StepConfig(BaseModel):
-    """Step decay: multiply the learning rate by gamma every ``every`` epochs."""
+    """Step decay: multiply the learning rate by gamma every `every` epochs."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -72,7 +72,7 @@ class StepDecay:
 
 
 class WarmupConfig(BaseModel):
-    """Linear warm-up from start * train.lr to train.lr over ``epochs`` epochs, then constant."""
+    """Linear warm-up from start * train.lr to train.lr over `epochs` epochs, then constant."""
 
     model_config = ConfigDict(extra="forbid")
 
