@@ -462,8 +462,7 @@ def _set_path(raw: Any, key: str, value: Any) -> None:
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         where = ".".join(parts[: i + 1])
-        if parts[i - 1 : i] == [ONE_OR_MORE] and isinstance(node, list) and len(node) == 1 and not part.isdecimal():
-            node = node[0]  # one conditioner may be given as an object, so it is addressed as one too
+        node = single_item(node, parts, i)
         if isinstance(node, list):
             if not part.isdecimal() or int(part) >= len(node):
                 raise SpecError(f"--set {key}: '{where}' needs a list index below {len(node)}.")
@@ -478,6 +477,14 @@ def _set_path(raw: Any, key: str, value: Any) -> None:
                 node = node.setdefault(part, {})
         else:
             raise SpecError(f"--set {key}: '{'.'.join(parts[:i])}' is not an object or a list.")
+
+
+def single_item(node: Any, parts: list[str], i: int) -> Any:
+    """Where part ``i`` of a dotted key looks: one conditioner may be given as an object, so it is addressed
+    as one (``model.conditioner.dim``) even where the spec holds it as a list of one."""
+    if parts[i - 1 : i] == [ONE_OR_MORE] and isinstance(node, list) and len(node) == 1 and not parts[i].isdecimal():
+        return node[0]
+    return node
 
 
 def load_spec(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Any:

@@ -34,7 +34,7 @@ from genreg.errors import GenregError, TrainingInterruptedError
 from genreg.registry import closest
 from genreg.run import MODEL, SPEC, prepare
 from genreg.run import run as run_spec
-from genreg.spec import ONE_OR_MORE, load_spec
+from genreg.spec import load_spec, single_item
 from genreg.trainer import CHECKPOINT, METRICS, resolve_device
 
 IW_SAMPLES = 100  # per image for the IWAE bound: every run is evaluated, so fewer than `genreg compare`'s 1000
@@ -149,8 +149,7 @@ def check_keys(axes: Sequence[Axis], spec: Any) -> None:
     for axis in axes:
         node, parts = dump, axis.key.split(".")
         for i, part in enumerate(parts):
-            if parts[i - 1 : i] == [ONE_OR_MORE] and isinstance(node, list) and len(node) == 1 and not part.isdecimal():
-                node = node[0]  # one conditioner is addressed as an object, as --set does
+            node = single_item(node, parts, i)
             where = ".".join(parts[:i]) or "the spec"
             if isinstance(node, dict) and part in node:
                 node = node[part]
