@@ -35,8 +35,6 @@ from genreg.data import DataSplits
 from genreg.errors import GenregError
 from genreg.model import GenerativeModel
 
-HOOKS = ("on_run_start", "on_epoch_start", "on_checkpoint", "on_epoch_end", "on_run_end", "on_step")
-
 
 class RunView:
     """What a callback sees of the run under way; it may only ask the run to stop."""
@@ -179,18 +177,14 @@ def same_random_numbers(model: GenerativeModel) -> Iterator[None]:
 
 def build_callbacks(items: Iterable[Any]) -> list[Any]:
     """Callbacks from spec entries: validated configs or dicts are built from the registry; objects pass as they are."""
-    from genreg.plugins import get_registry
-    from genreg.spec import validate_part
+    from genreg.spec import build_part
 
-    registry = get_registry()
-    built = []
-    for item in items:
-        if isinstance(item, dict):
-            item = validate_part("callback", item)
-        if isinstance(item, BaseModel) and hasattr(item, "type"):
-            item = registry.build("callback", item)
-        built.append(item)
-    return built
+    return [build_part("callback", item) if is_config(item) else item for item in items]
+
+
+def is_config(item: Any) -> bool:
+    """A spec entry (a dict, or a validated config with its ``type``), not a callback object."""
+    return isinstance(item, dict) or (isinstance(item, BaseModel) and hasattr(item, "type"))
 
 
 class EveryEpoch:

@@ -21,8 +21,7 @@ from genreg.callbacks import RunView, build_callbacks
 from genreg.data import DataSplits
 from genreg.errors import AssemblyError, RunFolderError, SpecError
 from genreg.model import GenerativeModel
-from genreg.plugins import get_registry
-from genreg.spec import validate_part
+from genreg.spec import build_part
 from genreg.trainer import CHECKPOINT, METRICS, train
 
 SPEC = "spec.json"
@@ -52,9 +51,7 @@ class StopNote:
 
 def load_data(data_spec: Any) -> DataSplits:
     """Load the dataset a ``data`` config names (validated, or a dict such as ``{"type": "npz", ...}``)."""
-    if isinstance(data_spec, dict):
-        data_spec = validate_part("dataset", data_spec)
-    return get_registry().build("dataset", data_spec)
+    return build_part("dataset", data_spec)
 
 
 def recorded_data(model_path: str | Path) -> tuple[dict, DataSplits]:

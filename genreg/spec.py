@@ -383,6 +383,14 @@ def validate_part(kind: str, raw: dict, registry: Registry | None = None) -> Bas
         raise SpecError(format_errors(exc, raw, f"{kind} spec", builder, root=slot)) from None
 
 
+def build_part(kind: str, item: BaseModel | dict, registry: Registry | None = None, **context: Any) -> Any:
+    """Build the component ``item`` names: its validated config, or a dict ``{"type": ...}`` validated here."""
+    registry = builder_for(registry).registry
+    if isinstance(item, dict):
+        item = validate_part(kind, item, registry)
+    return registry.build(kind, item, **context)
+
+
 def format_errors(
     exc: ValidationError, raw: Any, source: str, builder: SpecBuilder | None = None, root: Any = None
 ) -> str:
@@ -507,6 +515,7 @@ __all__ = [
     "StrictModel",
     "TrainConfig",
     "apply_overrides",
+    "build_part",
     "closest",
     "json_schema",
     "load_spec",

@@ -27,8 +27,7 @@ from genreg.callbacks import Callbacks, RunView, build_callbacks
 from genreg.data import DataSplits, Split, fixed_binarization
 from genreg.errors import OutputError, SpecError, TrainingInterruptedError
 from genreg.model import GenerativeModel
-from genreg.plugins import get_registry
-from genreg.spec import TrainConfig, validate_part
+from genreg.spec import TrainConfig, build_part
 from genreg.steps import Steps, autocast, make_optimizer, make_steps
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -111,9 +110,9 @@ def train(
     schedule = build_lr_schedule(config)
     run_dir = Path(run_dir) if run_dir is not None else None
     view = RunView(model, data, spec, run_dir, config.epochs)
+    if not place.main:  # callbacks write files and talk to trackers: the main process does that
+        callbacks = []
     hooks = Callbacks(build_callbacks(config.callbacks) if callbacks is None else callbacks, view)
-    if not place.main:
-        hooks = Callbacks([], view)  # callbacks write files and talk to trackers: the main process does that
     start = 0
     if resume and run_dir is not None:
         start = checkpoint.load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
@@ -196,12 +195,9 @@ def train(
 
 def build_lr_schedule(config: TrainConfig) -> Any:
     """The learning-rate schedule ``config.lr_schedule`` names (a validated config or a dict), or None."""
-    item = config.lr_schedule
-    if item is None:
+    if config.lr_schedule is None:
         return None
-    if isinstance(item, dict):
-        item = validate_part("lr_schedule", item)
-    return get_registry().build("lr_schedule", item, epochs=config.epochs)
+    return build_part("lr_schedule", config.lr_schedule, epochs=config.epochs)
 
 
 def asked_to_stop(hooks: Callbacks, place: distributed.World) -> bool:
