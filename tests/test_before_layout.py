@@ -95,7 +95,8 @@ def test_the_same_spec_trains_to_the_same_weights_as_before(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert_same_weights(weights(tmp_path), weights(FIXTURES / "vae_run"))
     assert metrics(tmp_path) == metrics(FIXTURES / "vae_run")
-    assert json.loads((tmp_path / "spec.json").read_text()) == json.loads((FIXTURES / "vae_run" / "spec.json").read_text())
+    spec = json.loads((tmp_path / "spec.json").read_text())
+    assert spec == json.loads((FIXTURES / "vae_run" / "spec.json").read_text())
 
 
 def test_a_finished_old_run_folder_is_sampled_and_continued(tmp_path: Path) -> None:
