@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 import genreg
-from genreg.evaluation import likelihood_bounds
+from genreg.evaluation.metrics import likelihood_bounds
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -459,7 +459,7 @@ def report(args, results: dict, limit: dict, info: dict, load: tuple, command: s
   subtracts the same process's peak after imports, loading the data (the 60,000 images are 188 MB)
   and creating a throwaway Adam (whose lazy imports add about 140 MiB), i.e. before the trainer exists.
 - Test NLL: IWAE with K={args.iw_samples} on the 1,000 test images after the last epoch, by
-  `genreg.evaluation.likelihood_bounds` (seed 0); the plain and pythae layers are copied into a genreg
+  `genreg.evaluation.metrics.likelihood_bounds` (seed 0); the plain and pythae layers are copied into a genreg
   model (pythae: the logits before its decoder's sigmoid, checked equal; last-epoch weights, not
   pythae's best-on-eval copy). Same draws give the negative ELBO column.
 - Limit: one batch-128 step of the plain model (forward + backward) is {limit["step_flops"] / 1e9:.3f} GFLOP of

@@ -7,70 +7,58 @@ Python users::
     result = genreg.run(spec, "runs/cvae")
     model = genreg.load_model("runs/cvae/model.safetensors")
     images = model.sample(labels=[3, 3, 7])
+
+The names below are imported on first use (so ``import genreg`` is instant); the
+package's map is in DEVELOPERS.md.
 """
 
-from genreg.assembly import ComposedModelConfig, build_model, compose_model, derive_spec
-from genreg.callbacks import EveryEpoch, RunView
-from genreg.checkpoint import load_model, load_weights, save_model
-from genreg.data import DataInfo, DatasetConfig, DataSplits, Split
-from genreg.errors import GenregError, SpecError, SpecWarning
-from genreg.extend import extend_classes, fine_tune_classes, read_extension, save_extended
-from genreg.hookspecs import hookimpl
-from genreg.losses import Cyclical, LinearWarmup, LossTermConfig
-from genreg.model import GenerativeModel
-from genreg.plugins import get_registry, register_plugin, unregister_plugin
-from genreg.protocols import LatentSample, ModelOutput
-from genreg.run import load_data, run
-from genreg.spec import Part, TrainConfig, json_schema, load_spec, validate_spec
-from genreg.trainer import evaluate, train
+from genreg.lazy import lazy_exports
 from genreg.version import __version__
 
-
-def list_components(kind: str | None = None, pattern: str = "*") -> list[str]:
-    """Sorted ``kind:name`` of registered components, filtered by a shell-style pattern."""
-    return [f"{e.kind}:{e.name}" for e in get_registry().entries(kind, pattern)]
-
-
-__all__ = [
-    "ComposedModelConfig",
-    "Cyclical",
-    "DataInfo",
-    "DataSplits",
-    "DatasetConfig",
-    "EveryEpoch",
-    "GenerativeModel",
-    "GenregError",
-    "LatentSample",
-    "LinearWarmup",
-    "LossTermConfig",
-    "ModelOutput",
-    "Part",
-    "RunView",
-    "Split",
-    "SpecError",
-    "SpecWarning",
-    "TrainConfig",
-    "__version__",
-    "build_model",
-    "compose_model",
-    "derive_spec",
-    "evaluate",
-    "extend_classes",
-    "fine_tune_classes",
-    "get_registry",
-    "hookimpl",
-    "json_schema",
-    "list_components",
-    "load_data",
-    "load_model",
-    "load_spec",
-    "load_weights",
-    "read_extension",
-    "register_plugin",
-    "run",
-    "save_extended",
-    "save_model",
-    "train",
-    "unregister_plugin",
-    "validate_spec",
-]
+_WHERE = {
+    "ComposedModelConfig": "genreg.model.assembly",
+    "build_model": "genreg.model.assembly",
+    "compose_model": "genreg.model.assembly",
+    "derive_spec": "genreg.model.assembly",
+    "GenerativeModel": "genreg.model.generative",
+    "LossTermConfig": "genreg.model.losses",
+    "extend_classes": "genreg.model.extend",
+    "fine_tune_classes": "genreg.model.extend",
+    "read_extension": "genreg.model.extend",
+    "save_extended": "genreg.model.extend",
+    "DataInfo": "genreg.data.splits",
+    "DataSplits": "genreg.data.splits",
+    "DatasetConfig": "genreg.data.splits",
+    "Split": "genreg.data.splits",
+    "load_data": "genreg.data.loading",
+    "GenregError": "genreg.errors",
+    "SpecError": "genreg.errors",
+    "SpecWarning": "genreg.errors",
+    "hookimpl": "genreg.plugin.hookspecs",
+    "get_registry": "genreg.plugin.manager",
+    "list_components": "genreg.plugin.manager",
+    "register_plugin": "genreg.plugin.manager",
+    "unregister_plugin": "genreg.plugin.manager",
+    "LatentSample": "genreg.plugin.protocols",
+    "ModelOutput": "genreg.plugin.protocols",
+    "Part": "genreg.spec.parts",
+    "TrainConfig": "genreg.spec.train",
+    "json_schema": "genreg.spec.validate",
+    "load_spec": "genreg.spec.validate",
+    "validate_spec": "genreg.spec.validate",
+    "load_model": "genreg.files.model_files",
+    "load_weights": "genreg.files.model_files",
+    "save_model": "genreg.files.model_files",
+    "RunFolder": "genreg.files.run_folder",
+    "EveryEpoch": "genreg.training.callbacks",
+    "RunView": "genreg.training.callbacks",
+    "check_metric": "genreg.training.callbacks",
+    "TrainResult": "genreg.training.loop",
+    "average_losses": "genreg.training.loop",
+    "train": "genreg.training.loop",
+    "RunResult": "genreg.training.runner",
+    "run": "genreg.training.runner",
+    "evaluate_model": "genreg.evaluation.evaluate",
+}
+__all__ = ["__version__", *sorted(_WHERE)]
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

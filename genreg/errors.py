@@ -64,3 +64,32 @@ class TrainingInterruptedError(GenregError):
 
 class SpecWarning(UserWarning):
     """A spec that validates but probably does not do what was meant (e.g. a warm-up longer than the run)."""
+
+
+class UsageError(GenregError):
+    """A command-line option or a picture asked for that cannot be given as it is (a grid of a 3-D latent, say)."""
+
+
+class NonFiniteLossError(GenregError):
+    """A loss became NaN or infinite during training; the run folder keeps the last finished epoch."""
+
+
+class ExtensionError(GenregError):
+    """A model, column or class that cannot be extended or fine-tuned as asked (see :mod:`genreg.model.extend`)."""
+
+
+class SweepError(GenregError):
+    """A grid, a combination or a sweep folder that cannot be swept as asked.
+
+    ``exit_code`` is 2 for a mistake in the command, or the code of the signal that stopped a run.
+    """
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name if it has none), to fit in a one-paragraph error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

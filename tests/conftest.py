@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import genreg
-from genreg import classifier as clf
+from genreg.evaluation import classifier as clf
 
 MNIST_SPEC = {"type": "mnist-sample", "binarize": "none"}
 

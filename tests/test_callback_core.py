@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import genreg
-from genreg.callbacks import RunView, metric_value
 from genreg.errors import GenregError
-from genreg.run import prepare
+from genreg.training.callbacks import RunView, metric_value
+from genreg.training.runner import prepare
 
 SMALL = ["train.epochs=2", "train.batch_size=256", "model.encoder.hidden=[32]", "model.decoder.hidden=[32]"]
 

@@ -12,12 +12,12 @@ import torch
 from click.testing import CliRunner
 
 import genreg
-from genreg.callbacks import RunView
-from genreg.checkpoint import CHECKPOINT_FORMAT, read_metadata
 from genreg.cli import cli
 from genreg.errors import RunFolderError, SpecError
+from genreg.files.model_files import CHECKPOINT_FORMAT, read_metadata
+from genreg.files.run_folder import RunFolder
 from genreg.spec import validate_part
-from genreg.trainer import CHECKPOINT, read_metrics
+from genreg.training.callbacks import RunView
 from genreg_builtin.callbacks import BestCheckpoint, BestCheckpointConfig, EarlyStopping, read_best
 
 EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "ae.json")
@@ -53,14 +53,14 @@ def test_on_step_is_called_only_when_a_callback_defines_it(tmp_path: Path) -> No
 def test_a_stop_request_ends_the_run_cleanly_and_it_resumes_to_the_same_weights(tmp_path: Path) -> None:
     stopped = genreg.run(small_spec(4, [{"type": "hook-log", "stop_after": 2}]), tmp_path / "run", progress=False)
     assert stopped.history[-1]["stopped"] == "hook-log: stop_after=2"
-    assert [r["epoch"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2]
+    assert [r["epoch"] for r in RunFolder(tmp_path / "run").read_metrics()] == [1, 2]
     assert (tmp_path / "run" / "model.safetensors").exists()
-    assert read_metadata(tmp_path / "run" / CHECKPOINT, CHECKPOINT_FORMAT)["genreg.epoch"] == "2"
+    assert read_metadata(tmp_path / "run" / RunFolder.CHECKPOINT, CHECKPOINT_FORMAT)["genreg.epoch"] == "2"
 
     go_on = small_spec(4, [{"type": "hook-log"}])
     resumed = genreg.run(go_on, tmp_path / "run", resume=True, progress=False)
     assert [r["epoch"] for r in resumed.history] == [3, 4]
-    assert [r["epoch"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in RunFolder(tmp_path / "run").read_metrics()] == [1, 2, 3, 4]
     second = hooks_of(tmp_path / "run")[8:]  # the stopped run logged 8 calls
     assert second[0] == {"hook": "on_run_start", "epoch": 0, "epochs": 4, "resumed_after": 2}
     assert [c["epoch"] for c in second if c["hook"] == "on_epoch_end"] == [3, 4]
@@ -136,7 +136,7 @@ def test_early_stopping_says_why() -> None:
 def test_early_stopping_ends_a_real_run(tmp_path: Path) -> None:
     spec = small_spec(5, [{"type": "early-stopping", "mode": "max", "patience": 1}])  # the loss falls: epoch 2 is worse
     result = genreg.run(spec, tmp_path, progress=False)
-    assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+    assert [r["epoch"] for r in RunFolder(tmp_path).read_metrics()] == [1, 2]
     assert result.history[-1]["stopped"].startswith(
         "early-stopping: test.loss did not improve by more than 0 for 1 epoch ("
     )

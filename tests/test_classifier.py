@@ -11,7 +11,7 @@ from conftest import MNIST_SPEC, Trained
 from safetensors.torch import save_file
 
 import genreg
-from genreg import classifier as clf
+from genreg.evaluation import classifier as clf
 from genreg_builtin.conditioners import OneHot, OneHotConfig
 from genreg_builtin.latents import GaussianConfig, GaussianLatent
 from genreg_builtin.losses import BCE, BCEConfig

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import genreg
 from genreg.cli import cli
-from genreg.registry import KINDS
+from genreg.plugin.registry import KINDS
 
 LIST_LINE = re.compile(r"^(?P<kind>\w+) (?P<name>\S+) +\[(?P<plugin>[^\]]+)\]  (?P<summary>.*)$")
 

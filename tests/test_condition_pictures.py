@@ -20,7 +20,7 @@ import genreg.pictures as pictures
 import genreg.sampling as sampling
 from genreg.cli import cli
 from genreg.errors import ConditionError, SpecError
-from genreg.report import strip_samples
+from genreg.viz.latent import strip_samples
 
 MLP = {"type": "mlp", "hidden": [64]}
 INK_CVAE = {

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 import genreg
-from genreg.checkpoint import read_metadata
-from genreg.classifier import classify
 from genreg.cli import cli
 from genreg.errors import AssemblyError, ConditionError, SpecError
+from genreg.evaluation.classifier import classify
+from genreg.files.model_files import read_metadata
 
 MLP = {"type": "mlp", "hidden": [64]}
 TWO = [{"type": "onehot"}, {"type": "continuous", "column": "ink", "hidden": 8}]

@@ -30,11 +30,12 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 import genreg
-from genreg import checkpoint
-from genreg.checkpoint import atomic_write, load_checkpoint, save_checkpoint, save_model
 from genreg.cli import cli
 from genreg.errors import GenregError, OutputError, RunFolderError
-from genreg.trainer import read_metrics
+from genreg.files import model_files as checkpoint
+from genreg.files.atomic import atomic_write
+from genreg.files.model_files import load_checkpoint, save_checkpoint, save_model
+from genreg.files.run_folder import RunFolder
 
 RUN = importlib.import_module("genreg.run")  # the module; genreg.run is the function
 INFO = genreg.DataInfo((1, 28, 28), 10)
@@ -141,7 +142,7 @@ def test_a_run_killed_at_a_random_moment_resumes_to_the_end(tmp_path):
 
     result = CliRunner().invoke(cli, ["run", *args, "--resume"])
     assert result.exit_code == 0, result.output
-    assert [record["epoch"] for record in read_metrics(out / "metrics.jsonl")] == list(range(1, 9))
+    assert [record["epoch"] for record in RunFolder(out).read_metrics()] == list(range(1, 9))
     assert genreg.load_model(out).spec == done.spec
 
 

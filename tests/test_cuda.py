@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import genreg
-from genreg.steps import GraphedSteps, NonFiniteLossError, make_steps
+from genreg.errors import NonFiniteLossError
+from genreg.training.steps import GraphedSteps, make_steps
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -40,7 +41,7 @@ def test_auto_captures_a_graph_on_cuda() -> None:
     data = small_data()
     model = genreg.build_model(AE, data.info).cuda()
     config = genreg.TrainConfig(device="cuda")
-    optimizer = genreg.steps.make_optimizer(model, config, torch.device("cuda"))
+    optimizer = genreg.training.optim.make_optimizer(model, config, torch.device("cuda"))
     assert isinstance(make_steps(model, optimizer, data.train.to("cuda"), config, data.binarize), GraphedSteps)
 
 

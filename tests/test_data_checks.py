@@ -19,7 +19,7 @@ from click.testing import CliRunner
 import genreg
 from genreg.cli import cli
 from genreg.errors import AssemblyError, DataError
-from genreg.protocols import LatentSample
+from genreg.plugin.protocols import LatentSample
 from genreg_builtin.conditioners import OneHot, OneHotConfig
 from genreg_builtin.latents import GaussianConfig, GaussianLatent
 from genreg_builtin.mlp import MLPDecoder, MLPDecoderConfig, MLPEncoder, MLPEncoderConfig

@@ -15,7 +15,8 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 import genreg
-from genreg import distributed
+from genreg.files.run_folder import RunFolder
+from genreg.training import distributed
 
 MLP = {"type": "mlp", "hidden": [32]}
 SPEC = {"type": "ae", "latent_dim": 4, "encoder": MLP, "decoder": MLP}  # no sampling: comparable exactly
@@ -96,8 +97,8 @@ def test_torchrun_trains_a_run_folder_written_once_and_resumes(tmp_path: Path) -
     first = torchrun()
     assert first.returncode == 0, first.stderr
     assert first.stdout.count("run folder:") == 1  # rank 0 alone reports and writes
-    assert [r["epoch"] for r in genreg.trainer.read_metrics(folder / "metrics.jsonl")] == [1, 2]
+    assert [r["epoch"] for r in RunFolder(folder).read_metrics()] == [1, 2]
     assert genreg.load_model(folder / "model.safetensors") is not None
     again = torchrun("--resume", "--set", "train.epochs=3")
     assert again.returncode == 0, again.stderr
-    assert [r["epoch"] for r in genreg.trainer.read_metrics(folder / "metrics.jsonl")] == [1, 2, 3]
+    assert [r["epoch"] for r in RunFolder(folder).read_metrics()] == [1, 2, 3]

@@ -14,8 +14,8 @@ from torch import nn
 from torch.distributions import MultivariateNormal, kl_divergence
 
 import genreg
-from genreg import evaluation
-from genreg.report import format_table, markdown_table
+from genreg.evaluation import metrics as evaluation
+from genreg.evaluation.report import format_table, markdown_table
 from genreg_builtin.conditioners import OneHot, OneHotConfig
 from genreg_builtin.latents import GaussianConfig, GaussianLatent
 

@@ -17,9 +17,11 @@ import torch
 from click.testing import CliRunner
 
 import genreg
-from genreg.checkpoint import read_metadata
 from genreg.cli import Group
-from genreg.extend import Extension, ExtensionError, extend_command, extension_of
+from genreg.cli.training import extend_command
+from genreg.errors import ExtensionError
+from genreg.files.model_files import read_metadata
+from genreg.model.extend import Extension, extension_of
 
 MLP = {"type": "mlp", "hidden": [64]}
 CVAE = {"type": "cvae", "latent_dim": 2, "encoder": MLP, "decoder": MLP, "conditioner": {"type": "embedding", "dim": 8}}

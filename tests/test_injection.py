@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import genreg
-from genreg.run import prepare
+from genreg.training.runner import prepare
 
 INFO = genreg.DataInfo((1, 12, 12), 10)
 PARTS = {

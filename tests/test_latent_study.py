@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import genreg
-from genreg.classifier import conditional_accuracy, reference_classifier
-from genreg.evaluation import latent_metrics, posterior
+from genreg.evaluation.classifier import conditional_accuracy, reference_classifier
+from genreg.evaluation.metrics import latent_metrics, posterior
 
 STUDY = Path(__file__).resolve().parents[1] / "examples" / "latent_study"
 SHORT = ["train.epochs=20", "model.encoder.hidden=[256]", "model.decoder.hidden=[256]"]

@@ -19,8 +19,8 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 import genreg
-from genreg.losses import LinearWarmup, LossTermConfig
-from genreg.protocols import LatentSample, ModelOutput
+from genreg.model.losses import LinearWarmup, LossTermConfig
+from genreg.plugin.protocols import LatentSample, ModelOutput
 from genreg_builtin.losses import BCE, KLD, MSE, BCEConfig, KLDConfig, MSEConfig
 
 

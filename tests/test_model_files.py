@@ -16,9 +16,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import genreg
-from genreg.checkpoint import CHECKSUM, load_checkpoint, read_spec, save_checkpoint
 from genreg.cli import cli
 from genreg.errors import ModelFileError
+from genreg.files.model_files import load_checkpoint, read_spec, save_checkpoint
+from genreg.files.tensors import CHECKSUM
 from genreg_builtin.conditioners import OneHot, OneHotConfig
 
 INFO = genreg.DataInfo((1, 6, 6), 3)

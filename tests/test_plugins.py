@@ -26,7 +26,7 @@ from click.testing import CliRunner
 import genreg
 from genreg.cli import cli
 from genreg.errors import AssemblyError, SpecError, UnknownComponentError
-from genreg.plugins import plugin_infos
+from genreg.plugin.manager import plugin_infos
 from genreg.spec import validate_part
 from genreg_builtin.conditioners import OneHot, OneHotConfig
 

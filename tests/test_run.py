@@ -11,8 +11,7 @@ from click.testing import CliRunner
 
 import genreg
 from genreg.cli import cli
-from genreg.run import OUTPUTS
-from genreg.trainer import read_metrics
+from genreg.files.run_folder import RunFolder
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAST = ["--set", "model.encoder.hidden=[128]", "--set", "model.decoder.hidden=[128]", "--quiet"]
@@ -29,8 +28,8 @@ def test_example_trains_and_reloads(tmp_path: Path, name: str) -> None:
     out = tmp_path / name
     output = run_cli("run", str(EXAMPLES / f"{name}.json"), "--out", str(out), "--set", "train.epochs=3")
     assert "run folder" in output
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)
-    history = read_metrics(out / "metrics.jsonl")
+    assert sorted(p.name for p in out.iterdir()) == sorted(RunFolder.OUTPUTS)
+    history = RunFolder(out).read_metrics()
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert history[-1]["train"]["loss"] < history[0]["train"]["loss"]
     assert history[-1]["test"]["bce"] < history[0]["test"]["bce"]
@@ -76,7 +75,7 @@ def test_resume_continues_to_the_same_weights(tmp_path: Path) -> None:
     assert whole.keys() == parts.keys()
     for key in whole:
         assert torch.equal(whole[key], parts[key]), key
-    assert [r["epoch"] for r in read_metrics(tmp_path / "parts" / "metrics.jsonl")] == [1, 2, 3]
+    assert [r["epoch"] for r in RunFolder(tmp_path / "parts").read_metrics()] == [1, 2, 3]
 
 
 def test_resume_after_interruption(tmp_path: Path) -> None:

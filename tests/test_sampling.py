@@ -17,7 +17,7 @@ from torch import nn
 import genreg
 import genreg.sampling as sampling
 from genreg.errors import SpecError
-from genreg.sampling import interpolation_latents, manifold_latents, save_interpolation, save_manifold
+from genreg.viz.explore import interpolation_latents, manifold_latents, save_interpolation, save_manifold
 from genreg_builtin.conditioners import OneHot, OneHotConfig
 
 SHAPE = (1, 8, 8)

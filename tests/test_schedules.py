@@ -20,10 +20,10 @@ from torch.distributions import Normal, kl_divergence
 
 import genreg
 from genreg.errors import SpecWarning
-from genreg.evaluation import active_units, posterior
-from genreg.losses import Cyclical, LinearWarmup, LossTermConfig
-from genreg.plugins import get_registry
-from genreg.protocols import LatentSample, ModelOutput
+from genreg.evaluation.metrics import active_units, posterior
+from genreg.model.losses import Cyclical, LinearWarmup, LossTermConfig
+from genreg.plugin.manager import get_registry
+from genreg.plugin.protocols import LatentSample, ModelOutput
 from genreg.spec import validate_part
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

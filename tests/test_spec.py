@@ -9,7 +9,7 @@ import pytest
 
 import genreg
 from genreg.errors import SpecError
-from genreg.registry import KINDS
+from genreg.plugin.registry import KINDS
 from genreg.spec import TrainConfig, apply_overrides, load_spec, read_json, validate_spec
 
 

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 import genreg
-from genreg.errors import SpecError
+from genreg.errors import NonFiniteLossError, SpecError
+from genreg.files.run_folder import RunFolder
 from genreg.spec import TrainConfig
-from genreg.steps import FusedAdamStep, NonFiniteLossError, Steps, make_optimizer, make_steps
-from genreg.trainer import read_metrics
+from genreg.training.optim import FusedAdamStep, make_optimizer
+from genreg.training.steps import Steps, make_steps
 
 MLP = {"type": "mlp", "hidden": [16]}
 AE = {"type": "ae", "latent_dim": 3, "encoder": MLP, "decoder": MLP}
@@ -64,7 +65,7 @@ def test_a_run_stopped_by_a_non_finite_loss_keeps_its_last_checkpoint(tmp_path) 
             callbacks=[genreg.EveryEpoch(poison_after_the_first_epoch)],
         )
     assert (tmp_path / "checkpoint.safetensors").read_bytes() == saved["bytes"]
-    assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1]
+    assert [r["epoch"] for r in RunFolder(tmp_path).read_metrics()] == [1]
 
 
 @pytest.mark.parametrize("field", ["compile", "cuda_graph"])
@@ -93,7 +94,7 @@ def test_resume_drops_a_metrics_line_cut_short_by_a_crash(tmp_path) -> None:
         fh.write('{"epoch": 2, "train": {"lo')  # killed while appending epoch 2's line
     longer = config.model_copy(update={"epochs": 2})
     genreg.train(model, data, longer, progress=False, run_dir=tmp_path, resume=True)
-    assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+    assert [r["epoch"] for r in RunFolder(tmp_path).read_metrics()] == [1, 2]
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])

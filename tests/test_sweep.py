@@ -12,8 +12,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 import genreg
-from genreg import sweep, trainer
 from genreg.cli import cli
+from genreg.files.run_folder import RunFolder
+from genreg.training import loop as trainer
+from genreg.training import sweep
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 AE, VAE = str(EXAMPLES / "ae.json"), str(EXAMPLES / "vae.json")
@@ -41,7 +43,7 @@ def invoke(*args: str) -> Result:
 
 
 def final_test_loss(folder: Path) -> float:
-    return trainer.read_metrics(folder / "metrics.jsonl")[-1]["test"]["loss"]
+    return RunFolder(folder).read_metrics()[-1]["test"]["loss"]
 
 
 def model_files(out: Path) -> dict[str, tuple[int, bytes]]:
@@ -109,9 +111,7 @@ def test_an_interrupted_sweep_resumes_the_run_it_stopped_in(
     assert "lr=1e-3: skipped (finished)" in resumed.output and "lr=3e-3: resumed" in resumed.output
     assert resumed.output.count("resumed") == 1 and "trained" not in resumed.output
     metrics = (out / "lr=3e-3" / "metrics.jsonl").read_text()
-    assert metrics.startswith(epoch_one) and [
-        r["epoch"] for r in trainer.read_metrics(out / "lr=3e-3" / "metrics.jsonl")
-    ] == [1, 2]
+    assert metrics.startswith(epoch_one) and [r["epoch"] for r in RunFolder(out / "lr=3e-3").read_metrics()] == [1, 2]
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from PIL import Image
 
 import genreg
 from genreg.cli import cli
-from genreg.run import prepare
-from genreg.trainer import read_metrics
+from genreg.files.run_folder import RunFolder
+from genreg.training.runner import prepare
 from genreg_builtin import trackers
 
 EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "vae.json")
@@ -68,7 +68,7 @@ def as_float32(pairs: list[tuple[int, float]]) -> list[tuple[int, np.float32]]:
 
 
 def from_metrics(folder: Path, split: str, term: str) -> list[tuple[int, float]]:
-    return [(r["epoch"], r[split][term]) for r in read_metrics(folder / "metrics.jsonl")]
+    return [(r["epoch"], r[split][term]) for r in RunFolder(folder).read_metrics()]
 
 
 @dataclass
@@ -96,7 +96,7 @@ def test_tensorboard_holds_each_epochs_losses_and_pictures(tracked: Tracked) -> 
         expected = from_metrics(tracked.folder, split, term)
         assert [step for step, _ in expected] == [1, 2]
         assert as_float32(scalars(log_dir, f"{split}/{term}")) == as_float32(expected)
-    lrs = [(r["epoch"], r["lr"]) for r in read_metrics(tracked.folder / "metrics.jsonl")]
+    lrs = [(r["epoch"], r["lr"]) for r in RunFolder(tracked.folder).read_metrics()]
     assert as_float32(scalars(log_dir, "lr")) == as_float32(lrs)
 
     reader = accumulator(log_dir)
@@ -226,7 +226,7 @@ def test_the_watched_example_runs_with_every_built_in_callback(tmp_path: Path, m
     result = CliRunner().invoke(cli, ["run", str(spec), "--out", "watched", "--quiet", "--set", "train.epochs=3"])
     assert result.exit_code == 0, result.output
     folder = tmp_path / "watched"
-    records = read_metrics(folder / "metrics.jsonl")
+    records = RunFolder(folder).read_metrics()
     assert len(records) == 3 and records[0]["lr"] > records[-1]["lr"]  # the cosine schedule
     assert scalars(folder / "tensorboard", "test/loss") == [
         (r["epoch"], pytest.approx(r["test"]["loss"])) for r in records
@@ -235,6 +235,6 @@ def test_the_watched_example_runs_with_every_built_in_callback(tmp_path: Path, m
     assert run.info.run_id == (folder / "mlflow_run_id").read_text().strip()
     best = min(records, key=lambda r: r["test"]["loss"])
     assert (
-        json.loads(genreg.checkpoint.read_metadata(folder / "best.safetensors")["genreg.best"])["epoch"]
+        json.loads(genreg.files.model_files.read_metadata(folder / "best.safetensors")["genreg.best"])["epoch"]
         == best["epoch"]
     )

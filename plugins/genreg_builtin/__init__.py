@@ -4,7 +4,7 @@ exactly as a third-party plugin registers its own (see docs/plugins.md)."""
 from __future__ import annotations
 
 import genreg
-from genreg.assembly import ComposedModelConfig, compose_model
+from genreg.model.assembly import ComposedModelConfig, compose_model
 from genreg_builtin import callbacks, conditioners, conv, datasets, latents, losses, mlp, recipes, schedules, trackers
 
 
@@ -30,10 +30,12 @@ def register_components(register):
     register("model", "vae", compose_model, recipes.VAEConfig)
     register("model", "cvae", compose_model, recipes.CVAEConfig)
     register("model", "custom", compose_model, ComposedModelConfig)
-    register("lr_schedule", "cosine", schedules.Cosine, schedules.CosineConfig)
-    register("lr_schedule", "step", schedules.StepDecay, schedules.StepConfig)
-    register("lr_schedule", "warmup", schedules.Warmup, schedules.WarmupConfig)
-    register("lr_schedule", "one-cycle", schedules.OneCycle, schedules.OneCycleConfig)
+    register("schedule", "linear", schedules.Linear, schedules.LinearConfig)
+    register("schedule", "warmup", schedules.Linear, schedules.LinearConfig)  # the name learning rates knew it by
+    register("schedule", "cyclical", schedules.Cyclical, schedules.CyclicalConfig)
+    register("schedule", "cosine", schedules.Cosine, schedules.CosineConfig)
+    register("schedule", "step", schedules.StepDecay, schedules.StepConfig)
+    register("schedule", "one-cycle", schedules.OneCycle, schedules.OneCycleConfig)
     register("callback", "early-stopping", callbacks.EarlyStopping, callbacks.EarlyStoppingConfig)
     register("callback", "best-checkpoint", callbacks.BestCheckpoint, callbacks.BestCheckpointConfig)
     register("callback", "tensorboard", trackers.TensorBoard, trackers.TensorBoardConfig)

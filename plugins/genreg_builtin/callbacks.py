@@ -17,11 +17,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from genreg.callbacks import RunView, check_metric, metric_value
-from genreg.checkpoint import read_metadata, save_model
 from genreg.errors import ModelFileError, RunFolderError
-from genreg.model import GenerativeModel
-from genreg.run import OUTPUTS
+from genreg.files.model_files import read_metadata, save_model
+from genreg.files.run_folder import RunFolder
+from genreg.model.generative import GenerativeModel
+from genreg.training.callbacks import RunView, check_metric, metric_value
 
 BEST = "genreg.best"  # the metadata key of a best-checkpoint file: {"epoch", "metric", "mode", "value"}
 
@@ -121,7 +121,7 @@ class BestCheckpointConfig(BaseModel):
     def _plain_name(cls, name: str) -> str:
         if Path(name).name != name or name in ("", ".", "..") or not name.endswith(".safetensors"):
             raise ValueError(f"must be a file name ending in .safetensors, without folders (got '{name}')")
-        if name in OUTPUTS:
+        if name in RunFolder.OUTPUTS:
             raise ValueError(f"'{name}' is a file the run itself writes; choose another name, e.g. best.safetensors")
         return name
 

@@ -20,7 +20,7 @@ import torch
 from pydantic import Field, field_validator
 
 from genreg.data import DatasetConfig, DataSplits, Split, as_split, finish
-from genreg.errors import DataError
+from genreg.errors import DataError, first_line
 
 __all__ = [
     "MnistSampleConfig",
@@ -75,12 +75,6 @@ def _take(split: Split, indices: np.ndarray) -> Split:
 def with_ink(split: Split) -> Split:
     """Add the derived continuous column ``ink``: each image's mean pixel intensity (how thick the stroke is)."""
     return Split(split.images, split.labels, {**split.columns, "ink": split.images.mean(dim=(1, 2, 3))})
-
-
-def _describe(error: BaseException) -> str:
-    """The first line of an exception's message (or its type), to fit inside a one-paragraph error."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 # --------------------------------------------------------------------------- mnist-sample
@@ -151,7 +145,7 @@ def _load_torchvision(class_name: str, config: TorchvisionConfig) -> DataSplits:
     except (AssertionError, TypeError, ValueError) as error:
         raise DataError(
             f"{source}: the files in '{Path(config.root) / class_name / 'raw'}' are not valid IDX files "
-            f"({_describe(error)}); delete them and set `download: true` to fetch fresh copies."
+            f"({first_line(error)}); delete them and set `download: true` to fetch fresh copies."
         ) from error
     train_split = with_ink(as_split(train.data, train.targets, source))
     test_split = with_ink(as_split(test.data, test.targets, source))
@@ -164,7 +158,7 @@ def _unavailable_message(class_name: str, config: TorchvisionConfig, error: Exce
     expected = ", ".join(str(raw / name) for name in _IDX_FILES)
     if config.download:
         return (
-            f"could not download {class_name} into the root folder '{config.root}' ({_describe(error)}). "
+            f"could not download {class_name} into the root folder '{config.root}' ({first_line(error)}). "
             f"Check the network connection, or place the uncompressed files yourself: {expected}."
         )
     missing = [name for name in _IDX_FILES if not (raw / name).is_file()]
@@ -231,7 +225,7 @@ def _read_npz(path: str, config: NpzConfig) -> Split:
         with np.load(path, allow_pickle=False) as archive:
             images, labels, columns = _arrays(archive, path, config)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise DataError(f"{path}: not a valid .npz file ({_describe(error)}).") from error
+        raise DataError(f"{path}: not a valid .npz file ({first_line(error)}).") from error
     return as_split(images, labels, path, columns)
 
 

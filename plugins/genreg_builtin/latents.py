@@ -6,7 +6,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from genreg.protocols import LatentSample
+from genreg.plugin.protocols import LatentSample
 
 
 class DeterministicConfig(BaseModel):

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from genreg.losses import LossTermConfig, full_precision
-from genreg.protocols import LatentSample, ModelOutput
+from genreg.model.losses import LossTermConfig, full_precision
+from genreg.plugin.protocols import LatentSample, ModelOutput
 
 
 class BCEConfig(LossTermConfig):

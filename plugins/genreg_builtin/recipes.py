@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from genreg.assembly import ComposedModelConfig
-from genreg.spec import Part
+from genreg.model.assembly import ComposedModelConfig
+from genreg.spec.parts import Part
 
 
 class AEConfig(ComposedModelConfig):

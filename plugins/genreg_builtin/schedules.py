@@ -1,10 +1,12 @@
-"""Learning-rate schedules: the factor of ``train.lr`` after a fractional number of epochs.
+"""Schedules: a factor after a fractional number of epochs, of ``train.lr`` or of a loss term's weight.
 
 genreg evaluates ``factor(epoch + s / steps_per_epoch)`` before step ``s`` of each
 epoch, so each schedule is written in epochs, continuously, and does not depend on
-the batch size. ``epochs`` is the run's length (``train.epochs``): cosine and
-one-cycle span the whole run. Each matches its torch.optim.lr_scheduler
-counterpart stepped once per optimiser step (see tests/test_schedules.py).
+the batch size. ``epochs`` is the run's length (``train.epochs``) for a learning
+rate, so cosine and one-cycle span the whole run; a loss weight's schedule gets
+``epochs=None`` and those two refuse it. The learning-rate schedules match their
+torch.optim.lr_scheduler counterparts stepped once per optimiser step (see
+tests/plugins/test_schedules.py).
 """
 
 from __future__ import annotations
@@ -13,10 +15,83 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from genreg.errors import AssemblyError
+
 
 def _cos_anneal(start: float, end: float, fraction: float) -> float:
     """From ``start`` (fraction 0) to ``end`` (fraction 1) along half a cosine, as OneCycleLR anneals."""
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, fraction)))
+
+
+def _run_length(name: str, epochs: int | None) -> int:
+    """The run's length, which a schedule spanning the run needs; a loss weight's schedule has none."""
+    if epochs is None:
+        raise AssemblyError(
+            f"schedule '{name}' spans the run's epochs, which a loss weight's schedule does not know (the model "
+            "outlives any one run); use it for train.lr_schedule, and linear or cyclical for a loss weight."
+        )
+    return epochs
+
+
+class LinearConfig(BaseModel):
+    """Linear warm-up from start to 1 over `epochs` epochs, then constant (the usual KL warm-up)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(gt=0, allow_inf_nan=False, description="epochs until the full value is reached")
+    start: float = Field(0.0, ge=0, le=1, description="the factor at the first step")
+
+
+class Linear:
+    """``start + (1 - start) * min(1, progress / epochs)``; registered as ``linear`` and as ``warmup``."""
+
+    def __init__(self, config: LinearConfig, *, epochs: int | None) -> None:
+        self.config = config
+
+    def factor(self, progress: float) -> float:
+        start = self.config.start
+        return start + (1.0 - start) * min(1.0, progress / self.config.epochs)
+
+    @property
+    def rise(self) -> float:
+        """Epochs until the factor first reaches 1."""
+        return self.config.epochs
+
+
+class CyclicalConfig(BaseModel):
+    """Cyclical annealing (Fu et al. 2019): in every cycle of `epochs`, rise from start to 1, then hold.
+
+    Within a cycle the factor rises linearly over the first ``ratio`` of it and
+    stays at 1 for the rest; after ``cycles`` cycles (if set) it stays at 1. Rising
+    again in every cycle lets the model re-learn to use its latent code after
+    each low-KL phase.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: float = Field(gt=0, allow_inf_nan=False, description="length of one cycle, in epochs")
+    ratio: float = Field(0.5, gt=0, le=1, description="part of each cycle spent rising; the rest holds at 1")
+    start: float = Field(0.0, ge=0, le=1, description="factor at the start of each cycle")
+    cycles: int | None = Field(None, ge=1, description="cycles before the factor stays at 1; null: cycle until the end")
+
+
+class Cyclical:
+    """``start + (1 - start) * min(1, within / ratio)`` with ``within`` the fraction of the current cycle done."""
+
+    def __init__(self, config: CyclicalConfig, *, epochs: int | None) -> None:
+        self.config = config
+
+    def factor(self, progress: float) -> float:
+        c = self.config
+        if not math.isfinite(progress) or (c.cycles is not None and progress >= c.cycles * c.epochs):
+            return 1.0
+        within = (progress % c.epochs) / c.epochs
+        return c.start + (1.0 - c.start) * min(1.0, within / c.ratio)
+
+    @property
+    def rise(self) -> float:
+        """Epochs until the factor first reaches 1."""
+        return self.config.epochs * self.config.ratio
 
 
 class CosineConfig(BaseModel):
@@ -36,8 +111,8 @@ class CosineConfig(BaseModel):
 class Cosine:
     """``min + (1 - min) * (1 + cos(pi * t)) / 2`` with t going from 0 to 1 over the (post-warm-up) run."""
 
-    def __init__(self, config: CosineConfig, *, epochs: int) -> None:
-        self.config, self.epochs = config, epochs
+    def __init__(self, config: CosineConfig, *, epochs: int | None) -> None:
+        self.config, self.epochs = config, _run_length("cosine", epochs)
 
     def factor(self, progress: float) -> float:
         warmup = self.config.warmup_epochs
@@ -64,31 +139,11 @@ class StepDecay:
     counts as reached, so a decay never comes one step late.
     """
 
-    def __init__(self, config: StepConfig, *, epochs: int) -> None:
+    def __init__(self, config: StepConfig, *, epochs: int | None) -> None:
         self.config = config
 
     def factor(self, progress: float) -> float:
         return self.config.gamma ** math.floor(progress / self.config.every + 1e-9)
-
-
-class WarmupConfig(BaseModel):
-    """Linear warm-up from start * train.lr to train.lr over `epochs` epochs, then constant."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: float = Field(gt=0, allow_inf_nan=False, description="epochs until the full learning rate")
-    start: float = Field(0.0, ge=0, le=1, description="the factor at the first step")
-
-
-class Warmup:
-    """``start + (1 - start) * min(1, progress / epochs)``."""
-
-    def __init__(self, config: WarmupConfig, *, epochs: int) -> None:
-        self.config = config
-
-    def factor(self, progress: float) -> float:
-        start = self.config.start
-        return start + (1.0 - start) * min(1.0, progress / self.config.epochs)
 
 
 class OneCycleConfig(BaseModel):
@@ -110,8 +165,8 @@ class OneCycleConfig(BaseModel):
 class OneCycle:
     """From 1/div_factor up to 1 over pct_start of the run, then down to 1/(div_factor * final_div_factor)."""
 
-    def __init__(self, config: OneCycleConfig, *, epochs: int) -> None:
-        self.config, self.epochs = config, epochs
+    def __init__(self, config: OneCycleConfig, *, epochs: int | None) -> None:
+        self.config, self.epochs = config, _run_length("one-cycle", epochs)
 
     def factor(self, progress: float) -> float:
         c = self.config

@@ -23,10 +23,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from genreg import pictures
-from genreg.callbacks import RunView
-from genreg.checkpoint import atomic_write
-from genreg.errors import GenregError, SpecError
+from genreg.errors import GenregError, SpecError, first_line
+from genreg.files.atomic import atomic_write
+from genreg.files.run_folder import RunFolder
+from genreg.spec.overrides import dotted
+from genreg.training.callbacks import RunView
+from genreg.viz.figures import figure_pixels
+from genreg.viz.latent import latent_scatter_figure
+from genreg.viz.samples import reconstructions_figure, samples_figure
 
 RUN_ID_FILE = "mlflow_run_id"  # in the run folder: the MLflow run a resumed run goes on logging to
 MAX_PARAM_LENGTH = 500  # older MLflow servers refuse longer parameter values (newer ones take 6000)
@@ -148,9 +152,9 @@ class TensorBoard:
         with model.evaluating(), torch.no_grad():
             torch.manual_seed(run.spec.get("seed", 0))  # the same draws each time: the grids show the model change
             images = {
-                "samples": pictures.rendered(lambda path: pictures.save_samples(model, path, n=n)),
-                "reconstructions": pictures.rendered(lambda path: pictures.save_reconstructions(model, test, path, n)),
-                "latent": pictures.rendered(lambda path: pictures.save_latent_scatter(model, test, path, title)),
+                "samples": figure_pixels(samples_figure(model, n=n)),
+                "reconstructions": figure_pixels(reconstructions_figure(model, test, n)),
+                "latent": figure_pixels(latent_scatter_figure(model, test, title)),
             }
         for tag, image in images.items():
             self.writer.add_image(tag, image, step, dataformats="HWC")
@@ -242,7 +246,7 @@ class MLflow:
     def on_run_end(self, run: RunView) -> None:
         """The run folder's pictures, model file and spec as artifacts; the MLflow run ends FINISHED."""
         if run.folder is not None:
-            for path in artifacts(run.folder):
+            for path in RunFolder(run.folder).artifacts():
                 self.client.log_artifact(self.run_id, str(path))
         if run.stop_reason is not None:
             self.client.set_tag(self.run_id, "genreg.stopped", run.stop_reason)
@@ -291,18 +295,14 @@ def recorded_run(client: Any, folder: Path | None) -> Any:
     return found if found.info.lifecycle_stage == "active" else None
 
 
-def flat_params(value: Any, prefix: str = "") -> dict[str, str]:
-    """The spec as MLflow parameters: dotted keys, list items by index (``model.losses.0.type``)."""
-    if isinstance(value, dict | list) and value:
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        flat: dict[str, str] = {}
-        for key, item in items:
-            flat.update(flat_params(item, f"{prefix}.{safe_name(key)}" if prefix else safe_name(key)))
-        return flat
-    if not prefix:
-        return {}
-    text = value if isinstance(value, str) else json.dumps(value)
-    return {prefix: text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."}
+def flat_params(spec: dict) -> dict[str, str]:
+    """The spec as MLflow parameters: dotted keys, list items by index (``model.losses.0.type``), values as
+    text cut to :data:`MAX_PARAM_LENGTH`."""
+    params = {}
+    for key, value in dotted(spec).items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        params[safe_name(key)] = text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+    return params
 
 
 def log_params(client: Any, run_id: str, params: dict[str, str], skip: dict | None = None) -> None:
@@ -312,14 +312,3 @@ def log_params(client: Any, run_id: str, params: dict[str, str], skip: dict | No
     todo = [Param(key, value) for key, value in params.items() if key not in (skip or {})]
     for start in range(0, len(todo), PARAMS_PER_BATCH):
         client.log_batch(run_id, params=todo[start : start + PARAMS_PER_BATCH])
-
-
-def artifacts(folder: Path) -> list[Path]:
-    """What a run folder holds worth keeping with the MLflow run: its pictures, model file and spec."""
-    files = [folder / "model.safetensors", folder / "spec.json"]
-    return sorted(folder.glob("*.png")) + [path for path in files if path.is_file()]
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,49 @@
+"""``genreg eval`` and ``compare``: a model's numbers, and several runs side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+split_option = click.option(
+    "--split", "split_name", type=click.Choice(["test", "train"]), default="test", show_default=True
+)
+
+
+@click.command(name="eval")
+@click.argument("model_path", type=click.Path())
+@split_option
+@click.option("--iw-samples", default=1000, show_default=True, type=click.IntRange(1), help="IWAE samples per image")
+@click.option("--n-per-class", default=100, show_default=True, type=click.IntRange(1), help="cVAE samples per class")
+@click.option("--seed", default=0, show_default=True)
+def eval_(model_path: str, split_name: str, iw_samples: int, n_per_class: int, seed: int) -> None:
+    """Measure MODEL_PATH (a run folder or .safetensors file) on its dataset; write eval.json."""
+    from genreg.evaluation.evaluate import evaluate_file
+    from genreg.evaluation.report import format_table
+
+    result, out = evaluate_file(model_path, split_name, iw_samples=iw_samples, n_per_class=n_per_class, seed=seed)
+    click.echo(format_table({Path(model_path).name: result}))
+    if "conditional_accuracy_per_class" in result:
+        per_class = ", ".join(f"{k}: {v:.2f}" for k, v in enumerate(result["conditional_accuracy_per_class"]))
+        click.echo(f"conditional accuracy per class ({n_per_class} samples each): {per_class}")
+    click.echo(f"wrote {out}")
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", default="compare.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--markdown", type=click.Path(dir_okay=False), help="also write the table as Markdown")
+@click.option(
+    "--iw-samples", default=1000, show_default=True, type=click.IntRange(1), help="for runs not yet evaluated"
+)
+def compare(runs: tuple[str, ...], output: str, markdown: str | None, iw_samples: int) -> None:
+    """Metrics of RUNS side by side, and one picture of their latents and samples."""
+    from genreg.evaluation.report import compare_runs
+
+    table, written = compare_runs(runs, output, markdown, iw_samples)
+    click.echo(table)
+    click.echo("wrote " + ", ".join(map(str, written)))
+
+
+COMMANDS = (eval_, compare)

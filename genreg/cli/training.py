@@ -1,0 +1,189 @@
+"""``genreg run``, ``validate``, ``sweep`` and ``extend``: the commands that check specs and train."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from genreg.data.columns import LABEL
+from genreg.errors import ExtensionError
+
+overrides = click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a spec field, e.g. train.epochs=3 (repeatable)"
+)
+_EXAMPLE = '\'{"type": "npz", "path": "new.npz"}\''
+
+
+@click.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@overrides
+@click.option("--out", type=click.Path(file_okay=False), help="run folder [default: runs/<spec name>]")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
+@click.option("--overwrite", is_flag=True, help="replace a run already in --out")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def run(spec_file: str, sets: tuple[str, ...], out: str | None, resume: bool, overwrite: bool, quiet: bool) -> None:
+    """Validate SPEC_FILE, train, and write the run folder."""
+    from genreg.spec.validate import load_spec
+    from genreg.training import distributed
+    from genreg.training.runner import run as run_spec
+
+    spec = load_spec(spec_file, sets)
+    folder = Path(out or Path("runs") / (spec.name or Path(spec_file).stem))
+    try:
+        result = run_spec(spec, folder, resume=resume, overwrite=overwrite, progress=not quiet)
+    finally:
+        distributed.leave()
+    if not distributed.world().main:
+        return
+    if result.history:
+        last = result.history[-1]
+        click.echo(f"epoch {last['epoch']}: " + metrics_line(last))
+    if result.stopped:
+        when = f"after epoch {result.history[-1]['epoch']}" if result.history else "before training any epoch"
+        click.echo(f"stopped {when} of {spec.train.epochs}: {result.stopped}")
+    click.echo(f"run folder: {folder}  (spec.json, model.safetensors, metrics.jsonl, samples.png, latent.png)")
+
+
+def metrics_line(record: dict) -> str:
+    """``train loss 123.4  test loss 125.0 (bce 110.2, kld 14.8)``."""
+    test = record["test"]
+    terms = ", ".join(f"{k} {v:.2f}" for k, v in test.items() if k != "loss")
+    return f"train loss {record['train']['loss']:.2f}  test loss {test['loss']:.2f} ({terms}) per image"
+
+
+@click.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@overrides
+@click.option("--print", "show", is_flag=True, help="print the spec with every default filled in")
+def validate(spec_file: str, sets: tuple[str, ...], show: bool) -> None:
+    """Check SPEC_FILE whole — fields, data and model assembly — without training."""
+    from genreg.spec.validate import load_spec
+    from genreg.training.runner import prepare
+
+    ready = prepare(load_spec(spec_file, sets))
+    if show:
+        click.echo(json.dumps(ready.resolved, indent=2))
+        return
+    data, model = ready.data, ready.model
+    shape = "x".join(map(str, data.info.image_shape))
+    params = sum(p.numel() for p in model.parameters())
+    click.echo(
+        f"{spec_file}: valid. {ready.resolved['model']['type']} with {params:,} parameters on "
+        f"{ready.resolved['data']['type']}: {len(data.train):,} train / {len(data.test):,} test images of "
+        f"{shape}, {data.num_classes} classes; {ready.resolved['train']['epochs']} epochs."
+    )
+
+
+@click.command(name="sweep")
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--grid",
+    "grids",
+    multiple=True,
+    required=True,
+    metavar="KEY=V1,V2,...",
+    help="a spec field and its values, e.g. train.lr=1e-3,3e-4 (repeatable; every combination is run)",
+)
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a spec field in every run (repeatable)"
+)
+@click.option("--out", type=click.Path(file_okay=False), help="sweep folder [default: runs/<spec name>-sweep]")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1), help="runs at once, in subprocesses")
+@click.option(
+    "--iw-samples",
+    type=click.IntRange(1),
+    help="IWAE samples per image when evaluating each run for the table  [default: 100]",
+)
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def sweep(
+    spec_file: str,
+    grids: tuple[str, ...],
+    sets: tuple[str, ...],
+    out: str | None,
+    jobs: int,
+    iw_samples: int | None,
+    quiet: bool,
+) -> None:
+    """Train SPEC_FILE at every combination of the --grid values, one run folder each, and compare them.
+
+    Folders are named by their settings (OUT/lr=1e-3,latent_dim=2). Running the
+    same command again skips finished runs and resumes interrupted ones. The
+    table is printed and written to OUT/compare.md, the picture to OUT/compare.png.
+    """
+    from genreg.training.sweep import IW_SAMPLES
+    from genreg.training.sweep import sweep as sweep_grid
+
+    sweep_grid(spec_file, grids, sets, out, jobs, iw_samples or IW_SAMPLES, not quiet, click.echo)
+
+
+@click.command("extend")
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.option("--column", default=LABEL, show_default=True, help="the condition column to add classes to")
+@click.option("--add", "count", type=int, required=True, help="how many classes to add, numbered after the known ones")
+@click.option(
+    "--data",
+    "data_spec",
+    metavar="SPEC",
+    help=f"fine-tune the new classes on this dataset: a spec as JSON (e.g. {_EXAMPLE}) or a .json file holding one",
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="fine-tuning epochs, with --data  [default: 10]")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="the new model file")
+def extend(
+    model_path: str, column: str, count: int, data_spec: str | None, epochs: int | None, quiet: bool, output: str
+) -> None:
+    """Add classes to MODEL's embedding conditioner for a column and write the result to a new model file.
+
+    The new classes start at the mean of the known ones; with --data only their
+    vectors are then trained, so the model is unchanged for the known classes.
+    """
+    from genreg.files.model_files import load_model, model_file
+    from genreg.model.extend import EPOCHS, extend_classes, extension_of, fine_tune_classes, save_extended
+
+    source, target = model_file(model_path), Path(output)
+    if target.exists() and source.exists() and target.samefile(source):
+        raise ExtensionError(f"-o {output} is the model being extended; write the extended model to a new file.")
+    data = _dataset_spec(data_spec) if data_spec is not None else None
+    if epochs is not None and data is None:
+        raise ExtensionError("--epochs sets how long to fine-tune on --data; give --data too, or leave --epochs out.")
+    model = extend_classes(load_model(source), column, count)
+    extension = extension_of(model)
+    message = (
+        f"column '{column}' has {extension.classes_after} classes: {extension.classes_before} known and {count} new, "
+        "starting at the mean of the known ones"
+    )
+    if data is not None:
+        history = fine_tune_classes(model, data, column=column, epochs=epochs or EPOCHS, progress=not quiet)
+        message += (
+            f", then fine-tuned for {len(history)} epochs (test loss {history[-1]['test']['loss']:.2f} per image)"
+        )
+    save_extended(model, target)
+    click.echo(f"wrote {target} ({message})")
+
+
+def _dataset_spec(text: str) -> dict:
+    """``--data``'s dataset spec, inline JSON or a JSON file, validated before any model or data is loaded."""
+    from genreg.spec.validate import validate_part
+
+    where = "--data"
+    if not text.lstrip().startswith("{"):
+        path = Path(text)
+        if not path.is_file():
+            raise ExtensionError(
+                f"--data {text}: neither a JSON object nor an existing file; give a dataset spec such as "
+                f"{_EXAMPLE}, or a .json file holding one."
+            )
+        where, text = str(path), path.read_text(errors="replace")
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ExtensionError(f"{where}: not valid JSON ({exc}); give a dataset spec such as {_EXAMPLE}.") from None
+    if not isinstance(raw, dict):
+        raise ExtensionError(f"{where}: a dataset spec is a JSON object such as {_EXAMPLE}.")
+    validate_part("dataset", raw)
+    return raw
+
+
+COMMANDS = (run, validate, sweep, extend)

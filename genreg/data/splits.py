@@ -1,0 +1,149 @@
+"""In-memory datasets: every split is a few tensors, moved to the device once.
+
+Dataset plugins return :class:`DataSplits`; the trainer slices batches out of
+the resident tensors instead of running a per-sample ``DataLoader``.
+
+Besides the images, a split holds condition columns, one value per image: the
+class label (column ``label``) and any others a dataset provides, e.g. the
+derived ``ink`` of the MNIST datasets or arrays named in an ``npz`` spec. An
+integer column holds classes 0..K-1; a float column is a continuous quantity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from genreg.data.columns import LABEL
+
+
+class DatasetConfig(BaseModel):
+    """Fields every dataset accepts; a dataset's config class subclasses this.
+
+    ``binarize``: ``none`` keeps grey levels in [0, 1]; ``dynamic`` draws a fresh
+    Bernoulli sample of every training image each time it is used (the usual
+    regulariser for Bernoulli VAEs); ``threshold`` rounds every image once.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    binarize: Literal["none", "dynamic", "threshold"] = "none"
+
+
+class Split:
+    """Images as float32 in [0, 1], shape (N, C, H, W), and condition columns, one value per image.
+
+    ``columns`` maps each column's name to its values (N,): int64 for classes,
+    float32 for a continuous quantity. The class labels are the column ``label``
+    (``labels`` for short); ``Split(images, labels, columns)`` puts them there.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, columns: Mapping[str, torch.Tensor] = ()) -> None:
+        self.images = images
+        self.columns = {LABEL: labels, **{name: values for name, values in dict(columns).items() if name != LABEL}}
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """The class label of each image (N,), int64: the column ``label``."""
+        return self.columns[LABEL]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device: torch.device | str) -> Split:
+        """The same split with every tensor on ``device``."""
+        return self._with(self.images.to(device), {name: values.to(device) for name, values in self.columns.items()})
+
+    def take(self, index: torch.Tensor | slice) -> Split:
+        """The images at ``index`` with all their columns."""
+        return self._with(self.images[index], self.condition(index))
+
+    def with_images(self, images: torch.Tensor) -> Split:
+        """The same columns beside other images (e.g. binarised ones)."""
+        return self._with(images, self.columns)
+
+    def condition(self, index: torch.Tensor | slice = slice(None)) -> dict[str, torch.Tensor]:
+        """Every condition column at ``index``: what a model's conditioners read."""
+        return {name: values[index] for name, values in self.columns.items()}
+
+    @staticmethod
+    def _with(images: torch.Tensor, columns: Mapping[str, torch.Tensor]) -> Split:
+        return Split(images, columns[LABEL], columns)
+
+
+def column_classes(values: torch.Tensor) -> int:
+    """A column's kind as :class:`DataInfo` records it: the number of classes, or 0 for a continuous one."""
+    if values.is_floating_point():
+        return 0
+    return int(values.max()) + 1 if values.numel() else 1
+
+
+class DataInfo:
+    """What a model needs to know about its data to be rebuilt without it.
+
+    ``image_shape`` is (C, H, W). ``columns`` names every condition column with its
+    number of classes (0 for a continuous column); the class label's column,
+    ``label``, is always there, and ``num_classes`` is its number of classes.
+    """
+
+    def __init__(self, image_shape: tuple[int, ...], num_classes: int, columns: Mapping[str, int] = ()) -> None:
+        self.image_shape = tuple(int(size) for size in image_shape)
+        self.columns = {LABEL: int(num_classes), **{k: int(v) for k, v in dict(columns).items() if k != LABEL}}
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the label column."""
+        return self.columns[LABEL]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DataInfo) and (self.image_shape, self.columns) == (other.image_shape, other.columns)
+
+    def __repr__(self) -> str:
+        return f"DataInfo(image_shape={self.image_shape}, columns={self.columns})"
+
+    def to_json(self) -> dict:
+        return {"image_shape": list(self.image_shape), "num_classes": self.num_classes, "columns": self.columns}
+
+    @classmethod
+    def from_json(cls, value: dict) -> DataInfo:
+        columns = {str(k): int(v) for k, v in value.get("columns", {}).items()}
+        return cls(tuple(value["image_shape"]), int(value["num_classes"]), columns)
+
+
+@dataclass
+class DataSplits:
+    """A dataset: a training split, a test split and the number of classes of the label column.
+
+    ``num_classes`` may exceed the classes present (a dataset that declares
+    classes it has no images of). ``source`` names where the data came from (a
+    file, a bundled sample), so that a later error about the data, e.g. at model
+    assembly, can name it too.
+    """
+
+    train: Split
+    test: Split
+    num_classes: int
+    binarize: str = "none"
+    source: str = ""
+
+    @property
+    def info(self) -> DataInfo:
+        """The description a model is built for: image shape and each column's classes (over both splits)."""
+        columns = {
+            name: max(column_classes(values), column_classes(self.test.columns.get(name, values)))
+            for name, values in self.train.columns.items()
+            if name != LABEL
+        }
+        return DataInfo(tuple(self.train.images.shape[1:]), self.num_classes, columns)
+
+
+def fixed_binarization(split: Split, binarize: str, seed: int = 0) -> Split:
+    """With dynamic binarisation, one fixed Bernoulli draw: training's test metrics and `genreg eval` share it."""
+    if binarize != "dynamic":
+        return split
+    generator = torch.Generator(device=split.images.device).manual_seed(seed)
+    return split.with_images(torch.bernoulli(split.images, generator=generator))

@@ -1,0 +1,292 @@
+"""The reference classifier: does a conditional model draw the class it was asked for?
+
+A cVAE's samples can look like digits and still be the wrong digits. To measure
+that, genreg trains a small CNN on the dataset's training split once, caches it
+(one file per dataset, keyed by a hash of the dataset spec), and reports its own
+test accuracy beside every conditional-accuracy figure, so a reader can tell
+how far the classifier itself can be trusted.
+
+The cache lives in ``$GENREG_CACHE/classifiers/`` (default ``~/.cache/genreg``).
+Each file is safetensors, written atomically, with the dataset spec, image
+shape, number of classes, training settings and test accuracy in its metadata.
+A file that cannot be read, or that describes something else, is retrained and
+replaced, never trusted and never a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genreg.data.splits import LABEL, DataSplits, Split
+from genreg.errors import GenregError
+from genreg.files.tensors import cpu_tensors, read_tensors, save_tensors
+from genreg.model.generative import GenerativeModel
+from genreg.version import __version__
+
+CLASSIFIER_FORMAT = "genreg-classifier/1"
+LEARNING_RATE = 1e-3
+BATCH_SIZE = 128
+POOLED = (7, 7)
+
+
+class ReferenceCNN(nn.Module):
+    """A small CNN for (C, H, W) images in [0, 1] with H, W >= 8; ``forward`` gives logits.
+
+    Two padded conv blocks (16 and 32 channels, batch norm, ReLU, 2x2 max pool)
+    and a 128-unit head. Padding keeps 8x8 images alive through both poolings,
+    and an adaptive pool fixes the flattened size at 7x7 (a no-op for 28x28
+    images), so one architecture fits any dataset genreg can load. The widths
+    and batch norm are chosen so that 8 epochs on the bundled 4,000 digits
+    reach about 97% test accuracy in well under a minute on two CPU cores.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], num_classes: int) -> None:
+        super().__init__()
+        channels, height, width = (int(v) for v in image_shape)
+        if height < 8 or width < 8:
+            raise ValueError(f"ReferenceCNN needs images of at least 8x8 pixels, got {height}x{width}.")
+        if num_classes < 1:
+            raise ValueError(f"ReferenceCNN needs at least one class, got {num_classes}.")
+        self.image_shape = (channels, height, width)
+        self.num_classes = int(num_classes)
+        self.features = nn.Sequential(_conv_block(channels, 16), _conv_block(16, 32))
+        self.pool = nn.AdaptiveAvgPool2d(POOLED)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(0.25),
+            nn.Linear(32 * POOLED[0] * POOLED[1], 128),
+            nn.ReLU(),
+            nn.Linear(128, self.num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(x)
+        if tuple(features.shape[-2:]) != POOLED:
+            features = self.pool(features)
+        return self.head(features)
+
+
+def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 conv (padded) + batch norm + ReLU + 2x2 max pool: halves height and width."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
+
+
+def cache_dir() -> Path:
+    """genreg's cache folder: ``$GENREG_CACHE`` if set, else ``~/.cache/genreg``."""
+    configured = os.environ.get("GENREG_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "genreg"
+
+
+def _canonical(data_spec: Mapping[str, Any] | Any) -> str:
+    """Sorted-key compact JSON of a dataset spec (a dict or a validated pydantic config)."""
+    if hasattr(data_spec, "model_dump"):
+        data_spec = data_spec.model_dump(mode="json")
+    return json.dumps(data_spec, sort_keys=True, separators=(",", ":"))
+
+
+def dataset_key(data_spec: Mapping[str, Any]) -> str:
+    """16 hex chars of sha256 over the canonical spec: distinct datasets never share a classifier.
+
+    Pass the *resolved* spec (every default filled in) so that a spec written
+    with and without its defaults names the same file.
+    """
+    return hashlib.sha256(_canonical(data_spec).encode()).hexdigest()[:16]
+
+
+def classifier_path(data_spec: Mapping[str, Any]) -> Path:
+    """Where the classifier for ``data_spec`` is cached."""
+    return cache_dir() / "classifiers" / f"{dataset_key(data_spec)}.safetensors"
+
+
+def reference_classifier(
+    data_spec: Mapping[str, Any],
+    data: DataSplits,
+    *,
+    epochs: int = 8,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> tuple[ReferenceCNN, float]:
+    """The classifier for this dataset and its test accuracy, from the cache or freshly trained.
+
+    A cached file is used only if it was trained for the same spec, image shape,
+    number of classes, ``epochs`` and ``seed``; anything else (including a
+    corrupt or foreign file) is retrained and atomically replaced.
+    """
+    device = torch.device(device)
+    path = classifier_path(data_spec)
+    settings = _settings(data_spec, data, epochs, seed)
+    cached = _load_cached(path, settings)
+    if cached is not None:
+        return cached[0].to(device).eval(), cached[1]
+    classifier = train_classifier(data, epochs=epochs, seed=seed, device=device)
+    test_accuracy = accuracy(classifier, data.test)
+    _save(path, classifier, settings, test_accuracy)
+    return classifier.eval(), test_accuracy
+
+
+def train_classifier(
+    data: DataSplits, *, epochs: int = 8, seed: int = 0, device: str | torch.device = "cpu"
+) -> ReferenceCNN:
+    """Train a :class:`ReferenceCNN` on ``data.train`` (Adam, lr 1e-3, batch 128), seeded.
+
+    The whole split sits on the device and batches are sliced out of it. The
+    caller's RNG state is left untouched, so asking for the classifier does not
+    change what a seeded experiment draws afterwards.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}.")
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=_cuda_indices(device)):
+        torch.manual_seed(seed)
+        classifier = ReferenceCNN(data.info.image_shape, data.num_classes).to(device)
+        optimizer = torch.optim.Adam(classifier.parameters(), lr=LEARNING_RATE)
+        images, labels = data.train.images.to(device), data.train.labels.to(device)
+        classifier.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(labels), device=device)
+            for start in range(0, len(labels), BATCH_SIZE):
+                index = order[start : start + BATCH_SIZE]
+                loss = F.cross_entropy(classifier(images[index]), labels[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+    return classifier.eval()
+
+
+def _cuda_indices(device: torch.device) -> list[int]:
+    """The CUDA devices whose RNG ``fork_rng`` must save (none on CPU)."""
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+@torch.no_grad()
+def classify(classifier: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Predicted class of each image, on the images' device; batched so big sets fit in memory."""
+    param = next(classifier.parameters())
+    was_training = classifier.training
+    classifier.eval()
+    try:
+        predictions = [
+            classifier(images[start : start + batch_size].to(param.device, param.dtype)).argmax(1)
+            for start in range(0, images.shape[0], batch_size)
+        ]
+    finally:
+        classifier.train(was_training)
+    if not predictions:
+        return torch.empty(0, dtype=torch.long, device=images.device)
+    return torch.cat(predictions).to(images.device)
+
+
+def accuracy(classifier: nn.Module, split: Split) -> float:
+    """Fraction of ``split`` classified correctly (NaN for an empty split)."""
+    if len(split) == 0:
+        return math.nan
+    predicted = classify(classifier, split.images)
+    return (predicted == split.labels.to(predicted.device)).float().mean().item()
+
+
+def conditional_accuracy(
+    model: GenerativeModel, classifier: ReferenceCNN, n_per_class: int = 100, seed: int = 0
+) -> dict[str, Any]:
+    """How often ``classifier`` reads a sample asked for class k as class k, per class and overall.
+
+    Sampling is seeded (``torch.manual_seed(seed)``) so the figure is
+    reproducible; report it beside the classifier's own test accuracy.
+    """
+    _check_comparable(model, classifier, n_per_class)
+    torch.manual_seed(seed)
+    with model.evaluating():
+        per_class = [_class_accuracy(model, classifier, k, n_per_class) for k in range(model.data_info.num_classes)]
+    return {"overall": sum(per_class) / len(per_class), "per_class": per_class, "n_per_class": n_per_class}
+
+
+def _class_accuracy(model: GenerativeModel, classifier: nn.Module, k: int, n: int) -> float:
+    """Samples asked for class k (any other condition column at class 0 or its training mean), read as k?"""
+    images = model.sample(condition=model.conditioner.constant(n, {LABEL: k}))
+    return (classify(classifier, images) == k).float().mean().item()
+
+
+def _check_comparable(model: GenerativeModel, classifier: nn.Module, n_per_class: int) -> None:
+    """Refuse questions that have no answer rather than report a meaningless number."""
+    if not model.conditional or model.conditioner.num_classes is None:
+        raise ValueError(
+            "conditional accuracy needs a model conditioned on the class label (e.g. a cVAE): this model "
+            "cannot be asked for a class."
+        )
+    if n_per_class < 1:
+        raise ValueError(f"n_per_class must be >= 1, got {n_per_class}.")
+    shape, classes = tuple(model.data_info.image_shape), model.data_info.num_classes
+    want_shape = getattr(classifier, "image_shape", shape)
+    want_classes = getattr(classifier, "num_classes", classes)
+    if tuple(want_shape) != shape or want_classes != classes:
+        raise ValueError(
+            f"the classifier is for {want_classes} classes of {tuple(want_shape)} images, but the model "
+            f"generates {classes} classes of {shape} images; use the classifier of the model's dataset."
+        )
+
+
+def _settings(data_spec: Mapping[str, Any], data: DataSplits, epochs: int, seed: int) -> dict[str, str]:
+    """The metadata a cached file must carry to stand for this request."""
+    return {
+        "genreg.format": CLASSIFIER_FORMAT,
+        "genreg.data": _canonical(data_spec),
+        "genreg.data_digest": data_digest(data),  # the same spec may name a file whose contents changed
+        "genreg.image_shape": json.dumps(list(data.info.image_shape)),
+        "genreg.num_classes": str(data.num_classes),
+        "genreg.epochs": str(epochs),
+        "genreg.seed": str(seed),
+    }
+
+
+def data_digest(data: DataSplits) -> str:
+    """16 hex chars of BLAKE2b over both splits' images and labels (about 0.1 s per 100 MB)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for tensor in (data.train.images, data.train.labels, data.test.images, data.test.labels):
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _load_cached(path: Path, settings: dict[str, str]) -> tuple[ReferenceCNN, float] | None:
+    """The cached classifier and accuracy, or None if the file is missing, unreadable or for other settings."""
+    if not path.is_file():
+        return None
+    try:
+        metadata, state = read_tensors(path)  # checksum verified
+        if any(metadata.get(key) != value for key, value in settings.items()):
+            return None
+        classifier = ReferenceCNN(
+            tuple(json.loads(settings["genreg.image_shape"])), int(settings["genreg.num_classes"])
+        )
+        classifier.load_state_dict(state)
+        return classifier, float(metadata["genreg.test_accuracy"])
+    except (GenregError, RuntimeError, KeyError, ValueError):  # a corrupt or foreign file is a cache miss
+        return None
+
+
+def _save(path: Path, classifier: ReferenceCNN, settings: dict[str, str], test_accuracy: float) -> None:
+    """Write the classifier atomically, checksummed; an unwritable cache only costs a retrain next time."""
+    metadata = {**settings, "genreg.test_accuracy": repr(test_accuracy), "genreg.version": __version__}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_tensors(path, cpu_tensors(classifier.state_dict()), metadata)
+    except OSError as exc:
+        warnings.warn(f"could not cache the reference classifier at {path}: {exc}", stacklevel=3)

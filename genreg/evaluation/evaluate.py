@@ -1,0 +1,75 @@
+"""Measuring a model: every metric genreg reports for it on a split of its dataset, and ``eval.json``.
+
+The numbers come from :mod:`genreg.evaluation.metrics` (likelihood bounds and the
+latent space) and, for a model conditioned on the class label, from
+:mod:`genreg.evaluation.classifier` (conditional accuracy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from genreg.data.loading import recorded_data
+from genreg.data.splits import DataSplits, fixed_binarization
+from genreg.evaluation.classifier import conditional_accuracy, reference_classifier
+from genreg.evaluation.metrics import is_probabilistic, latent_metrics, likelihood_bounds, posterior
+from genreg.files.atomic import write_json
+from genreg.files.model_files import load_model, model_file
+from genreg.files.run_folder import RunFolder
+from genreg.model.generative import GenerativeModel
+from genreg.spec.train import TrainConfig
+from genreg.training.distributed import resolve_device
+from genreg.training.loop import average_losses
+
+
+def evaluate_model(
+    model: GenerativeModel,
+    data: DataSplits,
+    split_name: str = "test",
+    *,
+    data_spec: dict | None = None,
+    iw_samples: int = 1000,
+    n_per_class: int = 100,
+    seed: int = 0,
+) -> dict:
+    """Every metric genreg reports for one model on one split of its dataset (see the module docstring).
+
+    ``data_spec`` (the resolved dataset spec) keys the cached reference classifier
+    used for a conditional model's conditional accuracy.
+    """
+    split = fixed_binarization(getattr(data, split_name), data.binarize, seed)
+    model.eval()
+    torch.manual_seed(seed)
+    result: dict = {"model": (model.spec or {}).get("type"), "split": split_name, "images": len(split)}
+    result["losses"] = average_losses(model, split, TrainConfig(device=str(model.device)))
+    if is_probabilistic(model):
+        result.update(likelihood_bounds(model, split, iw_samples, seed=seed))
+    result.update(latent_metrics(posterior(model, split), seed))
+    if model.conditional and data_spec is not None:
+        classifier, accuracy = reference_classifier(data_spec, data)
+        conditional = conditional_accuracy(model, classifier, n_per_class, seed)
+        result["conditional_accuracy"] = conditional["overall"]
+        result["conditional_accuracy_per_class"] = conditional["per_class"]
+        result["classifier_test_accuracy"] = accuracy
+    return result
+
+
+def evaluate_file(
+    path: str | Path, split_name: str = "test", *, iw_samples: int = 1000, n_per_class: int = 100, seed: int = 0
+) -> tuple[dict, Path]:
+    """Evaluate a model file or run folder on the dataset it records; write and return the JSON.
+
+    The result goes to ``eval.json`` in a run folder (``eval-<split>.json`` for other splits;
+    ``<stem>.eval.json`` beside a model file with another name).
+    """
+    file = model_file(path)
+    data_spec, data = recorded_data(file)
+    model = load_model(file, device=resolve_device("auto"))  # CUDA when present
+    result = evaluate_model(
+        model, data, split_name, data_spec=data_spec, iw_samples=iw_samples, n_per_class=n_per_class, seed=seed
+    )
+    out = RunFolder.evaluation_file(file, split_name)
+    write_json(out, result)
+    return result, out

@@ -1,0 +1,182 @@
+"""What AE, VAE and cVAE do to the latent space, in numbers.
+
+Likelihood: the negative ELBO and the importance-weighted (IWAE) estimate of the
+negative log-likelihood, both in nats per image. Latent space: active units, how
+far the aggregate posterior is from N(0, I), and how well a k-NN classifier reads
+the class off the latent means (next to the chance level).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.distributions import Normal
+
+from genreg.data.splits import Split
+from genreg.errors import UsageError
+from genreg.model.conditions import Condition
+from genreg.model.generative import GenerativeModel
+
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+@dataclass
+class Posterior:
+    """Per-image posterior parameters of a split (log_var is None for a deterministic latent)."""
+
+    mu: torch.Tensor
+    log_var: torch.Tensor | None
+    labels: torch.Tensor
+
+
+def _batches(model: GenerativeModel, split: Split, size: int):
+    """Images and the model's condition columns, ``size`` images at a time, on the model's device."""
+    for start in range(0, len(split), size):
+        index = slice(start, start + size)
+        yield split.images[index].to(model.device), model.condition_of(split, index)
+
+
+@torch.no_grad()
+def posterior(model: GenerativeModel, split: Split, batch_size: int = 1000) -> Posterior:
+    """The encoder's mu (and log_var when the latent provides it) for every image, on the CPU."""
+    mus, log_vars = [], []
+    with model.evaluating():
+        for x, condition in _batches(model, split, batch_size):
+            sample = model.latent(model.encoder(x, model.condition(condition) if model.condition_encoder else None))
+            mus.append(sample.params.get("mu", sample.z).float().cpu())
+            if "log_var" in sample.params:
+                log_vars.append(sample.params["log_var"].float().cpu())
+    return Posterior(torch.cat(mus), torch.cat(log_vars) if log_vars else None, split.labels.cpu())
+
+
+def _likelihood_term(model: GenerativeModel):
+    for term in model.losses:
+        if hasattr(term, "log_likelihood"):
+            return term
+    raise UsageError("this model has no reconstruction term with a log-likelihood (such as 'bce'); cannot compute it.")
+
+
+def is_probabilistic(model: GenerativeModel) -> bool:
+    """Whether the model has a Gaussian posterior and a likelihood, so ELBO and IWAE exist."""
+    has_likelihood = any(hasattr(term, "log_likelihood") for term in model.losses)
+    return {"mu", "log_var"} <= set(getattr(model.latent, "provides", ())) and has_likelihood
+
+
+@torch.no_grad()
+def log_weights(model: GenerativeModel, x: torch.Tensor, condition: Condition | None, k: int) -> torch.Tensor:
+    """log p(x|z) + log p(z) - log q(z|x) for ``k`` draws z ~ q(z|x) per image: shape (k, B).
+
+    The prior is N(0, I) and q is the encoder's diagonal Gaussian.
+    """
+    condition = model.condition(condition)
+    params = model.latent(model.encoder(x, condition if model.condition_encoder else None)).params
+    mu, std = params["mu"].float(), torch.exp(0.5 * params["log_var"].float())
+    q = Normal(mu, std)
+    z = q.sample((k,))  # (k, B, d)
+    flat_z = z.reshape(-1, z.shape[-1])
+    flat_c = None if condition is None else condition.repeat(k, *[1] * (condition.dim() - 1))
+    logits = model.decoder(flat_z.to(x.dtype), flat_c)
+    log_px = _likelihood_term(model).log_likelihood(x.repeat(k, 1, 1, 1), logits).view(k, -1)
+    log_pz = Normal(0.0, 1.0).log_prob(z).sum(-1)
+    return log_px + log_pz - q.log_prob(z).sum(-1)
+
+
+@torch.no_grad()
+def likelihood_bounds(
+    model: GenerativeModel, split: Split, k: int = 1000, max_rows: int = 50_000, seed: int = 0
+) -> dict[str, float]:
+    """Negative ELBO and IWAE negative log-likelihood (nats per image), from the same ``k`` draws.
+
+    Images are processed in chunks so that at most ``max_rows`` decoder rows are alive at once.
+    """
+    if not is_probabilistic(model):
+        raise UsageError("ELBO and IWAE need a Gaussian latent (mu, log_var) and a likelihood term such as 'bce'.")
+    model.eval()
+    torch.manual_seed(seed)
+    per_chunk = max(1, max_rows // k)
+    elbo_sum = iwae_sum = 0.0
+    for x, condition in _batches(model, split, per_chunk):
+        weights = torch.cat([log_weights(model, x, condition, part) for part in _parts(k, max_rows)])
+        elbo_sum += weights.mean(0).sum().item()
+        iwae_sum += (torch.logsumexp(weights, 0) - math.log(k)).sum().item()
+    return {"neg_elbo": -elbo_sum / len(split), "nll_iwae": -iwae_sum / len(split), "iw_samples": k}
+
+
+def _parts(k: int, max_rows: int) -> list[int]:
+    """Split ``k`` draws into pieces of at most ``max_rows`` (for one image at a time when k is huge)."""
+    size = max(1, min(k, max_rows))
+    return [size] * (k // size) + ([k % size] if k % size else [])
+
+
+def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
+    """Latent dims whose posterior mean varies across images: Cov_x(E[z|x]) > threshold (Burda et al.)."""
+    return int((mu.var(0) > threshold).sum())
+
+
+def gaussian_kl_to_standard(z: torch.Tensor) -> float:
+    """KL(N(m, S) || N(0, I)) for the Gaussian N(m, S) fitted to the points ``z`` (n, d)."""
+    z = z.double()
+    m = z.mean(0)
+    s = torch.cov(z.T).reshape(z.shape[1], z.shape[1]) + 1e-9 * torch.eye(z.shape[1], dtype=z.dtype)
+    return float(0.5 * (torch.trace(s) + m @ m - z.shape[1] - torch.logdet(s)))
+
+
+def mmd_to_standard(z: torch.Tensor, seed: int = 0) -> float:
+    """Unbiased MMD^2 between ``z`` and as many N(0, I) draws, RBF kernel exp(-|a-b|^2 / (2 d)).
+
+    The bandwidth sqrt(d) matches the scale of N(0, I) in d dimensions; 0 means indistinguishable.
+    """
+    z = z.double()
+    n, d = z.shape
+    generator = torch.Generator().manual_seed(seed)
+    prior = torch.randn(n, d, generator=generator, dtype=z.dtype)
+
+    def kernel_mean(a: torch.Tensor, b: torch.Tensor, same: bool) -> torch.Tensor:
+        k = torch.exp(-torch.cdist(a, b).square() / (2 * d))
+        if same:
+            return (k.sum() - k.diagonal().sum()) / (n * (n - 1))
+        return k.mean()
+
+    return float(kernel_mean(z, z, True) + kernel_mean(prior, prior, True) - 2 * kernel_mean(z, prior, False))
+
+
+def knn_accuracy(z: torch.Tensor, labels: torch.Tensor, k: int = 5, folds: int = 5, seed: int = 0) -> float:
+    """Cross-validated accuracy of a k-nearest-neighbour classifier (Euclidean, majority vote)."""
+    n = z.shape[0]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    correct = 0
+    for fold in order.chunk(folds):
+        train = torch.ones(n, dtype=torch.bool)
+        train[fold] = False
+        distances = torch.cdist(z[fold].double(), z[train].double())
+        neighbours = labels[train][distances.topk(min(k, int(train.sum())), largest=False).indices]
+        correct += int((torch.mode(neighbours, dim=1).values == labels[fold]).sum())
+    return correct / n
+
+
+def chance_level(labels: torch.Tensor) -> float:
+    """Accuracy of always guessing the most frequent class."""
+    return float(torch.bincount(labels).max()) / labels.numel()
+
+
+def aggregate_sample(post: Posterior, seed: int = 0) -> torch.Tensor:
+    """One draw z ~ q(z|x) per image: a sample of the aggregate posterior (the means for an AE)."""
+    if post.log_var is None:
+        return post.mu
+    noise = torch.randn(post.mu.shape, generator=torch.Generator().manual_seed(seed))
+    return post.mu + torch.exp(0.5 * post.log_var) * noise
+
+
+def latent_metrics(post: Posterior, seed: int = 0) -> dict[str, float]:
+    """Active units, Gaussianity of the aggregate posterior and k-NN separability of the means."""
+    z = aggregate_sample(post, seed)
+    return {
+        "latent_dim": post.mu.shape[1],
+        "active_units": active_units(post.mu),
+        "gaussian_kl": gaussian_kl_to_standard(z),
+        "mmd": mmd_to_standard(z, seed),
+        "knn_accuracy": knn_accuracy(post.mu, post.labels, seed=seed),
+        "chance": chance_level(post.labels),
+    }

@@ -1,0 +1,4 @@
+"""What genreg writes to disk: atomic writes (:mod:`~genreg.files.atomic`), checksummed safetensors
+(:mod:`~genreg.files.tensors`), model files and checkpoints (:mod:`~genreg.files.model_files`) and the run
+folder's layout (:mod:`~genreg.files.run_folder`).
+"""

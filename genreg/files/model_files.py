@@ -1,0 +1,219 @@
+"""Model files and training checkpoints: safetensors only, never pickle.
+
+A model file holds the weights plus, in its metadata, the resolved spec, the
+data description and genreg's version, so that one file rebuilds the model. A
+checkpoint also holds the optimiser state (tensors, with its hyper-parameters
+as JSON) and the number of finished epochs: nothing is pickled, and training
+needs no RNG state because every epoch reseeds from (seed, epoch). Every write
+goes to a temporary file that replaces the old one only when complete, and
+every file carries a checksum, because safetensors checks a file's layout but
+not its contents.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from genreg.data.splits import DataInfo
+from genreg.errors import GenregError, ModelFileError
+from genreg.files.run_folder import RunFolder
+from genreg.files.tensors import CHECKSUM, cpu_tensors, load_state, read_tensors, save_tensors, under, unreadable
+from genreg.model.assembly import build_model, derive_spec
+from genreg.model.generative import GenerativeModel
+from genreg.plugin.manager import get_registry, plugin_infos
+from genreg.version import __version__
+
+# Version 2: a model's conditioners live under ``conditioner.parts.<i>.`` (several condition columns);
+# version-1 files, with one conditioner's tensors directly under ``conditioner.``, are still read.
+MODEL_FORMAT = "genreg-model/2"
+CHECKPOINT_FORMAT = "genreg-checkpoint/2"
+READABLE_VERSIONS = ("1", "2")
+
+
+def _plugins(model: GenerativeModel) -> dict[str, str]:
+    """The plugin behind each registered part and the package it came from, to name a missing one on load."""
+    registry, infos = get_registry(), {info.name: info for info in plugin_infos()}
+    names = {entry.plugin for part in model.modules() if (entry := registry.find(part)) is not None}
+    # "genreg-example-plugin 0.1.0"; a plugin added with register_plugin has no package: "registered in Python"
+    origin = {
+        name: f"{info.distribution} {info.version}".removesuffix(" -").strip("()") for name, info in infos.items()
+    }
+    return {name: origin.get(name, "unknown package") for name in sorted(names)}
+
+
+def _model_metadata(model: GenerativeModel, spec: dict | None) -> dict[str, str]:
+    metadata = {"genreg.format": MODEL_FORMAT, "genreg.version": __version__}
+    metadata["genreg.data"] = json.dumps(model.data_info.to_json())
+    metadata["genreg.plugins"] = json.dumps(_plugins(model))
+    try:
+        metadata["genreg.spec"] = json.dumps(spec or {"model": derive_spec(model)})
+    except ModelFileError as exc:
+        warnings.warn(f"saving weights without a spec: {exc}", stacklevel=3)
+    return metadata
+
+
+def save_model(
+    model: GenerativeModel, path: str | Path, spec: dict | None = None, metadata: dict[str, str] | None = None
+) -> Path:
+    """Write weights + spec (``spec`` or the model's own) to a ``.safetensors`` file.
+
+    ``metadata`` adds entries of its own (e.g. ``genreg.extension``); they are
+    covered by the checksum like the rest, and may not replace genreg's entries.
+    """
+    path = Path(path)
+    recorded = _model_metadata(model, spec)
+    clash = sorted(set(metadata or {}) & {*recorded, CHECKSUM})
+    if clash:
+        raise ValueError(f"save_model writes {', '.join(clash)} itself; give other metadata keys.")
+    save_tensors(path, cpu_tensors(model.state_dict()), {**recorded, **(metadata or {})})
+    return path
+
+
+def read_metadata(path: str | Path, expected: str = MODEL_FORMAT) -> dict[str, str]:
+    """The genreg metadata of a file, checked for format and version."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file (expected a .safetensors file or a run folder).")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        raise unreadable(path, exc) from None
+    fmt = metadata.get("genreg.format")
+    if fmt is None:
+        raise ModelFileError(
+            f"{path} is a safetensors file but not a genreg one (no genreg metadata); if it holds weights "
+            "of a model you build yourself, load them with genreg.load_weights(model, path)."
+        )
+    kind, _, version = fmt.partition("/")
+    want_kind, _, want_version = expected.partition("/")
+    allowed = {want_kind, CHECKPOINT_FORMAT.partition("/")[0]} if expected == MODEL_FORMAT else {want_kind}
+    if kind not in allowed or version not in READABLE_VERSIONS:
+        advice = ""
+        if kind in allowed:
+            newer = version.isdecimal() and int(version) > int(want_version)
+            advice = "; upgrade genreg to load it" if newer else "; load it with the genreg version that saved it"
+        readable = " or ".join(f"'{want_kind}/{v}'" for v in READABLE_VERSIONS)
+        raise ModelFileError(
+            f"{path} has format '{fmt}' (saved by genreg {metadata.get('genreg.version', '?')}); "
+            f"this genreg {__version__} reads {readable}{advice}."
+        )
+    return metadata
+
+
+def model_file(path: str | Path) -> Path:
+    """A run folder means its ``model.safetensors``; a file means itself."""
+    path = Path(path)
+    return RunFolder(path).model if path.is_dir() else path
+
+
+def read_spec(path: str | Path) -> dict:
+    """The spec recorded in a model file (at least ``{"model": ...}``; runs also record data and train)."""
+    path = model_file(path)
+    metadata = read_metadata(path)
+    if "genreg.spec" not in metadata:
+        raise ModelFileError(f"{path} records no spec (its model was composed from unregistered parts).")
+    return _recorded(path, metadata)[0]
+
+
+def _recorded(path: Path, metadata: dict[str, str]) -> tuple[dict, DataInfo]:
+    """The spec and data description a genreg file records, or an error saying they are damaged."""
+    try:
+        spec, info = json.loads(metadata["genreg.spec"]), DataInfo.from_json(json.loads(metadata["genreg.data"]))
+        if not isinstance(spec.get("model"), dict):
+            raise ValueError("the spec has no 'model' object")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(
+            f"{path}: its genreg metadata is damaged ({type(exc).__name__}: {exc}); "
+            "it was not written by genreg, or was edited afterwards."
+        ) from None
+    return spec, info
+
+
+def _missing_plugins(metadata: dict[str, str]) -> str:
+    """A sentence naming the plugins a file was saved with that are not loaded here (empty if none)."""
+    try:
+        saved = dict(json.loads(metadata.get("genreg.plugins", "{}")))
+    except (TypeError, ValueError):
+        return ""
+    loaded = {info.name for info in plugin_infos() if info.error is None}
+    missing = [f"'{name}' ({origin})" for name, origin in saved.items() if name not in loaded]
+    if not missing:
+        return ""
+    which = f"plugin {missing[0]}, which is" if len(missing) == 1 else f"plugins {', '.join(missing)}, which are"
+    return f" It was saved with {which} not loaded here: install it, or check GENREG_PLUGINS and `genreg plugins`."
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> GenerativeModel:
+    """Rebuild a model from one ``.safetensors`` file (a run folder means its model file)."""
+    path = model_file(path)
+    metadata = read_metadata(path)
+    if "genreg.spec" not in metadata:
+        raise ModelFileError(
+            f"{path} holds weights without a spec (its model was composed from unregistered parts); "
+            "rebuild that model in Python and call genreg.load_weights(model, path)."
+        )
+    state = load_state(path, "model." if metadata["genreg.format"] == CHECKPOINT_FORMAT else "")
+    spec, info = _recorded(path, metadata)
+    try:
+        model = build_model(spec["model"], info)
+    except GenregError as exc:
+        message = f"{path}: cannot rebuild the model it describes: {exc}{_missing_plugins(metadata)}"
+        raise ModelFileError(message) from None
+    _fill(model, state, path)
+    return model.to(device).eval()
+
+
+def _fill(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load ``state`` into ``model``, naming ``path`` when names or shapes differ."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: weights do not fit the model: {exc}") from None
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, prefix: str = "") -> torch.nn.Module:
+    """Load a genreg file's weights into ``model`` (names and shapes must match)."""
+    _fill(model, load_state(path, prefix), Path(path))
+    return model
+
+
+def save_checkpoint(
+    path: str | Path, model: GenerativeModel, optimizer: torch.optim.Optimizer, epoch: int, spec: dict | None
+) -> None:
+    """Everything needed to continue training after ``epoch`` finished epochs: tensors, plus JSON metadata."""
+    optim = optimizer.state_dict()
+    tensors = cpu_tensors(model.state_dict(), "model.")
+    for index, state in optim["state"].items():
+        tensors.update(cpu_tensors(state, f"optim.{index}."))
+    metadata = _model_metadata(model, spec)
+    metadata["genreg.format"] = CHECKPOINT_FORMAT
+    metadata["genreg.epoch"] = str(epoch)
+    metadata["genreg.param_groups"] = json.dumps(optim["param_groups"])
+    save_tensors(Path(path), tensors, metadata)
+
+
+def load_checkpoint(path: str | Path, model: GenerativeModel, optimizer: torch.optim.Optimizer) -> int:
+    """Restore model and optimiser from a checkpoint; returns the finished epochs."""
+    path = Path(path)
+    metadata = read_metadata(path, CHECKPOINT_FORMAT)
+    tensors = read_tensors(path)[1]  # one read, checksum verified
+    _fill(model, under(tensors, "model."), path)
+    device = model.device
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    try:
+        for name, tensor in under(tensors, "optim.").items():
+            index, _, key = name.partition(".")
+            state.setdefault(int(index), {})[key] = tensor if key == "step" else tensor.to(device)
+        optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["genreg.param_groups"])})
+        return int(metadata["genreg.epoch"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path}: its optimiser state does not fit this run's optimiser ({type(exc).__name__}: {exc}); "
+            "start the run again without --resume."
+        ) from None

@@ -1,0 +1,220 @@
+"""A run folder: the files a run writes, by name, its metrics file and whether a spec may go on in it.
+
+Everything that reads or writes a run folder asks :class:`RunFolder` for a file's
+name rather than spelling it, so the layout lives here alone::
+
+    runs/vae/
+      spec.json               the resolved spec (every default filled in)
+      model.safetensors       weights + spec: rebuilds the model alone
+      checkpoint.safetensors  model and optimiser after the last finished epoch
+      metrics.jsonl           one JSON line per finished epoch
+      samples.png, latent.png pictures of the final model
+      eval.json               written by `genreg eval`
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from genreg.errors import OutputError, RunFolderError
+from genreg.files.atomic import atomic_write, write_json
+from genreg.spec.overrides import dotted
+
+#: What a resumed run may change: the run may grow longer, and callbacks only watch (they cannot change weights).
+MAY_CHANGE_ON_RESUME = ("train.epochs", "train.callbacks")
+
+
+class RunFolder:
+    """The run folder at ``path``; nothing is read or written until a method is called."""
+
+    SPEC = "spec.json"
+    MODEL = "model.safetensors"
+    CHECKPOINT = "checkpoint.safetensors"
+    METRICS = "metrics.jsonl"
+    SAMPLES = "samples.png"
+    LATENT = "latent.png"
+    OUTPUTS = (SPEC, MODEL, CHECKPOINT, METRICS, SAMPLES, LATENT)
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def spec(self) -> Path:
+        return self.path / self.SPEC
+
+    @property
+    def model(self) -> Path:
+        return self.path / self.MODEL
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / self.CHECKPOINT
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def samples(self) -> Path:
+        return self.path / self.SAMPLES
+
+    @property
+    def latent(self) -> Path:
+        return self.path / self.LATENT
+
+    @staticmethod
+    def evaluation_file(model_file: Path, split_name: str = "test") -> Path:
+        """Where ``genreg eval`` writes its measurements of ``model_file`` on ``split_name``.
+
+        ``eval.json`` in a run folder (``eval-<split>.json`` for other splits); beside
+        a model file of another name, ``<stem>.eval.json``.
+        """
+        stem = "eval" if model_file.name == RunFolder.MODEL else f"{model_file.stem}.eval"
+        return model_file.parent / (f"{stem}.json" if split_name == "test" else f"{stem}-{split_name}.json")
+
+    def artifacts(self) -> list[Path]:
+        """What the folder holds worth keeping with a tracker's run: its pictures, model file and spec."""
+        return sorted(self.path.glob("*.png")) + [path for path in (self.model, self.spec) if path.is_file()]
+
+    # ------------------------------------------------------------------ before a run
+
+    def check(self, resume: bool, overwrite: bool) -> list[str]:
+        """Refuse to clobber a run, to resume nothing or to use a folder that cannot be written.
+
+        It runs before any data is loaded, so these mistakes cost nothing. Returns the
+        run files already there. Raises :class:`RunFolderError`.
+        """
+        self._check_writable()
+        existing = [name for name in self.OUTPUTS if (self.path / name).exists()]
+        if resume and not self.checkpoint.exists():
+            raise RunFolderError(f"cannot resume: {self.checkpoint} does not exist (run without --resume first).")
+        if existing and not resume and not overwrite:
+            raise RunFolderError(
+                f"{self.path} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
+                "--overwrite to replace it, or --out to choose another folder."
+            )
+        return existing
+
+    def _check_writable(self) -> None:
+        """The folder, or else the nearest folder above it that exists, must be a writable directory."""
+        base = next(path for path in (self.path, *self.path.parents) if os.path.exists(path))
+        if not base.is_dir():
+            problem = f"{base} is a file, not a folder"
+        elif not os.access(base, os.W_OK | os.X_OK):
+            problem = f"{base} is not writable (no permission, or a read-only file system)"
+        else:
+            return
+        raise RunFolderError(f"cannot write the run folder {self.path}: {problem}; choose another folder with --out.")
+
+    def create(self, replace: list[str], needed: int) -> None:
+        """Make the folder, prove it takes a file and ``needed`` bytes, then remove the files ``replace`` names."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".genreg-write-test"
+            probe.write_text("ok")
+            probe.unlink()
+            free = shutil.disk_usage(self.path).free + sum((self.path / name).stat().st_size for name in replace)
+        except OSError as exc:
+            raise RunFolderError(f"cannot write to the run folder {self.path}: {exc.strerror or exc}.") from None
+        if free < needed:
+            raise RunFolderError(
+                f"not enough free space in {self.path}: the run's checkpoint and model files need about "
+                f"{needed / 1e6:.1f} MB and {free / 1e6:.1f} MB is free; free some space or choose another folder "
+                "with --out."
+            )
+        for name in replace:
+            (self.path / name).unlink()
+
+    # ------------------------------------------------------------------ the spec
+
+    def write_spec(self, resolved: dict) -> None:
+        write_json(self.spec, resolved)
+
+    def read_spec(self) -> dict | None:
+        """The resolved spec the folder's run started with (None if there is none)."""
+        return json.loads(self.spec.read_text()) if self.spec.exists() else None
+
+    def spec_differences(self, resolved: dict, may_change: tuple[str, ...] = ()) -> list[str]:
+        """The dotted keys at which ``resolved`` differs from the folder's spec, but those under ``may_change``."""
+        saved, new = dotted(self.read_spec() or {}, lists=False), dotted(resolved, lists=False)
+        return [
+            key
+            for key in sorted(set(saved) | set(new))
+            if saved.get(key) != new.get(key) and not any(key == k or key.startswith(k + ".") for k in may_change)
+        ]
+
+    def check_resumable(self, resolved: dict) -> None:
+        """A resumed run must use the spec it started with; only :data:`MAY_CHANGE_ON_RESUME` may differ."""
+        differences = self.spec_differences(resolved, MAY_CHANGE_ON_RESUME)
+        if differences:
+            raise RunFolderError(
+                f"cannot resume {self.path}: the spec differs from the one it started with at "
+                f"{', '.join(differences)}; only {' and '.join(MAY_CHANGE_ON_RESUME)} may change."
+            )
+
+    # ------------------------------------------------------------------ metrics.jsonl
+
+    def append_metrics(self, record: dict) -> None:
+        """Add an epoch's line; a line cut short by a crash is dropped on resume (see :meth:`truncate_metrics`)."""
+        try:
+            with open(self.metrics, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise OutputError(
+                f"could not append to {self.metrics} ({exc.strerror or exc}); the checkpoint of epoch "
+                f"{record['epoch']} was written, so the run can be resumed once there is room."
+            ) from None
+
+    def read_metrics(self) -> list[dict]:
+        """Every epoch's record, oldest first; a line cut short by a crash is left out."""
+        if not self.metrics.exists():
+            return []
+        return [record for record in map(_record, self.metrics.read_text().splitlines()) if record is not None]
+
+    def truncate_metrics(self, epochs: int) -> None:
+        """Drop metric lines past the checkpoint of ``epochs`` (written after it, before a crash)."""
+        if not self.metrics.exists():
+            return
+        lines = [line for line in self.metrics.read_text().splitlines() if line.strip()]
+        kept = [line for line in lines if _epoch_of(line) <= epochs]
+        if len(kept) != len(lines):
+            atomic_write(self.metrics, lambda tmp: tmp.write_text("".join(k + "\n" for k in kept)))
+
+    def recorded_epochs(self) -> int:
+        """The last epoch ``metrics.jsonl`` records (0 if none)."""
+        return max((int(record["epoch"]) for record in self.read_metrics()), default=0)
+
+    def finished(self, epochs: int) -> bool:
+        """Whether the run is over: its model file is written and it trained ``epochs`` epochs, or it was stopped
+        (by a callback) with the model file written after its last checkpoint."""
+        if not self.model.exists():
+            return False
+        if self.recorded_epochs() >= epochs:
+            return True
+        return self.checkpoint.exists() and self.model.stat().st_mtime_ns >= self.checkpoint.stat().st_mtime_ns
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    """A metrics line's record; None for a blank line or one cut short by a crash."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "epoch" in record else None
+
+
+def _epoch_of(line: str) -> float:
+    """The epoch a metrics line records; a line cut short by a crash counts as past every checkpoint."""
+    record = _record(line)
+    return math.inf if record is None else record["epoch"]

@@ -1,0 +1,169 @@
+"""Model assembly: from validated part configs to a :class:`GenerativeModel`, and back.
+
+Recipes (``ae``, ``vae``, ``cvae`` in the built-in plugin) are subclasses of
+:class:`ComposedModelConfig` that only change defaults; :func:`compose_model`
+builds every one of them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from genreg.data.splits import DataInfo
+from genreg.errors import AssemblyError, ModelFileError
+from genreg.model.conditions import Conditions, is_continuous
+from genreg.model.generative import GenerativeModel
+from genreg.plugin.manager import get_registry
+from genreg.plugin.registry import Registry
+from genreg.spec.parts import Part, StrictModel
+from genreg.spec.validate import validate_part
+
+
+class ComposedModelConfig(StrictModel):
+    """Custom composition: every part named explicitly (recipes subclass this with defaults)."""
+
+    latent_dim: int = Field(ge=1, description="size of the latent code z")
+    encoder: Part("encoder")
+    latent: Part("latent")
+    decoder: Part("decoder")
+    conditioner: list[Part("conditioner")] | None = Field(
+        None,
+        description="one conditioner or a list, each reading its 'column' (default: label); their vectors, "
+        "concatenated in this order, go to the decoder, and to the encoder unless condition_encoder is false",
+    )
+    condition_encoder: bool = Field(
+        True,
+        description="feed the condition to the encoder as well as the decoder (a cVAE's q(z|x,c)); false gives q(z|x)",
+    )
+    losses: list[Part("loss")] = Field(min_length=1, description="loss terms, summed with their weights")
+
+    @field_validator("conditioner", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        """One conditioner object is a list of one; an empty list is a mistake (null means none)."""
+        if isinstance(value, dict):
+            return [value]
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one conditioner, or null for an unconditional model")
+        return value
+
+
+UNCONDITIONED_ENCODER = (
+    "model.condition_encoder is false: the encoder ignores the class label and only the decoder gets it, "
+    "so the posterior is q(z|x) instead of the textbook cVAE's q(z|x,c). The latent code must then carry "
+    "the class information itself, and changing the label at decode time no longer separates class from "
+    "style as cleanly. Leave condition_encoder true (the default) for a standard cVAE."
+)
+
+
+def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeModel:
+    """Build the parts a composed config names, with the data's shape and condition columns."""
+    registry = get_registry()
+    spec = config.model_dump(mode="json")
+    conditions = None
+    if config.conditioner is not None:
+        conditions = build_conditions(config.conditioner, data, registry)
+        for part_spec, part in zip(spec["conditioner"], conditions.parts, strict=True):
+            if part_spec.get("num_classes", 0) is None:
+                part_spec["num_classes"] = part.num_classes  # resolve "from the data"
+        if not config.condition_encoder:
+            warnings.warn(UNCONDITIONED_ENCODER, stacklevel=2)
+    condition_dim = 0 if conditions is None else conditions.dim
+    encoder_condition_dim = condition_dim if config.condition_encoder else 0
+    encoder = registry.build(
+        "encoder", config.encoder, input_shape=data.image_shape, condition_dim=encoder_condition_dim
+    )
+    latent = registry.build("latent", config.latent, in_features=encoder.out_features, dim=config.latent_dim)
+    decoder = registry.build(
+        "decoder",
+        config.decoder,
+        latent_dim=config.latent_dim,
+        condition_dim=condition_dim,
+        output_shape=data.image_shape,
+    )
+    losses = [registry.build("loss", term) for term in config.losses]
+    return GenerativeModel(
+        encoder=encoder,
+        latent=latent,
+        decoder=decoder,
+        losses=losses,
+        data=data,
+        conditioner=conditions,
+        condition_encoder=config.condition_encoder,
+        spec=spec,
+    )
+
+
+def build_conditions(configs: list[Any], data: DataInfo, registry: Registry) -> Conditions:
+    """One conditioner per config, each built for the column it reads; errors name the column."""
+    parts, columns = [], []
+    for i, config in enumerate(configs):
+        where = f"model.conditioner[{i}] (column '{config.column}')"
+        if config.column not in data.columns:
+            raise AssemblyError(
+                f"{where}: the data has no column '{config.column}'; its columns: {', '.join(data.columns)}."
+            )
+        classes = data.columns[config.column]
+        try:
+            part = registry.build("conditioner", config, num_classes=max(classes, 1))
+        except AssemblyError as exc:
+            raise AssemblyError(f"{where}: {exc}") from None
+        if classes == 0 and not is_continuous(part):
+            raise AssemblyError(
+                f"{where}: column '{config.column}' is continuous (float values) but this conditioner reads "
+                "classes; use a continuous conditioner (e.g. 'continuous') for it."
+            )
+        parts.append(part)
+        columns.append(config.column)
+    return Conditions(parts, columns)
+
+
+def build_model(model_spec: dict | Any, data: DataInfo) -> GenerativeModel:
+    """Build a model from a (validated or raw) model spec and the data's description."""
+    registry = get_registry()
+    if isinstance(model_spec, dict):
+        model_spec = validate_part("model", model_spec, registry)
+    model = registry.build("model", model_spec, data=data)
+    if not isinstance(model, GenerativeModel):
+        raise AssemblyError(f"model recipe '{model_spec.type}' returned {type(model).__name__}, not a GenerativeModel.")
+    if model.spec is None:
+        model.spec = model_spec.model_dump(mode="json")
+    return model
+
+
+def derive_spec(model: GenerativeModel) -> dict:
+    """The ``custom`` recipe spec of a model composed by hand from registered parts."""
+    if model.spec is not None:
+        return model.spec
+    registry = get_registry()
+    parts = {"encoder": model.encoder, "latent": model.latent, "decoder": model.decoder}
+    spec: dict[str, Any] = {
+        "type": "custom",
+        "latent_dim": model.latent.dim,
+        "condition_encoder": model.condition_encoder,
+    }
+    for slot, part in parts.items():
+        spec[slot] = _part_spec(registry, part, slot)
+    if model.conditioner is not None:
+        conditions = model.conditioner
+        spec["conditioner"] = [
+            {**_part_spec(registry, part, "conditioner"), "column": column}
+            for part, column in zip(conditions.parts, conditions.columns, strict=True)
+        ]
+    spec["losses"] = [_part_spec(registry, term, "loss term") for term in model.losses]
+    return spec
+
+
+def _part_spec(registry: Registry, part: Any, slot: str) -> dict:
+    entry = registry.find(part)
+    config = getattr(part, "config", None)
+    if entry is None or config is None:
+        raise ModelFileError(
+            f"cannot describe the {slot} ({type(part).__name__}) as a spec: it is not a registered "
+            "component with a .config. Register it through a plugin, or save weights only with "
+            "genreg.save_weights and load them into a model you rebuild yourself."
+        )
+    return {"type": entry.name, **config.model_dump(mode="json", exclude={"type"})}

@@ -1,0 +1,282 @@
+"""The generative model every recipe builds: conditioner, encoder, latent, decoder, losses.
+
+AE, VAE and cVAE are the same class with different parts; there is one forward
+pass and one loss for all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from genreg.data.splits import LABEL, DataInfo, Split
+from genreg.errors import AssemblyError, ConditionError, GenregError
+from genreg.model.conditions import Condition, Conditions, is_continuous
+from genreg.model.losses import full_precision, weight_schedule
+from genreg.plugin.protocols import LatentSample, ModelOutput
+
+
+class GenerativeModel(nn.Module):
+    """An autoencoder-family model composed of parts.
+
+    The condition (if a conditioner is given) is fed to the decoder, and to the
+    encoder unless ``condition_encoder`` is false (then the posterior is q(z|x)
+    and the encoder must have been built for no condition). ``spec`` is the
+    model's resolved spec (a dict) when it is known; it is what a saved file
+    records so the model can be rebuilt from that file alone.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: nn.Module,
+        latent: nn.Module,
+        decoder: nn.Module,
+        losses: Sequence[nn.Module],
+        data: DataInfo,
+        conditioner: Conditions | nn.Module | None = None,
+        condition_encoder: bool = True,
+        spec: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if conditioner is not None and not isinstance(conditioner, Conditions):
+            conditioner = Conditions([conditioner], [LABEL])  # one conditioner part: it reads the class label
+        self.conditioner = conditioner
+        self.condition_encoder = condition_encoder
+        self.encoder = encoder
+        self.latent = latent
+        self.decoder = decoder
+        self.losses = nn.ModuleList(losses)
+        self.data_info = data
+        self.spec = spec
+        self.weight_schedules = [_weight_schedule(term) for term in self.losses]
+        self._check_losses()
+        self._check_shapes()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters live."""
+        return next(self.parameters()).device
+
+    @contextmanager
+    def evaluating(self) -> Iterator[GenerativeModel]:
+        """Eval mode for a measurement or a picture, restoring the caller's mode afterwards."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was_training)
+
+    @property
+    def conditional(self) -> bool:
+        return self.conditioner is not None
+
+    @property
+    def loss_names(self) -> list[str]:
+        return [term.config.metric_name for term in self.losses]
+
+    def condition(self, condition: Condition | None) -> torch.Tensor | None:
+        """The condition vectors for ``condition`` (None for an unconditional model).
+
+        ``condition`` maps each column the model reads to one value per image (a
+        split's ``condition()`` gives that); for a model with one condition column a
+        bare tensor of its values will do, e.g. the class labels of a cVAE.
+        """
+        if self.conditioner is None:
+            return None
+        if condition is None:
+            raise ConditionError(
+                f"this model is conditional: pass its condition (column(s) {', '.join(self.conditioner.columns)}), "
+                "e.g. the class labels."
+            )
+        return self.conditioner(condition)
+
+    def condition_of(self, split: Split, index: slice | torch.Tensor = slice(None)) -> dict[str, torch.Tensor] | None:
+        """The columns this model reads, of ``split``'s images at ``index``, on its device (None if none)."""
+        if self.conditioner is None:
+            return None
+        condition = split.condition(index)
+        return {column: condition[column].to(self.device) for column in self.conditioner.columns}
+
+    def forward(self, x: torch.Tensor, condition: Condition | None = None) -> ModelOutput:
+        c = self.condition(condition)
+        latent = self.latent(self.encoder(x, c if self.condition_encoder else None))
+        return ModelOutput(self.decoder(latent.z, c), latent)
+
+    def loss_values(self, x: torch.Tensor, out: ModelOutput) -> dict[str, torch.Tensor]:
+        """Each loss term's value per example (unweighted), by name."""
+        return {term.config.metric_name: term(x, out) for term in self.losses}
+
+    def term_means(self, x: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
+        """Each loss term's batch mean (unweighted, float32), in ``loss_names`` order.
+
+        One tensor rather than a dict, so the trainer can weight it with a device
+        tensor inside a compiled or graph-captured step.
+        """
+        values = self.loss_values(x, self(x, condition))
+        return torch.stack([full_precision(v).mean() for v in values.values()])
+
+    def loss_weights(self, progress: float) -> list[float]:
+        """Each term's weight after ``progress`` epochs: its ``weight`` times its schedule's factor."""
+        return [
+            term.config.weight * (schedule.factor(progress) if schedule is not None else 1.0)
+            for term, schedule in zip(self.losses, self.weight_schedules, strict=True)
+        ]
+
+    def loss(
+        self, x: torch.Tensor, condition: Condition | None = None, progress: float = math.inf
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted total (a scalar) and each term's batch mean, at ``progress`` epochs."""
+        means = self.term_means(x, condition)
+        weights = torch.tensor(self.loss_weights(progress), dtype=means.dtype, device=means.device)
+        return (means * weights).sum(), dict(zip(self.loss_names, means.unbind(), strict=True))
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
+        """The deterministic latent code (posterior mean) of each image."""
+        c = self.condition(condition) if self.condition_encoder else None
+        return self.latent.mean(self.encoder(x, c))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
+        """Pixel means in [0, 1] (sigmoid of the decoder's logits)."""
+        return torch.sigmoid(self.decoder(z, self.condition(condition)).float())
+
+    @torch.no_grad()
+    def sample(
+        self, n: int | None = None, labels: torch.Tensor | None = None, condition: Condition | None = None
+    ) -> torch.Tensor:
+        """Decode draws from the prior, one per image; a conditional model needs its condition for each.
+
+        ``labels`` (class indices) is short for ``condition={"label": labels}``.
+        """
+        if labels is not None:
+            condition = {LABEL: torch.as_tensor(labels), **(condition or {})}
+        if condition is not None:
+            condition = self.checked(condition)
+            n = len(next(iter(condition.values())))
+        if n is None:
+            raise ValueError("pass n (number of images), labels or a condition.")
+        z = self.latent.sample_prior(n, self.device)
+        return self.decode(z, condition)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
+        """Decode each image's posterior mean."""
+        return self.decode(self.encode(x, condition), condition)
+
+    @torch.no_grad()
+    def transfer(self, x: torch.Tensor, condition: Condition, targets: Condition) -> torch.Tensor:
+        """Counterfactual decoding: each image's latent code decoded under every target condition.
+
+        Image i is encoded with its own condition to its posterior mean z_i; the result's
+        row i, shape (T, *image_shape), decodes that same z_i under each of the T targets,
+        so what the latent code carries (the writing style) stays and the condition
+        changes. ``targets`` is a tensor of T classes, or {column: T values} for the
+        columns to change; the columns it leaves out keep each image's own values.
+        """
+        if self.conditioner is None:
+            raise ConditionError("this model is not conditional: it takes no condition.")
+        own = self.conditioner.columns_of(condition, self.device)
+        if isinstance(targets, torch.Tensor) or not isinstance(targets, Mapping):
+            targets = {LABEL: torch.as_tensor(targets)}
+        targets = {column: torch.as_tensor(v).reshape(-1).to(self.device) for column, v in targets.items()}
+        unknown = sorted(set(targets) - set(own))
+        if unknown:
+            raise ConditionError(
+                f"cannot transfer to column(s) {', '.join(unknown)}: the model reads {', '.join(own)}."
+            )
+        count = len(next(iter(targets.values())))
+        z = self.encode(x, own)
+        decoded_under = {
+            column: targets[column].repeat(len(z)) if column in targets else values.repeat_interleave(count)
+            for column, values in own.items()
+        }
+        decoded = self.decode(z.repeat_interleave(count, dim=0), self.checked(decoded_under))
+        return decoded.view(len(z), count, *decoded.shape[1:])
+
+    def checked(self, condition: Condition) -> dict[str, torch.Tensor]:
+        """``condition`` as {column: values} on the model's device, each value one the model knows."""
+        if self.conditioner is None:
+            raise ConditionError("this model is not conditional: it takes no condition.")
+        values = self.conditioner.columns_of(condition, self.device)
+        self.conditioner.check(values)
+        return values
+
+    def _check_losses(self) -> None:
+        names = self.loss_names
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise AssemblyError(f"loss terms must have distinct names; repeated: {', '.join(dupes)}. Set 'name'.")
+        provided = set(getattr(self.latent, "provides", ()))
+        for term in self.losses:
+            missing = set(term.requires) - provided
+            if missing:
+                raise AssemblyError(
+                    f"loss term '{term.config.metric_name}' needs {sorted(missing)} from the latent, but "
+                    f"{describe(self.latent)} provides {sorted(provided) or 'nothing'}; "
+                    "use a latent that provides them (e.g. 'gaussian') or drop the term."
+                )
+
+    def _check_shapes(self) -> None:
+        """Run two dummy images through the parts, naming the part that fails or whose output is off."""
+        shape = self.data_info.image_shape
+        with self.evaluating(), torch.no_grad():
+            x = torch.zeros(2, *shape, device=self.device)
+            c = None
+            if self.conditioner is not None:
+                for part in self.conditioner.parts:
+                    dtype = torch.float32 if is_continuous(part) else torch.long
+                    values = torch.zeros(2, dtype=dtype, device=self.device)
+                    _expect(part, _trial(part, values), (2, part.dim), "condition")
+                c = self.condition({column: torch.zeros(2, device=self.device) for column in self.conditioner.columns})
+            features = _trial(self.encoder, x, c if self.condition_encoder else None)
+            _expect(self.encoder, features, (2, self.encoder.out_features), "features")
+            latent = _trial(self.latent, features)
+            if not isinstance(latent, LatentSample):
+                raise AssemblyError(f"{describe(self.latent)} must return a genreg.LatentSample.")
+            _expect(self.latent, latent.z, (2, self.latent.dim), "z")
+            _expect(self.decoder, _trial(self.decoder, latent.z, c), (2, *shape), "logits")
+
+
+def _weight_schedule(term: nn.Module) -> object:
+    """The term's weight schedule, built; a plugin's schedule that fails to build is named, not a traceback."""
+    try:
+        return weight_schedule(term.config)
+    except GenregError as exc:
+        raise AssemblyError(f"loss term '{term.config.metric_name}': its schedule: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a plugin schedule's factory failing on epochs=None, say
+        raise AssemblyError(
+            f"loss term '{term.config.metric_name}': its schedule cannot be built for a loss weight "
+            f"({type(exc).__name__}: {exc}); a loss weight's schedule gets no run length (epochs=None)."
+        ) from exc
+
+
+def _trial(part: nn.Module, *inputs: object) -> object:
+    """``part(*inputs)`` on a dummy batch; a part that raises is named, rather than shown as a traceback."""
+    try:
+        return part(*inputs)
+    except Exception as exc:  # noqa: BLE001 - any failure of a plugin's forward on a well-formed batch
+        shapes = ", ".join(str(tuple(t.shape)) if isinstance(t, torch.Tensor) else "None" for t in inputs)
+        raise AssemblyError(
+            f"{describe(part)} failed on a batch of 2 with input shapes {shapes}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _expect(part: nn.Module, value: object, shape: tuple[int, ...], what: str) -> None:
+    got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+    if got != tuple(shape):
+        raise AssemblyError(f"{describe(part)} returned {what} of shape {got}; expected {tuple(shape)}.")
+
+
+def describe(part: nn.Module) -> str:
+    """``encoder 'mlp' (plugin 'builtin')`` for a registered part, else its class name."""
+    entry = getattr(part, "genreg_entry", None)
+    if entry is None:
+        return f"component {type(part).__name__}"
+    return f"{entry.kind} '{entry.name}' (plugin '{entry.plugin}')"

@@ -1,0 +1,123 @@
+"""What each component kind must provide. Factories are called with the kind's context.
+
+============  ==============================================================  ========================
+kind          factory call                                                    the built object
+============  ==============================================================  ========================
+conditioner   ``factory(config, num_classes=int)``                            :class:`Conditioner`
+encoder       ``factory(config, input_shape=(C,H,W), condition_dim=int)``     :class:`Encoder`
+latent        ``factory(config, in_features=int, dim=int)``                   :class:`Latent`
+decoder       ``factory(config, latent_dim=int, condition_dim=int,            :class:`Decoder`
+              output_shape=(C,H,W))``
+loss          ``factory(config)``                                             :class:`LossTerm`
+dataset       ``factory(config)``                                             :class:`genreg.data.DataSplits`
+model         ``factory(config, data=DataInfo)``                              :class:`genreg.GenerativeModel`
+schedule      ``factory(config, epochs=int | None)``                          :class:`Schedule`
+callback      ``factory(config)``                                             hooks, :mod:`genreg.training.callbacks`
+============  ==============================================================  ========================
+
+``condition_dim`` is 0 and the condition argument ``None`` for unconditional models.
+A model may have several conditioners, each reading one data column (its spec's
+``column``, default ``label``); the encoder and decoder get their vectors
+concatenated, so ``condition_dim`` is the sum of their ``dim``. For a continuous
+column ``num_classes`` is 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass
+class LatentSample:
+    """A latent code and the distribution parameters its loss terms read (e.g. mu, log_var)."""
+
+    z: torch.Tensor
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class ModelOutput:
+    """One forward pass: decoder logits in the data's shape plus the latent sample."""
+
+    logits: torch.Tensor
+    latent: LatentSample
+
+
+@runtime_checkable
+class Conditioner(Protocol):
+    """Values of its column (B,) -> condition vectors (B, dim).
+
+    The values are class indices (int64) unless the part sets ``continuous = True``
+    (then floats). A part that needs statistics of its column (a standardisation,
+    say) may define ``fit(values)``: genreg calls it with the training split's column
+    before training; keep what it computes in buffers, so the model file saves it.
+    A categorical part that can take classes it was not trained on defines
+    ``extend(count)`` and ``class_parameters()`` (see :mod:`genreg.extend`).
+    """
+
+    dim: int
+
+    def __call__(self, values: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Images (B, C, H, W) and condition (B, condition_dim) or None -> features (B, out_features)."""
+
+    out_features: int
+
+    def __call__(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Latent(Protocol):
+    """Features -> :class:`LatentSample`; ``provides`` names the params it fills."""
+
+    dim: int
+    provides: tuple[str, ...]
+
+    def __call__(self, features: torch.Tensor) -> LatentSample: ...
+
+    def mean(self, features: torch.Tensor) -> torch.Tensor:
+        """The deterministic code (the posterior mean) for ``features``."""
+        ...
+
+    def sample_prior(self, n: int, device: torch.device) -> torch.Tensor:
+        """``n`` draws from the prior the decoder is sampled with."""
+        ...
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """z (B, latent_dim) and condition or None -> logits (B, C, H, W)."""
+
+    def __call__(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class LossTerm(Protocol):
+    """One value per example; ``requires`` names the latent params it reads."""
+
+    config: object
+    requires: tuple[str, ...]
+
+    def __call__(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Schedule(Protocol):
+    """A factor after ``progress`` epochs (fractional within an epoch): of ``train.lr``, or of a loss term's weight.
+
+    The factory gets the run's ``epochs`` for a learning-rate schedule, so that one
+    can span the whole run (cosine, one-cycle); a loss weight's schedule belongs to
+    the model, which outlives any one run, and gets ``epochs=None`` (a schedule that
+    needs the run's length refuses that). genreg evaluates it once per step,
+    before the step. A schedule may say in ``rise`` how many epochs it takes to
+    first reach the factor 1 (a warm-up's length), so that genreg can warn when
+    that outlasts the run.
+    """
+
+    def factor(self, progress: float) -> float: ...

@@ -1,0 +1,103 @@
+"""Spec files and ``--set`` overrides: JSON read with errors that name the file, dotted keys into a spec.
+
+A dotted key addresses objects by field and lists by index
+(``model.losses.1.weight``); a list of one object may also be addressed as that
+object (``model.conditioner.num_classes``), since a spec may give it as one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from genreg.errors import SpecError
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file, with errors that name the file and the position (:class:`SpecError`)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file {path}: {exc.strerror or exc}.") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path} is not a text (UTF-8) file; a spec is a JSON document.") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+    except RecursionError:
+        raise SpecError(f"{path} nests lists or objects too deeply to be a spec.") from None
+
+
+def apply_overrides(raw: Any, overrides: list[str] | tuple[str, ...]) -> Any:
+    """Apply ``key.path=value`` overrides (value parsed as JSON, else a string) to a copy of ``raw``.
+
+    Raises :class:`SpecError` for an override that is not ``KEY=VALUE`` or whose key
+    does not lead through objects and lists, and for a spec that is not JSON.
+    """
+    try:
+        raw = json.loads(json.dumps(raw))
+    except RecursionError:
+        raise SpecError("the spec nests lists or objects too deeply to be a spec.") from None
+    except (TypeError, ValueError) as exc:  # e.g. a numpy number or a set in a spec built in Python
+        raise SpecError(
+            f"a spec holds only JSON values (objects, lists, strings, numbers, booleans, null): {exc}."
+        ) from None
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=3.")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        _set_path(raw, key, value)
+    return raw
+
+
+def _set_path(raw: Any, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[: i + 1])
+        node = one_item(node, part)
+        if isinstance(node, list):
+            if not part.isdecimal() or int(part) >= len(node):
+                raise SpecError(f"--set {key}: '{where}' needs a list index below {len(node)}.")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise SpecError(f"--set {key}: '{'.'.join(parts[:i])}' is not an object or a list.")
+
+
+def one_item(node: Any, part: str) -> Any:
+    """Where the key ``part`` looks in ``node``: a list of one, addressed by a field name, is its one item."""
+    if isinstance(node, list) and len(node) == 1 and not part.isdecimal():
+        return node[0]
+    return node
+
+
+def dotted(value: Any, prefix: str = "", lists: bool = True) -> dict[str, Any]:
+    """A spec as ``{dotted key: value}``: objects by field and lists by index (``model.losses.0.type``), or,
+    with ``lists=False``, each list as one value (``model.losses``).
+
+    An empty object or list is a value of its own, so two specs that differ only
+    there still differ.
+    """
+    if (isinstance(value, dict) or (lists and isinstance(value, list))) and value:
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        flat: dict[str, Any] = {}
+        for key, item in items:
+            flat.update(dotted(item, f"{prefix}.{key}" if prefix else str(key), lists))
+        return flat
+    return {prefix: value} if prefix else {}

@@ -1,0 +1,231 @@
+"""One training loop for every recipe, read top to bottom: :func:`train`, then :meth:`Loop.epoch`, then
+:meth:`Loop.after_step`.
+
+The data is moved to the device once; each epoch shuffles indices there and
+:mod:`genreg.training.steps` runs the batches. Every epoch reseeds the RNGs from
+(seed, epoch), so a run resumed from its last checkpoint ends with exactly the
+weights of a run that was never stopped (on CPU). SIGINT and SIGTERM abandon the
+epoch under way and leave that checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from genreg.data.splits import DataSplits, Split, fixed_binarization
+from genreg.files.model_files import load_checkpoint, save_checkpoint
+from genreg.files.run_folder import RunFolder
+from genreg.model.generative import GenerativeModel
+from genreg.spec.train import TrainConfig
+from genreg.spec.validate import build_part
+from genreg.training import distributed
+from genreg.training.callbacks import Callbacks, RunState, RunView, build_callbacks
+from genreg.training.optim import autocast, make_optimizer
+from genreg.training.signals import StopRequest, interrupted, stop_requests
+from genreg.training.steps import Steps, make_steps
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: this run's epoch records (not a resumed run's earlier ones) and, if a
+    callback ended the run before ``train.epochs``, why."""
+
+    history: list[dict] = field(default_factory=list)
+    stopped: str | None = None
+
+
+def train(
+    model: GenerativeModel,
+    data: DataSplits,
+    config: TrainConfig,
+    *,
+    seed: int = 0,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    spec: dict | None = None,
+    progress: bool = True,
+    callbacks: Sequence[Any] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data`` with the settings of ``config``.
+
+    With ``run_dir``, each epoch appends its record to ``metrics.jsonl`` and replaces
+    ``checkpoint.safetensors`` (recording ``spec``); ``resume`` continues from that
+    checkpoint. ``callbacks`` (see :mod:`genreg.training.callbacks`) default to those
+    ``config.callbacks`` names. Raises :class:`~genreg.errors.NonFiniteLossError` when
+    a loss becomes NaN or infinite, and :class:`~genreg.errors.TrainingInterruptedError`
+    on SIGINT/SIGTERM (the last checkpoint is kept).
+    """
+    device = distributed.resolve_device(config.device)
+    distributed.join(device)
+    world = distributed.world()
+    model.to(device)
+    train_split = data.train.to(device)  # images (N, C, H, W) and condition columns (N,), resident
+    test_split = fixed_binarization(data.test, data.binarize, seed).to(device)
+    optimizer = make_optimizer(model, config, device)
+    lr_schedule = (
+        None if config.lr_schedule is None else build_part("schedule", config.lr_schedule, epochs=config.epochs)
+    )
+    folder = RunFolder(run_dir) if run_dir is not None else None
+    state = RunState(model, data, dict(spec or {}), folder.path if folder else None, config.epochs)
+    if not world.main:  # callbacks write files and talk to trackers: the main process does that
+        callbacks = []
+    hooks = Callbacks(build_callbacks(config.callbacks) if callbacks is None else callbacks, RunView(state))
+    start = 0
+    if resume and folder is not None:
+        start = load_checkpoint(folder.checkpoint, model, optimizer)
+        if world.main:
+            folder.truncate_metrics(start)
+            state.history.extend(folder.read_metrics())
+    prepare_conditions(model, data)
+    steps = make_steps(model, optimizer, train_split, config, data.binarize)
+    writes = folder if folder is not None and world.main else None  # only rank 0 writes the run folder
+    if writes and start == 0:  # something to resume from even if the first epoch is interrupted
+        save_checkpoint(writes.checkpoint, model, optimizer, 0, spec)
+    bar = tqdm(
+        total=(config.epochs - start) * steps.count,
+        disable=not (progress and world.main),
+        unit="step",
+        dynamic_ncols=True,
+    )
+    loop = Loop(model, optimizer, lr_schedule, steps, config, seed, test_split, hooks, state, bar, world, writes, spec)
+    result = TrainResult()
+    hooks.call("on_run_start")
+    with stop_requests() as loop.signals:
+        for epoch in range(start, config.epochs):  # 0-based here, 1-based in records and for callbacks
+            if loop.stop_agreed():
+                break
+            result.history.append(loop.epoch(epoch))
+    bar.close()
+    result.stopped = state.stop_reason
+    hooks.call("on_run_end")
+    return result
+
+
+@dataclass
+class Loop:
+    """What every epoch of a run uses; :meth:`epoch` trains one, :meth:`after_step` follows each step."""
+
+    model: GenerativeModel
+    optimizer: torch.optim.Optimizer
+    lr_schedule: Any  # a built schedule (see genreg.plugin.protocols.Schedule), or None for a constant lr
+    steps: Steps
+    config: TrainConfig
+    seed: int
+    test_split: Split
+    hooks: Callbacks
+    state: RunState
+    bar: tqdm
+    world: distributed.World
+    folder: RunFolder | None  # None where this process writes no run folder
+    spec: dict | None
+    signals: StopRequest = field(default_factory=StopRequest)
+
+    def epoch(self, epoch: int) -> dict:
+        """Train epoch ``epoch`` (0-based), measure it on the test split, checkpoint it; returns its record."""
+        config, steps, state = self.config, self.steps, self.state
+        state.begin_epoch(epoch + 1)
+        self.hooks.call("on_epoch_start")
+        self.describe(epoch)
+        seed_epoch(self.seed, epoch)
+        self.model.train()
+        began = time.perf_counter()
+        order = torch.randperm(len(steps.split), device=steps.device)  # (N,): the same on every rank
+        if self.world.distributed:  # ... but each rank its own sampling noise
+            torch.manual_seed((self.seed * 1_000_003 + epoch) * 1_000 + self.world.rank)
+        progress = [epoch + s / steps.count for s in range(steps.count)]  # in epochs, before each step
+        weights = torch.tensor([self.model.loss_weights(p) for p in progress])  # (steps, terms)
+        lrs = None if self.lr_schedule is None else [config.lr * self.lr_schedule.factor(p) for p in progress]
+        after_step = functools.partial(self.after_step, epoch, lrs)
+        sums = distributed.sum_over_ranks(steps.epoch(order, weights, after_step, lrs))  # (1 + terms,)
+        names = ["loss", *self.model.loss_names]
+        steps.check_finite(names, epoch)
+        record = {
+            "epoch": epoch + 1,
+            "train": dict(zip(names, (sums / (steps.share * self.world.size)).tolist(), strict=True)),
+            "test": average_losses(self.model, self.test_split, config, progress=epoch + 1),
+            "lr": config.lr if lrs is None else lrs[-1],
+            "seconds": round(time.perf_counter() - began, 4),
+        }
+        state.end_epoch(record)
+        self.describe(epoch, record)
+        if self.folder is not None:
+            save_checkpoint(self.folder.checkpoint, self.model, self.optimizer, epoch + 1, self.spec)
+            self.folder.append_metrics(record)
+            self.hooks.call("on_checkpoint", self.folder.checkpoint)
+        self.hooks.call("on_epoch_end")
+        return record
+
+    def after_step(self, epoch: int, lrs: list[float] | None, step: int) -> None:
+        """After step ``step`` (0-based) of ``epoch``: stop on a signal, show progress, call ``on_step`` hooks."""
+        signum = self.signals.agreed(step, self.world)
+        if signum:
+            self.bar.close()
+            raise interrupted(signum, epoch, self.state.folder)
+        show_progress(self.bar, step, self.steps, ["loss", *self.model.loss_names])
+        if self.hooks.per_step:
+            self.state.after_step(step + 1, self.config.lr if lrs is None else lrs[step])
+            self.hooks.call("on_step")
+
+    def describe(self, epoch: int, record: dict | None = None) -> None:
+        """``epoch 3/10 (test loss 123.45)`` on the progress bar, with the last finished epoch's test loss."""
+        last = record or (self.state.history[-1] if self.state.history else None)
+        test = f" (test loss {last['test']['loss']:.2f})" if last else ""
+        self.bar.set_description(f"epoch {epoch + 1}/{self.config.epochs}{test}")
+
+    def stop_agreed(self) -> bool:
+        """Whether a callback asked the run to stop; with several processes, the main one's answer counts."""
+        wanted = self.state.stop_reason is not None
+        if not self.world.distributed:
+            return wanted
+        return bool(distributed.max_over_ranks(torch.tensor([int(wanted)]))[0])
+
+
+def prepare_conditions(model: GenerativeModel, data: DataSplits) -> None:
+    """Check both splits' condition columns against the model, then let its conditioners take their statistics."""
+    if model.conditioner is None:
+        return
+    for name, split in (("training", data.train), ("test", data.test)):
+        where = f"{data.source or 'the data'} ({name} split)"
+        model.conditioner.check(model.conditioner.columns_of(split.condition()), where)
+    model.conditioner.fit(data.train)
+
+
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Seed every RNG from (seed, epoch) so any epoch can be replayed alone."""
+    torch.manual_seed(seed * 1_000_003 + epoch)
+
+
+@torch.no_grad()
+def average_losses(
+    model: GenerativeModel, split: Split, config: TrainConfig, progress: float = math.inf, batch_size: int = 1000
+) -> dict[str, float]:
+    """The weighted total (``loss``) and each loss term, averaged per image over ``split`` (nats per image for
+    likelihood terms), with the loss weights of ``progress`` epochs; the test metrics of every epoch."""
+    device = model.device
+    sums = None
+    with model.evaluating():
+        for start in range(0, len(split), batch_size):
+            x = split.images[start : start + batch_size].to(device)
+            condition = model.condition_of(split, slice(start, start + batch_size))
+            with autocast(config, device):
+                total, terms = model.loss(x, condition, progress)
+            row = torch.stack([total.detach().float(), *terms.values()]) * x.shape[0]
+            sums = row if sums is None else sums + row
+    return dict(zip(["loss", *model.loss_names], (sums / len(split)).tolist(), strict=True))
+
+
+def show_progress(bar: tqdm, step: int, steps: Steps, names: list[str]) -> None:
+    """Advance the bar; every 20 steps show the running means (one read of the device)."""
+    bar.update(1)
+    if not bar.disable and (step % 20 == 0 or step == steps.count - 1):
+        seen = min((step + 1) * steps.batch_size, steps.share)
+        bar.set_postfix({k: f"{v:.2f}" for k, v in zip(names, (steps.sums(step + 1) / seen).tolist(), strict=True)})

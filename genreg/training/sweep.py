@@ -1,0 +1,388 @@
+"""``genreg sweep``: one spec trained over a grid of settings, a run folder each, then compared.
+
+A sweep is a loop over ``genreg run`` that is safe to start again. Every
+combination is validated whole (spec, data, model, callbacks, device) before the
+first one trains, so a bad value in the last combination cannot surface hours in.
+Each run folder is named by its settings, so rerunning the same command skips the
+finished runs, resumes an interrupted one from its checkpoint and trains the rest;
+a folder holding a run of another spec is refused, never replaced. With
+``--jobs N`` the runs go N at a time in ``genreg run`` subprocesses, each with its
+share of the CPU threads and, when there are GPUs, one of them in turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genreg.errors import GenregError, SweepError, TrainingInterruptedError
+from genreg.files.run_folder import RunFolder
+from genreg.plugin.registry import closest
+from genreg.spec.overrides import one_item
+from genreg.spec.validate import load_spec
+from genreg.training.distributed import resolve_device
+from genreg.training.runner import prepare, run
+
+IW_SAMPLES = 100  # per image for the IWAE bound: every run is evaluated, so fewer than `genreg compare`'s 1000
+TRAIN, RESTART, RESUME, FINISHED = "train", "restart", "resume", "finished"
+DONE = {TRAIN: "trained", RESTART: "trained", RESUME: "resumed"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+\-\[\],]+")  # what a folder name may not hold on some file system
+_MAX_NAME = 200  # bytes: file systems refuse names over 255
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One ``--grid KEY=V1,V2,...``: a spec key and its values, as given on the command line."""
+
+    key: str
+    values: tuple[str, ...]
+
+
+@dataclass
+class Combination:
+    """One point of the grid: its ``KEY=VALUE`` settings, its run folder and what the sweep does with it."""
+
+    name: str
+    settings: tuple[str, ...]
+    folder: Path
+    spec: Any
+    state: str
+
+
+def parse_grid(items: Sequence[str]) -> list[Axis]:
+    """The ``--grid`` options as axes; a missing value, a repeated value or a repeated key is refused."""
+    axes: list[Axis] = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        example = "e.g. --grid train.lr=1e-3,3e-4"
+        if not sep or not key or not text.strip():
+            raise SweepError(f"--grid {item!r}: expected KEY=VALUE1,VALUE2,... with at least one value, {example}.")
+        values = split_values(text)
+        if any(not value.strip() for value in values):
+            raise SweepError(f"--grid {item!r}: an empty value between commas; {example}.")
+        repeated = sorted({value for value in values if values.count(value) > 1})
+        if repeated:
+            raise SweepError(f"--grid {key}: the value {repeated[0]} is listed twice; give each value once.")
+        if any(axis.key == key for axis in axes):
+            raise SweepError(f"--grid {key} is given twice; list all its values in one --grid {key}=V1,V2,...")
+        axes.append(Axis(key, tuple(values)))
+    return axes
+
+
+def split_values(text: str) -> list[str]:
+    """``1e-3,[64,32],"a,b"`` -> ``1e-3``, ``[64,32]``, ``"a,b"``: commas inside brackets or quotes stay."""
+    values, start, depth, quoted, escaped = [], 0, 0, False, False
+    for i, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif quoted:
+            escaped, quoted = char == "\\", char != '"'
+        elif char == '"':
+            quoted = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            values.append(text[start:i])
+            start = i + 1
+    return [*values, text[start:]]
+
+
+def labels(keys: Sequence[str]) -> list[str]:
+    """Each key's shortest dotted tail that no other key ends with (``lr``; ``encoder.hidden`` beside
+    ``decoder.hidden``), taking a word, not only a list index."""
+    out = []
+    for key in keys:
+        parts = key.split(".")
+        for size in range(1, len(parts) + 1):
+            tail = parts[-size:]
+            label = ".".join(tail)
+            clash = any(other != key and (other == label or other.endswith("." + label)) for other in keys)
+            if not all(part.isdecimal() for part in tail) and not clash:
+                break
+        out.append(label)
+    return out
+
+
+def folder_name(pairs: Sequence[tuple[str, str]]) -> str:
+    """``lr=1e-3,latent_dim=2``: a value with characters a file system may refuse (``/``, quotes, spaces)
+    keeps its safe ones plus a short hash of it, so that names stay unique."""
+    parts = []
+    for label, value in pairs:
+        if _UNSAFE.search(value):
+            value = _UNSAFE.sub("_", value).strip("_") + "-" + _digest(value)
+        parts.append(f"{label}={value}")
+    name = ",".join(parts)
+    return name if len(name.encode()) <= _MAX_NAME else name[: _MAX_NAME - 9] + "-" + _digest(name)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def check_keys(axes: Sequence[Axis], spec: Any) -> None:
+    """Every grid key must name a field the (validated) spec has, addressed as ``--set`` addresses it."""
+    dump = spec.model_dump(mode="json")
+    for axis in axes:
+        node, parts = dump, axis.key.split(".")
+        for i, part in enumerate(parts):
+            node = one_item(node, part)
+            where = ".".join(parts[:i]) or "the spec"
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdecimal() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                raise SweepError(f"--grid {axis.key}: {where} has no field '{part}'; {_fields(node, where, part)}")
+
+
+def _fields(node: Any, where: str, part: str) -> str:
+    """What can be addressed at ``where``, for the unknown-key message."""
+    if isinstance(node, dict):
+        hint = closest(part, list(node))
+        return f"its fields are {', '.join(node)} (a --grid key is a spec field, as for --set).{hint}"
+    if isinstance(node, list):
+        return f"it is a list of {len(node)}: use an index below {len(node)}."
+    return f"it is {json.dumps(node)}, not an object; set it with --set first, or vary {where} itself."
+
+
+def plan(spec_file: str, sets: Sequence[str], axes: Sequence[Axis], out: Path, base: Any) -> list[Combination]:
+    """Validate every combination whole and decide, from its folder, whether to train, resume or skip it.
+
+    ``base`` is the spec with ``sets`` applied, whose fields the grid keys must
+    name. Nothing is written: a bad value or a folder of another spec stops the
+    sweep before any run starts.
+    """
+    check_keys(axes, base)
+    names = labels([axis.key for axis in axes])
+    combinations = []
+    for values in itertools.product(*(axis.values for axis in axes)):
+        settings = tuple(f"{axis.key}={value}" for axis, value in zip(axes, values, strict=True))
+        name = folder_name(list(zip(names, values, strict=True)))
+        try:
+            spec = load_spec(spec_file, [*sets, *settings])
+            resolve_device(spec.train.device)
+            resolved = json.loads(json.dumps(prepare(spec).resolved))
+        except GenregError as exc:
+            raise SweepError(f"combination {name} (--set {' --set '.join(settings)}) is invalid: {exc}") from None
+        combinations.append(Combination(name, settings, out / name, spec, state_of(out / name, resolved)))
+    return combinations
+
+
+def state_of(folder: Path, resolved: dict) -> str:
+    """FINISHED, RESUME (a checkpoint), RESTART (this spec's run that has no checkpoint yet) or TRAIN (empty).
+
+    A folder holding a run of another spec, or run files without a spec, is
+    refused: the sweep never replaces what it did not write.
+    """
+    run_folder = RunFolder(folder)
+    present = [path for path in (run_folder.spec, run_folder.model, run_folder.checkpoint, run_folder.metrics)]
+    if not any(path.exists() for path in present):
+        return TRAIN
+    differences = run_folder.spec_differences(resolved)
+    if run_folder.read_spec() is None or differences:
+        what = (
+            "no spec.json"
+            if run_folder.read_spec() is None
+            else f"a run of another spec (differing at {', '.join(differences[:3])})"
+        )
+        raise SweepError(
+            f"{folder} holds {what}; the sweep does not replace it. Move or delete that folder, or choose another "
+            "sweep folder with --out."
+        )
+    if run_folder.finished(resolved["train"]["epochs"]):
+        return FINISHED
+    return RESUME if run_folder.checkpoint.exists() else RESTART
+
+
+def result_line(combination: Combination) -> str:
+    """``test loss 123.45 after 3 epochs``, from the run's metrics."""
+    records = RunFolder(combination.folder).read_metrics()
+    if not records:
+        return "no epochs recorded"
+    last = records[-1]
+    return f"test loss {last['test']['loss']:.2f} after {last['epoch']} epoch{'s' if last['epoch'] != 1 else ''}"
+
+
+Echo = Callable[[str], None]
+
+
+def run_in_process(combinations: Sequence[Combination], progress: bool, echo: Echo) -> dict[str, str]:
+    """Train the combinations one after another in this process; returns the failed ones' errors by name.
+
+    A failing run (a diverging learning rate, say) does not stop the others; a
+    signal (Ctrl-C) stops the sweep, leaving the run under way resumable.
+    """
+    failures = {}
+    for i, combination in enumerate(combinations, 1):
+        where = f"[{i}/{len(combinations)}] {combination.name}"
+        if combination.state == FINISHED:
+            echo(f"{where}: skipped (finished)")
+            continue
+        try:
+            run(
+                combination.spec,
+                combination.folder,
+                resume=combination.state == RESUME,
+                overwrite=combination.state == RESTART,
+                progress=progress,
+            )
+        except TrainingInterruptedError as exc:
+            raise SweepError(f"{exc} Or run the same sweep again: it resumes this run.", exc.exit_code) from None
+        except GenregError as exc:
+            failures[combination.name] = str(exc)
+            echo(f"{where}: FAILED: {exc}")
+            continue
+        echo(f"{where}: {DONE[combination.state]}, {result_line(combination)}")
+    return failures
+
+
+def run_in_subprocesses(
+    combinations: Sequence[Combination], spec_file: str, sets: Sequence[str], jobs: int, echo: Echo
+) -> dict[str, str]:
+    """Train ``jobs`` combinations at a time, each in a ``genreg run`` subprocess; returns the failed ones'
+    stderr tails by name.
+
+    Each job gets ``OMP_NUM_THREADS`` = the CPUs over ``jobs``, so the jobs do not
+    fight over cores; with GPUs, job slot k gets GPU k mod (their number) through
+    ``CUDA_VISIBLE_DEVICES``. Ctrl-C is passed on once to every job, which keeps
+    its checkpoint.
+    """
+    where = {c.name: f"[{i}/{len(combinations)}] {c.name}" for i, c in enumerate(combinations, 1)}
+    for combination in combinations:
+        if combination.state == FINISHED:
+            echo(f"{where[combination.name]}: skipped (finished)")
+    todo = [c for c in combinations if c.state != FINISHED]
+    cpus, gpus = _cpu_count(), _visible_gpus()
+    running: dict[int, tuple[Combination, subprocess.Popen, Any]] = {}
+    failures: dict[str, str] = {}
+    try:
+        while todo or running:
+            for slot in [s for s in range(jobs) if s not in running][: len(todo)]:
+                combination = todo.pop(0)
+                env = {**os.environ, **job_env(slot, jobs, cpus, gpus)}
+                running[slot] = (combination, *_start(combination, spec_file, sets, env))
+            time.sleep(0.1)
+            for slot, (combination, process, stderr) in list(running.items()):
+                if process.poll() is not None:
+                    del running[slot]
+                    _report(combination, process.returncode, stderr, where[combination.name], failures, echo)
+    except KeyboardInterrupt:
+        for _, process, _ in running.values():
+            process.send_signal(signal.SIGINT)
+        for _, process, _ in running.values():
+            process.wait()
+        raise SweepError(
+            "sweep interrupted; the runs under way kept their checkpoints. Run the same sweep again to resume them.",
+            130,
+        ) from None
+    return failures
+
+
+def _report(combination: Combination, code: int, stderr: Any, where: str, failures: dict, echo: Echo) -> None:
+    """Say how a finished job went; a failed one's stderr tail goes into ``failures``."""
+    if code == 0:
+        echo(f"{where}: {DONE[combination.state]}, {result_line(combination)}")
+    else:
+        stderr.seek(0)
+        lines = stderr.read().decode(errors="replace").rstrip().splitlines()[-15:] or ["(nothing on stderr)"]
+        failures[combination.name] = "\n".join("    " + line for line in lines)
+        echo(f"{where}: FAILED (exit {code}):\n{failures[combination.name]}")
+    stderr.close()
+
+
+def job_env(slot: int, jobs: int, cpus: int, gpus: Sequence[str]) -> dict[str, str]:
+    """The environment of the job in ``slot`` (0..jobs-1): its share of the CPU threads, and a GPU in turn."""
+    env = {"OMP_NUM_THREADS": str(max(1, cpus // jobs))}
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    return env
+
+
+def _start(combination: Combination, spec_file: str, sets: Sequence[str], env: dict) -> tuple[subprocess.Popen, Any]:
+    """Start ``genreg run`` for one combination, in its own session so that Ctrl-C reaches it only through us."""
+    command = [sys.executable, "-m", "genreg", "run", spec_file, "--out", str(combination.folder), "--quiet"]
+    for setting in [*sets, *combination.settings]:
+        command += ["--set", setting]
+    command += {RESUME: ["--resume"], RESTART: ["--overwrite"]}.get(combination.state, [])
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115 - outlives this call; closed when the job ends
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    return process, stderr
+
+
+def _visible_gpus() -> list[str]:
+    """The CUDA devices this process sees, as ``CUDA_VISIBLE_DEVICES`` entries; empty without CUDA."""
+    import torch
+
+    count = torch.cuda.device_count()
+    given = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return given[:count] if given else [str(i) for i in range(count)]
+
+
+def _cpu_count() -> int:
+    """CPUs this process may use (its affinity, where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def sweep(
+    spec_file: str,
+    grids: Sequence[str],
+    sets: Sequence[str] = (),
+    out: str | Path | None = None,
+    jobs: int = 1,
+    iw_samples: int = IW_SAMPLES,
+    progress: bool = True,
+    echo: Echo = print,
+) -> list[Path]:
+    """Train ``spec_file`` at every combination of the ``grids`` values, one run folder each, then compare them.
+
+    Every combination is validated before the first trains; finished runs are
+    skipped and interrupted ones resumed. The table goes to ``echo`` and to
+    ``OUT/compare.md``, the picture to ``OUT/compare.png``. Returns the run folders
+    that trained. Raises :class:`SweepError` for a bad grid, an invalid combination,
+    a folder of another spec, or runs that failed (after the others finished).
+    """
+    from genreg.evaluation.report import compare_runs
+
+    axes = parse_grid(grids)
+    with warnings.catch_warnings():  # each combination's validation warns about what still holds with its values
+        warnings.simplefilter("ignore")
+        base = load_spec(spec_file, sets)
+    folder = Path(out or Path("runs") / f"{base.name or Path(spec_file).stem}-sweep")
+    combinations = plan(spec_file, sets, axes, folder, base)
+    n, n_finished, n_resume = len(combinations), *(sum(c.state == s for c in combinations) for s in (FINISHED, RESUME))
+    echo(
+        f"sweep of {n} run{'s' if n != 1 else ''} in {folder}: {n_finished} finished, {n_resume} to resume, "
+        f"{n - n_finished - n_resume} to train" + (f", {jobs} at a time in subprocesses" if jobs > 1 else "")
+    )
+    if jobs > 1:
+        failures = run_in_subprocesses(combinations, spec_file, sets, jobs, echo)
+    else:
+        failures = run_in_process(combinations, progress, echo)
+    done = [c.folder for c in combinations if c.name not in failures]
+    if done:
+        table, written = compare_runs(done, folder / "compare.png", folder / "compare.md", iw_samples)
+        echo(table)
+        echo("wrote " + ", ".join(map(str, written)))
+    if failures:
+        raise SweepError(
+            f"{len(failures)} of {n} runs failed: {', '.join(failures)} (see above). Fix the cause "
+            "and run the same sweep again: finished runs are skipped."
+        )
+    return done

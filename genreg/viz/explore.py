@@ -1,0 +1,155 @@
+"""Pictures that look inside a trained model: the 2-D latent manifold, interpolations, counterfactual transfer.
+
+The manifold and interpolations decode chosen latent codes instead of random
+draws from the prior, so what they show is the decoder itself: how smoothly it
+maps the latent space onto images. A request that cannot be drawn (a grid of a
+3-D latent, an image index past the split) is a :class:`~genreg.errors.UsageError`;
+a condition the model does not know, a :class:`~genreg.errors.ConditionError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from genreg.data.splits import LABEL, Split
+from genreg.errors import UsageError
+from genreg.model.conditions import Conditions
+from genreg.model.generative import GenerativeModel
+from genreg.viz.figures import grid_figure
+from genreg.viz.samples import Value, value_label
+
+#: The manifold spans these prior probabilities: the ends are left out because Phi^-1(0) and
+#: Phi^-1(1) are infinite, and 5%..95% (as in Kingma & Welling's figures) covers where the prior has mass.
+MANIFOLD_P_RANGE = (0.05, 0.95)
+
+
+def manifold_latents(n: int) -> torch.Tensor:
+    """The (n*n, 2) latent codes of the classic VAE manifold picture (Kingma & Welling 2014), in grid order.
+
+    Spacing the grid by the N(0, 1) prior's quantiles (not evenly in z) gives every cell the same
+    prior mass, so the picture shows what the decoder makes of the whole prior. Rows run from high
+    to low z2 and columns from low to high z1, so that z2 increases upwards in the picture.
+    """
+    if n < 2:
+        raise UsageError(f"the manifold grid needs n >= 2 points per side, got {n}.")
+    p = torch.linspace(*MANIFOLD_P_RANGE, n, dtype=torch.float64)
+    q = torch.distributions.Normal(0.0, 1.0).icdf(p).float()
+    z1, z2 = torch.meshgrid(q, q.flip(0), indexing="xy")  # z1 varies along a row, z2 down the rows
+    return torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
+
+
+def manifold_figure(model: GenerativeModel, n: int = 15, fixed: Mapping[str, Value] | None = None) -> Any:
+    """The n x n manifold grid decoded, for a conditional model all under one condition.
+
+    That condition is ``fixed``; a model conditioned on the label needs its class
+    there, because no class is a fair default for a picture of one class's
+    manifold. Other columns left out take class 0 or their training mean.
+    """
+    dim = model.latent.dim
+    if dim != 2:
+        raise UsageError(
+            f"the latent manifold (--grid) needs a 2-D latent, but this model's latent has {dim} dimensions; "
+            "train a model with latent_dim 2 (e.g. --set model.latent_dim=2)."
+        )
+    fixed = dict(fixed or {})
+    classes = model.conditioner.num_classes if model.conditional else None
+    if classes is not None and LABEL not in fixed:
+        raise UsageError(f"this model is conditional: pass --label with a class in 0..{classes - 1}.")
+    z = manifold_latents(n).to(model.device)
+    condition = model.checked(model.conditioner.constant(len(z), fixed)) if model.conditional else None
+    with model.evaluating():
+        images = model.decode(z, condition)
+    return grid_figure(images, ncol=n)
+
+
+def interpolation_latents(z_a: torch.Tensor, z_b: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` evenly spaced codes (steps, dim) on the straight line from z_a to z_b, both included.
+
+    Written as (1 - t) z_a + t z_b so that the end points are z_a and z_b exactly.
+    """
+    if steps < 2:
+        raise UsageError(f"an interpolation needs steps >= 2 (its two end points), got {steps}.")
+    z_a, z_b = z_a.reshape(-1), z_b.reshape(-1)
+    if z_a.shape != z_b.shape:
+        raise ValueError(f"z_a and z_b must have the same size, got {z_a.numel()} and {z_b.numel()}.")
+    t = torch.linspace(0.0, 1.0, steps, dtype=z_a.dtype, device=z_a.device).unsqueeze(1)
+    return (1 - t) * z_a + t * z_b
+
+
+def interpolation_figure(
+    model: GenerativeModel, split: Split, a: int, b: int, steps: int = 10, fixed: Mapping[str, Value] | None = None
+) -> Any:
+    """One row: image ``a`` of ``split``, ``steps`` decodings between the two codes, image ``b``.
+
+    Each image is encoded to its posterior mean (with its own condition for a conditional model).
+    A conditional decoder needs one condition for the whole row, so that the row shows the latent
+    path alone rather than a change of condition: image ``a``'s, with the columns in ``fixed``
+    replaced. The row is then labelled with its class.
+    """
+    size = len(split)
+    for name, index in (("a", a), ("b", b)):
+        if not 0 <= index < size:
+            raise UsageError(
+                f"image index {name}={index} is out of range: the split has {size} images (0..{size - 1})."
+            )
+    x = split.images[[a, b]].to(model.device)
+    condition = model.condition_of(split, torch.tensor([a, b]))
+    with model.evaluating():
+        z_a, z_b = model.encode(x, condition)
+        z = interpolation_latents(z_a, z_b, steps)
+        decode_as = (
+            None
+            if condition is None
+            else model.checked(row_condition(model.conditioner, condition, fixed or {}, steps))
+        )
+        decoded = model.decode(z, decode_as)
+    row = torch.cat([x[:1].float(), decoded.float(), x[1:].float()])
+    row_labels = None if decode_as is None or LABEL not in decode_as else [value_label(LABEL, decode_as[LABEL][0])]
+    return grid_figure(row, ncol=steps + 2, row_labels=row_labels)
+
+
+def row_condition(
+    conditions: Conditions, condition: Mapping[str, torch.Tensor], fixed: Mapping[str, Value], steps: int
+) -> dict[str, torch.Tensor]:
+    """The first image's condition, ``steps`` times, with the ``fixed`` columns replaced."""
+    fixed_values = conditions.constant(steps, fixed)
+    return {
+        column: fixed_values[column].to(values.device) if column in fixed else values[:1].repeat(steps)
+        for column, values in condition.items()
+    }
+
+
+def transfer_figure(
+    model: GenerativeModel,
+    split: Split,
+    targets: Mapping[str, torch.Tensor],
+    headers: list[str],
+    n: int = 8,
+    seed: int = 0,
+) -> Any:
+    """Counterfactual decoding: ``n`` random images of ``split``, each re-decoded under the ``targets``.
+
+    ``targets`` is ``{column: (T,) values}`` and ``headers`` names each of the T
+    targets. One row per image: the image itself, then one column per target, all
+    decoded from that image's latent code (encoded with its own condition), so the
+    style stays and the condition changes. Rows are labelled with the image's own
+    condition. Raises :class:`UsageError` for a model that is not conditional.
+    """
+    if not model.conditional:
+        raise UsageError("transfer decodes under another condition: this model is not conditional.")
+    chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
+    x = split.images[chosen].to(model.device)
+    condition = model.condition_of(split, chosen)
+    with model.evaluating():
+        images = model.transfer(x, condition, targets)
+    grid = torch.cat([x.float().unsqueeze(1), images.float()], dim=1).flatten(0, 1)
+    rows = [own_label(condition, i) + " →" for i in range(len(chosen))]
+    return grid_figure(grid, ncol=len(headers) + 1, row_labels=rows, column_labels=["image", *headers])
+
+
+def own_label(condition: Mapping[str, torch.Tensor], i: int) -> str:
+    """Image ``i``'s own condition, every column: ``class 7, ink=0.123``."""
+    return ", ".join(value_label(column, values[i].item()) for column, values in condition.items())

@@ -1,0 +1,90 @@
+"""Drawing and saving, kept apart: every picture is drawn as a matplotlib figure, then saved or rendered.
+
+matplotlib and torchvision are imported when a picture is drawn, not when
+genreg is imported: together they cost seconds that `genreg list` should not pay.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genreg.files.atomic import atomic_write
+
+DPI = 100  # pixels per inch of every saved or rendered picture
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no screen needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def grid_figure(
+    images: torch.Tensor,
+    ncol: int,
+    row_labels: list[str] | None = None,
+    column_labels: list[str] | None = None,
+) -> Any:
+    """Images (N, C, H, W) in [0, 1] as a grid of ``ncol`` columns, rows and columns optionally labelled.
+
+    Column labels go above the grid, slanted, so that a value per column (``ink=0.123``) fits
+    over images only 28 pixels wide.
+    """
+    from torchvision.utils import make_grid
+
+    plt = pyplot()
+    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=ncol, padding=2, pad_value=1.0)
+    rows = -(-images.shape[0] // ncol)
+    fig, ax = plt.subplots(figsize=(ncol * 0.6 + 0.6, rows * 0.6 + 0.3))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray" if images.shape[1] == 1 else None, vmin=0, vmax=1)
+    height, width = images.shape[2:]
+    ax.set_xticks([])
+    if column_labels:
+        ax.set_xticks([2 + (width + 2) * j + width / 2 for j in range(ncol)], column_labels[:ncol], fontsize=7)
+        ax.tick_params(top=False, bottom=False, labeltop=True, labelbottom=False)
+        plt.setp(ax.get_xticklabels(), rotation=45, ha="left", rotation_mode="anchor")
+    ax.set_yticks([])
+    if row_labels:
+        ax.set_yticks([2 + (height + 2) * i + height / 2 for i in range(rows)], row_labels[:rows])
+        ax.tick_params(left=False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.tight_layout(pad=0.2)
+    return fig
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as the PNG ``path`` atomically and close it.
+
+    Raises :class:`~genreg.errors.OutputError` for a folder that cannot be written;
+    a file already at ``path`` is then left as it was.
+    """
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, bbox_inches="tight"))
+    finally:
+        pyplot().close(fig)
+    return Path(path)
+
+
+def figure_pixels(fig: Any) -> torch.Tensor:
+    """``fig`` as the (H, W, 3) uint8 pixels :func:`save_figure` would write, then closed: for trackers that
+    log images rather than files."""
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    finally:
+        pyplot().close(fig)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        return torch.from_numpy(np.array(image.convert("RGB")))

@@ -1,0 +1,122 @@
+"""Latent spaces drawn: one model's latent means as a scatter, and several models side by side.
+
+Above two latent dimensions the scatter shows the first two principal components
+of the means, labelled with the share of variance each holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from genreg.data.splits import LABEL, Split
+from genreg.errors import ConditionError
+from genreg.evaluation.metrics import posterior
+from genreg.model.conditions import default_value
+from genreg.model.generative import GenerativeModel
+from genreg.viz.figures import pyplot
+from genreg.viz.samples import sample_images
+
+
+def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, tuple[str, str]]:
+    """The two latent dims if z is 2-D, else the first two principal components."""
+    if z.shape[1] <= 2:
+        z = torch.nn.functional.pad(z, (0, 2 - z.shape[1]))
+        return z, ("z1", "z2")
+    centred = z - z.mean(0)
+    _, s, v = torch.linalg.svd(centred, full_matrices=False)
+    share = (s**2 / (s**2).sum()).tolist()
+    return centred @ v[:2].T, (f"PC1 ({share[0]:.0%} of variance)", f"PC2 ({share[1]:.0%})")
+
+
+def color_values(split: Split, column: str) -> torch.Tensor:
+    """The split's values of ``column``, on the CPU, or an error listing the columns it has."""
+    columns = split.condition()
+    if column not in columns:
+        raise ConditionError(
+            f"cannot colour by '{column}': the split has no such column; its columns: {', '.join(columns)}."
+        )
+    return columns[column].cpu()
+
+
+def latent_scatter_figure(model: GenerativeModel, split: Split, title: str = "", color_by: str = LABEL) -> Any:
+    """The split's latent means (their first two principal components above 2-D), coloured by ``color_by``.
+
+    A class column gets one colour per class and a legend; a continuous one (e.g. ``ink``) a
+    colormap and a colorbar, because hundreds of distinct values have no useful legend.
+    """
+    values = color_values(split, color_by)
+    points, (xlabel, ylabel) = project_2d(posterior(model, split).mu)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    if values.is_floating_point():
+        dots = ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.6, c=values.numpy(), cmap="viridis")
+        fig.colorbar(dots, ax=ax, label=color_by)
+    else:
+        _class_scatter(ax, points, values, model.data_info.columns.get(color_by, int(values.max()) + 1))
+        ax.legend(markerscale=3, fontsize=7, loc="best", title="class" if color_by == LABEL else color_by)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"test-set latent means by {'class' if color_by == LABEL else color_by}")
+    fig.tight_layout()
+    return fig
+
+
+def _class_scatter(ax, points: torch.Tensor, classes: torch.Tensor, count: int) -> None:
+    """One colour and one legend entry per class present."""
+    cmap = pyplot().get_cmap("tab10" if count <= 10 else "tab20")
+    for k in classes.unique().tolist():
+        mask = classes == k
+        ax.scatter(points[mask, 0], points[mask, 1], s=4, alpha=0.6, color=cmap(k % cmap.N), label=str(k))
+
+
+def comparison_figure(runs: dict[str, tuple[GenerativeModel, Split]], n_samples: int = 10, seed: int = 0) -> Any:
+    """One column per run: its test latents (shared axes and colours) above a row of its samples."""
+    plt = pyplot()
+    points = {name: project_2d(posterior(model, split).mu) for name, (model, split) in runs.items()}
+    everything = torch.cat([p for p, _ in points.values()])
+    low, high = everything.quantile(0.005, 0).tolist(), everything.quantile(0.995, 0).tolist()
+    fig, axes = plt.subplots(2, len(runs), figsize=(4.2 * len(runs), 5.6), height_ratios=[4, 1], squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    classes: set[int] = set()
+    for column, (name, (model, split)) in enumerate(runs.items()):
+        (xy, (xlabel, ylabel)), ax = points[name], axes[0][column]
+        labels = split.labels.cpu()
+        classes |= set(labels.tolist())
+        ax.scatter(xy[:, 0], xy[:, 1], s=3, alpha=0.6, c=[cmap(int(k) % 10) for k in labels])
+        ax.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]), xlabel=xlabel, ylabel=ylabel, title=name)
+        ax.set_aspect("equal", adjustable="box")
+        _sample_strip(axes[1][column], model, n_samples, seed)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=cmap(k % 10), label=str(k)) for k in sorted(classes)]
+    fig.legend(handles=handles, title="class", loc="center right", fontsize=7)
+    fig.tight_layout(rect=(0, 0, 0.95, 1))
+    return fig
+
+
+def _sample_strip(ax, model: GenerativeModel, n: int, seed: int) -> None:
+    """A row of at most ``n`` prior samples, titled with what the row shows."""
+    from torchvision.utils import make_grid
+
+    torch.manual_seed(seed)
+    images, title = strip_samples(model, n)
+    grid = make_grid(images.cpu().clamp(0, 1), nrow=images.shape[0], padding=2, pad_value=1.0)
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=8)
+
+
+def strip_samples(model: GenerativeModel, n: int) -> tuple[torch.Tensor, str]:
+    """Samples for one row, and its title.
+
+    A model conditioned on the label shows one sample of each class (its other columns at class 0
+    or their training mean), since the class is what one compares across runs; any other model
+    shows its sample grid's first row: ``n`` draws, or a continuous column's ``n`` values.
+    """
+    conditions = model.conditioner
+    if conditions is None or conditions.num_classes is None:
+        images, _, columns = sample_images(model, n)
+        return images[:n], "samples" + (f" ({columns[0]} to {columns[-1]})" if columns else "")
+    others = {c: default_value(p) for c, p in zip(conditions.columns, conditions.parts, strict=True) if c != LABEL}
+    images = sample_images(model, 1, fixed=others).images[:n]
+    return images, f"samples (classes 0-{len(images) - 1})"
