@@ -42,7 +42,7 @@ def seconds_per_epoch(n: int, epochs: int) -> list[float]:
     torch.manual_seed(0)
     model = genreg.build_model(GENREG_SPEC, data.info)
     config = genreg.TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, device="cpu")
-    return [record["seconds"] for record in genreg.train(model, data, config, progress=False)]
+    return [record["seconds"] for record in genreg.train(model, data, config, progress=False).history]
 
 
 def report(rows: dict[int, list[float]], epochs: int, command: str) -> str:

@@ -50,7 +50,9 @@ def main() -> None:
             if args.profile and record["epoch"] == args.epochs - 1:
                 prof.__enter__()
 
-        history = genreg.train(model, data, config, seed=SEED, progress=False, callbacks=[genreg.EveryEpoch(on_epoch)])
+        history = genreg.train(
+            model, data, config, seed=SEED, progress=False, callbacks=[genreg.EveryEpoch(on_epoch)]
+        ).history
         if args.profile:
             prof.__exit__(None, None, None)
             print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=25))

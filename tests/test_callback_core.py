@@ -80,7 +80,7 @@ def test_the_view_is_read_only_and_its_copies_do_not_reach_the_run(tmp_path: Pat
                 run.epoch = 5
 
     resolved = {"train": {"epochs": 2}}
-    history = genreg.train(model, data, spec.train, progress=False, spec=resolved, callbacks=[Meddler()])
+    history = genreg.train(model, data, spec.train, progress=False, spec=resolved, callbacks=[Meddler()]).history
     assert seen["spec_epochs"] == 2
     assert seen["loss"] == history[-1]["test"]["loss"] > 0
     assert resolved == {"train": {"epochs": 2}}
@@ -101,9 +101,9 @@ def test_a_stop_request_ends_the_run_after_that_epoch_and_says_why() -> None:
             run.request_stop("enough")
             run.request_stop("a later reason is not kept")
 
-    history = genreg.train(model, data, spec.train, progress=False, callbacks=[StopAtOne()])
-    assert [r["epoch"] for r in history] == [1]
-    assert history[-1]["stopped"] == "enough"
+    result = genreg.train(model, data, spec.train, progress=False, callbacks=[StopAtOne()])
+    assert [r["epoch"] for r in result.history] == [1]
+    assert result.stopped == "enough"
 
 
 def test_a_resumed_run_may_change_its_callbacks_but_nothing_else(tmp_path: Path) -> None:

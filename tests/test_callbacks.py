@@ -17,7 +17,7 @@ from genreg.errors import RunFolderError, SpecError
 from genreg.files.model_files import CHECKPOINT_FORMAT, read_metadata
 from genreg.files.run_folder import RunFolder
 from genreg.spec import validate_part
-from genreg.training.callbacks import RunView
+from genreg.training.callbacks import RunState, RunView
 from genreg_builtin.callbacks import BestCheckpoint, BestCheckpointConfig, EarlyStopping, read_best
 
 EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "ae.json")
@@ -52,7 +52,7 @@ def test_on_step_is_called_only_when_a_callback_defines_it(tmp_path: Path) -> No
 
 def test_a_stop_request_ends_the_run_cleanly_and_it_resumes_to_the_same_weights(tmp_path: Path) -> None:
     stopped = genreg.run(small_spec(4, [{"type": "hook-log", "stop_after": 2}]), tmp_path / "run", progress=False)
-    assert stopped.history[-1]["stopped"] == "hook-log: stop_after=2"
+    assert stopped.stopped == "hook-log: stop_after=2"
     assert [r["epoch"] for r in RunFolder(tmp_path / "run").read_metrics()] == [1, 2]
     assert (tmp_path / "run" / "model.safetensors").exists()
     assert read_metadata(tmp_path / "run" / RunFolder.CHECKPOINT, CHECKPOINT_FORMAT)["genreg.epoch"] == "2"
@@ -79,18 +79,24 @@ def record(epoch: int, value: float) -> dict:
     return {"epoch": epoch, "train": {"loss": value}, "test": {"loss": value}, "lr": 1e-3, "seconds": 0.0}
 
 
+def scripted_run(model: genreg.GenerativeModel | None, folder: Path | None, epochs: int) -> tuple[RunState, RunView]:
+    """A run's state, driven by the test as the training loop would, and the view its callbacks get."""
+    state = RunState(model, None, {}, folder, epochs)
+    return state, RunView(state)
+
+
 def stop_epoch(config: dict, values: list[float], resumed_after: int = 0) -> tuple[int | None, str | None]:
     """Drive early stopping over scripted test losses; the first ``resumed_after`` epochs are a resumed run's past."""
-    view = RunView(None, None, None, None, len(values))
+    state, view = scripted_run(None, None, len(values))
     for epoch, value in enumerate(values[:resumed_after], 1):
-        view._end_epoch(record(epoch, value))
+        state.end_epoch(record(epoch, value))
     callback = EarlyStopping(validate_part("callback", {"type": "early-stopping", **config}))
     callback.on_run_start(view)
     if view.stop_reason is not None:
         return resumed_after, view.stop_reason
     for epoch, value in enumerate(values[resumed_after:], resumed_after + 1):
-        view._begin_epoch(epoch)
-        view._end_epoch(record(epoch, value))
+        state.begin_epoch(epoch)
+        state.end_epoch(record(epoch, value))
         callback.on_epoch_end(view)
         if view.stop_reason is not None:
             return epoch, view.stop_reason
@@ -137,9 +143,7 @@ def test_early_stopping_ends_a_real_run(tmp_path: Path) -> None:
     spec = small_spec(5, [{"type": "early-stopping", "mode": "max", "patience": 1}])  # the loss falls: epoch 2 is worse
     result = genreg.run(spec, tmp_path, progress=False)
     assert [r["epoch"] for r in RunFolder(tmp_path).read_metrics()] == [1, 2]
-    assert result.history[-1]["stopped"].startswith(
-        "early-stopping: test.loss did not improve by more than 0 for 1 epoch ("
-    )
+    assert result.stopped.startswith("early-stopping: test.loss did not improve by more than 0 for 1 epoch (")
 
 
 def tiny_model() -> genreg.GenerativeModel:
@@ -150,18 +154,18 @@ def tiny_model() -> genreg.GenerativeModel:
 def script_best(folder: Path, mode: str, values: list[float], past: int = 0) -> dict[int, dict[str, torch.Tensor]]:
     """Drive best-checkpoint over scripted test losses, new weights each epoch; returns the weights per epoch."""
     model, snapshots = tiny_model(), {}
-    view = RunView(model, None, None, folder, len(values))
+    state, view = scripted_run(model, folder, len(values))
     for epoch, value in enumerate(values[:past], 1):
-        view._end_epoch(record(epoch, value))
+        state.end_epoch(record(epoch, value))
     callback = BestCheckpoint(BestCheckpointConfig(mode=mode))
     callback.on_run_start(view)
     for epoch, value in enumerate(values[past:], past + 1):
-        view._begin_epoch(epoch)
+        state.begin_epoch(epoch)
         with torch.no_grad():
             for p in model.parameters():
                 p.normal_()
         snapshots[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
-        view._end_epoch(record(epoch, value))
+        state.end_epoch(record(epoch, value))
         callback.on_epoch_end(view)
     return snapshots
 
@@ -216,7 +220,7 @@ def test_best_checkpoint_in_a_real_run_and_after_resume(tmp_path: Path) -> None:
         run_dir=tmp_path,
         callbacks=[snapshots, BestCheckpoint(config)],
         progress=False,
-    )
+    ).history
     losses = [r["test"]["loss"] for r in history]
     best = losses.index(max(losses)) + 1
     assert best != 3
@@ -236,14 +240,14 @@ def test_best_checkpoint_in_a_real_run_and_after_resume(tmp_path: Path) -> None:
         resume=True,
         callbacks=[BestCheckpoint(config)],
         progress=False,
-    )
+    ).history
     assert [r["epoch"] for r in resumed] == [4] and resumed[0]["test"]["loss"] < max(losses)
     assert path.read_bytes() == before  # epoch 4 is worse than the best read back from the file
 
 
 def test_best_checkpoint_needs_a_run_folder() -> None:
     with pytest.raises(RunFolderError, match="'best-checkpoint' saves the best model into the run folder"):
-        BestCheckpoint(BestCheckpointConfig()).on_run_start(RunView(tiny_model(), None, None, None, 1))
+        BestCheckpoint(BestCheckpointConfig()).on_run_start(scripted_run(tiny_model(), None, 1)[1])
 
 
 @pytest.mark.parametrize("filename", ["model.safetensors", "checkpoint.safetensors", "../best.safetensors", "best.pt"])

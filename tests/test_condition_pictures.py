@@ -2,7 +2,7 @@
 
 Samples held at a value or spanning the column's range, counterfactual decoding to other values
 of it, the latent scatter coloured by it, and the errors for condition values a model cannot take.
-The grid tests read what a picture shows from the arguments its images were saved with, not
+The grid tests read what a picture shows from the arguments its images were drawn with, not
 from its pixels.
 """
 
@@ -16,11 +16,15 @@ import torch
 from click.testing import CliRunner
 
 import genreg
-import genreg.pictures as pictures
-import genreg.sampling as sampling
+import genreg.viz.explore as explore
+import genreg.viz.samples as samples
 from genreg.cli import cli
-from genreg.errors import ConditionError, SpecError
+from genreg.cli.arguments import check_label, transfer_targets
+from genreg.errors import ConditionError, UsageError
+from genreg.viz.explore import manifold_figure
+from genreg.viz.figures import grid_figure, save_figure
 from genreg.viz.latent import strip_samples
+from genreg.viz.samples import sample_images
 
 MLP = {"type": "mlp", "hidden": [64]}
 INK_CVAE = {
@@ -59,16 +63,15 @@ def model(run_folder: Path) -> genreg.GenerativeModel:
 
 @pytest.fixture
 def grids(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    """Every grid saved by genreg.pictures or genreg.sampling, recorded; the PNG is still written."""
+    """Every grid drawn by genreg.viz.samples or genreg.viz.explore, recorded; the figure is still drawn."""
     calls: list[dict] = []
-    real = pictures.save_grid
 
-    def record(images: torch.Tensor, path: str | Path, ncol: int, **labels: list[str] | None) -> Path:
+    def record(images: torch.Tensor, ncol: int, **labels: list[str] | None) -> object:
         calls.append({"images": images.detach().cpu(), "ncol": ncol, **labels})
-        return real(images, path, ncol, **labels)
+        return grid_figure(images, ncol, **labels)
 
-    monkeypatch.setattr(pictures, "save_grid", record)
-    monkeypatch.setattr(sampling, "save_grid", record)
+    monkeypatch.setattr(samples, "grid_figure", record)
+    monkeypatch.setattr(explore, "grid_figure", record)
     return calls
 
 
@@ -120,7 +123,7 @@ def test_the_thickness_picture_has_a_row_per_class_and_a_column_per_ink(model, r
     assert call["ncol"] == 5 and call["images"].shape == (50, 1, 28, 28)
     assert call["row_labels"] == [f"class {k}" for k in range(10)]
     assert call["column_labels"] == [f"ink={ink:.3g}" for ink in inks]
-    images, rows, columns = pictures.sample_images(model, 5)
+    images, rows, columns = sample_images(model, 5)
     assert images.shape == (50, 1, 28, 28) and rows == call["row_labels"] and columns == call["column_labels"]
 
 
@@ -137,7 +140,7 @@ def test_label_and_ink_fixed_give_one_row_of_draws(model, run_folder, grids, tmp
     result = invoke("sample", run_folder, "--label", 3, "--condition", "ink=0.1", "-n", 6, "-o", tmp_path / "f.png")
     assert result.exit_code == 0, result.output
     assert grids[0]["images"].shape == (6, 1, 28, 28) and grids[0]["row_labels"] == ["class 3"]
-    _, rows, columns = pictures.sample_images(model, 4, fixed={"label": 7})  # one class, the ink spanning
+    _, rows, columns = sample_images(model, 4, fixed={"label": 7})  # one class, the ink spanning
     assert rows == ["class 7"] and len(columns) == 4
 
 
@@ -158,7 +161,7 @@ def test_columns_left_out_take_class_0_or_the_training_mean(model) -> None:
     assert condition["label"].tolist() == [3, 3]
     assert condition["ink"].tolist() == pytest.approx([float(model.conditioner.part("ink").mean)] * 2)
     with pytest.raises(ConditionError, match="no condition column 'dose'; it reads label, ink"):
-        pictures.sample_images(model, 2, fixed={"dose": 1})
+        sample_images(model, 2, fixed={"dose": 1})
 
 
 def test_the_comparison_strip_shows_one_sample_per_class(model) -> None:
@@ -246,17 +249,17 @@ def ink_only() -> genreg.GenerativeModel:
 
 
 def test_without_the_label_the_ink_spans_one_row(ink_only, tmp_path) -> None:
-    images, rows, columns = pictures.sample_images(ink_only, 3)
+    images, rows, columns = sample_images(ink_only, 3)
     assert images.shape == (3, 1, 8, 8) and rows is None and columns == ["ink=0", "ink=0.5", "ink=1"]
     assert strip_samples(ink_only, 3)[1] == "samples (ink=0 to ink=1)"
-    assert sampling.save_manifold(ink_only, tmp_path / "m.png", n=3).exists()  # no class to ask for
+    assert save_figure(manifold_figure(ink_only, n=3), tmp_path / "m.png").exists()  # no class to ask for
 
 
-def test_without_the_label_label_options_are_refused(ink_only, tmp_path) -> None:
-    with pytest.raises(SpecError, match=r"--label 1: this model is not conditioned on the label \(it reads ink\)"):
-        sampling.save_manifold(ink_only, tmp_path / "m.png", label=1)
+def test_without_the_label_label_options_are_refused(ink_only) -> None:
+    with pytest.raises(UsageError, match=r"--label 1: this model is not conditioned on the label \(it reads ink\)"):
+        check_label(ink_only, 1)
     with pytest.raises(ConditionError, match="--to all: this model is not conditioned on the label; give COLUMN="):
-        sampling.transfer_targets(ink_only, "all")
+        transfer_targets(ink_only, "all")
 
 
 @pytest.mark.parametrize("command", ["sample", "transfer", "latent"])

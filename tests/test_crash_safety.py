@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import errno
-import importlib
 import itertools
 import json
 import os
@@ -32,12 +31,12 @@ from safetensors.torch import save_file
 import genreg
 from genreg.cli import cli
 from genreg.errors import GenregError, OutputError, RunFolderError
-from genreg.files import model_files as checkpoint
+from genreg.files import run_folder, tensors
 from genreg.files.atomic import atomic_write
 from genreg.files.model_files import load_checkpoint, save_checkpoint, save_model
 from genreg.files.run_folder import RunFolder
+from genreg.training import runner
 
-RUN = importlib.import_module("genreg.run")  # the module; genreg.run is the function
 INFO = genreg.DataInfo((1, 28, 28), 10)
 MARKERS = (1, 2, 3, 4)
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and POSIX signals")
@@ -185,7 +184,7 @@ def test_a_full_disk_keeps_the_previous_file_and_says_so(tmp_path, monkeypatch, 
     save(old, old_optimizer)
     before = path.read_bytes()
     error, reason = FULL[raised]
-    monkeypatch.setattr(checkpoint, "save_file", half_then_fail(error))
+    monkeypatch.setattr(tensors, "save_file", half_then_fail(error))
     with pytest.raises(OutputError) as caught:
         save(new, new_optimizer)
     assert str(caught.value) == f"could not write {path} ({reason}); its previous contents are unchanged."
@@ -250,8 +249,8 @@ def nothing_loaded(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("data was loaded or training started")
 
-    monkeypatch.setattr(RUN, "load_data", forbidden)
-    monkeypatch.setattr(RUN, "train", forbidden)
+    monkeypatch.setattr(runner, "load_data", forbidden)
+    monkeypatch.setattr(runner, "train", forbidden)
 
 
 def small_spec():
@@ -303,16 +302,16 @@ def test_too_little_free_space_fails_before_training_and_keeps_the_old_run(tmp_p
     def train(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(RUN, "train", train)
+    monkeypatch.setattr(runner, "train", train)
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(RUN.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(run_folder.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
     out = tmp_path / "run"
     out.mkdir()
     (out / "model.safetensors").write_bytes(b"the old run")
     spec = small_spec()
     with pytest.raises(RunFolderError) as caught:
         genreg.run(spec, out, overwrite=True, progress=False)
-    needed = RUN.space_needed(genreg.build_model(spec.model, INFO))
+    needed = runner.space_needed(genreg.build_model(spec.model, INFO))
     assert str(caught.value) == (
         f"not enough free space in {out}: the run's checkpoint and model files need about {needed / 1e6:.1f} MB "
         "and 0.0 MB is free; free some space or choose another folder with --out."
@@ -321,7 +320,7 @@ def test_too_little_free_space_fails_before_training_and_keeps_the_old_run(tmp_p
 
 
 def test_a_disk_that_fills_during_a_run_is_exit_code_2_not_a_traceback(tmp_path, monkeypatch):
-    monkeypatch.setattr(checkpoint, "save_file", half_then_fail(FULL["OSError"][0]))
+    monkeypatch.setattr(tensors, "save_file", half_then_fail(FULL["OSError"][0]))
     spec = Path(__file__).resolve().parents[1] / "examples" / "vae.json"
     out = tmp_path / "run"
     result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(out), "--set", "train.epochs=1", "--quiet", *FAST])

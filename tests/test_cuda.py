@@ -10,6 +10,7 @@ import torch
 
 import genreg
 from genreg.errors import NonFiniteLossError
+from genreg.training.optim import make_optimizer
 from genreg.training.steps import GraphedSteps, make_steps
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -29,7 +30,7 @@ def trained(spec: dict, data: genreg.DataSplits, epochs: int = 2, **train) -> tu
     torch.manual_seed(0)
     model = genreg.build_model(spec, data.info)
     config = genreg.TrainConfig(epochs=epochs, batch_size=64, device="cuda", **train)
-    history = genreg.train(model, data, config, seed=0, progress=False)
+    history = genreg.train(model, data, config, seed=0, progress=False).history
     return model, history
 
 
@@ -41,7 +42,7 @@ def test_auto_captures_a_graph_on_cuda() -> None:
     data = small_data()
     model = genreg.build_model(AE, data.info).cuda()
     config = genreg.TrainConfig(device="cuda")
-    optimizer = genreg.training.optim.make_optimizer(model, config, torch.device("cuda"))
+    optimizer = make_optimizer(model, config, torch.device("cuda"))
     assert isinstance(make_steps(model, optimizer, data.train.to("cuda"), config, data.binarize), GraphedSteps)
 
 

@@ -7,7 +7,6 @@ third-party component that returns the wrong shape: each is an error at ``genreg
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -20,11 +19,11 @@ import genreg
 from genreg.cli import cli
 from genreg.errors import AssemblyError, DataError
 from genreg.plugin.protocols import LatentSample
+from genreg.training import runner
 from genreg_builtin.conditioners import OneHot, OneHotConfig
 from genreg_builtin.latents import GaussianConfig, GaussianLatent
 from genreg_builtin.mlp import MLPDecoder, MLPDecoderConfig, MLPEncoder, MLPEncoderConfig
 
-RUN = importlib.import_module("genreg.run")  # the module; genreg.run is the function
 N = 40
 SMALL = {"latent_dim": 2, "encoder": {"type": "mlp", "hidden": [8]}, "decoder": {"type": "mlp", "hidden": [8]}}
 
@@ -86,7 +85,7 @@ def no_training(monkeypatch):
     def train(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(RUN, "train", train)
+    monkeypatch.setattr(runner, "train", train)
 
 
 def spec_file(tmp_path: Path, data: dict, model: dict | None = None) -> Path:

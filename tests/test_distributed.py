@@ -42,7 +42,7 @@ def trained(batch_size: int) -> tuple[genreg.GenerativeModel, list[dict]]:
     data = small_data()
     model = genreg.build_model(SPEC, data.info)
     config = genreg.TrainConfig(epochs=2, batch_size=batch_size, device="cpu")
-    return model, genreg.train(model, data, config, seed=0, progress=False)
+    return model, genreg.train(model, data, config, seed=0, progress=False).history
 
 
 def rank_main(rank: int, port: int, out: str) -> None:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import genreg
 from genreg.cli import Group
-from genreg.cli.training import extend_command
+from genreg.cli.training import extend as extend_command
 from genreg.errors import ExtensionError
 from genreg.files.model_files import read_metadata
 from genreg.model.extend import Extension, extension_of
@@ -107,7 +107,7 @@ def test_the_saved_file_rebuilds_ten_classes_and_records_the_extension(extended,
 def test_fine_tuning_trains_only_the_new_rows_and_fits_the_new_digits(extended, new_digits) -> None:
     before = snapshot(extended)
     torch.manual_seed(0)  # the loss draws z
-    loss_before = genreg.evaluate(extended, new_digits.test, CPU)["loss"]
+    loss_before = genreg.average_losses(extended, new_digits.test, CPU)["loss"]
     history = genreg.fine_tune_classes(extended, new_digits, epochs=3, device="cpu")
     after = extended.state_dict()
     weight = "conditioner.parts.0.table.weight"

@@ -19,8 +19,10 @@ from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 import genreg
-from genreg.model.losses import LinearWarmup, LossTermConfig
+from genreg.model.losses import LossTermConfig
 from genreg.plugin.protocols import LatentSample, ModelOutput
+from genreg.spec import build_part
+from genreg.spec.builder import builder_for
 from genreg_builtin.losses import BCE, KLD, MSE, BCEConfig, KLDConfig, MSEConfig
 
 
@@ -202,8 +204,13 @@ def test_terms_keep_float64():
 # --------------------------------------------------------------------------- schedule
 
 
+def linear_warmup(**fields) -> object:
+    """The registered ``linear`` schedule, built as a loss weight's (no run length)."""
+    return build_part("schedule", {"type": "linear", **fields}, epochs=None)
+
+
 def test_linear_warmup_rises_linearly_then_stays():
-    warmup = LinearWarmup(epochs=4)
+    warmup = linear_warmup(epochs=4)
     assert warmup.factor(0) == 0.0
     progress = [0.5, 1, 2, 3, 3.5]
     factors = [warmup.factor(p) for p in progress]
@@ -213,21 +220,32 @@ def test_linear_warmup_rises_linearly_then_stays():
 
 
 def test_linear_warmup_with_start():
-    warmup = LinearWarmup(epochs=2, start=0.2)
+    warmup = linear_warmup(epochs=2, start=0.2)
     assert warmup.factor(0) == pytest.approx(0.2)
     assert warmup.factor(1) == pytest.approx(0.6)
     assert warmup.factor(2) == pytest.approx(1.0)
     assert warmup.factor(7) == pytest.approx(1.0)
 
 
-def test_loss_term_factor_is_weight_times_schedule():
-    config = LossTermConfig(weight=3.0, schedule={"type": "linear", "epochs": 4})
-    assert config.factor(0) == 0.0
-    assert config.factor(1) == pytest.approx(0.75)
-    assert config.factor(2.5) == pytest.approx(3.0 * 2.5 / 4)
-    assert config.factor(4) == pytest.approx(3.0)
-    assert config.factor(40) == pytest.approx(3.0)
-    assert LossTermConfig(weight=0.5).factor(0) == 0.5  # no schedule: always the weight
+def test_loss_term_weight_is_weight_times_schedule():
+    spec = {
+        "type": "vae",
+        "losses": [
+            {"type": "bce", "weight": 3.0, "schedule": {"type": "linear", "epochs": 4}},
+            {"type": "kld", "weight": 0.5},
+        ],
+    }
+    model = genreg.build_model(spec, genreg.DataInfo((1, 6, 6), 3))
+
+    def weight(progress: float) -> float:
+        return model.loss_weights(progress)[0]
+
+    assert weight(0) == 0.0
+    assert weight(1) == pytest.approx(0.75)
+    assert weight(2.5) == pytest.approx(3.0 * 2.5 / 4)
+    assert weight(4) == pytest.approx(3.0)
+    assert weight(40) == pytest.approx(3.0)
+    assert model.loss_weights(0)[1] == 0.5  # no schedule: always the weight
 
 
 @pytest.mark.parametrize(
@@ -241,8 +259,9 @@ def test_loss_term_factor_is_weight_times_schedule():
     ],
 )
 def test_loss_term_config_rejects_bad_values(kwargs):
+    term_config = builder_for().resolved(LossTermConfig)  # as a spec validates it: its schedule slot resolved
     with pytest.raises(pydantic.ValidationError):
-        LossTermConfig(**kwargs)
+        term_config(**kwargs)
 
 
 # --------------------------------------------------------------------------- model total

@@ -131,7 +131,7 @@ def test_registry_finds_thermometer_through_the_installed_entry_point():
     entry = genreg.get_registry().get("conditioner", "thermometer")
     assert entry.plugin == "example"
     assert entry.factory is thermometer.Thermometer
-    assert entry.config is thermometer.ThermometerConfig
+    assert entry.config_class is thermometer.ThermometerConfig
     info = next(i for i in plugin_infos() if i.name == "example")
     assert (info.distribution, info.version, info.error) == ("genreg-example-plugin", EXAMPLE_VERSION, None)
     assert info.components == ["conditioner:thermometer", "callback:hook-log"]

@@ -44,7 +44,7 @@ def hand_built_cvae() -> genreg.GenerativeModel:
 def test_hand_composition_trains_and_round_trips(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = hand_built_cvae()
-    history = genreg.train(model, small_data(), genreg.TrainConfig(epochs=3, batch_size=64), progress=False)
+    history = genreg.train(model, small_data(), genreg.TrainConfig(epochs=3, batch_size=64), progress=False).history
     assert history[-1]["train"]["loss"] < history[0]["train"]["loss"]
 
     path = genreg.save_model(model, tmp_path / "hand.safetensors")

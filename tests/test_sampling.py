@@ -15,9 +15,11 @@ from PIL import Image
 from torch import nn
 
 import genreg
-import genreg.sampling as sampling
-from genreg.errors import SpecError
-from genreg.viz.explore import interpolation_latents, manifold_latents, save_interpolation, save_manifold
+import genreg.viz.explore as explore
+from genreg.cli.arguments import check_label
+from genreg.errors import ConditionError, UsageError
+from genreg.viz.explore import interpolation_figure, interpolation_latents, manifold_figure, manifold_latents
+from genreg.viz.figures import grid_figure, save_figure
 from genreg_builtin.conditioners import OneHot, OneHotConfig
 
 SHAPE = (1, 8, 8)
@@ -98,15 +100,14 @@ def toy_split(n: int = 6) -> genreg.Split:
 
 @pytest.fixture
 def grids(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    """Every call to save_grid from genreg.sampling, recorded; the PNG is still written."""
+    """Every call to grid_figure from genreg.viz.explore, recorded; the figure is still drawn."""
     calls: list[dict] = []
-    real = sampling.save_grid
 
-    def record(images: torch.Tensor, path: str | Path, ncol: int, row_labels: list[str] | None = None) -> Path:
+    def record(images: torch.Tensor, ncol: int, row_labels: list[str] | None = None) -> object:
         calls.append({"images": images.detach().cpu(), "ncol": ncol, "row_labels": row_labels})
-        return real(images, path, ncol=ncol, row_labels=row_labels)
+        return grid_figure(images, ncol=ncol, row_labels=row_labels)
 
-    monkeypatch.setattr(sampling, "save_grid", record)
+    monkeypatch.setattr(explore, "grid_figure", record)
     return calls
 
 
@@ -142,12 +143,12 @@ def test_manifold_latents_are_symmetric_and_equal_in_prior_mass(n: int) -> None:
 
 
 def test_manifold_latents_needs_two_points_per_side() -> None:
-    with pytest.raises(SpecError, match="n >= 2"):
+    with pytest.raises(UsageError, match="n >= 2"):
         manifold_latents(1)
 
 
-def test_save_manifold_decodes_the_grid_in_order(tmp_path: Path, grids: list[dict]) -> None:
-    path = save_manifold(stub_model(), tmp_path / "manifold.png", n=4)
+def test_manifold_figure_decodes_the_grid_in_order(tmp_path: Path, grids: list[dict]) -> None:
+    path = save_figure(manifold_figure(stub_model(), n=4), tmp_path / "manifold.png")
     assert path == tmp_path / "manifold.png"
     (call,) = grids
     assert call["ncol"] == 4 and call["images"].shape == (16, *SHAPE)
@@ -156,37 +157,41 @@ def test_save_manifold_decodes_the_grid_in_order(tmp_path: Path, grids: list[dic
     assert width > 100 and height > 100
 
 
-def test_save_manifold_of_a_conditional_model_decodes_the_label(tmp_path: Path, grids: list[dict]) -> None:
-    save_manifold(stub_model(conditional=True), tmp_path / "m.png", n=3, label=2)
+def test_manifold_figure_of_a_conditional_model_decodes_the_label(tmp_path: Path, grids: list[dict]) -> None:
+    save_figure(manifold_figure(stub_model(conditional=True), n=3, fixed={"label": 2}), tmp_path / "m.png")
     assert class_of(grids[0]["images"]) == [2] * 9
 
 
-def test_save_manifold_of_a_built_vae_writes_a_png_that_grows_with_n(tmp_path: Path) -> None:
+def test_manifold_figure_of_a_built_vae_writes_a_png_that_grows_with_n(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = genreg.build_model({"type": "vae", "latent_dim": 2}, genreg.DataInfo(SHAPE, CLASSES)).train()
     small, large = (
-        png_size(save_manifold(model, tmp_path / "4.png", n=4)),
-        png_size(save_manifold(model, tmp_path / "8.png", n=8)),
+        png_size(save_figure(manifold_figure(model, n=4), tmp_path / "4.png")),
+        png_size(save_figure(manifold_figure(model, n=8), tmp_path / "8.png")),
     )
     assert small[0] > 50 and large[0] > small[0] and large[1] > small[1]
     assert model.training  # the caller's mode is restored
 
 
-def test_save_manifold_needs_a_2d_latent(tmp_path: Path) -> None:
+def test_manifold_figure_needs_a_2d_latent(tmp_path: Path) -> None:
     model = genreg.build_model({"type": "vae", "latent_dim": 3}, genreg.DataInfo(SHAPE, CLASSES))
-    with pytest.raises(SpecError, match=r"needs a 2-D latent.*has 3 dimensions"):
-        save_manifold(model, tmp_path / "m.png")
+    with pytest.raises(UsageError, match=r"needs a 2-D latent.*has 3 dimensions"):
+        save_figure(manifold_figure(model), tmp_path / "m.png")
     assert not (tmp_path / "m.png").exists()
 
 
-def test_save_manifold_label_errors(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match=r"conditional: pass --label with a class in 0\.\.2"):
-        save_manifold(stub_model(conditional=True), tmp_path / "m.png")
-    with pytest.raises(SpecError, match="not conditional"):
-        save_manifold(stub_model(), tmp_path / "m.png", label=1)
+def test_manifold_figure_label_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"conditional: pass --label with a class in 0\.\.2"):
+        save_figure(manifold_figure(stub_model(conditional=True)), tmp_path / "m.png")
+    # --label is checked where the command line is read; a bad class in `fixed` by the model itself.
+    with pytest.raises(UsageError, match="not conditional"):
+        check_label(stub_model(), 1)
     for label in (-1, CLASSES):
-        with pytest.raises(SpecError, match=rf"--label {label}: must be a class in 0\.\.2"):
-            save_manifold(stub_model(conditional=True), tmp_path / "m.png", label=label)
+        with pytest.raises(UsageError, match=rf"--label {label}: must be a class in 0\.\.2"):
+            check_label(stub_model(conditional=True), label)
+        with pytest.raises(ConditionError, match=rf"column 'label' has class {label}, .* classes 0\.\.2"):
+            manifold_figure(stub_model(conditional=True), fixed={"label": label})
+    assert not (tmp_path / "m.png").exists()
 
 
 # ---------------------------------------------------------------- interpolation
@@ -202,13 +207,13 @@ def test_interpolation_latents_run_evenly_along_the_line() -> None:
 
 
 def test_interpolation_latents_need_two_steps() -> None:
-    with pytest.raises(SpecError, match="steps >= 2"):
+    with pytest.raises(UsageError, match="steps >= 2"):
         interpolation_latents(torch.zeros(2), torch.ones(2), 1)
 
 
-def test_save_interpolation_row_is_a_then_the_line_then_b(tmp_path: Path, grids: list[dict]) -> None:
+def test_interpolation_figure_row_is_a_then_the_line_then_b(tmp_path: Path, grids: list[dict]) -> None:
     model, split = stub_model(), toy_split()
-    path = save_interpolation(model, split, 1, 4, tmp_path / "i.png", steps=5)
+    path = save_figure(interpolation_figure(model, split, 1, 4, steps=5), tmp_path / "i.png")
     (call,) = grids
     row = call["images"]
     assert call["ncol"] == 7 and row.shape == (7, *SHAPE) and call["row_labels"] is None
@@ -220,21 +225,21 @@ def test_save_interpolation_row_is_a_then_the_line_then_b(tmp_path: Path, grids:
     assert width > 100 and height > 10
 
 
-def test_save_interpolation_of_a_built_vae_ends_at_the_reconstructions(tmp_path: Path, grids: list[dict]) -> None:
+def test_interpolation_figure_of_a_built_vae_ends_at_the_reconstructions(tmp_path: Path, grids: list[dict]) -> None:
     torch.manual_seed(0)
     model = genreg.build_model({"type": "vae", "latent_dim": 2}, genreg.DataInfo(SHAPE, CLASSES)).eval()
     split = toy_split()
-    save_interpolation(model, split, 0, 5, tmp_path / "i.png", steps=4)
+    save_figure(interpolation_figure(model, split, 0, 5, steps=4), tmp_path / "i.png")
     row = grids[0]["images"]
     torch.testing.assert_close(row[1], model.decode(model.encode(split.images[:1]))[0])
     torch.testing.assert_close(row[-2], model.decode(model.encode(split.images[5:6]))[0])
     assert png_size(tmp_path / "i.png")[0] > 100
 
 
-def test_save_interpolation_conditional_encodes_with_own_labels(tmp_path: Path, grids: list[dict]) -> None:
+def test_interpolation_figure_conditional_encodes_with_own_labels(tmp_path: Path, grids: list[dict]) -> None:
     model, split = stub_model(conditional=True), toy_split()  # image 1 has label 1, image 5 label 2
-    save_interpolation(model, split, 1, 5, tmp_path / "own.png", steps=3)
-    save_interpolation(model, split, 1, 5, tmp_path / "asked.png", steps=3, label=0)
+    save_figure(interpolation_figure(model, split, 1, 5, steps=3), tmp_path / "own.png")
+    save_figure(interpolation_figure(model, split, 1, 5, steps=3, fixed={"label": 0}), tmp_path / "asked.png")
     own, asked = grids
     codes = split.images.flatten(1)[[1, 5], :2] + torch.tensor([[1.0], [2.0]])  # each shifted by its own label
     torch.testing.assert_close(
@@ -244,15 +249,18 @@ def test_save_interpolation_conditional_encodes_with_own_labels(tmp_path: Path, 
     assert class_of(asked["images"][1:-1]) == [0, 0, 0] and asked["row_labels"] == ["class 0"]
 
 
-def test_save_interpolation_errors(tmp_path: Path) -> None:
+def test_interpolation_figure_errors(tmp_path: Path) -> None:
     split, path = toy_split(6), tmp_path / "i.png"
     for a, b in ((-1, 2), (0, 6)):
-        with pytest.raises(SpecError, match=r"out of range: the split has 6 images \(0\.\.5\)"):
-            save_interpolation(stub_model(), split, a, b, path)
-    with pytest.raises(SpecError, match="steps >= 2"):
-        save_interpolation(stub_model(), split, 0, 1, path, steps=1)
-    with pytest.raises(SpecError, match="not conditional"):
-        save_interpolation(stub_model(), split, 0, 1, path, label=0)
-    with pytest.raises(SpecError, match=r"--label 3: must be a class in 0\.\.2"):
-        save_interpolation(stub_model(conditional=True), split, 0, 1, path, label=3)
+        with pytest.raises(UsageError, match=r"out of range: the split has 6 images \(0\.\.5\)"):
+            save_figure(interpolation_figure(stub_model(), split, a, b), path)
+    with pytest.raises(UsageError, match="steps >= 2"):
+        save_figure(interpolation_figure(stub_model(), split, 0, 1, steps=1), path)
+    # --label is checked where the command line is read; a bad class in `fixed` by the model itself.
+    with pytest.raises(UsageError, match="not conditional"):
+        check_label(stub_model(), 0)
+    with pytest.raises(UsageError, match=r"--label 3: must be a class in 0\.\.2"):
+        check_label(stub_model(conditional=True), 3)
+    with pytest.raises(ConditionError, match=r"column 'label' has class 3, .* classes 0\.\.2"):
+        save_figure(interpolation_figure(stub_model(conditional=True), split, 0, 1, fixed={"label": 3}), path)
     assert not path.exists()

@@ -21,10 +21,12 @@ from torch.distributions import Normal, kl_divergence
 import genreg
 from genreg.errors import SpecWarning
 from genreg.evaluation.metrics import active_units, posterior
-from genreg.model.losses import Cyclical, LinearWarmup, LossTermConfig
+from genreg.model.losses import LossTermConfig, weight_schedule
 from genreg.plugin.manager import get_registry
 from genreg.plugin.protocols import LatentSample, ModelOutput
-from genreg.spec import validate_part
+from genreg.spec import build_part, validate_part
+from genreg.spec.builder import builder_for
+from genreg_builtin.schedules import CyclicalConfig, LinearConfig
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EPOCHS, STEPS = 6, 7  # a run of 6 epochs of 7 steps: 42 optimiser steps
@@ -41,7 +43,7 @@ def one_thread():
 
 
 def schedule(config: dict, epochs: int = EPOCHS):
-    return get_registry().build("lr_schedule", validate_part("lr_schedule", config), epochs=epochs)
+    return build_part("schedule", config, epochs=epochs)
 
 
 def genreg_lrs(config: dict) -> list[float]:
@@ -213,6 +215,11 @@ def test_a_bad_schedule_fails_validation_naming_the_field(schedule_spec, problem
 # --------------------------------------------------------------------------- cyclical loss weights
 
 
+def cyclical(**fields) -> object:
+    """The registered ``cyclical`` schedule, built as a loss weight's (no run length)."""
+    return build_part("schedule", {"type": "cyclical", **fields}, epochs=None)
+
+
 def cyclical_formula(p: float, period: float, ratio: float, start: float, cycles: int | None) -> float:
     if cycles is not None and p >= cycles * period:
         return 1.0
@@ -223,28 +230,29 @@ def cyclical_formula(p: float, period: float, ratio: float, start: float, cycles
 @pytest.mark.parametrize("progress", [0, 0.5, 1, 1.99, 2, 3.7, 4, 5, 6.5, 7.9, 8, 9, 12, 100.25])
 @pytest.mark.parametrize("cycles", [None, 2])
 def test_cyclical_factor_is_the_formula(progress, cycles):
-    cyclical = Cyclical(epochs=4, ratio=0.5, start=0.2, cycles=cycles)
-    assert cyclical.factor(progress) == pytest.approx(cyclical_formula(progress, 4, 0.5, 0.2, cycles))
+    schedule = cyclical(epochs=4, ratio=0.5, start=0.2, cycles=cycles)
+    assert schedule.factor(progress) == pytest.approx(cyclical_formula(progress, 4, 0.5, 0.2, cycles))
 
 
 def test_cyclical_restarts_each_cycle_and_stays_at_one_after_its_cycles():
-    cyclical = Cyclical(epochs=4, cycles=2)  # ratio 0.5, start 0: rise over 2 epochs, hold 2
-    assert [cyclical.factor(p) for p in (0, 1, 2, 3, 4, 5, 6, 7.9)] == pytest.approx([0, 0.5, 1, 1, 0, 0.5, 1, 1])
-    assert [cyclical.factor(p) for p in (8, 9, 100, math.inf)] == [1.0] * 4
-    assert Cyclical(epochs=4).factor(9) == pytest.approx(0.5)  # without cycles: it keeps cycling
-    assert Cyclical(epochs=4).factor(math.inf) == 1.0  # the full weight, as model.loss's default progress
+    schedule = cyclical(epochs=4, cycles=2)  # ratio 0.5, start 0: rise over 2 epochs, hold 2
+    assert [schedule.factor(p) for p in (0, 1, 2, 3, 4, 5, 6, 7.9)] == pytest.approx([0, 0.5, 1, 1, 0, 0.5, 1, 1])
+    assert [schedule.factor(p) for p in (8, 9, 100, math.inf)] == [1.0] * 4
+    assert cyclical(epochs=4).factor(9) == pytest.approx(0.5)  # without cycles: it keeps cycling
+    assert cyclical(epochs=4).factor(math.inf) == 1.0  # the full weight, as model.loss's default progress
 
 
 def test_weight_schedules_validate_old_and_new_forms():
-    assert isinstance(LossTermConfig(schedule={"epochs": 5}).schedule, LinearWarmup)  # type omitted: linear
-    assert isinstance(LossTermConfig(schedule={"type": "linear", "epochs": 5}).schedule, LinearWarmup)
-    term = LossTermConfig(weight=2, schedule={"type": "cyclical", "epochs": 4, "cycles": 1})
-    assert isinstance(term.schedule, Cyclical)
-    assert [term.factor(p) for p in (0, 1, 4)] == pytest.approx([0, 1, 2])
-    assert LossTermConfig(**term.model_dump()).schedule == term.schedule  # round trip keeps the type
+    term_config = builder_for().resolved(LossTermConfig)  # as a spec validates it: its schedule slot resolved
+    assert isinstance(term_config(schedule={"epochs": 5}).schedule, LinearConfig)  # type omitted: linear
+    assert isinstance(term_config(schedule={"type": "linear", "epochs": 5}).schedule, LinearConfig)
+    term = term_config(weight=2, schedule={"type": "cyclical", "epochs": 4, "cycles": 1})
+    assert isinstance(term.schedule, CyclicalConfig)
+    assert [term.weight * weight_schedule(term).factor(p) for p in (0, 1, 4)] == pytest.approx([0, 1, 2])
+    assert term_config(**term.model_dump()).schedule == term.schedule  # round trip keeps the type
     for bad in ({"type": "cyclical", "epochs": 4, "ratio": 0}, {"type": "cyclical", "epochs": 4, "cycles": 0}):
         with pytest.raises(pydantic.ValidationError):
-            LossTermConfig(schedule=bad)
+            term_config(schedule=bad)
 
 
 def test_a_spec_with_a_cyclical_kl_weight_trains_with_it():

@@ -58,7 +58,7 @@ def test_minimal_spec_dump_has_every_default(minimal_spec):
     for kind, part in parts:
         assert list(part)[0] == "type"
         own = {"column"} if kind == "conditioner" else set()  # the column a conditioner reads is genreg's key
-        assert set(part) == {"type", *own, *registry.get(kind, part["type"]).config.model_fields}, kind
+        assert set(part) == {"type", *own, *registry.get(kind, part["type"]).config_class.model_fields}, kind
 
 
 def test_dump_revalidates_to_the_same_dump(minimal_spec):

@@ -29,11 +29,11 @@ def test_an_epoch_sees_every_image_once_including_the_short_last_batch() -> None
     model = genreg.build_model(AE, data.info)
     config = TrainConfig(batch_size=64, lr=1e-30, device="cpu")
     steps = make_steps(model, make_optimizer(model, config, torch.device("cpu")), data.train, config, data.binarize)
-    assert type(steps) is Steps and (steps.full, steps.tail, steps.steps) == (3, 58, 4)
+    assert type(steps) is Steps and (steps.full_batches, steps.tail, steps.count) == (3, 58, 4)
     sums = steps.epoch(torch.randperm(250), torch.ones(4, 1), on_step=lambda s: None)
-    expected = genreg.evaluate(model, data.train, config)["loss"]
+    expected = genreg.average_losses(model, data.train, config)["loss"]
     assert (sums[0] / 250).item() == pytest.approx(expected, rel=1e-5)
-    assert int(steps.k) == 4
+    assert int(steps.step_index) == 4
 
 
 def test_a_non_finite_loss_names_epoch_step_and_term() -> None:
@@ -114,6 +114,8 @@ def test_the_direct_fused_update_equals_optimizer_step(optimizer: str) -> None:
             model.zero_grad(set_to_none=True)
             model.loss(data.train.images[:32])[0].backward()
             update()
+        if direct:  # the kernel passed its first-call check, so the later steps were direct calls
+            assert update.direct is True
         twins.append((model.state_dict(), opt.state_dict()))
     (weights, state), (ref_weights, ref_state) = twins
     assert all(torch.equal(weights[k], ref_weights[k]) for k in ref_weights)

@@ -13,8 +13,8 @@ from click.testing import CliRunner, Result
 
 import genreg
 from genreg.cli import cli
+from genreg.errors import SweepError
 from genreg.files.run_folder import RunFolder
-from genreg.training import loop as trainer
 from genreg.training import sweep
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -92,14 +92,14 @@ def test_an_interrupted_sweep_resumes_the_run_it_stopped_in(
 ) -> None:
     out = tmp_path / "sweep"
     args = [AE, "--grid", "train.lr=1e-3,3e-3", *small, "--set", "train.epochs=2", "--out", str(out)]
-    append = trainer.append_metrics
+    append = RunFolder.append_metrics
 
-    def ctrl_c_after_first_epoch_of_second_run(path: Path, record: dict) -> None:
-        append(path, record)
-        if path.parent.name == "lr=3e-3" and record["epoch"] == 1:
+    def ctrl_c_after_first_epoch_of_second_run(folder: RunFolder, record: dict) -> None:
+        append(folder, record)
+        if folder.path.name == "lr=3e-3" and record["epoch"] == 1:
             os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C during epoch 2 would
 
-    monkeypatch.setattr(trainer, "append_metrics", ctrl_c_after_first_epoch_of_second_run)
+    monkeypatch.setattr(RunFolder, "append_metrics", ctrl_c_after_first_epoch_of_second_run)
     stopped = invoke(*args)
     assert stopped.exit_code == 130 and "run the same sweep again" in stopped.output
     assert (out / "lr=1e-3" / "model.safetensors").exists() and not (out / "lr=3e-3" / "model.safetensors").exists()
@@ -155,7 +155,7 @@ def test_jobs_run_in_subprocesses_with_the_same_results(
     def not_here(*args: object, **kwargs: object) -> None:
         raise AssertionError("--jobs 2 trained in the sweep's own process")
 
-    monkeypatch.setattr(sweep, "run_spec", not_here)
+    monkeypatch.setattr(sweep, "run", not_here)
     out = tmp_path / "sweep"
     args = [AE, "--grid", "train.lr=1e-3,1e8", "--grid", "model.latent_dim=2", *small, "--out", str(out)]
     result = invoke(*args, "--jobs", "2")
@@ -196,7 +196,7 @@ def test_a_run_stopped_early_counts_as_finished_and_a_stray_folder_is_refused(tm
     assert sweep.state_of(folder, resolved) == sweep.RESTART  # started, nothing to resume from
     (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1}) + "\n" + '{"epoch": 2, "tr')  # cut by a crash
     (folder / "checkpoint.safetensors").write_bytes(b"state after epoch 1")
-    assert sweep.recorded_epochs(folder / "metrics.jsonl") == 1
+    assert RunFolder(folder).recorded_epochs() == 1
     assert sweep.state_of(folder, resolved) == sweep.RESUME
     (folder / "model.safetensors").write_bytes(b"weights")
     os.utime(folder / "model.safetensors", ns=(10**18, 10**18))
@@ -206,5 +206,5 @@ def test_a_run_stopped_early_counts_as_finished_and_a_stray_folder_is_refused(tm
     assert sweep.state_of(folder, resolved) == sweep.FINISHED  # written after the last checkpoint: stopped early
 
     (folder / "spec.json").unlink()
-    with pytest.raises(sweep.SweepError, match="holds no spec.json; the sweep does not replace it"):
+    with pytest.raises(SweepError, match="holds no spec.json; the sweep does not replace it"):
         sweep.state_of(folder, resolved)

@@ -14,6 +14,7 @@ from PIL import Image
 
 import genreg
 from genreg.cli import cli
+from genreg.files.model_files import read_metadata
 from genreg.files.run_folder import RunFolder
 from genreg.training.runner import prepare
 from genreg_builtin import trackers
@@ -234,7 +235,4 @@ def test_the_watched_example_runs_with_every_built_in_callback(tmp_path: Path, m
     run = only_run("file:" + str(tmp_path / "mlruns"), "genreg-examples")
     assert run.info.run_id == (folder / "mlflow_run_id").read_text().strip()
     best = min(records, key=lambda r: r["test"]["loss"])
-    assert (
-        json.loads(genreg.files.model_files.read_metadata(folder / "best.safetensors")["genreg.best"])["epoch"]
-        == best["epoch"]
-    )
+    assert json.loads(read_metadata(folder / "best.safetensors")["genreg.best"])["epoch"] == best["epoch"]

@@ -1,9 +1,11 @@
 """What AE, VAE and cVAE do to the latent space, in numbers.
 
 Likelihood: the negative ELBO and the importance-weighted (IWAE) estimate of the
-negative log-likelihood, both in nats per image. Latent space: active units, how
-far the aggregate posterior is from N(0, I), and how well a k-NN classifier reads
-the class off the latent means (next to the chance level).
+negative log-likelihood (Burda, Grosse & Salakhutdinov 2016, "Importance Weighted
+Autoencoders"), both in nats per image. Latent space: active units (also Burda et
+al. 2016), how far the aggregate posterior is from N(0, I) (a fitted Gaussian's
+KL, and the MMD of Gretton et al. 2012, "A Kernel Two-Sample Test"), and how well
+a k-NN classifier reads the class off the latent means (next to the chance level).
 """
 
 from __future__ import annotations
@@ -87,7 +89,11 @@ def log_weights(model: GenerativeModel, x: torch.Tensor, condition: Condition | 
 def likelihood_bounds(
     model: GenerativeModel, split: Split, k: int = 1000, max_rows: int = 50_000, seed: int = 0
 ) -> dict[str, float]:
-    """Negative ELBO and IWAE negative log-likelihood (nats per image), from the same ``k`` draws.
+    """Negative ELBO and IWAE negative log-likelihood (nats per image), from the same ``k`` draws per image.
+
+    IWAE: -log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al. 2016), which
+    tightens towards -log p(x) as k grows; the ELBO is the mean of the same log weights.
+    Raises :class:`UsageError` for a model without a Gaussian latent and a likelihood term.
 
     Images are processed in chunks so that at most ``max_rows`` decoder rows are alive at once.
     """
@@ -124,7 +130,8 @@ def gaussian_kl_to_standard(z: torch.Tensor) -> float:
 
 
 def mmd_to_standard(z: torch.Tensor, seed: int = 0) -> float:
-    """Unbiased MMD^2 between ``z`` and as many N(0, I) draws, RBF kernel exp(-|a-b|^2 / (2 d)).
+    """Unbiased MMD^2 (Gretton et al. 2012) between ``z`` (n, d) and as many N(0, I) draws, RBF kernel
+    exp(-|a-b|^2 / (2 d)).
 
     The bandwidth sqrt(d) matches the scale of N(0, I) in d dimensions; 0 means indistinguishable.
     """

@@ -75,7 +75,12 @@ def save_model(
 
 
 def read_metadata(path: str | Path, expected: str = MODEL_FORMAT) -> dict[str, str]:
-    """The genreg metadata of a file, checked for format and version."""
+    """The genreg metadata of a file, checked for format and version.
+
+    Raises :class:`ModelFileError` for a missing or unreadable file, a safetensors
+    file that is not genreg's, or a format or version this genreg does not read
+    (saying whether to upgrade or to use the version that saved it).
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file (expected a .safetensors file or a run folder).")
@@ -113,7 +118,10 @@ def model_file(path: str | Path) -> Path:
 
 
 def read_spec(path: str | Path) -> dict:
-    """The spec recorded in a model file (at least ``{"model": ...}``; runs also record data and train)."""
+    """The spec recorded in a model file (at least ``{"model": ...}``; runs also record data and train).
+
+    Raises :class:`ModelFileError` for a file without a spec or with damaged metadata.
+    """
     path = model_file(path)
     metadata = read_metadata(path)
     if "genreg.spec" not in metadata:
@@ -150,7 +158,14 @@ def _missing_plugins(metadata: dict[str, str]) -> str:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> GenerativeModel:
-    """Rebuild a model from one ``.safetensors`` file (a run folder means its model file)."""
+    """Rebuild a model from one ``.safetensors`` file (a run folder means its model file), in eval mode on ``device``.
+
+    Nothing is unpickled: the file's metadata holds the resolved spec and the data
+    description, which rebuild the parts, and its tensors fill them. Raises
+    :class:`ModelFileError` for an unreadable, corrupted (checksum) or foreign file, a
+    file whose spec names components no loaded plugin provides (naming the plugin and
+    package it was saved with), or weights that do not fit the rebuilt model.
+    """
     path = model_file(path)
     metadata = read_metadata(path)
     if "genreg.spec" not in metadata:
@@ -178,7 +193,10 @@ def _fill(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) ->
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, prefix: str = "") -> torch.nn.Module:
-    """Load a genreg file's weights into ``model`` (names and shapes must match)."""
+    """Load a genreg file's weights (those under ``prefix``, prefix removed) into ``model``; returns it.
+
+    Raises :class:`ModelFileError` when names or shapes do not match, or the file is unreadable.
+    """
     _fill(model, load_state(path, prefix), Path(path))
     return model
 
@@ -199,7 +217,11 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path, model: GenerativeModel, optimizer: torch.optim.Optimizer) -> int:
-    """Restore model and optimiser from a checkpoint; returns the finished epochs."""
+    """Restore model and optimiser from a checkpoint; returns the number of finished epochs.
+
+    Raises :class:`ModelFileError` for a file that is not a readable checkpoint, or whose
+    weights or optimiser state do not fit this run's model and optimiser.
+    """
     path = Path(path)
     metadata = read_metadata(path, CHECKPOINT_FORMAT)
     tensors = read_tensors(path)[1]  # one read, checksum verified

@@ -30,7 +30,8 @@ MAY_CHANGE_ON_RESUME = ("train.epochs", "train.callbacks")
 
 
 class RunFolder:
-    """The run folder at ``path``; nothing is read or written until a method is called."""
+    """The run folder at ``path``, and the path of each file in it (``.spec``, ``.model``, ``.checkpoint``,
+    ``.metrics``, ``.samples``, ``.latent``); nothing is read or written until a method is called."""
 
     SPEC = "spec.json"
     MODEL = "model.safetensors"
@@ -42,36 +43,15 @@ class RunFolder:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.spec = self.path / self.SPEC
+        self.model = self.path / self.MODEL
+        self.checkpoint = self.path / self.CHECKPOINT
+        self.metrics = self.path / self.METRICS
+        self.samples = self.path / self.SAMPLES
+        self.latent = self.path / self.LATENT
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
-
-    def __truediv__(self, name: str) -> Path:
-        return self.path / name
-
-    @property
-    def spec(self) -> Path:
-        return self.path / self.SPEC
-
-    @property
-    def model(self) -> Path:
-        return self.path / self.MODEL
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / self.CHECKPOINT
-
-    @property
-    def metrics(self) -> Path:
-        return self.path / self.METRICS
-
-    @property
-    def samples(self) -> Path:
-        return self.path / self.SAMPLES
-
-    @property
-    def latent(self) -> Path:
-        return self.path / self.LATENT
 
     @staticmethod
     def evaluation_file(model_file: Path, split_name: str = "test") -> Path:

@@ -18,7 +18,7 @@ from genreg.model.conditions import Conditions, is_continuous
 from genreg.model.generative import GenerativeModel
 from genreg.plugin.manager import get_registry
 from genreg.plugin.registry import Registry
-from genreg.spec.parts import Part, StrictModel
+from genreg.spec.parts import OneOrMore, Part, StrictModel
 from genreg.spec.validate import validate_part
 
 
@@ -29,7 +29,7 @@ class ComposedModelConfig(StrictModel):
     encoder: Part("encoder")
     latent: Part("latent")
     decoder: Part("decoder")
-    conditioner: list[Part("conditioner")] | None = Field(
+    conditioner: OneOrMore(Part("conditioner")) | None = Field(
         None,
         description="one conditioner or a list, each reading its 'column' (default: label); their vectors, "
         "concatenated in this order, go to the decoder, and to the encoder unless condition_encoder is false",
@@ -42,10 +42,8 @@ class ComposedModelConfig(StrictModel):
 
     @field_validator("conditioner", mode="before")
     @classmethod
-    def _one_or_more(cls, value: Any) -> Any:
-        """One conditioner object is a list of one; an empty list is a mistake (null means none)."""
-        if isinstance(value, dict):
-            return [value]
+    def _at_least_one(cls, value: Any) -> Any:
+        """An empty list is a mistake: null means no conditioner."""
         if isinstance(value, list) and not value:
             raise ValueError("give at least one conditioner, or null for an unconditional model")
         return value
@@ -60,7 +58,12 @@ UNCONDITIONED_ENCODER = (
 
 
 def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeModel:
-    """Build the parts a composed config names, with the data's shape and condition columns."""
+    """Build the parts a composed config names, with the data's shape and condition columns.
+
+    The registered factory of every recipe built from parts (``ae``, ``vae``, ``cvae``,
+    ``custom``). Raises :class:`AssemblyError` when parts do not fit each other or the
+    data (a condition column the data lacks, a part that fails on a dummy batch).
+    """
     registry = get_registry()
     spec = config.model_dump(mode="json")
     conditions = None
@@ -122,7 +125,11 @@ def build_conditions(configs: list[Any], data: DataInfo, registry: Registry) -> 
 
 
 def build_model(model_spec: dict | Any, data: DataInfo) -> GenerativeModel:
-    """Build a model from a (validated or raw) model spec and the data's description."""
+    """Build a model from a (validated or raw) model spec and the data's description.
+
+    Raises :class:`~genreg.errors.SpecError` for a raw spec that does not validate and
+    :class:`AssemblyError` for parts that do not fit together or the data.
+    """
     registry = get_registry()
     if isinstance(model_spec, dict):
         model_spec = validate_part("model", model_spec, registry)

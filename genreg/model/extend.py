@@ -196,7 +196,7 @@ def fine_tune_classes(
     # Adam with weight_decay 0 (the defaults), so that a zero gradient leaves a weight as it is
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, device=device, compile=False, cuda_graph=False)
     with _only_rows(model, parameters, classes, resolve_device(device)):
-        history = train(model, splits, config, seed=seed, progress=progress)
+        history = train(model, splits, config, seed=seed, progress=progress).history
     extension = extension_of(model)
     if extension is not None and extension.column == column:
         tuned = {"data": recorded, "classes": classes, "epochs": epochs, "lr": lr, "batch_size": batch_size}

@@ -1,7 +1,11 @@
 """The generative model every recipe builds: conditioner, encoder, latent, decoder, losses.
 
-AE, VAE and cVAE are the same class with different parts; there is one forward
-pass and one loss for all of them.
+AE, VAE (Kingma & Welling 2014, "Auto-Encoding Variational Bayes") and cVAE (Sohn,
+Lee & Yan 2015, "Learning Structured Output Representation using Deep Conditional
+Generative Models") are the same class with different parts; there is one forward
+pass and one loss for all of them. Shapes: images x (B, C, H, W) in [0, 1], latent
+codes z (B, latent_dim), condition vectors (B, condition_dim); a condition is
+given as ``{column: (B,) values}`` (a bare (B,) tensor for a model with one column).
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ class GenerativeModel(nn.Module):
     and the encoder must have been built for no condition). ``spec`` is the
     model's resolved spec (a dict) when it is known; it is what a saved file
     records so the model can be rebuilt from that file alone.
+
+    Raises :class:`~genreg.errors.AssemblyError` when the parts do not fit: loss
+    terms with the same name, a term that needs latent parameters the latent does
+    not provide, or a part that fails on (or returns the wrong shape for) a batch
+    of two dummy images of ``data.image_shape``.
     """
 
     def __init__(
@@ -104,16 +113,18 @@ class GenerativeModel(nn.Module):
         return {column: condition[column].to(self.device) for column in self.conditioner.columns}
 
     def forward(self, x: torch.Tensor, condition: Condition | None = None) -> ModelOutput:
+        """One pass: x (B, C, H, W) -> the latent sample (z (B, latent_dim) and its parameters) and the
+        decoder's logits (B, C, H, W). Raises ConditionError if a conditional model gets no condition."""
         c = self.condition(condition)
         latent = self.latent(self.encoder(x, c if self.condition_encoder else None))
         return ModelOutput(self.decoder(latent.z, c), latent)
 
     def loss_values(self, x: torch.Tensor, out: ModelOutput) -> dict[str, torch.Tensor]:
-        """Each loss term's value per example (unweighted), by name."""
+        """Each loss term's value per example (B,), unweighted, by name; nats for likelihood and KL terms."""
         return {term.config.metric_name: term(x, out) for term in self.losses}
 
     def term_means(self, x: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
-        """Each loss term's batch mean (unweighted, float32), in ``loss_names`` order.
+        """Each loss term's batch mean (terms,), unweighted, float32, in ``loss_names`` order.
 
         One tensor rather than a dict, so the trainer can weight it with a device
         tensor inside a compiled or graph-captured step.
@@ -131,29 +142,36 @@ class GenerativeModel(nn.Module):
     def loss(
         self, x: torch.Tensor, condition: Condition | None = None, progress: float = math.inf
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The weighted total (a scalar) and each term's batch mean, at ``progress`` epochs."""
+        """The weighted total (a scalar) and each term's batch mean (scalars, nats per image for likelihood and
+        KL terms), with the weights of ``progress`` epochs (the final weights by default)."""
         means = self.term_means(x, condition)
         weights = torch.tensor(self.loss_weights(progress), dtype=means.dtype, device=means.device)
         return (means * weights).sum(), dict(zip(self.loss_names, means.unbind(), strict=True))
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
-        """The deterministic latent code (posterior mean) of each image."""
+        """The deterministic latent code of each image: x (B, C, H, W) -> the posterior mean (B, latent_dim)."""
         c = self.condition(condition) if self.condition_encoder else None
         return self.latent.mean(self.encoder(x, c))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
-        """Pixel means in [0, 1] (sigmoid of the decoder's logits)."""
+        """Latent codes z (B, latent_dim) -> pixel means (B, C, H, W) in [0, 1], the sigmoid of the logits.
+
+        Raises :class:`~genreg.errors.ConditionError` if a conditional model gets no condition.
+        """
         return torch.sigmoid(self.decoder(z, self.condition(condition)).float())
 
     @torch.no_grad()
     def sample(
         self, n: int | None = None, labels: torch.Tensor | None = None, condition: Condition | None = None
     ) -> torch.Tensor:
-        """Decode draws from the prior, one per image; a conditional model needs its condition for each.
+        """Decode draws z ~ p(z) (the latent's prior, N(0, I) for the built-ins): images (n, C, H, W) in [0, 1].
 
-        ``labels`` (class indices) is short for ``condition={"label": labels}``.
+        A conditional model needs a condition per image, which also sets n;
+        ``labels`` (class indices, (n,)) is short for ``condition={"label": labels}``.
+        Raises ``ValueError`` without n, labels or a condition, and
+        :class:`~genreg.errors.ConditionError` for a class or column the model does not know.
         """
         if labels is not None:
             condition = {LABEL: torch.as_tensor(labels), **(condition or {})}
@@ -167,7 +185,7 @@ class GenerativeModel(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
-        """Decode each image's posterior mean."""
+        """x (B, C, H, W) -> the decoding of each image's posterior mean, (B, C, H, W) in [0, 1]."""
         return self.decode(self.encode(x, condition), condition)
 
     @torch.no_grad()

@@ -4,11 +4,12 @@ from the registry (:mod:`~genreg.spec.builder`), error paths (:mod:`~genreg.spec
 """
 
 from genreg.spec.overrides import apply_overrides, read_json
-from genreg.spec.parts import Part, PartOf, StrictModel
+from genreg.spec.parts import OneOrMore, Part, PartOf, StrictModel
 from genreg.spec.train import TrainConfig
 from genreg.spec.validate import build_part, json_schema, load_spec, validate_part, validate_spec
 
 __all__ = [
+    "OneOrMore",
     "Part",
     "PartOf",
     "StrictModel",

@@ -21,7 +21,7 @@ from genreg.data.splits import LABEL
 from genreg.errors import GenregError
 from genreg.plugin.manager import get_registry
 from genreg.plugin.registry import Registry, plural
-from genreg.spec.parts import ColumnName, PartOf, RunName, StrictModel
+from genreg.spec.parts import ColumnName, OneOrMoreOf, PartOf, RunName, StrictModel
 from genreg.spec.paths import is_tag, walk
 from genreg.spec.train import TrainConfig
 
@@ -130,8 +130,10 @@ class SpecBuilder:
             if isinstance(meta, PartOf):
                 return self.slot(meta.kind, default_type or meta.default_type)
         origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-        if origin is Annotated:
-            return self._resolve(args[0], list(args[1:]))
+        if origin is Annotated:  # e.g. a OneOrMore field: keep its validator and marker around the resolved list
+            inner = self._resolve(args[0], list(args[1:]))
+            extra = [m for m in args[1:] if not isinstance(m, PartOf)]
+            return Annotated[(inner, *extra)] if inner is not None and extra else inner
         if not args:
             return None
         resolved = [self._resolve(a) for a in args]
@@ -141,6 +143,15 @@ class SpecBuilder:
         if origin in (Union, types.UnionType):
             return Union[new_args]  # noqa: UP007
         return origin[new_args if len(new_args) > 1 else new_args[0]]
+
+    def one_or_more_keys(self) -> frozenset[str]:
+        """The names of the fields, in any registered config class, that take one item or a list (OneOrMore)."""
+        return frozenset(
+            name
+            for entry in self.registry.entries()
+            for name, info in entry.config_class.model_fields.items()
+            if _marked(info.annotation, info.metadata)
+        )
 
     def fields_at(self, loc: tuple, raw: Any, root: Any = None) -> list[str]:
         """The fields accepted beside the unknown field at ``loc``; ``root`` defaults to the spec."""
@@ -191,6 +202,16 @@ class SpecBuilder:
             data=(self.slot("dataset"), Field(description="the dataset")),
             train=(train, Field(default_factory=train)),
         )
+
+
+def _marked(annotation: Any, metadata: list[Any] = ()) -> bool:
+    """Whether a OneOrMoreOf marker annotates ``annotation`` (or an option of it)."""
+    if any(isinstance(m, OneOrMoreOf) for m in metadata):
+        return True
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Annotated:
+        return _marked(args[0], list(args[1:]))
+    return typing.get_origin(annotation) in (Union, types.UnionType) and any(_marked(a) for a in args)
 
 
 def _is_model(target: Any) -> bool:

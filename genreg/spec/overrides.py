@@ -1,13 +1,15 @@
 """Spec files and ``--set`` overrides: JSON read with errors that name the file, dotted keys into a spec.
 
 A dotted key addresses objects by field and lists by index
-(``model.losses.1.weight``); a list of one object may also be addressed as that
-object (``model.conditioner.num_classes``), since a spec may give it as one.
+(``model.losses.1.weight``); a field that takes one object or a list (see
+:func:`~genreg.spec.parts.OneOrMore`) may also be addressed as its one object
+when it holds a list of one (``model.conditioner.num_classes``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +33,13 @@ def read_json(path: str | Path) -> Any:
         raise SpecError(f"{path} nests lists or objects too deeply to be a spec.") from None
 
 
-def apply_overrides(raw: Any, overrides: list[str] | tuple[str, ...]) -> Any:
+def apply_overrides(raw: Any, overrides: Sequence[str], one_or_more: Collection[str] = ()) -> Any:
     """Apply ``key.path=value`` overrides (value parsed as JSON, else a string) to a copy of ``raw``.
 
-    Raises :class:`SpecError` for an override that is not ``KEY=VALUE`` or whose key
-    does not lead through objects and lists, and for a spec that is not JSON.
+    ``one_or_more`` names the fields whose list of one may be addressed as its item
+    (the spec builder's ``one_or_more_keys()``). Raises :class:`SpecError` for an
+    override that is not ``KEY=VALUE`` or whose key does not lead through objects
+    and lists, and for a spec that is not JSON.
     """
     try:
         raw = json.loads(json.dumps(raw))
@@ -53,17 +57,17 @@ def apply_overrides(raw: Any, overrides: list[str] | tuple[str, ...]) -> Any:
             value = json.loads(text)
         except json.JSONDecodeError:
             value = text
-        _set_path(raw, key, value)
+        _set_path(raw, key, value, one_or_more)
     return raw
 
 
-def _set_path(raw: Any, key: str, value: Any) -> None:
+def _set_path(raw: Any, key: str, value: Any, one_or_more: Collection[str]) -> None:
     parts = key.split(".")
     node = raw
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         where = ".".join(parts[: i + 1])
-        node = one_item(node, part)
+        node = one_item(node, parts, i, one_or_more)
         if isinstance(node, list):
             if not part.isdecimal() or int(part) >= len(node):
                 raise SpecError(f"--set {key}: '{where}' needs a list index below {len(node)}.")
@@ -80,11 +84,11 @@ def _set_path(raw: Any, key: str, value: Any) -> None:
             raise SpecError(f"--set {key}: '{'.'.join(parts[:i])}' is not an object or a list.")
 
 
-def one_item(node: Any, part: str) -> Any:
-    """Where the key ``part`` looks in ``node``: a list of one, addressed by a field name, is its one item."""
-    if isinstance(node, list) and len(node) == 1 and not part.isdecimal():
-        return node[0]
-    return node
+def one_item(node: Any, parts: Sequence[str], i: int, one_or_more: Collection[str]) -> Any:
+    """Where part ``i`` of a dotted key looks in ``node``: the one item of a list of one under a ``one_or_more``
+    field, when the part names a field rather than an index."""
+    named = i > 0 and parts[i - 1] in one_or_more and not parts[i].isdecimal()
+    return node[0] if named and isinstance(node, list) and len(node) == 1 else node
 
 
 def dotted(value: Any, prefix: str = "", lists: bool = True) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,24 @@ def Part(kind: str, default_type: str | None = None) -> Any:  # noqa: N802 - use
     pass. ``default_type`` names the component an object without ``type`` stands for.
     """
     return Annotated[Any, PartOf(kind, default_type)]
+
+
+@dataclass(frozen=True)
+class OneOrMoreOf:
+    """Annotation metadata: the field takes one item or a list of them (a model's ``conditioner``).
+
+    A spec may give one object where the list is; a dotted key (``--set``) may then
+    address the list of one as that object (``model.conditioner.num_classes``).
+    """
+
+
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, dict) else value
+
+
+def OneOrMore(item: Any) -> Any:  # noqa: N802 - used like a type
+    """The annotation for a config field that takes one ``item`` or a list of them, always held as a list."""
+    return Annotated[list[item], BeforeValidator(_listed), OneOrMoreOf()]
 
 
 class StrictModel(BaseModel):

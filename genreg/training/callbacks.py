@@ -68,51 +68,32 @@ class RunState:
         self.lr = record["lr"]
 
 
+def _state_field(name: str, doc: str) -> property:
+    """A read-only property of :class:`RunView` that reads the run state's ``name``."""
+    return property(lambda view: getattr(view._state, name), doc=doc)
+
+
 class RunView:
     """What a callback sees of the run under way; it may only ask the run to stop."""
 
     def __init__(self, state: RunState) -> None:
         self._state = state
 
+    model = _state_field("model", "The model being trained (sample or reconstruct ``with run.model.evaluating():``).")
+    data = _state_field("data", "The run's data (its test split is what the ``test`` metrics are measured on).")
+    folder = _state_field("folder", "The run folder (a Path), or None when training from Python without one.")
+    epochs = _state_field("epochs", "The epochs the run is set to train (``train.epochs``).")
+    epoch = _state_field(
+        "epoch", "1-based: the epoch under way (or just ended, in ``on_epoch_end``); 0 before the first."
+    )
+    step = _state_field("step", "Optimiser steps taken in this epoch so far.")
+    lr = _state_field("lr", "The learning rate of the last step (NaN before the first).")
+    stop_reason = _state_field("stop_reason", "Why a callback asked the run to stop, or None.")
+
     @property
     def spec(self) -> dict:
         """The resolved spec (a copy: changing it changes nothing); empty for a run without one."""
         return copy.deepcopy(self._state.spec)
-
-    @property
-    def model(self) -> GenerativeModel:
-        """The model being trained, to sample or reconstruct with (use ``with run.model.evaluating():``)."""
-        return self._state.model
-
-    @property
-    def data(self) -> DataSplits:
-        """The run's data (its test split is what the metrics' ``test`` values are measured on)."""
-        return self._state.data
-
-    @property
-    def folder(self) -> Path | None:
-        """The run folder, or None when training from Python without one."""
-        return self._state.folder
-
-    @property
-    def epochs(self) -> int:
-        """The epochs the run is set to train (``train.epochs``)."""
-        return self._state.epochs
-
-    @property
-    def epoch(self) -> int:
-        """1-based: the epoch under way (or just ended, in ``on_epoch_end``); 0 before the first."""
-        return self._state.epoch
-
-    @property
-    def step(self) -> int:
-        """Optimiser steps taken in this epoch so far."""
-        return self._state.step
-
-    @property
-    def lr(self) -> float:
-        """The learning rate of the last step (NaN before the first)."""
-        return self._state.lr
 
     @property
     def history(self) -> tuple[dict, ...]:
@@ -130,11 +111,6 @@ class RunView:
         """A metric by its dotted name, e.g. ``test.loss`` or ``train.kld``, from ``record`` (default: the last)."""
         record = self.record if record is None else record
         return metric_value(record, name)
-
-    @property
-    def stop_reason(self) -> str | None:
-        """Why a callback asked the run to stop, or None."""
-        return self._state.stop_reason
 
     def request_stop(self, reason: str) -> None:
         """Stop the run after the current epoch (its checkpoint is written first); the first reason is kept."""

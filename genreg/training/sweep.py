@@ -31,6 +31,7 @@ from typing import Any
 from genreg.errors import GenregError, SweepError, TrainingInterruptedError
 from genreg.files.run_folder import RunFolder
 from genreg.plugin.registry import closest
+from genreg.spec.builder import builder_for
 from genreg.spec.overrides import one_item
 from genreg.spec.validate import load_spec
 from genreg.training.distributed import resolve_device
@@ -136,11 +137,11 @@ def _digest(text: str) -> str:
 
 def check_keys(axes: Sequence[Axis], spec: Any) -> None:
     """Every grid key must name a field the (validated) spec has, addressed as ``--set`` addresses it."""
-    dump = spec.model_dump(mode="json")
+    dump, keys = spec.model_dump(mode="json"), builder_for().one_or_more_keys()
     for axis in axes:
         node, parts = dump, axis.key.split(".")
         for i, part in enumerate(parts):
-            node = one_item(node, part)
+            node = one_item(node, parts, i, keys)
             where = ".".join(parts[:i]) or "the spec"
             if isinstance(node, dict) and part in node:
                 node = node[part]

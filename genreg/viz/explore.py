@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from genreg.data.splits import LABEL, Split
-from genreg.errors import UsageError
+from genreg.errors import ConditionError, UsageError
 from genreg.model.conditions import Conditions
 from genreg.model.generative import GenerativeModel
 from genreg.viz.figures import grid_figure
@@ -55,6 +55,7 @@ def manifold_figure(model: GenerativeModel, n: int = 15, fixed: Mapping[str, Val
             "train a model with latent_dim 2 (e.g. --set model.latent_dim=2)."
         )
     fixed = dict(fixed or {})
+    refuse_unread(model, fixed)
     classes = model.conditioner.num_classes if model.conditional else None
     if classes is not None and LABEL not in fixed:
         raise UsageError(f"this model is conditional: pass --label with a class in 0..{classes - 1}.")
@@ -95,6 +96,7 @@ def interpolation_figure(
             raise UsageError(
                 f"image index {name}={index} is out of range: the split has {size} images (0..{size - 1})."
             )
+    refuse_unread(model, fixed or {})
     x = split.images[[a, b]].to(model.device)
     condition = model.condition_of(split, torch.tensor([a, b]))
     with model.evaluating():
@@ -109,6 +111,12 @@ def interpolation_figure(
     row = torch.cat([x[:1].float(), decoded.float(), x[1:].float()])
     row_labels = None if decode_as is None or LABEL not in decode_as else [value_label(LABEL, decode_as[LABEL][0])]
     return grid_figure(row, ncol=steps + 2, row_labels=row_labels)
+
+
+def refuse_unread(model: GenerativeModel, fixed: Mapping[str, Value]) -> None:
+    """Condition values for a model that reads none would be silently ignored: refuse them instead."""
+    if fixed and not model.conditional:
+        raise ConditionError(f"this model is not conditional: it takes no condition (got {', '.join(fixed)}).")
 
 
 def row_condition(

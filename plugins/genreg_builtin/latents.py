@@ -29,7 +29,8 @@ class StandardNormalPrior:
 
 
 class DeterministicLatent(StandardNormalPrior, nn.Module):
-    """z = W features + b. An AE has no prior: samples from N(0, I) show its holes."""
+    """z = W features + b: features (B, in_features) -> z (B, dim). An AE has no prior: samples from N(0, I)
+    show its holes."""
 
     provides: tuple[str, ...] = ()
 
@@ -47,7 +48,11 @@ class DeterministicLatent(StandardNormalPrior, nn.Module):
 
 
 class GaussianLatent(StandardNormalPrior, nn.Module):
-    """q(z|x) = N(mu, diag(exp(log_var))), sampled by reparameterisation."""
+    """q(z|x) = N(mu, diag(exp(log_var))), sampled by reparameterisation: z = mu + exp(0.5 log_var) eps.
+
+    features (B, in_features) -> z, mu, log_var (B, dim). Kingma & Welling 2014, "Auto-Encoding
+    Variational Bayes".
+    """
 
     provides: tuple[str, ...] = ("mu", "log_var")
 

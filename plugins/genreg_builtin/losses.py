@@ -49,7 +49,11 @@ class Term(nn.Module):
 
 
 class BCE(Term):
-    """Bernoulli negative log-likelihood of the image, in nats."""
+    """Bernoulli negative log-likelihood of the image, in nats: -sum log p(x|z) over pixels, (B,).
+
+    The decoder emits logits; ``binary_cross_entropy_with_logits`` is the exact NLL for x in {0, 1}
+    (for grey levels in [0, 1] it is the usual cross-entropy, unnormalised: not a continuous Bernoulli).
+    """
 
     def log_likelihood(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """log p(x|z) per example: what evaluation's ELBO and IWAE estimates need."""

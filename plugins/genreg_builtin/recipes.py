@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from genreg.model.assembly import ComposedModelConfig
-from genreg.spec.parts import Part
+from genreg.spec.parts import OneOrMore, Part
 
 
 class AEConfig(ComposedModelConfig):
@@ -30,9 +30,13 @@ class VAEConfig(AEConfig):
 
 
 class CVAEConfig(VAEConfig):
-    """Conditional VAE: the class label goes to both encoder and decoder."""
+    """Conditional VAE: the class label goes to both encoder and decoder.
 
-    conditioner: list[Part("conditioner")] = Field(
+    q(z|x, c) and p(x|z, c), so the decoder can be asked for a chosen class (Sohn, Lee & Yan 2015,
+    "Learning Structured Output Representation using Deep Conditional Generative Models").
+    """
+
+    conditioner: OneOrMore(Part("conditioner")) = Field(
         default_factory=lambda: [{"type": "onehot"}],
         description="one conditioner or a list, each reading its 'column' (default: label, one-hot encoded)",
     )
