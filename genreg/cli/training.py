@@ -25,6 +25,7 @@ _EXAMPLE = '\'{"type": "npz", "path": "new.npz"}\''
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run(spec_file: str, sets: tuple[str, ...], out: str | None, resume: bool, overwrite: bool, quiet: bool) -> None:
     """Validate SPEC_FILE, train, and write the run folder."""
+    from genreg.files.run_folder import RunFolder
     from genreg.spec.validate import load_spec
     from genreg.training import distributed
     from genreg.training.runner import run as run_spec
@@ -43,7 +44,8 @@ def run(spec_file: str, sets: tuple[str, ...], out: str | None, resume: bool, ov
     if result.stopped:
         when = f"after epoch {result.history[-1]['epoch']}" if result.history else "before training any epoch"
         click.echo(f"stopped {when} of {spec.train.epochs}: {result.stopped}")
-    click.echo(f"run folder: {folder}  (spec.json, model.safetensors, metrics.jsonl, samples.png, latent.png)")
+    shown = [name for name in RunFolder.OUTPUTS if name != RunFolder.CHECKPOINT]
+    click.echo(f"run folder: {folder}  ({', '.join(shown)})")
 
 
 def metrics_line(record: dict) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from genreg.data.splits import DataSplits
-from genreg.errors import SpecError
+from genreg.errors import ModelFileError
 from genreg.files.model_files import read_spec
 from genreg.spec.validate import build_part
 
@@ -21,8 +21,14 @@ def load_data(data_spec: Any) -> DataSplits:
 
 
 def recorded_data(model_path: str | Path) -> tuple[dict, DataSplits]:
-    """The dataset spec a model file (or run folder) records, and that dataset loaded."""
+    """The dataset spec a model file (or run folder) records, and that dataset loaded.
+
+    Raises :class:`~genreg.errors.ModelFileError` for a model file that records no dataset (one saved from
+    Python rather than by a run).
+    """
     spec = read_spec(model_path)
     if "data" not in spec:
-        raise SpecError(f"{model_path} records no dataset (it was not saved by a run); it has no data to use here.")
+        raise ModelFileError(
+            f"{model_path} records no dataset (it was not saved by a run); it has no data to use here."
+        )
     return spec["data"], load_data(spec["data"])
