@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import genreg
 
 PACKAGE = Path(genreg.__file__).parent
@@ -59,6 +61,7 @@ def test_no_module_is_over_400_lines() -> None:
     assert {name: size for name, size in sizes.items() if size > 400} == {}
 
 
+@pytest.mark.slow
 def test_the_command_line_starts_without_torch() -> None:
     probe = "import sys, genreg.cli; sys.exit('torch' in sys.modules or 'genreg.model.generative' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0

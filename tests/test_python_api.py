@@ -1,4 +1,5 @@
-"""Python users: compose parts by hand, train with the same trainer, save and load."""
+"""The public Python API as the README shows it (a workflow across rooms, so it stays at the top): compose
+parts by hand, train with the same trainer, save and load."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def hand_built_cvae() -> genreg.GenerativeModel:
     )
 
 
+@pytest.mark.slow
 def test_hand_composition_trains_and_round_trips(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = hand_built_cvae()

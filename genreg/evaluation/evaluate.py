@@ -34,10 +34,15 @@ def evaluate_model(
     n_per_class: int = 100,
     seed: int = 0,
 ) -> dict:
-    """Every metric genreg reports for one model on one split of its dataset (see the module docstring).
+    """Every metric genreg reports for one model on one split of its dataset, as a JSON-ready dict.
 
-    ``data_spec`` (the resolved dataset spec) keys the cached reference classifier
-    used for a conditional model's conditional accuracy.
+    ``losses`` (each term and the total, nats per image), for a VAE/cVAE ``neg_elbo`` and
+    ``nll_iwae`` (nats per image, ``iw_samples`` draws: Burda et al. 2016), ``active_units``,
+    ``gaussian_kl``, ``mmd``, ``knn_accuracy`` and ``chance`` (see
+    :mod:`genreg.evaluation.metrics`), and for a model conditioned on the label with a
+    ``data_spec`` (the resolved dataset spec, which keys the cached reference classifier)
+    ``conditional_accuracy`` overall and per class, beside the classifier's own test accuracy.
+    A dynamically binarised split is binarised once, with ``seed``, as in training's test metrics.
     """
     split = fixed_binarization(getattr(data, split_name), data.binarize, seed)
     model.eval()

@@ -63,7 +63,10 @@ def save_model(
     """Write weights + spec (``spec`` or the model's own) to a ``.safetensors`` file.
 
     ``metadata`` adds entries of its own (e.g. ``genreg.extension``); they are
-    covered by the checksum like the rest, and may not replace genreg's entries.
+    covered by the checksum like the rest, and may not replace genreg's entries
+    (``ValueError``). The write is atomic: a failed one raises
+    :class:`~genreg.errors.OutputError` and leaves an earlier file at ``path`` as it was.
+    Returns ``path``.
     """
     path = Path(path)
     recorded = _model_metadata(model, spec)

@@ -68,7 +68,9 @@ def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeM
     spec = config.model_dump(mode="json")
     conditions = None
     if config.conditioner is not None:
-        conditions = build_conditions(config.conditioner, data, registry)
+        if not isinstance(config.conditioner, list):  # a plugin recipe that declared one Part("conditioner")
+            spec["conditioner"] = [spec["conditioner"]]
+        conditions = build_conditions(_listed(config.conditioner), data, registry)
         for part_spec, part in zip(spec["conditioner"], conditions.parts, strict=True):
             if part_spec.get("num_classes", 0) is None:
                 part_spec["num_classes"] = part.num_classes  # resolve "from the data"
@@ -98,6 +100,10 @@ def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeM
         condition_encoder=config.condition_encoder,
         spec=spec,
     )
+
+
+def _listed(item: Any) -> list[Any]:
+    return item if isinstance(item, list) else [item]
 
 
 def build_conditions(configs: list[Any], data: DataInfo, registry: Registry) -> Conditions:

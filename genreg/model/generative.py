@@ -62,7 +62,7 @@ class GenerativeModel(nn.Module):
         self.losses = nn.ModuleList(losses)
         self.data_info = data
         self.spec = spec
-        self.weight_schedules = [_weight_schedule(term) for term in self.losses]
+        self.weight_schedules = [_weight_schedule(term, i) for i, term in enumerate(self.losses)]
         self._check_losses()
         self._check_shapes()
 
@@ -201,7 +201,7 @@ class GenerativeModel(nn.Module):
         if self.conditioner is None:
             raise ConditionError("this model is not conditional: it takes no condition.")
         own = self.conditioner.columns_of(condition, self.device)
-        if isinstance(targets, torch.Tensor) or not isinstance(targets, Mapping):
+        if not isinstance(targets, Mapping):
             targets = {LABEL: torch.as_tensor(targets)}
         targets = {column: torch.as_tensor(v).reshape(-1).to(self.device) for column, v in targets.items()}
         unknown = sorted(set(targets) - set(own))
@@ -262,16 +262,17 @@ class GenerativeModel(nn.Module):
             _expect(self.decoder, _trial(self.decoder, latent.z, c), (2, *shape), "logits")
 
 
-def _weight_schedule(term: nn.Module) -> object:
-    """The term's weight schedule, built; a plugin's schedule that fails to build is named, not a traceback."""
+def _weight_schedule(term: nn.Module, index: int) -> object:
+    """Loss term ``index``'s weight schedule, built; one that fails to build is named, not a traceback."""
+    where = f"model.losses[{index}].schedule (loss term '{term.config.metric_name}')"
     try:
         return weight_schedule(term.config)
     except GenregError as exc:
-        raise AssemblyError(f"loss term '{term.config.metric_name}': its schedule: {exc}") from None
+        raise AssemblyError(f"{where}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a plugin schedule's factory failing on epochs=None, say
         raise AssemblyError(
-            f"loss term '{term.config.metric_name}': its schedule cannot be built for a loss weight "
-            f"({type(exc).__name__}: {exc}); a loss weight's schedule gets no run length (epochs=None)."
+            f"{where} cannot be built for a loss weight ({type(exc).__name__}: {exc}); a loss weight's "
+            "schedule gets no run length (epochs=None)."
         ) from exc
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from genreg.errors import SpecWarning
+from genreg.errors import GenregError, SpecWarning
 from genreg.spec.parts import Part
 from genreg.spec.validate import build_part
 
@@ -73,8 +73,11 @@ def warn_long_warmups(spec: Any) -> None:
     """
     epochs = spec.train.epochs
     for i, term in enumerate(getattr(spec.model, "losses", None) or []):
-        config = getattr(term, "schedule", None)
-        rise = getattr(weight_schedule(term), "rise", None) if config is not None else None
+        try:
+            schedule = weight_schedule(term)
+        except GenregError:  # a schedule that cannot weigh a loss: building the model says so, naming the term
+            continue
+        rise = getattr(schedule, "rise", None)
         if rise is not None and rise > epochs:
             path = f"model.losses[{i}].schedule.epochs"
             warnings.warn(f"{path}: {_shortfall(term, epochs)}", SpecWarning, stacklevel=3)
@@ -95,5 +98,5 @@ def _shortfall(term: LossTermConfig, epochs: int) -> str:
         text += f", so the model would end as a beta < 1 VAE (beta = {final:.2g} instead of {full:g})"
     else:
         text += f", so the model would end with beta = {final:.2g} instead of {full:g}"
-    fix = "Shorten the warm-up" if warmup else "Shorten its first rise (a cyclical schedule: the cycle or its ratio)"
+    fix = "Shorten the warm-up" if warmup else f"Shorten the {term.schedule.type} schedule's first rise"
     return f"{text}. {fix} or train for more epochs."

@@ -55,7 +55,7 @@ class Conditioner(Protocol):
     say) may define ``fit(values)``: genreg calls it with the training split's column
     before training; keep what it computes in buffers, so the model file saves it.
     A categorical part that can take classes it was not trained on defines
-    ``extend(count)`` and ``class_parameters()`` (see :mod:`genreg.extend`).
+    ``extend(count)`` and ``class_parameters()`` (see :mod:`genreg.model.extend`).
     """
 
     dim: int

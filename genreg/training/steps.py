@@ -22,7 +22,7 @@ from genreg.errors import GenregError, NonFiniteLossError
 from genreg.model.generative import GenerativeModel
 from genreg.spec.train import TrainConfig
 from genreg.training import distributed
-from genreg.training.optim import graphed, optimizer_step, uses_bf16, wants
+from genreg.training.optim import OptimizerStep, graphed, uses_bf16, wants
 
 WARMUP_STEPS = 3  # eager steps before capture: lazy initialisation (cuBLAS, compiled kernels) stays out of the graph
 
@@ -83,7 +83,7 @@ class Steps:
         compiled = wants(config.compile, device)
         self.batch_loss = torch.compile(self._batch_loss, dynamic=False) if compiled else self._batch_loss
         self.record = torch.compile(record, dynamic=False) if compiled else record
-        self.optimizer_step = optimizer_step(optimizer, config, device)
+        self.optimizer_step = OptimizerStep(optimizer, config, device)
 
     def epoch(
         self,

@@ -191,16 +191,14 @@ def state_of(folder: Path, resolved: dict) -> str:
     refused: the sweep never replaces what it did not write.
     """
     run_folder = RunFolder(folder)
-    present = [path for path in (run_folder.spec, run_folder.model, run_folder.checkpoint, run_folder.metrics)]
-    if not any(path.exists() for path in present):
+    if not any(
+        path.exists() for path in (run_folder.spec, run_folder.model, run_folder.checkpoint, run_folder.metrics)
+    ):
         return TRAIN
+    saved = run_folder.read_spec()
     differences = run_folder.spec_differences(resolved)
-    if run_folder.read_spec() is None or differences:
-        what = (
-            "no spec.json"
-            if run_folder.read_spec() is None
-            else f"a run of another spec (differing at {', '.join(differences[:3])})"
-        )
+    if saved is None or differences:
+        what = "no spec.json" if saved is None else f"a run of another spec (differing at {', '.join(differences[:3])})"
         raise SweepError(
             f"{folder} holds {what}; the sweep does not replace it. Move or delete that folder, or choose another "
             "sweep folder with --out."

@@ -62,7 +62,7 @@ class Embedding(nn.Module):
 
     @torch.no_grad()
     def extend(self, count: int) -> None:
-        """Add ``count`` classes, each starting at the mean of the existing vectors (see ``genreg.extend``).
+        """Add ``count`` classes, each starting at the mean of the existing vectors (see ``genreg.model.extend``).
 
         The vectors keep their size, so the encoder and decoder need no change. The
         mean is the centre of the vectors the decoder was trained on, so before any

@@ -6,7 +6,7 @@ the batch size. ``epochs`` is the run's length (``train.epochs``) for a learning
 rate, so cosine and one-cycle span the whole run; a loss weight's schedule gets
 ``epochs=None`` and those two refuse it. The learning-rate schedules match their
 torch.optim.lr_scheduler counterparts stepped once per optimiser step (see
-tests/plugins/test_schedules.py).
+tests/builtin/test_schedules.py).
 """
 
 from __future__ import annotations

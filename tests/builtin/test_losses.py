@@ -1,0 +1,264 @@
+"""Tests plugins/genreg_builtin/losses.py: the built-in loss terms compute the documented formulas, with
+correct gradients, in float64 too; KL free bits floor each dimension's KL.
+
+Science: decoders emit logits; ``bce`` is BCE-with-logits summed over pixels per
+example (equal to Sigmoid + nn.BCELoss); ``mse`` is the squared error of
+sigmoid(logits) summed over pixels; ``kld`` is
+-0.5 * sum(1 + log_var - mu^2 - exp(log_var)) over latent dims, per example,
+i.e. KL(N(mu, exp(log_var)) || N(0, I)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+
+import genreg
+from genreg.evaluation.metrics import active_units, posterior
+from genreg.plugin.manager import get_registry
+from genreg.plugin.protocols import LatentSample, ModelOutput
+from genreg.spec import validate_part
+from genreg_builtin.losses import BCE, KLD, MSE, BCEConfig, KLDConfig, MSEConfig
+
+
+def make_output(
+    logits: torch.Tensor | None = None, mu: torch.Tensor | None = None, log_var: torch.Tensor | None = None
+) -> ModelOutput:
+    """A ModelOutput built by hand; z is mu (irrelevant to every term)."""
+    if logits is None:
+        logits = torch.zeros(mu.shape[0], 1, 1, 1, dtype=mu.dtype)
+    params = {} if mu is None else {"mu": mu, "log_var": log_var}
+    z = mu if mu is not None else torch.zeros(logits.shape[0], 1, dtype=logits.dtype)
+    return ModelOutput(logits, LatentSample(z, params))
+
+
+def kld_term(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    return KLD(KLDConfig())(torch.zeros(mu.shape[0], 1, 1, 1, dtype=mu.dtype), make_output(mu=mu, log_var=log_var))
+
+
+def bce_term(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    return BCE(BCEConfig())(x, make_output(logits))
+
+
+def mse_term(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    return MSE(MSEConfig())(x, make_output(logits))
+
+
+# --------------------------------------------------------------------------- kld
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kld_equals_monte_carlo_kl_to_standard_normal(seed):
+    """Closed form vs E_q[log q(z) - log p(z)] from 200k samples, within 5 standard errors."""
+    torch.manual_seed(seed)
+    dim, n = 4, 200_000
+    mu = torch.randn(1, dim, dtype=torch.float64) * 1.5
+    log_var = torch.rand(1, dim, dtype=torch.float64) * 3 - 1.5
+    q = Normal(mu[0], (0.5 * log_var[0]).exp())
+    p = Normal(torch.zeros(dim, dtype=torch.float64), torch.ones(dim, dtype=torch.float64))
+    z = q.sample((n,))
+    log_ratio = (q.log_prob(z) - p.log_prob(z)).sum(-1)
+    mc, stderr = log_ratio.mean().item(), log_ratio.std().item() / math.sqrt(n)
+
+    closed = kld_term(mu, log_var)
+    assert closed.shape == (1,)
+    assert stderr < 0.02  # the tolerance below is meaningful
+    assert abs(closed.item() - mc) < 5 * stderr, (closed.item(), mc, stderr)
+
+
+def test_kld_is_per_example_and_equals_analytic_kl():
+    torch.manual_seed(3)
+    mu = torch.randn(5, 3)
+    log_var = torch.randn(5, 3)
+    expected = kl_divergence(Normal(mu, (0.5 * log_var).exp()), Normal(0.0, 1.0)).sum(1)
+    value = kld_term(mu, log_var)
+    assert value.shape == (5,)
+    torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-5)
+    # Each example depends on its own row only.
+    torch.testing.assert_close(kld_term(mu[2:3], log_var[2:3]), value[2:3])
+
+
+def test_kld_is_zero_at_the_prior_and_positive_elsewhere():
+    zeros = torch.zeros(2, 6)
+    assert torch.equal(kld_term(zeros, zeros), torch.zeros(2))
+
+    torch.manual_seed(4)
+    mu = torch.randn(1000, 6)
+    log_var = torch.randn(1000, 6)
+    assert (kld_term(mu, log_var) > 0).all()
+    # Moving one coordinate away from the prior (mean or variance) alone makes it positive.
+    for k, (m, lv) in enumerate([(0.1, 0.0), (0.0, 0.1), (0.0, -0.1), (-2.0, 0.0)]):
+        mu1, lv1 = zeros[:1].clone(), zeros[:1].clone()
+        mu1[0, k], lv1[0, k] = m, lv
+        expected = 0.5 * (m**2 + math.exp(lv) - 1 - lv)
+        assert kld_term(mu1, lv1).item() == pytest.approx(expected, rel=1e-4)
+        assert kld_term(mu1, lv1).item() > 0
+
+
+# --------------------------------------------------------------------------- bce
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_bce_equals_sigmoid_plus_bceloss_summed_over_pixels(binary):
+    torch.manual_seed(5)
+    logits = torch.randn(4, 2, 5, 6) * 3
+    x = torch.rand(4, 2, 5, 6)
+    if binary:
+        x = x.round()
+    reference = nn.BCELoss(reduction="none")(torch.sigmoid(logits), x).flatten(1).sum(1)
+    value = bce_term(x, logits)
+    assert value.shape == (4,)
+    torch.testing.assert_close(value, reference, rtol=1e-5, atol=1e-4)
+
+
+def test_bce_stays_finite_and_exact_for_huge_logits():
+    logits = torch.tensor([100.0, -100.0, 100.0, -100.0]).view(1, 1, 2, 2).requires_grad_()
+    wrong = torch.tensor([0.0, 1.0, 0.0, 1.0]).view(1, 1, 2, 2)  # every pixel confidently wrong
+    value = bce_term(wrong, logits)
+    assert torch.isfinite(value).all()
+    assert value.item() == pytest.approx(400.0, rel=1e-6)  # softplus(100) = 100 per pixel
+    (grad,) = torch.autograd.grad(value.sum(), logits)
+    torch.testing.assert_close(grad, torch.sigmoid(logits.detach()) - wrong)  # +-1: still learning
+
+    right = 1.0 - wrong
+    assert bce_term(right, logits.detach()).item() == pytest.approx(0.0, abs=1e-30)
+
+    # Sigmoid + BCELoss saturates there: its gradient vanishes, and its value is clamped at 100.
+    probs = torch.sigmoid(logits)
+    (grad_ref,) = torch.autograd.grad(nn.BCELoss(reduction="sum")(probs, wrong), logits)
+    assert grad_ref.abs().max() < 1e-6  # the true gradient is +-1
+    huge = torch.tensor([1000.0, -1000.0]).view(1, 1, 1, 2)
+    wrong_huge = torch.tensor([0.0, 1.0]).view(1, 1, 1, 2)
+    assert nn.BCELoss(reduction="sum")(torch.sigmoid(huge), wrong_huge).item() == pytest.approx(200.0)
+    assert bce_term(wrong_huge, huge).item() == pytest.approx(2000.0)
+
+
+# --------------------------------------------------------------------------- mse
+
+
+def test_mse_matches_hand_computation():
+    # sigmoid(0) = 0.5, sigmoid(ln 3) = 0.75, sigmoid(-ln 3) = 0.25
+    logits = torch.tensor([[0.0, math.log(3)], [-math.log(3), 0.0]]).view(2, 1, 1, 2)
+    x = torch.tensor([[1.0, 0.25], [0.0, 0.5]]).view(2, 1, 1, 2)
+    value = mse_term(x, logits)
+    # (0.5 - 1)^2 + (0.75 - 0.25)^2 = 0.5 ; (0.25 - 0)^2 + (0.5 - 0.5)^2 = 0.0625
+    torch.testing.assert_close(value, torch.tensor([0.5, 0.0625]))
+
+
+def test_mse_is_squared_error_of_sigmoid_summed_over_pixels():
+    torch.manual_seed(6)
+    logits = torch.randn(3, 3, 4, 5) * 2
+    x = torch.rand(3, 3, 4, 5)
+    expected = ((torch.sigmoid(logits) - x) ** 2).sum(dim=(1, 2, 3))
+    torch.testing.assert_close(mse_term(x, logits), expected)
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+def test_gradients_match_closed_forms():
+    """d kld/d mu = mu, d kld/d log_var = (exp(log_var) - 1) / 2, d bce/d l = s - x, d mse/d l = 2 (s - x) s (1 - s)."""
+    torch.manual_seed(7)
+    mu = torch.randn(3, 4, requires_grad=True)
+    log_var = torch.randn(3, 4, requires_grad=True)
+    d_mu, d_lv = torch.autograd.grad(kld_term(mu, log_var).sum(), (mu, log_var))
+    torch.testing.assert_close(d_mu, mu.detach())
+    torch.testing.assert_close(d_lv, 0.5 * (log_var.detach().exp() - 1))
+
+    logits = torch.randn(3, 1, 4, 4, requires_grad=True)
+    x = torch.rand(3, 1, 4, 4)
+    s = torch.sigmoid(logits.detach())
+    (d_bce,) = torch.autograd.grad(bce_term(x, logits).sum(), logits)
+    torch.testing.assert_close(d_bce, s - x)
+    (d_mse,) = torch.autograd.grad(mse_term(x, logits).sum(), logits)
+    torch.testing.assert_close(d_mse, 2 * (s - x) * s * (1 - s))
+
+
+@pytest.mark.parametrize("term", ["bce", "mse", "kld"])
+def test_gradcheck_float64(term):
+    torch.manual_seed(8)
+    if term == "kld":
+        mu = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+        log_var = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(kld_term, (mu, log_var))
+    else:
+        fn = bce_term if term == "bce" else mse_term
+        x = torch.rand(2, 1, 2, 3, dtype=torch.float64)
+        logits = torch.randn(2, 1, 2, 3, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda logits: fn(x, logits), (logits,))
+
+
+def test_terms_keep_float64():
+    x = torch.rand(2, 1, 2, 2, dtype=torch.float64)
+    logits = torch.randn(2, 1, 2, 2, dtype=torch.float64)
+    mu = log_var = torch.randn(2, 3, dtype=torch.float64)
+    dtypes = {bce_term(x, logits).dtype, mse_term(x, logits).dtype, kld_term(mu, log_var).dtype}
+    assert dtypes == {torch.float64}
+
+
+# --------------------------------------------------------------------------- KL free bits
+
+
+def kld(free_bits: float):
+    return get_registry().build("loss", validate_part("loss", {"type": "kld", "free_bits": free_bits}))
+
+
+def test_free_bits_floors_each_dimensions_batch_mean_kl_without_gradient_below_the_floor():
+    mu = torch.tensor([[0.0, 0.1, 2.0], [0.1, -0.1, -1.5], [0.0, 0.2, 1.0], [-0.1, 0.0, 0.5]], dtype=torch.float64)
+    log_var = torch.tensor(
+        [[0.0, -0.1, -1.0], [0.1, 0.0, -2.0], [0.0, 0.1, -0.5], [-0.1, 0.0, -1.0]], dtype=torch.float64
+    )
+    mu.requires_grad_(True)
+    kl = kl_divergence(Normal(mu, (0.5 * log_var).exp()), Normal(0.0, 1.0))  # (4, 3), independent of genreg
+    means = kl.detach().mean(0)
+    floor = 0.5
+    assert means[0] < floor and means[1] < floor and means[2] > floor  # two dimensions under the floor
+
+    x = torch.zeros(4, 1, 1, 1, dtype=torch.float64)
+    out = ModelOutput(torch.zeros_like(x), LatentSample(mu, {"mu": mu, "log_var": log_var}))
+    values = kld(floor)(x, out)
+    assert values.shape == (4,)
+    torch.testing.assert_close(values.mean(), torch.clamp(means, min=floor).sum())
+    values.mean().backward()
+    assert torch.all(mu.grad[:, :2] == 0)  # floored: no gradient at all
+    expected = torch.autograd.grad(kl[:, 2].mean(), mu)[0]  # above the floor: the plain KL's gradient
+    torch.testing.assert_close(mu.grad[:, 2], expected[:, 2])
+    torch.testing.assert_close(kld(0)(x, out), kl.sum(1))  # free_bits 0: the plain KL, per example
+
+
+def test_free_bits_must_not_be_negative():
+    with pytest.raises(genreg.SpecError, match="free_bits: Input should be greater than or equal to 0"):
+        validate_part("loss", {"type": "kld", "free_bits": -0.1})
+
+
+@pytest.mark.slow
+def test_free_bits_keeps_latent_units_active_where_a_heavy_kl_weight_collapses_them(mnist, one_thread):
+    """With KL weight 16, three epochs collapse the posterior (measured: 0 of 16 active units);
+    with 0.5 free nats per dimension every unit stays active (measured: 16 of 16)."""
+
+    def active(free_bits: float) -> int:
+        spec = genreg.validate_spec(
+            {
+                "model": {
+                    "type": "vae",
+                    "latent_dim": 16,
+                    "encoder": {"hidden": [128]},
+                    "decoder": {"hidden": [128]},
+                    "losses": [{"type": "bce"}, {"type": "kld", "weight": 16, "free_bits": free_bits}],
+                },
+                "data": {"type": "mnist-sample"},
+                "train": {"epochs": 3, "lr": 3e-3, "device": "cpu"},
+            }
+        )
+        torch.manual_seed(0)
+        model = genreg.build_model(spec.model, mnist.info)
+        genreg.train(model, mnist, spec.train, progress=False)
+        return active_units(posterior(model, mnist.test).mu)
+
+    collapsed, kept = active(0.0), active(0.5)
+    assert collapsed <= 4
+    assert kept >= 12 and kept >= collapsed + 8

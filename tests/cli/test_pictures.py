@@ -1,0 +1,249 @@
+"""Tests genreg/cli/pictures.py: ``genreg sample``, ``genreg transfer`` and ``genreg latent``.
+
+Most of these run on one real run of a cVAE conditioned on a class label and a continuous column (the
+ink of a digit; the ``ink_run`` fixture): samples held at a value or spanning the column's range,
+counterfactual decoding to other values of it, the latent scatter coloured by it. The grid tests read
+what a picture shows from the arguments its images were drawn with, not from its pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import genreg
+import genreg.viz.explore as explore
+import genreg.viz.samples as samples
+from genreg.cli import cli
+from genreg.viz.figures import grid_figure
+from genreg.viz.samples import sample_images
+from tests.helpers import assert_user_error, invoke
+
+PNG = b"\x89PNG"
+
+
+@pytest.fixture
+def grids(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Every grid drawn by genreg.viz.samples or genreg.viz.explore, recorded; the figure is still drawn."""
+    calls: list[dict] = []
+
+    def record(images: torch.Tensor, ncol: int, **labels: list[str] | None) -> object:
+        calls.append({"images": images.detach().cpu(), "ncol": ncol, **labels})
+        return grid_figure(images, ncol, **labels)
+
+    monkeypatch.setattr(samples, "grid_figure", record)
+    monkeypatch.setattr(explore, "grid_figure", record)
+    return calls
+
+
+# --------------------------------------------------------------------------- genreg sample
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    small = {"latent_dim": 2, "encoder": {"type": "mlp", "hidden": [8]}, "decoder": {"type": "mlp", "hidden": [8]}}
+    info = genreg.DataInfo((1, 6, 6), 3)
+    cvae = genreg.save_model(genreg.build_model({"type": "cvae", **small}, info), folder / "cvae.safetensors")
+    vae = genreg.save_model(genreg.build_model({"type": "vae", **small}, info), folder / "vae.safetensors")
+    return {"cvae": cvae, "vae": vae, "folder": folder}
+
+
+def test_sample_writes_a_png(model_files, tmp_path):
+    out = tmp_path / "grid.png"
+    result = invoke("sample", model_files["cvae"], "-n", "2", "--label", "1", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"wrote {out}\n"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage", "truncated", "empty", "not genreg"])
+def test_sample_bad_model_file_exits_2_naming_the_file(model_files, tmp_path, case):
+    path = tmp_path / f"{case.replace(' ', '_')}.safetensors"
+    good = model_files["cvae"].read_bytes()
+    if case == "garbage":
+        path.write_bytes(b"\x13\x37 this is not a safetensors file" * 4)
+    elif case == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif case == "empty":
+        path.write_bytes(b"")
+    elif case == "not genreg":
+        from safetensors.torch import save_file
+
+        save_file({"weight": torch.zeros(2)}, str(path))
+    out = tmp_path / "out.png"
+    result = invoke("sample", path, "-o", out)
+    expected = {
+        "missing": "no such model file",
+        "garbage": "is not a readable safetensors file",
+        "truncated": "is not a readable safetensors file",
+        "empty": "is not a readable safetensors file",
+        "not genreg": "is a safetensors file but not a genreg one",
+    }[case]
+    assert_user_error(result, str(path), expected)
+    assert not out.exists()
+
+
+def test_sample_label_errors(model_files, tmp_path):
+    out = tmp_path / "out.png"
+    assert_user_error(
+        invoke("sample", model_files["cvae"], "--label", "3", "-o", out), "--label 3: must be a class in 0..2"
+    )
+    assert_user_error(invoke("sample", model_files["vae"], "--label", "0", "-o", out), "this model is not conditional")
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_the_thickness_picture_has_a_row_per_class_and_a_column_per_ink(ink_model, ink_run, grids, tmp_path) -> None:
+    result = invoke("sample", ink_run, "-n", 5, "-o", tmp_path / "thick.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "thick.png").read_bytes()[:4] == PNG
+    (call,) = grids
+    part = ink_model.conditioner.part("ink")
+    inks = torch.linspace(float(part.low), float(part.high), 5).tolist()
+    assert call["ncol"] == 5 and call["images"].shape == (50, 1, 28, 28)
+    assert call["row_labels"] == [f"class {k}" for k in range(10)]
+    assert call["column_labels"] == [f"ink={ink:.3g}" for ink in inks]
+    images, rows, columns = sample_images(ink_model, 5)
+    assert images.shape == (50, 1, 28, 28) and rows == call["row_labels"] and columns == call["column_labels"]
+
+
+@pytest.mark.slow
+def test_sample_at_one_ink_value_draws_a_row_per_class(ink_run, grids, tmp_path) -> None:
+    result = invoke("sample", ink_run, "--condition", "ink=0.15", "-n", 4, "-o", tmp_path / "f.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "f.png").read_bytes()[:4] == PNG
+    (call,) = grids
+    assert call["images"].shape == (40, 1, 28, 28) and call["column_labels"] is None  # draws, not ink values
+    assert call["row_labels"] == [f"class {k}" for k in range(10)]
+
+
+@pytest.mark.slow
+def test_label_and_ink_fixed_give_one_row_of_draws(ink_model, ink_run, grids, tmp_path) -> None:
+    result = invoke("sample", ink_run, "--label", 3, "--condition", "ink=0.1", "-n", 6, "-o", tmp_path / "f.png")
+    assert result.exit_code == 0, result.output
+    assert grids[0]["images"].shape == (6, 1, 28, 28) and grids[0]["row_labels"] == ["class 3"]
+    _, rows, columns = sample_images(ink_model, 4, fixed={"label": 7})  # one class, the ink spanning
+    assert rows == ["class 7"] and len(columns) == 4
+
+
+@pytest.mark.slow
+def test_grid_and_interpolation_take_every_column(ink_run, tmp_path) -> None:
+    grid, line = tmp_path / "grid.png", tmp_path / "line.png"
+    result = invoke("sample", ink_run, "--grid", "-n", 4, "--condition", "label=3", "--condition", "ink=0.2",
+                    "-o", grid)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = invoke("sample", ink_run, "--interpolate", 0, 9, "--condition", "ink=0.05", "-o", line)
+    assert result.exit_code == 0, result.output
+    assert grid.read_bytes()[:4] == PNG and line.read_bytes()[:4] == PNG
+    result = invoke("sample", ink_run, "--grid", "--condition", "ink=0.2", "-o", grid)
+    assert result.exit_code == 2 and "pass --label with a class in 0..9" in result.output
+
+
+@pytest.mark.slow
+def test_sample_grid_and_interpolation(study_runs: dict[str, Path], tmp_path: Path) -> None:
+    grid, line = tmp_path / "grid.png", tmp_path / "line.png"
+    assert invoke("sample", str(study_runs["vae"]), "--grid", "-n", "5", "-o", str(grid)).exit_code == 0
+    assert invoke("sample", str(study_runs["vae"]), "--interpolate", "0", "999", "-o", str(line)).exit_code == 0
+    assert grid.stat().st_size > 1000 and line.stat().st_size > 1000
+    result = invoke("sample", str(study_runs["vae"]), "--interpolate", "0", "1000", "-o", str(line))
+    assert result.exit_code == 2 and "out of range" in result.output
+    result = invoke("sample", str(study_runs["vae"]), "--grid", "--interpolate", "0", "1", "-o", str(line))
+    assert result.exit_code == 2 and "choose one" in result.output
+
+
+def test_an_unconditional_model_refuses_a_condition(mnist, tmp_path) -> None:
+    path = genreg.save_model(
+        genreg.build_model({"type": "vae", "latent_dim": 2}, mnist.info), tmp_path / "v.safetensors"
+    )
+    result = invoke("sample", path, "--condition", "ink=0.1", "-o", tmp_path / "x.png")
+    assert result.exit_code == 2 and "not conditional" in result.output
+
+
+# --------------------------------------------------------------------------- genreg transfer
+
+
+@pytest.mark.slow
+def test_transfer_to_ink_values_heads_each_column(ink_model, ink_run, grids, tmp_path) -> None:
+    result = invoke("transfer", ink_run, "--to", "ink=0.05,0.2", "-n", 3, "-o", tmp_path / "t.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "t.png").read_bytes()[:4] == PNG
+    (call,) = grids
+    assert call["ncol"] == 3 and call["images"].shape == (9, 1, 28, 28)
+    assert call["column_labels"] == ["image", "ink=0.05", "ink=0.2"]
+    assert len(call["row_labels"]) == 3 and all(
+        row.startswith("class ") and "ink=" in row for row in call["row_labels"]
+    )
+
+
+@pytest.mark.slow
+def test_transfer_to_all_classes_keeps_each_images_ink(ink_run, grids, tmp_path) -> None:
+    result = invoke("transfer", ink_run, "-n", 2, "-o", tmp_path / "t.png")
+    assert result.exit_code == 0, result.output
+    assert grids[0]["column_labels"] == ["image", *(f"class {k}" for k in range(10))]
+
+
+CVAE = {"type": "cvae", "latent_dim": 8, "encoder": {"hidden": [256]}, "decoder": {"hidden": [256]}}
+
+
+@pytest.fixture(scope="module")
+def cvae_run(tmp_path_factory) -> Path:
+    """A one-epoch run of a label-only cVAE."""
+    folder = tmp_path_factory.mktemp("run")
+    spec = {"model": {**CVAE, "latent_dim": 2}, "data": {"type": "mnist-sample"}, "train": {"epochs": 1}}
+    (folder / "spec.json").write_text(json.dumps(spec))
+    result = CliRunner().invoke(cli, ["run", str(folder / "spec.json"), "--out", str(folder / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+@pytest.mark.slow
+def test_transfer_writes_one_row_per_image_and_one_column_per_class(cvae_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "transfer.png"
+    result = CliRunner().invoke(cli, ["transfer", str(cvae_run), "-n", "3", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--to", "12"], "--to 12: must be 'all' or a class in 0..9"), (["--to", "seven"], "--to seven")],
+)
+def test_transfer_bad_target_exits_2(cvae_run: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, ["transfer", str(cvae_run), *args, "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_transfer_refuses_an_unconditional_model(tmp_path: Path, mnist) -> None:
+    model = genreg.build_model({"type": "vae", "latent_dim": 2}, mnist.info)
+    path = genreg.save_model(model, tmp_path / "vae.safetensors")
+    result = CliRunner().invoke(cli, ["transfer", str(path), "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and "not conditional" in result.output
+
+
+# --------------------------------------------------------------------------- genreg latent, and every picture
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["--color-by", "ink"], ["--split", "train"]])
+def test_latent_scatter_coloured_by_a_column(ink_run, tmp_path, args: list[str]) -> None:
+    out = tmp_path / "latent.png"
+    result = invoke("latent", ink_run, *args, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == PNG
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["sample", "transfer", "latent"])
+def test_a_picture_into_a_missing_folder_exits_2_and_leaves_nothing(ink_run, tmp_path, command: str) -> None:
+    out = tmp_path / "missing" / "x.png"
+    result = invoke(command, ink_run, "-o", out)
+    assert result.exit_code == 2, result.output
+    assert f"could not write {out} (No such file or directory)" in result.output
+    assert "Traceback" not in result.output and not out.parent.exists()

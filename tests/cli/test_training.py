@@ -1,0 +1,166 @@
+"""Tests genreg/cli/training.py: ``genreg validate`` (right output on success, exit code 2 and one message,
+no traceback, on user errors) and ``genreg extend`` (writes the extended, fine-tuned model; refuses bad input).
+
+``genreg run`` is tested with the runner (tests/training/test_runner.py) and ``genreg sweep`` with the sweep
+(tests/training/test_sweep.py): those commands only hand their options over."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import genreg
+from genreg.cli import Group
+from genreg.cli.training import extend as extend_command
+from tests.helpers import EXAMPLE_SPEC, assert_user_error, invoke, needs_example_plugin
+
+# --------------------------------------------------------------------------- genreg validate
+
+
+def test_validate_ok(write_file, minimal_spec):
+    path = write_file(minimal_spec)
+    result = invoke("validate", path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{path}: valid. cvae with ")
+    assert "4,000 train / 1,000 test images of 1x28x28, 10 classes; 10 epochs." in result.stdout
+    result = invoke("validate", path, "--set", "train.epochs=3", "--set", "model.type=vae")
+    assert result.stdout.startswith(f"{path}: valid. vae with ") and result.stdout.endswith("; 3 epochs.\n")
+
+
+def test_validate_print_shows_the_resolved_spec(write_file, minimal_spec):
+    minimal_spec["model"]["encoder"] = {"type": "mlp"}
+    path = write_file(minimal_spec)
+    result = invoke("validate", path, "--print", "--set", "model.encoder.hidden=[64,32]")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    expected = genreg.validate_spec(genreg.spec.apply_overrides(minimal_spec, ["model.encoder.hidden=[64,32]"]))
+    resolved = expected.model_dump(mode="json")
+    resolved["model"]["conditioner"][0]["num_classes"] = 10  # filled in from the data
+    assert printed == resolved
+    assert printed["model"]["encoder"]["hidden"] == [64, 32]
+    assert printed["train"]["epochs"] == 10 and printed["model"]["losses"][1]["type"] == "kld"
+
+
+@pytest.mark.parametrize(
+    ("case", "fragments"),
+    [
+        ("bad json", ["is not valid JSON: ", "at line 2, column"]),
+        ("missing file", ["cannot read spec file ", "missing.json: No such file or directory."]),
+        ("unknown component", ["is invalid (1 problem):", "model.encoder: unknown encoder 'mpl'. Did you mean 'mlp'?"]),
+        (
+            "extra field",
+            ["train.epoch: unknown field; allowed here: batch_size, callbacks, compile, cuda_graph, device, epochs"],
+        ),
+        ("bad value", ["train.epochs: Input should be greater than or equal to 1"]),
+        ("bad --set", ["--set 'train.epochs': expected KEY=VALUE"]),
+        ("bad --set index", ["--set model.losses.3.weight: 'model.losses.3' needs a list index below 2."]),
+        ("bad --set value", ["model.latent_dim: Input should be a valid integer"]),
+    ],
+)
+def test_validate_user_errors_exit_2_without_traceback(write_file, minimal_spec, case, fragments):
+    args: list[str] = []
+    spec = minimal_spec
+    if case == "bad json":
+        path = write_file('{"model": {"type": "cvae"}\n "data": {}}')
+    elif case == "missing file":
+        path = write_file(spec).with_name("missing.json")
+    else:
+        if case == "unknown component":
+            spec["model"]["encoder"] = {"type": "mpl"}
+        elif case == "extra field":
+            spec["train"] = {"epoch": 3}
+        elif case == "bad value":
+            spec["train"] = {"epochs": 0}
+        elif case == "bad --set":
+            args = ["--set", "train.epochs"]
+        elif case == "bad --set index":
+            args = ["--set", "model.losses.3.weight=1"]
+        elif case == "bad --set value":
+            args = ["--set", "model.latent_dim=big"]
+        if case.startswith("bad --set"):
+            spec["model"]["losses"] = [{"type": "bce"}, {"type": "kld"}]
+        path = write_file(spec)
+    result = invoke("validate", path, *args)
+    assert_user_error(result, *fragments)
+    if case != "bad --set" and case != "bad --set index":
+        assert str(path) in result.stderr
+
+
+def test_validate_non_utf8_file_is_a_user_error(write_file):
+    path = write_file(b"\xff\xfe\x00\x01 binary", "binary.json")
+    assert_user_error(invoke("validate", path), str(path))
+
+
+@needs_example_plugin
+def test_validate_catches_assembly_errors_and_run_leaves_no_folder(tmp_path):
+    spec = str(EXAMPLE_SPEC)
+    too_few = ["--set", "model.conditioner.num_classes=3"]
+    result = invoke("validate", spec, *too_few)
+    assert result.exit_code == 2 and "num_classes=3" in result.output
+    result = invoke("run", spec, *too_few, "--out", str(tmp_path / "run"), "--quiet")
+    assert result.exit_code == 2 and "num_classes=3" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- genreg extend
+
+
+@pytest.fixture
+def files(eight_class_cvae, new_digits, tmp_path: Path) -> dict[str, Path]:
+    """The trained model's file and an npz of 8s and 9s to fine-tune on."""
+    npz = tmp_path / "new.npz"
+    split = new_digits.train
+    np.savez(npz, images=split.images.numpy(), labels=split.labels.numpy())
+    return {"model": genreg.save_model(eight_class_cvae, tmp_path / "model.safetensors"), "npz": npz}
+
+
+def invoke_extend(*args: object):
+    """The command as the ``genreg`` group runs it (GenregError -> exit 2 with one message)."""
+    return CliRunner().invoke(Group(name="genreg", commands=[extend_command]), ["extend", *map(str, args)])
+
+
+def test_extend_writes_the_extended_and_fine_tuned_model(files, tmp_path: Path) -> None:
+    spec = {"type": "npz", "path": str(files["npz"])}
+    spec_file = tmp_path / "data.json"
+    spec_file.write_text(json.dumps(spec))
+    out = tmp_path / "ten.safetensors"
+    result = invoke_extend(files["model"], "--add", 2, "--data", spec_file, "--epochs", 1, "--quiet", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"wrote {out} (column 'label' has 10 classes: 8 known and 2 new")
+    assert genreg.load_model(out).conditioner.num_classes == 10
+    extension = genreg.read_extension(out)
+    assert (extension.classes_before, extension.classes_after) == (8, 10)
+    assert extension.fine_tuning["data"]["path"] == str(files["npz"]) and extension.fine_tuning["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--add", 0], "cannot add 0 classes to column 'label'"),
+        (["--add", 2, "--column", "dose"], "column 'dose': no conditioner of the model reads it"),
+        (["--add", 2, "--epochs", 3], "--epochs sets how long to fine-tune on --data"),
+        (["--add", 2, "--data", "{not json"], "--data: not valid JSON"),
+        (["--add", 2, "--data", "missing.json"], "--data missing.json: neither a JSON object nor an existing file"),
+        (["--add", 2, "--data", '{"type": "npz"}'], "path: required field is missing"),
+        (["--add", 2, "--data", '{"type": "npz", "path": "nowhere.npz"}'], "nowhere.npz: file not found"),
+    ],
+)
+def test_extend_bad_input_exits_2_with_one_message(files, tmp_path: Path, args: list, says: str) -> None:
+    result = invoke_extend(files["model"], *args, "-o", tmp_path / "out.safetensors")
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert result.stderr.startswith("Error: ") and says in result.stderr, result.stderr
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_extend_refuses_to_overwrite_its_input(files) -> None:
+    before = files["model"].read_bytes()
+    result = invoke_extend(
+        files["model"].parent, "--add", 1, "-o", files["model"]
+    )  # the run folder means its model file
+    assert result.exit_code == 2 and "is the model being extended" in result.stderr
+    assert files["model"].read_bytes() == before

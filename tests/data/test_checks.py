@@ -1,0 +1,80 @@
+"""Tests genreg/data/checks.py: bad data is caught before training, naming the file.
+
+Wrong shapes, NaN pixels and bad labels in a ``.npz`` are an error at ``genreg validate`` and at
+``genreg run`` before any training step (exit code 2, one message, no traceback, no run folder), and the
+classes of a dataset are counted over both of its files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import genreg
+from genreg.cli import cli
+from genreg.errors import DataError
+from tests.helpers import N, assert_user_error, good_arrays, spec_file, write_npz
+
+
+def nan_images() -> np.ndarray:
+    images = good_arrays()["images"] / 255.0
+    images[3, 2, 2] = np.nan
+    images[17, 0, 5] = np.inf
+    return images
+
+
+BAD_DATA = {
+    "flat images": ({"images": np.zeros((N, 64), np.uint8)}, "images must have shape (N, H, W) or (N, C, H, W)"),
+    "5-D images": ({"images": np.zeros((N, 1, 1, 8, 8), np.uint8)}, "got (40, 1, 1, 8, 8)"),
+    "zero-width images": ({"images": np.zeros((N, 8, 0), np.uint8)}, "with C, H and W at least 1, got (40, 1, 8, 0)"),
+    "labels per row": ({"labels": np.zeros((N, 1), np.int64)}, "one label per image (40), got shape (40, 1)"),
+    "too few labels": ({"labels": np.zeros(N - 1, np.int64)}, "one label per image (40), got shape (39,)"),
+    "NaN pixels": ({"images": nan_images()}, "2 of 40 images contain NaN or infinite pixels (the first is image 3)"),
+    "NaN labels": ({"labels": np.full(N, np.nan)}, "labels contain NaN or infinite values"),
+    "fractional labels": ({"labels": np.full(N, 0.5)}, "labels must be whole numbers (class indices)"),
+    "negative labels": ({"labels": np.arange(N) - 1}, "labels must be class indices >= 0, got -1"),
+    "text labels": ({"labels": np.array(["cat"] * N)}, "labels must be a numeric array, got <U3"),
+    "int16 images": ({"images": np.zeros((N, 8, 8), np.int16)}, "images must be uint8 (0..255) or float in [0, 1]"),
+    "grey levels 0..255 as floats": ({"images": np.full((N, 8, 8), 255.0)}, "float images must lie in [0, 1]"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA))
+def test_bad_arrays_are_a_data_error_naming_the_file(tmp_path, case):
+    changes, problem = BAD_DATA[case]
+    path = write_npz(tmp_path / "digits.npz", **changes)
+    with pytest.raises(DataError) as caught:
+        genreg.load_data({"type": "npz", "path": str(path)})
+    assert str(caught.value).startswith(f"{path}: ") and problem in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_bad_arrays_in_the_test_file_name_the_test_file(tmp_path):
+    train = write_npz(tmp_path / "train.npz")
+    test = write_npz(tmp_path / "test.npz", images=nan_images())
+    with pytest.raises(DataError, match=f"^{test}: 2 of 40 images contain NaN"):
+        genreg.load_data({"type": "npz", "path": str(train), "test_path": str(test)})
+
+
+@pytest.mark.parametrize("case", ["NaN pixels", "5-D images", "text labels"])
+def test_the_cli_reports_bad_data_before_training(tmp_path, no_training, case):
+    changes, problem = BAD_DATA[case]
+    data = write_npz(tmp_path / "digits.npz", **changes)
+    spec = spec_file(tmp_path, {"type": "npz", "path": str(data)})
+    out = tmp_path / "run"
+    for command in (["validate", str(spec)], ["run", str(spec), "--out", str(out), "--quiet"]):
+        assert_user_error(CliRunner().invoke(cli, command), f"Error: {data}: ", problem)
+    assert not out.exists()
+
+
+def test_a_label_only_the_test_file_has_counts_too(tmp_path, no_training):
+    train = write_npz(tmp_path / "train.npz", labels=np.arange(N) % 3)
+    test = write_npz(tmp_path / "test.npz", labels=np.full(N, 6))
+    data = {"type": "npz", "path": str(train), "test_path": str(test)}
+    spec = spec_file(tmp_path, data, {"conditioner": {"type": "onehot", "num_classes": 3}})
+    result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(tmp_path / "run"), "--quiet"])
+    assert_user_error(
+        result, "num_classes=3, but the dataset has labels up to 6", f"The data, {train} and {test}, has 7 classes"
+    )
+    assert not (tmp_path / "run").exists()

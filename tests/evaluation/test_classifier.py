@@ -1,0 +1,323 @@
+"""Tests genreg/evaluation/classifier.py: the reference classifier is accurate, cached per dataset, robust to
+bad cache files, and its conditional accuracy tells a model drawing the asked class from one that does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import genreg
+from genreg.evaluation import classifier as clf
+from genreg_builtin.conditioners import OneHot, OneHotConfig
+from genreg_builtin.latents import GaussianConfig, GaussianLatent
+from genreg_builtin.losses import BCE, BCEConfig
+from tests.helpers import MNIST_SPEC, Trained
+
+SHAPE = (1, 28, 28)
+# the spec of a dataset genreg does not load itself: the first 1,000 / 400 digits of mnist-sample
+SUBSET_SPEC = {"type": "mnist-sample", "binarize": "none", "subset": "train[:1000] test[:400]"}
+
+
+@pytest.fixture
+def small(mnist: genreg.DataSplits) -> genreg.DataSplits:
+    """A quarter of the data: enough to exercise caching in a second of training."""
+    train = genreg.Split(mnist.train.images[:1000], mnist.train.labels[:1000])
+    test = genreg.Split(mnist.test.images[:400], mnist.test.labels[:400])
+    return genreg.DataSplits(train, test, mnist.num_classes)
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GENREG_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def forbid_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the classifier was retrained instead of loaded from the cache")
+
+    monkeypatch.setattr(clf, "train_classifier", fail)
+
+
+def count_training(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = clf.train_classifier
+
+    def counted(*args: object, **kwargs: object) -> clf.ReferenceCNN:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(clf, "train_classifier", counted)
+    return calls
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# --- the classifier itself -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32), (1, 9, 13), (2, 64, 48)])
+def test_cnn_gives_logits_for_any_image_size(shape: tuple[int, int, int]) -> None:
+    model = clf.ReferenceCNN(shape, num_classes=7).eval()
+    assert model(torch.rand(5, *shape)).shape == (5, 7)
+
+
+def test_cnn_rejects_images_too_small() -> None:
+    with pytest.raises(ValueError, match="at least 8x8"):
+        clf.ReferenceCNN((1, 7, 28), num_classes=10)
+
+
+@pytest.mark.slow
+def test_trained_classifier_is_accurate_and_reports_its_true_accuracy(trained: Trained) -> None:
+    assert trained.accuracy >= 0.95
+    assert not trained.model.training
+    predicted = clf.classify(trained.model, trained.data.test.images, batch_size=300)
+    assert predicted.dtype == torch.long and predicted.shape == trained.data.test.labels.shape
+    assert trained.accuracy == (predicted == trained.data.test.labels).float().mean().item()
+
+
+@pytest.mark.slow
+def test_classify_restores_training_mode_and_handles_no_images(trained: Trained) -> None:
+    trained.model.train()
+    try:
+        assert clf.classify(trained.model, torch.empty(0, *SHAPE)).shape == (0,)
+        assert trained.model.training
+    finally:
+        trained.model.eval()
+
+
+# --- the cache -------------------------------------------------------------------------------
+
+
+def test_cache_dir_follows_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GENREG_CACHE", str(tmp_path))
+    assert clf.cache_dir() == tmp_path
+    monkeypatch.delenv("GENREG_CACHE")
+    assert clf.cache_dir() == Path.home() / ".cache" / "genreg"
+
+
+def test_dataset_key_is_short_stable_and_distinct() -> None:
+    key = clf.dataset_key(MNIST_SPEC)
+    assert len(key) == 16 and int(key, 16) >= 0
+    assert clf.dataset_key({"binarize": "none", "type": "mnist-sample"}) == key
+    others = [
+        {"type": "mnist-sample", "binarize": "threshold"},
+        {"type": "mnist", "binarize": "none"},
+        {"type": "npz", "path": "a.npz", "binarize": "none"},
+        {"type": "npz", "path": "b.npz", "binarize": "none"},
+    ]
+    keys = {clf.dataset_key(spec) for spec in others}
+    assert key not in keys and len(keys) == len(others)
+
+
+@pytest.mark.slow
+def test_second_call_loads_the_cached_classifier(trained: Trained, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENREG_CACHE", str(trained.cache))
+    path = trained.cache / "classifiers" / f"{clf.dataset_key(MNIST_SPEC)}.safetensors"
+    assert path.is_file()
+    mtime = path.stat().st_mtime_ns
+    forbid_training(monkeypatch)
+    model, accuracy = clf.reference_classifier(MNIST_SPEC, trained.data)
+    assert accuracy == trained.accuracy
+    assert same_weights(model, trained.model)
+    assert not model.training
+    assert path.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_training_is_seeded_and_leaves_global_rng_alone(small: genreg.DataSplits) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = clf.train_classifier(small, epochs=1, seed=5)
+    assert torch.equal(torch.rand(3), expected)
+    assert same_weights(first, clf.train_classifier(small, epochs=1, seed=5))
+    assert not same_weights(first, clf.train_classifier(small, epochs=1, seed=6))
+
+
+def write_garbage(path: Path, model: clf.ReferenceCNN) -> None:
+    path.write_bytes(b"this is not a safetensors file")
+
+
+def write_truncated(path: Path, model: clf.ReferenceCNN) -> None:
+    path.write_bytes(path.read_bytes()[:500])
+
+
+def write_foreign(path: Path, model: clf.ReferenceCNN) -> None:
+    save_file({"weight": torch.zeros(3)}, str(path), metadata={"format": "pt"})
+
+
+def write_wrong_weights(path: Path, model: clf.ReferenceCNN) -> None:
+    """The right metadata over weights of a different network: must not be trusted."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        metadata = fh.metadata()
+    save_file({"head.4.weight": torch.zeros(2, 2)}, str(path), metadata=metadata)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [write_garbage, write_truncated, write_foreign, write_wrong_weights])
+def test_bad_cache_file_is_retrained_and_replaced(
+    damage, cache: Path, small: genreg.DataSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = count_training(monkeypatch)
+    original, accuracy = clf.reference_classifier(SUBSET_SPEC, small, epochs=1)
+    path = clf.classifier_path(SUBSET_SPEC)
+    damage(path, original)
+
+    model, again = clf.reference_classifier(SUBSET_SPEC, small, epochs=1)
+    assert len(calls) == 2
+    assert again == accuracy and same_weights(model, original)  # seeded: the same classifier
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary files left
+
+    forbid_training(monkeypatch)
+    reloaded, third = clf.reference_classifier(SUBSET_SPEC, small, epochs=1)
+    assert third == accuracy and same_weights(reloaded, original)
+
+
+@pytest.mark.slow
+def test_cached_file_for_other_settings_is_not_reused(
+    cache: Path, small: genreg.DataSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = count_training(monkeypatch)
+    clf.reference_classifier(SUBSET_SPEC, small, epochs=1)
+    clf.reference_classifier(SUBSET_SPEC, small, epochs=1, seed=1)
+    assert len(calls) == 2
+    other = genreg.DataSplits(
+        genreg.Split(small.train.images[:, :, :20, :20].contiguous(), small.train.labels),
+        genreg.Split(small.test.images[:, :, :20, :20].contiguous(), small.test.labels),
+        small.num_classes,
+    )
+    model, _ = clf.reference_classifier(SUBSET_SPEC, other, epochs=1)
+    assert len(calls) == 3 and model.image_shape == (1, 20, 20)
+
+
+@pytest.mark.slow
+def test_the_same_spec_over_changed_data_is_retrained(
+    cache: Path, small: genreg.DataSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An npz file rewritten under the same path must not reuse the classifier of its old contents."""
+    calls = count_training(monkeypatch)
+    clf.reference_classifier(SUBSET_SPEC, small, epochs=1)
+    flipped = genreg.DataSplits(
+        genreg.Split(small.train.images.flip(-1), small.train.labels), small.test, small.num_classes
+    )
+    clf.reference_classifier(SUBSET_SPEC, flipped, epochs=1)
+    clf.reference_classifier(SUBSET_SPEC, small, epochs=1)
+    assert len(calls) == 3  # one file per spec: the last call finds the flipped data's classifier there
+
+
+def test_unwritable_cache_warns_and_still_returns(
+    tmp_path: Path, small: genreg.DataSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("GENREG_CACHE", str(blocker))
+    with pytest.warns(UserWarning, match="could not cache"):
+        model, accuracy = clf.reference_classifier(SUBSET_SPEC, small, epochs=1)
+    assert 0.0 <= accuracy <= 1.0 and not model.training
+
+
+# --- conditional accuracy --------------------------------------------------------------------
+
+
+class LookupDecoder(torch.nn.Module):
+    """A "decoder" that draws real test images of the class in the condition (or always ``fixed``).
+
+    Its logits are those of the stored images, so ``model.sample`` returns them
+    (up to the clamp): the ideal conditional generator, or a maximally wrong one.
+    """
+
+    def __init__(self, split: genreg.Split, num_classes: int, fixed: int | None = None) -> None:
+        super().__init__()
+        per_class = min(int((split.labels == k).sum()) for k in range(num_classes))
+        bank = torch.stack([split.images[split.labels == k][:per_class] for k in range(num_classes)])
+        self.register_buffer("logits", torch.logit(bank.clamp(1e-4, 1 - 1e-4)))
+        self.fixed = fixed
+
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        n, per_class = z.shape[0], self.logits.shape[1]
+        if condition is None:
+            classes = torch.zeros(n, dtype=torch.long)
+        else:
+            classes = condition.argmax(1) if self.fixed is None else torch.full((n,), self.fixed)
+        # the i-th image asked for class k is the k-th class's i-th image: each is used once
+        rank = torch.zeros(n, dtype=torch.long)
+        for k in classes.unique():
+            mask = classes == k
+            rank[mask] = torch.arange(int(mask.sum())) % per_class
+        return self.logits[classes, rank]
+
+
+class FlattenEncoder(torch.nn.Module):
+    out_features = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(784, 8)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        return self.net(x.flatten(1))
+
+
+def stub_model(decoder: LookupDecoder, conditional: bool = True) -> genreg.GenerativeModel:
+    return genreg.GenerativeModel(
+        conditioner=OneHot(OneHotConfig(), num_classes=10) if conditional else None,
+        encoder=FlattenEncoder(),
+        latent=GaussianLatent(GaussianConfig(), in_features=8, dim=2),
+        decoder=decoder,
+        losses=[BCE(BCEConfig())],
+        data=genreg.DataInfo(SHAPE, 10),
+    )
+
+
+@pytest.mark.slow
+def test_model_that_draws_the_asked_class_scores_the_classifiers_accuracy(trained: Trained) -> None:
+    test = trained.data.test
+    model = stub_model(LookupDecoder(test, 10))
+    result = clf.conditional_accuracy(model, trained.model, n_per_class=100)
+    assert set(result) == {"overall", "per_class", "n_per_class"}
+    assert result["n_per_class"] == 100 and len(result["per_class"]) == 10
+    assert result["overall"] >= 0.95
+    assert result["overall"] == pytest.approx(trained.accuracy, abs=0.01)  # the test set, class by class
+    assert min(result["per_class"]) >= 0.85
+    assert result["overall"] == pytest.approx(sum(result["per_class"]) / 10)
+
+
+@pytest.mark.slow
+def test_model_that_draws_a_fixed_class_scores_zero_elsewhere(trained: Trained) -> None:
+    model = stub_model(LookupDecoder(trained.data.test, 10, fixed=3))
+    result = clf.conditional_accuracy(model, trained.model, n_per_class=50)
+    assert result["per_class"][3] >= 0.9
+    assert all(acc <= 0.05 for k, acc in enumerate(result["per_class"]) if k != 3)
+    assert result["overall"] <= 0.15
+
+
+@pytest.mark.slow
+def test_conditional_accuracy_is_reproducible_and_restores_mode(trained: Trained) -> None:
+    model = genreg.build_model({"type": "cvae", "latent_dim": 2}, genreg.DataInfo(SHAPE, 10)).train()
+    first = clf.conditional_accuracy(model, trained.model, n_per_class=20, seed=4)
+    assert model.training
+    assert clf.conditional_accuracy(model, trained.model, n_per_class=20, seed=4) == first
+
+
+@pytest.mark.slow
+def test_unconditional_model_is_refused(trained: Trained) -> None:
+    model = stub_model(LookupDecoder(trained.data.test, 10), conditional=False)
+    with pytest.raises(ValueError, match="model conditioned on the class label"):
+        clf.conditional_accuracy(model, trained.model)
+
+
+def test_classifier_for_another_dataset_is_refused() -> None:
+    model = genreg.build_model({"type": "cvae", "latent_dim": 2}, genreg.DataInfo(SHAPE, 10))
+    with pytest.raises(ValueError, match="5 classes"):
+        clf.conditional_accuracy(model, clf.ReferenceCNN(SHAPE, num_classes=5))
+    with pytest.raises(ValueError, match="n_per_class"):
+        clf.conditional_accuracy(model, clf.ReferenceCNN(SHAPE, num_classes=10), n_per_class=0)

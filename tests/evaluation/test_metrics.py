@@ -1,0 +1,352 @@
+"""Tests genreg/evaluation/metrics.py: likelihood bounds (ELBO, IWAE) and latent-space metrics.
+
+Every tolerance below is stated next to the assertion with the reason for its size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import MultivariateNormal, kl_divergence
+
+import genreg
+from genreg.errors import UsageError
+from genreg.evaluation import metrics as evaluation
+from genreg_builtin.conditioners import OneHot, OneHotConfig
+from genreg_builtin.latents import GaussianConfig, GaussianLatent
+
+pytestmark = pytest.mark.usefixtures("module_on_one_thread")  # tiny networks: one thread is much faster
+
+# --------------------------------------------------------------------------------------------------
+# Likelihood bounds of the small VAE trained on binarised digits (conftest's ``digits_vae``)
+
+
+@pytest.fixture(scope="module")
+def bounds(
+    module_on_one_thread: None, digits_vae: genreg.GenerativeModel, digits: genreg.DataSplits
+) -> dict[int, dict[str, float]]:
+    return {k: evaluation.likelihood_bounds(digits_vae, digits.test, k) for k in (1, 10, 100)}
+
+
+def test_iwae_is_a_tighter_bound_than_the_elbo(bounds: dict[int, dict[str, float]]) -> None:
+    for k, result in bounds.items():
+        assert result["iw_samples"] == k
+        assert math.isfinite(result["neg_elbo"]) and math.isfinite(result["nll_iwae"])
+        # Binarised MNIST: a good VAE reaches ~85-100 nats, an untrained one ~545; this toy measures ~166-169.
+        assert 60 < result["nll_iwae"] < 250 and 60 < result["neg_elbo"] < 250
+        # Same draws: log(mean(exp(w))) >= mean(w) (Jensen) image by image, so this holds up to float32 rounding.
+        assert result["nll_iwae"] <= result["neg_elbo"] + 1e-3
+    # With K > 1 the gap is real, not rounding: ~2.5 nat already at K = 10 (measured over 4 training seeds).
+    assert bounds[10]["nll_iwae"] < bounds[10]["neg_elbo"] - 1.0
+    assert bounds[100]["nll_iwae"] < bounds[100]["neg_elbo"] - 1.0
+
+
+def test_iwae_with_one_sample_is_the_elbo(bounds: dict[int, dict[str, float]]) -> None:
+    # K = 1: logsumexp over one weight minus log 1 is that weight, so both are the mean of the same log weights;
+    # only the order of float32 sums differs.
+    one = bounds[1]
+    assert one["nll_iwae"] == pytest.approx(one["neg_elbo"], abs=1e-3)
+
+
+def test_iwae_decreases_as_k_grows(bounds: dict[int, dict[str, float]]) -> None:
+    # E[IWAE_K] is monotone in K, but each K uses its own draws, so the averages over 200 images carry
+    # Monte-Carlo noise: seeds move them by ~0.1-0.3 nat, while the steps measured over 4 training seeds are
+    # ~2 nat (1 -> 10) and ~0.7 nat (10 -> 100). 0.5 nat tolerates the noise and still catches an estimate
+    # that does not improve with K.
+    nll = [bounds[k]["nll_iwae"] for k in (1, 10, 100)]
+    assert nll[1] <= nll[0] + 0.5
+    assert nll[2] <= nll[1] + 0.5
+    assert nll[2] < nll[0] - 1.0  # strictly tighter over the whole range
+
+
+def test_likelihood_bounds_need_a_gaussian_latent(digits_ae: genreg.GenerativeModel, digits: genreg.DataSplits) -> None:
+    assert not evaluation.is_probabilistic(digits_ae)
+    with pytest.raises(UsageError, match="Gaussian latent"):
+        evaluation.likelihood_bounds(digits_ae, digits.test, 10)
+
+
+# --------------------------------------------------------------------------------------------------
+# A linear-Gaussian model, whose log-likelihood is known in closed form:
+#   z ~ N(0, I_2),  x | z, y ~ N(W z + b + B onehot(y), SIGMA^2 I_4)  =>  x | y ~ N(b + B onehot(y), W W^T + SIGMA^2 I)
+# (B = 0 and no conditioner for the unconditional model).
+
+D, LATENT, SIGMA, CLASSES = 4, 2, 0.5, 3
+
+
+class Features(nn.Module):
+    """Encoder: the pixels (and the condition, if any) are the features."""
+
+    def __init__(self, condition_dim: int) -> None:
+        super().__init__()
+        self.out_features = D + condition_dim
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        return x.flatten(1) if condition is None else torch.cat([x.flatten(1), condition], 1)
+
+
+class LinearDecoder(nn.Module):
+    """Mean of p(x|z, y) = W z + b + B onehot(y), as a (1, 1, D) image."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor, offsets: torch.Tensor | None) -> None:
+        super().__init__()
+        self.linear = nn.Linear(LATENT, D)
+        self.offsets = None if offsets is None else nn.Linear(CLASSES, D, bias=False)
+        with torch.no_grad():
+            self.linear.weight.copy_(w)
+            self.linear.bias.copy_(b)
+            if offsets is not None:
+                self.offsets.weight.copy_(offsets)
+
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        mean = self.linear(z) if condition is None else self.linear(z) + self.offsets(condition)
+        return mean.view(-1, 1, 1, D)
+
+
+class GaussianLikelihood(nn.Module):
+    """p(x|z) = N(x; logits, SIGMA^2 I): the decoder output is the mean, summed over pixels."""
+
+    requires: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = genreg.LossTermConfig(name="gauss")
+
+    def log_likelihood(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return torch.distributions.Normal(logits, SIGMA).log_prob(x).flatten(1).sum(1)
+
+    def forward(self, x: torch.Tensor, out: genreg.ModelOutput) -> torch.Tensor:
+        return -self.log_likelihood(x, out.logits)
+
+
+class LinearGaussian:
+    """The model, its parameters, its exact marginal p(x|y) and exact posterior p(z|x, y).
+
+    The encoder is deliberately not the exact posterior: its mean is 0.9 E[z|x, y] and its covariance
+    diag(1.5 diag S) drops the correlation and is broader (a broader proposal keeps the relative variance
+    of the importance weights ~0.2, so K = 4000 draws estimate log p(x) to ~0.01 nat).
+    """
+
+    def __init__(self, conditional: bool = False) -> None:
+        g = torch.Generator().manual_seed(1)
+        self.w = torch.randn(D, LATENT, generator=g, dtype=torch.float64)
+        self.b = torch.randn(D, generator=g, dtype=torch.float64)
+        # Class offsets 3 apart: routing an image's draws to another image's label would cost many nats.
+        self.offsets = 3.0 * torch.randn(D, CLASSES, generator=g, dtype=torch.float64) if conditional else None
+        self.s = torch.linalg.inv(torch.eye(LATENT, dtype=torch.float64) + self.w.T @ self.w / SIGMA**2)
+        self.m = self.s @ self.w.T / SIGMA**2  # E[z|x, y] = M (x - mean(y))
+        conditioner = OneHot(OneHotConfig(), num_classes=CLASSES) if conditional else None
+        encoder = Features(CLASSES if conditional else 0)
+        latent = GaussianLatent(GaussianConfig(), in_features=encoder.out_features, dim=LATENT)
+        with torch.no_grad():
+            latent.project.weight.zero_()
+            latent.project.weight[:LATENT, :D] = 0.9 * self.m
+            latent.project.bias[:LATENT] = -0.9 * self.m @ self.b
+            if conditional:
+                latent.project.weight[:LATENT, D:] = -0.9 * self.m @ self.offsets
+            latent.project.bias[LATENT:] = torch.log(1.5 * torch.diagonal(self.s))
+        self.model = genreg.GenerativeModel(
+            conditioner=conditioner,
+            encoder=encoder,
+            latent=latent,
+            decoder=LinearDecoder(self.w, self.b, self.offsets),
+            losses=[GaussianLikelihood()],
+            data=genreg.DataInfo((1, 1, D), CLASSES),
+        ).eval()
+
+    def mean(self, y: torch.Tensor) -> torch.Tensor:
+        return self.b if self.offsets is None else self.b + self.offsets[:, y].T
+
+    def marginal(self, y: torch.Tensor) -> MultivariateNormal:
+        cov = self.w @ self.w.T + SIGMA**2 * torch.eye(D, dtype=torch.float64)
+        return MultivariateNormal(self.mean(y), cov)
+
+    def draws(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x float64 (n, D), labels (n,)) drawn from the model itself."""
+        g = torch.Generator().manual_seed(2)
+        y = torch.arange(n) % CLASSES
+        z = torch.randn(n, LATENT, generator=g, dtype=torch.float64)
+        return z @ self.w.T + self.mean(y) + SIGMA * torch.randn(n, D, generator=g, dtype=torch.float64), y
+
+    def elbo_gap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x, y) || p(z|x, y)) per image, in closed form: -ELBO - (-log p(x|y))."""
+        exact_mean = (x - self.mean(y)) @ self.m.T
+        q = MultivariateNormal(0.9 * exact_mean, torch.diag(1.5 * torch.diagonal(self.s)))
+        return kl_divergence(q, MultivariateNormal(exact_mean, self.s))
+
+
+def as_split(x: torch.Tensor, y: torch.Tensor) -> genreg.Split:
+    return genreg.Split(x.float().view(-1, 1, 1, D), y)
+
+
+def test_iwae_recovers_the_exact_log_likelihood_of_a_linear_gaussian_model() -> None:
+    lg = LinearGaussian()
+    xs, ys = lg.draws(6)
+    for x, y in zip(xs, ys, strict=True):
+        x, y = x[None], y[None]
+        exact_nll = -float(lg.marginal(y).log_prob(x))
+        result = evaluation.likelihood_bounds(lg.model, as_split(x, y), k=4000)
+        # Importance weights with relative variance ~0.2: the K = 4000 estimate has a standard deviation of
+        # ~0.007 nat and a bias of ~3e-5 nat, so 0.05 nat per image is ~7 standard deviations (worst error
+        # measured over 60 images x 3 seeds: 0.012 nat).
+        assert result["nll_iwae"] == pytest.approx(exact_nll, abs=0.05)
+        # The ELBO misses log p(x) by exactly KL(q(z|x) || p(z|x)), also known in closed form here.
+        gap = float(lg.elbo_gap(x, y))
+        assert gap > 0.1  # the encoder is not the posterior: the test can tell the IWAE from the ELBO
+        # Its K = 4000 estimate has a Monte-Carlo std of ~0.012 nat (worst of 180 image x seed trials: 0.035).
+        assert result["neg_elbo"] == pytest.approx(exact_nll + gap, abs=0.06)
+        assert result["neg_elbo"] > result["nll_iwae"] + 0.05
+
+
+@pytest.mark.parametrize(
+    ("conditional", "k", "max_rows"),
+    [
+        (False, 2500, 1000),  # k > max_rows: one image at a time, its draws in pieces of 1000, 1000 and 500
+        (True, 4000, 50_000),  # 12 images per chunk, each image's 4000 draws decoded with its own label
+    ],
+)
+def test_iwae_over_a_split_averages_the_exact_log_likelihoods(conditional: bool, k: int, max_rows: int) -> None:
+    lg = LinearGaussian(conditional)
+    x, y = lg.draws(30)
+    result = evaluation.likelihood_bounds(lg.model, as_split(x, y), k=k, max_rows=max_rows)
+    assert result["iw_samples"] == k
+    # Averages over 30 images of estimates with std ~0.01 nat each.
+    assert result["nll_iwae"] == pytest.approx(-float(lg.marginal(y).log_prob(x).mean()), abs=0.03)
+    assert result["neg_elbo"] == pytest.approx(result["nll_iwae"] + float(lg.elbo_gap(x, y).mean()), abs=0.03)
+
+
+# --------------------------------------------------------------------------------------------------
+# Gaussianity of a point set: KL of the fitted Gaussian to N(0, I), and MMD^2 to N(0, I)
+
+
+def points(n: int, d: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+# Thresholds for n = 2000 points from N(0, I), measured over 20 seeds in 2 and 8 dims: the fitted KL is biased
+# up by ~d(d+1)/(4n) (mean 0.011, max 0.016 for d = 8); the unbiased MMD^2 is centred on 0 with a standard
+# deviation of 2.7e-4 (d = 2) and 1.4e-4 (d = 8), max |value| 6e-4. "Near zero" is KL < 0.05 and
+# |MMD^2| < 0.002 (over 7 standard deviations); "clearly positive" is KL > 1 and MMD^2 > 10 x 0.002.
+KL_NEAR_ZERO, MMD_NEAR_ZERO = 0.05, 0.002
+
+
+@pytest.mark.parametrize("d", [2, 8])
+def test_gaussianity_metrics_near_zero_for_standard_normal_points(d: int) -> None:
+    z = points(2000, d, seed=10 + d)
+    assert 0 <= evaluation.gaussian_kl_to_standard(z) < KL_NEAR_ZERO
+    assert abs(evaluation.mmd_to_standard(z)) < MMD_NEAR_ZERO
+
+
+@pytest.mark.parametrize("d", [2, 8])
+def test_gaussianity_metrics_clearly_positive_for_non_standard_points(d: int) -> None:
+    z = points(2000, d, seed=20 + d)
+    signs = torch.where(torch.rand(2000, 1, generator=torch.Generator().manual_seed(3)) < 0.5, -1.0, 1.0)
+    cases = {
+        "shifted (mean 2)": z + 2.0,  # KL = 2 d; measured MMD^2 ~0.65
+        "scaled (std 3)": 3.0 * z,  # KL = d (9 - 1 - ln 9) / 2 = 2.9 d; MMD^2 ~0.3
+        "bimodal (+-3)": z + 3.0 * signs,  # modes at +-3 (1, ..., 1); MMD^2 ~0.6
+    }
+    for name, cloud in cases.items():
+        assert evaluation.gaussian_kl_to_standard(cloud) > 1.0, name
+        assert evaluation.mmd_to_standard(cloud) > 10 * MMD_NEAR_ZERO, name
+
+
+def test_mmd_sees_bimodality_that_the_fitted_gaussian_hides() -> None:
+    # Two modes at +-0.95 with std 0.312 in each of 2 coordinates: mean 0 and variance 1, like N(0, I) up to
+    # the second moment, so the fitted Gaussian's KL stays near zero; MMD^2 compares the whole distribution
+    # (measured 0.006-0.010 over 10 seeds, i.e. > 20 standard deviations of its N(0, I) noise).
+    g = torch.Generator().manual_seed(4)
+    signs = torch.where(torch.rand(2000, 2, generator=g) < 0.5, -1.0, 1.0)
+    z = 0.95 * signs + math.sqrt(1 - 0.95**2) * torch.randn(2000, 2, generator=g)
+    assert evaluation.gaussian_kl_to_standard(z) < 0.01
+    assert evaluation.mmd_to_standard(z) > 2 * MMD_NEAR_ZERO
+
+
+def test_gaussian_kl_is_the_closed_form_kl_of_the_fitted_gaussian() -> None:
+    mean = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    a = torch.tensor([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [-0.3, 0.2, 0.5]], dtype=torch.float64)
+    cov = a @ a.T
+    analytic = float(
+        kl_divergence(
+            MultivariateNormal(mean, cov),
+            MultivariateNormal(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64)),
+        )
+    )
+    z = mean + torch.randn(20_000, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64) @ a.T
+    # Sampling error of the fitted mean and covariance at n = 20,000 moves the KL (here ~3.9) by ~0.02.
+    assert evaluation.gaussian_kl_to_standard(z) == pytest.approx(analytic, abs=0.08)
+    # And on any sample it is exactly the KL of that sample's own mean and covariance (no sampling tolerance).
+    fitted = MultivariateNormal(z.mean(0), torch.cov(z.T))
+    own = kl_divergence(fitted, MultivariateNormal(torch.zeros(3, dtype=torch.float64), torch.eye(3).double()))
+    assert evaluation.gaussian_kl_to_standard(z) == pytest.approx(float(own), abs=1e-6)
+
+
+def test_gaussian_kl_in_one_dimension() -> None:
+    z = 2.0 + 0.5 * points(5000, 1, seed=6)
+    analytic = 0.5 * (0.25 + 4.0 - 1 - math.log(0.25))
+    assert evaluation.gaussian_kl_to_standard(z) == pytest.approx(analytic, abs=0.05)
+
+
+# --------------------------------------------------------------------------------------------------
+# k-NN accuracy, chance level, active units
+
+
+def test_knn_accuracy_is_chance_for_label_independent_points() -> None:
+    z = points(2000, 8, seed=7)
+    labels = torch.randint(0, 10, (2000,), generator=torch.Generator().manual_seed(8))
+    # Each of the 2000 predictions is right with probability ~0.1: std sqrt(0.09 / 2000) = 0.007; 0.03 is ~4 std.
+    assert evaluation.knn_accuracy(z, labels) == pytest.approx(0.1, abs=0.03)
+
+
+def test_knn_accuracy_is_near_one_for_separated_clusters() -> None:
+    labels = torch.arange(10).repeat_interleave(50)
+    z = 10.0 * torch.eye(10)[labels] + points(500, 10, seed=9)  # centres 14 apart, unit noise
+    assert evaluation.knn_accuracy(z, labels) > 0.99
+
+
+def test_chance_level_is_the_majority_class_share() -> None:
+    assert evaluation.chance_level(torch.arange(10).repeat(30)) == pytest.approx(0.1)
+    unbalanced = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    assert evaluation.chance_level(unbalanced) == pytest.approx(0.5)
+    assert evaluation.chance_level(torch.tensor([3, 3, 3, 7])) == pytest.approx(0.75)  # class 0 absent
+
+
+def test_active_units_counts_dims_whose_mean_varies() -> None:
+    n = 500
+    alternate = torch.tensor([-1.0, 1.0]).repeat(n // 2)  # variance n / (n - 1) ~ 1.002
+    mu = torch.stack(
+        [
+            points(n, 1, seed=11)[:, 0],  # var ~1: active
+            torch.full((n,), 3.0),  # constant: inactive however large
+            0.2 * alternate,  # var 0.04: active
+            0.05 * alternate,  # var 0.0025: inactive
+            torch.zeros(n),  # inactive
+            0.12 * alternate,  # var 0.0144: just above 0.01
+        ],
+        dim=1,
+    )
+    assert evaluation.ACTIVE_UNIT_THRESHOLD == 0.01
+    assert evaluation.active_units(mu) == 3
+    assert evaluation.active_units(mu, threshold=0.001) == 4
+    assert evaluation.active_units(mu, threshold=0.5) == 1
+
+
+def test_latent_metrics_use_the_aggregate_posterior_not_the_means() -> None:
+    # A posterior collapsed onto the prior, q(z|x) = N(0, I) for every x: no active unit, yet its aggregate
+    # posterior (one draw per image) is exactly N(0, I), so the Gaussianity metrics are near zero.
+    n = 2000
+    labels = torch.cat([torch.zeros(1200, dtype=torch.long), torch.arange(1, 5).repeat(200)])  # 60 % class 0
+    collapsed = evaluation.Posterior(torch.zeros(n, 3), torch.zeros(n, 3), labels)
+    metrics = evaluation.latent_metrics(collapsed)
+    assert metrics["latent_dim"] == 3 and metrics["active_units"] == 0
+    assert metrics["gaussian_kl"] < KL_NEAR_ZERO and abs(metrics["mmd"]) < MMD_NEAR_ZERO
+    assert metrics["chance"] == pytest.approx(0.6)
+    # A deterministic latent (no log_var): the means themselves are the sample.
+    means = 3.0 * points(n, 2, seed=12)
+    deterministic = evaluation.Posterior(means, None, labels)
+    assert torch.equal(evaluation.aggregate_sample(deterministic), means)
+    metrics = evaluation.latent_metrics(deterministic)
+    assert metrics["gaussian_kl"] == evaluation.gaussian_kl_to_standard(means) > 1.0
+    assert metrics["active_units"] == 2

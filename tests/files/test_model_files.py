@@ -1,0 +1,190 @@
+"""Tests genreg/files/model_files.py: model files that are foreign, from another genreg or from a missing
+plugin each give a ModelFileError that says which of those it is (and the CLI exits 2 without a traceback);
+checkpoints hold the optimiser state as tensors and JSON, and loading never unpickles anything.
+
+How a damaged file is told apart (truncated, corrupted) is tested in tests/files/test_tensors.py.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import save_file
+
+import genreg
+from genreg.cli import cli
+from genreg.errors import ModelFileError
+from genreg.files.model_files import load_checkpoint, read_spec, save_checkpoint
+from genreg.files.tensors import CHECKSUM
+from genreg_builtin.conditioners import OneHot, OneHotConfig
+from tests.helpers import MODEL_INFO, contents, resave, small_cvae
+
+
+def test_a_foreign_safetensors_file_is_named_as_not_genreg(tmp_path):
+    path = tmp_path / "foreign.safetensors"
+    save_file({"weight": torch.zeros(3)}, str(path), metadata={"format": "pt"})
+    with pytest.raises(ModelFileError, match=r"is a safetensors file but not a genreg one.*genreg\.load_weights"):
+        genreg.load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "says"),
+    [
+        ("genreg-model/3", "has format 'genreg-model/3' (saved by genreg 9.0.0); this genreg {v} reads "
+         "'genreg-model/1' or 'genreg-model/2'; upgrade genreg to load it."),
+        ("genreg-model/0", "has format 'genreg-model/0' (saved by genreg 9.0.0); this genreg {v} reads "
+         "'genreg-model/1' or 'genreg-model/2'; load it with the genreg version that saved it."),
+        ("genreg-classifier/1", "has format 'genreg-classifier/1' (saved by genreg 9.0.0); this genreg {v} reads "
+         "'genreg-model/1' or 'genreg-model/2'."),
+    ],
+)  # fmt: skip
+def test_a_file_from_an_incompatible_genreg_names_both_versions(good_model_file, tmp_path, fmt, says):
+    path = resave(good_model_file, tmp_path / "other.safetensors", **{"genreg.format": fmt, "genreg.version": "9.0.0"})
+    with pytest.raises(ModelFileError) as caught:
+        genreg.load_model(path)
+    assert str(caught.value) == f"{path} " + says.format(v=genreg.__version__)
+
+
+def test_a_model_file_is_not_a_checkpoint(good_model_file):
+    model = small_cvae()
+    with pytest.raises(ModelFileError, match=r"format 'genreg-model/2' .* reads 'genreg-checkpoint/1' or '[\w-]+/2'"):
+        load_checkpoint(good_model_file, model, torch.optim.Adam(model.parameters()))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"genreg.data": None}, {"genreg.data": "{not json"}, {"genreg.spec": "[1, 2]"}, {"genreg.spec": '{"data": {}}'}],
+)
+def test_damaged_genreg_metadata_is_named(good_model_file, tmp_path, changes):
+    """A file that claims to be genreg's but whose records are unusable (the checksum is removed with them)."""
+    path = resave(good_model_file, tmp_path / "odd.safetensors", **changes, **{CHECKSUM: None})
+    with pytest.raises(ModelFileError, match=r"its genreg metadata is damaged \(\w+: .*\); it was not written by"):
+        genreg.load_model(path)
+
+
+# --------------------------------------------------------------------------- a component that is not installed
+
+
+class Stripes:
+    """A plugin with one conditioner, added and removed in this process."""
+
+    @genreg.hookimpl
+    def register_components(self, register):
+        register("conditioner", "stripes", OneHot, OneHotConfig)
+
+
+@pytest.fixture
+def saved_with_a_plugin(tmp_path) -> Path:
+    genreg.register_plugin(Stripes(), name="stripes-plugin")
+    try:
+        path = genreg.save_model(small_cvae(conditioner={"type": "stripes"}), tmp_path / "striped.safetensors")
+        assert genreg.load_model(path).conditioner.parts[0].genreg_entry.plugin == "stripes-plugin"
+    finally:
+        genreg.unregister_plugin("stripes-plugin")
+    return path
+
+
+def test_a_component_that_is_not_installed_is_named_with_its_plugin(saved_with_a_plugin):
+    assert json.loads(contents(saved_with_a_plugin)[1]["genreg.plugins"]) == {
+        "builtin": f"genreg {genreg.__version__}",
+        "stripes-plugin": "registered in Python",
+    }
+    with pytest.raises(ModelFileError) as caught:
+        genreg.load_model(saved_with_a_plugin)
+    message = str(caught.value)
+    assert message.startswith(f"{saved_with_a_plugin}: cannot rebuild the model it describes: ")
+    assert "unknown conditioner 'stripes'" in message
+    assert "It was saved with plugin 'stripes-plugin' (registered in Python), which is not loaded here" in message
+    assert "'builtin'" not in message.split("It was saved with")[1]
+
+
+def test_the_cli_names_the_missing_component_and_exits_2(saved_with_a_plugin, tmp_path):
+    result = CliRunner().invoke(cli, ["sample", str(saved_with_a_plugin), "-o", str(tmp_path / "out.png")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert result.stderr.startswith(f"Error: {saved_with_a_plugin}: cannot rebuild the model it describes")
+    assert "unknown conditioner 'stripes'" in result.stderr and "plugin 'stripes-plugin'" in result.stderr
+
+
+# --------------------------------------------------------------------------- checkpoints: tensors and JSON only
+
+
+def trained_pair() -> tuple[genreg.GenerativeModel, torch.optim.Optimizer]:
+    model = small_cvae()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.003, betas=(0.8, 0.95), weight_decay=0.1)
+    for _ in range(3):
+        x, y = torch.rand(4, *MODEL_INFO.image_shape), torch.tensor([0, 1, 2, 0])
+        optimizer.zero_grad()
+        model.loss(x, y)[0].backward()
+        optimizer.step()
+    return model, optimizer
+
+
+def test_a_checkpoint_restores_the_optimiser_exactly_without_pickle(tmp_path, monkeypatch):
+    model, optimizer = trained_pair()
+    path = tmp_path / "checkpoint.safetensors"
+    save_checkpoint(path, model, optimizer, epoch=7, spec=None)
+
+    tensors, metadata = contents(path)
+    assert {name.split(".")[0] for name in tensors} == {"model", "optim"}
+    assert {name.rsplit(".", 1)[1] for name in tensors if name.startswith("optim.")} == {
+        "step",
+        "exp_avg",
+        "exp_avg_sq",
+    }
+    for key, value in metadata.items():  # every non-tensor value is plain text or JSON
+        if key not in ("genreg.format", "genreg.version", "genreg.epoch", CHECKSUM):
+            json.loads(value)
+    assert json.loads(metadata["genreg.param_groups"])[0]["betas"] == [0.8, 0.95]
+
+    def no_unpickling(*args, **kwargs):
+        raise AssertionError("something was unpickled")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, no_unpickling)
+    monkeypatch.setattr(torch, "load", no_unpickling)
+
+    fresh = small_cvae()
+    with torch.no_grad():
+        for parameter in fresh.parameters():
+            parameter.zero_()
+    fresh_optimizer = torch.optim.AdamW(fresh.parameters())
+    assert load_checkpoint(path, fresh, fresh_optimizer) == 7
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, fresh.state_dict()[key]), key
+    want, got = optimizer.state_dict(), fresh_optimizer.state_dict()
+    assert got["param_groups"] == json.loads(json.dumps(want["param_groups"]))
+    for index, state in want["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, got["state"][index][key]), (index, key)
+    assert genreg.load_model(path).spec == model.spec  # a checkpoint also rebuilds its model
+    assert read_spec(path) == {"model": model.spec}
+
+
+def test_a_checkpoint_for_another_optimiser_is_a_clear_error(tmp_path):
+    model, optimizer = trained_pair()
+    path = tmp_path / "checkpoint.safetensors"
+    save_checkpoint(path, model, optimizer, epoch=1, spec=None)
+    fresh = small_cvae()
+    groups = [{"params": [p]} for p in fresh.parameters()]  # one group per tensor: not the saved layout
+    with pytest.raises(ModelFileError, match=r"optimiser state does not fit this run's optimiser \(ValueError: "):
+        load_checkpoint(path, fresh, torch.optim.Adam(groups))
+
+
+def test_a_damaged_checkpoint_is_refused_before_anything_is_restored(tmp_path):
+    model, optimizer = trained_pair()
+    path = tmp_path / "checkpoint.safetensors"
+    save_checkpoint(path, model, optimizer, epoch=2, spec=None)
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
+    fresh = small_cvae()
+    with torch.no_grad():
+        fresh.latent.project.weight.fill_(0.5)
+    with pytest.raises(ModelFileError, match=r"checkpoint\.safetensors is corrupted: its contents no longer match"):
+        load_checkpoint(path, fresh, torch.optim.Adam(fresh.parameters()))
+    assert bool((fresh.latent.project.weight == 0.5).all())  # nothing half-restored

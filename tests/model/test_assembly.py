@@ -1,0 +1,85 @@
+"""Tests genreg/model/assembly.py: a recipe builds the parts its spec names; ``build_model`` validates a raw
+spec; condition columns the data lacks are named; ``condition_encoder`` (on by default, recorded in the spec,
+a warning when off); the spec of a model composed by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import genreg
+from genreg.errors import AssemblyError, SpecError
+from genreg.training.runner import prepare
+from genreg_builtin.conditioners import Embedding
+from genreg_builtin.conv import ConvDecoder, ConvEncoder
+from genreg_builtin.latents import GaussianLatent
+from tests.helpers import INJECTION_INFO, injection_cvae, part_outputs
+
+
+def test_cvae_parts_are_swapped_by_name(conv_cvae):
+    assert isinstance(conv_cvae.encoder, ConvEncoder)
+    assert isinstance(conv_cvae.decoder, ConvDecoder)
+    assert isinstance(conv_cvae.conditioner.part("label"), Embedding)
+    assert isinstance(conv_cvae.latent, GaussianLatent)
+    assert conv_cvae.conditional and conv_cvae.loss_names == ["bce", "kld"]
+    assert conv_cvae.conditioner.parts[0].table.weight.shape == (10, 6)
+    assert conv_cvae.spec["conditioner"] == [{"type": "embedding", "column": "label", "num_classes": 10, "dim": 6}]
+
+
+def test_build_model_validates_a_raw_model_spec():
+    with pytest.raises(SpecError) as info:
+        genreg.build_model({"type": "vae", "encoder": {"type": "mlp", "hiden": [3]}}, genreg.DataInfo((1, 8, 8), 3))
+    assert "encoder.hiden: unknown field; allowed here: activation, condition, hidden, type" in str(info.value)
+
+
+def test_column_errors_at_assembly_name_the_column(mnist) -> None:
+    with pytest.raises(
+        AssemblyError,
+        match=r"conditioner\[1\] \(column 'dose'\): the data has no column 'dose'; its columns: label, ink",
+    ):
+        genreg.build_model({"type": "cvae", "conditioner": [{"type": "onehot"}, {"type": "onehot", "column": "dose"}]},
+                           mnist.info)  # fmt: skip
+    with pytest.raises(AssemblyError, match=r"column 'ink' is continuous .* use a continuous conditioner"):
+        genreg.build_model({"type": "cvae", "conditioner": {"type": "onehot", "column": "ink"}}, mnist.info)
+    with pytest.raises(SpecError, match=r"conditioner: .*at least one conditioner"):
+        genreg.build_model({"type": "cvae", "conditioner": []}, mnist.info)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_an_unconditioned_encoder_warns_and_ignores_the_label(kind: str) -> None:
+    with pytest.warns(UserWarning, match=r"condition_encoder is false: the encoder ignores the class label"):
+        model = injection_cvae(kind, condition_encoder=False).eval()
+    (f0, l0), (f1, l1) = part_outputs(model, 0), part_outputs(model, 7)
+    assert torch.equal(f0, f1)
+    assert not torch.allclose(l0, l1)
+    assert model.spec["condition_encoder"] is False
+    x, labels = torch.rand(2, *INJECTION_INFO.image_shape), torch.tensor([0, 7])
+    assert torch.equal(model.encode(x, labels), model.encode(x))
+    assert model(x, labels).logits.shape == (2, *INJECTION_INFO.image_shape)
+
+
+def test_the_resolved_spec_states_encoder_conditioning() -> None:
+    spec = {"model": {"type": "cvae"}, "data": {"type": "mnist-sample"}}
+    assert prepare(genreg.validate_spec(spec)).resolved["model"]["condition_encoder"] is True
+    with pytest.warns(UserWarning, match=r"q\(z\|x\)"):
+        off = prepare(genreg.validate_spec({**spec, "model": {"type": "cvae", "condition_encoder": False}}))
+    assert off.resolved["model"]["condition_encoder"] is False
+
+
+def test_an_unconditioned_encoder_round_trips(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning):
+        model = injection_cvae("mlp", condition_encoder=False).eval()
+        loaded = genreg.load_model(genreg.save_model(model, tmp_path / "model.safetensors"))
+    assert loaded.condition_encoder is False
+    assert torch.equal(part_outputs(model, 3)[1], part_outputs(loaded, 3)[1])
+
+
+def test_hand_composed_models_record_encoder_conditioning() -> None:
+    model = injection_cvae("mlp", "every-layer")
+    model.spec = None
+    spec = genreg.derive_spec(model)
+    assert spec["condition_encoder"] is True and spec["encoder"]["condition"] == "every-layer"
+    rebuilt = genreg.build_model(spec, INJECTION_INFO)
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()

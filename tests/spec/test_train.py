@@ -1,0 +1,39 @@
+"""Tests genreg/spec/train.py, ``TrainConfig``: the fast-path settings are auto, true or false, and numbers
+must be finite (here and, in the same test, a loss term's weight)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import genreg
+from genreg.errors import SpecError
+from genreg.spec import TrainConfig
+
+
+@pytest.mark.parametrize("field", ["compile", "cuda_graph"])
+def test_fast_path_settings_are_auto_true_or_false(field: str) -> None:
+    assert getattr(TrainConfig(), field) == "auto"
+    assert getattr(TrainConfig(**{field: False}), field) is False
+    with pytest.raises(SpecError, match=f"train.{field}"):
+        genreg.validate_spec({"model": {"type": "vae"}, "data": {"type": "mnist-sample"}, "train": {field: "yes"}})
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value"),
+    [
+        ("train", "lr", "inf"),
+        ("train", "grad_clip", "inf"),
+        ("train", "weight_decay", "nan"),
+        ("loss", "weight", "inf"),
+    ],
+)
+def test_infinite_or_nan_numbers_are_refused(section: str, field: str, value: str) -> None:
+    spec = {"model": {"type": "vae"}, "data": {"type": "mnist-sample"}}
+    if section == "train":
+        spec["train"], path = {field: float(value)}, f"train.{field}"
+    else:
+        spec["model"]["losses"], path = [{"type": "bce", field: float(value)}], f"model.losses[0].{field}"
+    with pytest.raises(SpecError, match=rf"{re.escape(path)}: Input should be a finite number"):
+        genreg.validate_spec(spec)

@@ -1,0 +1,172 @@
+"""Tests genreg/training/runner.py, what ``genreg run`` does: each example trains, writes a complete run
+folder and reloads; a run resumes to the weights of an uninterrupted one (after an exception or a SIGKILL);
+the same spec trains to the same weights; parts that do not fit the data are refused before training,
+naming the data."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import genreg
+from genreg.cli import cli
+from genreg.errors import AssemblyError
+from genreg.files.run_folder import RunFolder
+from tests.helpers import EXAMPLES, MISFITS, SMALL_RUN, assert_user_error, posix_only, run_cli, spec_file, write_npz
+
+FAST = ["--set", "model.encoder.hidden=[128]", "--set", "model.decoder.hidden=[128]", "--quiet"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ae", "vae", "cvae", "cvae_ink"])
+def test_example_trains_and_reloads(tmp_path: Path, name: str) -> None:
+    out = tmp_path / name
+    output = run_cli("run", str(EXAMPLES / f"{name}.json"), "--out", str(out), "--set", "train.epochs=3")
+    assert "run folder" in output
+    assert sorted(p.name for p in out.iterdir()) == sorted(RunFolder.OUTPUTS)
+    history = RunFolder(out).read_metrics()
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert history[-1]["train"]["loss"] < history[0]["train"]["loss"]
+    assert history[-1]["test"]["bce"] < history[0]["test"]["bce"]
+    assert ("kld" in history[0]["test"]) == (name != "ae")
+
+    resolved = json.loads((out / "spec.json").read_text())
+    assert resolved["train"]["epochs"] == 3 and resolved["model"]["type"] == name.partition("_")[0]
+    if name.startswith("cvae"):
+        assert resolved["model"]["conditioner"][0]["num_classes"] == 10
+
+    model = genreg.load_model(out / "model.safetensors")
+    again = genreg.load_model(out)
+    data = genreg.load_data(resolved["data"])
+    x, y = data.test.images[:16], data.test.condition(slice(0, 16))  # the label, and ink for cvae_ink
+    assert torch.equal(model.encode(x, y), again.encode(x, y))
+    z = model.encode(x, y)
+    assert torch.equal(model.decode(z, y), again.decode(z, y))
+    assert model.decode(z, y).shape == (16, 1, 28, 28)
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return genreg.load_model(folder).state_dict()
+
+
+@pytest.mark.slow
+def test_resume_continues_to_the_same_weights(tmp_path: Path) -> None:
+    spec = str(EXAMPLES / "cvae.json")
+    run_cli("run", spec, "--out", str(tmp_path / "whole"), "--set", "train.epochs=3", *FAST)
+    run_cli("run", spec, "--out", str(tmp_path / "parts"), "--set", "train.epochs=2", *FAST)
+    run_cli("run", spec, "--out", str(tmp_path / "parts"), "--set", "train.epochs=3", "--resume", *FAST)
+    whole, parts = weights(tmp_path / "whole"), weights(tmp_path / "parts")
+    assert whole.keys() == parts.keys()
+    for key in whole:
+        assert torch.equal(whole[key], parts[key]), key
+    assert [r["epoch"] for r in RunFolder(tmp_path / "parts").read_metrics()] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_resume_after_interruption(tmp_path: Path) -> None:
+    """An exception after epoch 2 of 3 leaves a checkpoint; resuming matches an unbroken run."""
+    raw = json.loads((EXAMPLES / "vae.json").read_text())
+    spec = genreg.load_spec(raw, ["train.epochs=3", "model.encoder.hidden=[64]", "model.decoder.hidden=[64]"])
+    whole = genreg.run(spec, tmp_path / "whole", progress=False)
+
+    def stop_after_two(record: dict) -> None:
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    torch.manual_seed(spec.seed)
+    data = genreg.load_data(spec.data)
+    model = genreg.build_model(spec.model, data.info)
+    (tmp_path / "broken").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        genreg.train(
+            model,
+            data,
+            spec.train,
+            seed=spec.seed,
+            run_dir=tmp_path / "broken",
+            callbacks=[genreg.EveryEpoch(stop_after_two)],
+            progress=False,
+        )
+    (tmp_path / "broken" / "spec.json").write_text(json.dumps({**spec.model_dump(mode="json"), "model": model.spec}))
+    resumed = genreg.run(spec, tmp_path / "broken", resume=True, progress=False)
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+@pytest.mark.slow
+def test_same_spec_same_weights_on_cpu(tmp_path: Path) -> None:
+    spec = str(EXAMPLES / "vae.json")
+    for name in ("a", "b"):
+        run_cli("run", spec, "--out", str(tmp_path / name), "--set", "train.epochs=1", *FAST)
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --------------------------------------------------------------------------- a SIGKILL
+
+
+@pytest.mark.slow
+@posix_only
+def test_a_run_killed_at_a_random_moment_resumes_to_the_end(tmp_path):
+    """A real ``genreg run`` process, killed by SIGKILL during its epochs, resumes from what it left."""
+    spec = EXAMPLES / "vae.json"
+    out = tmp_path / "run"
+    args = [str(spec), "--out", str(out), "--set", "train.epochs=8", "--quiet", *SMALL_RUN]
+    process = subprocess.Popen([sys.executable, "-m", "genreg", "run", *args], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.safetensors").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(random.Random(1).uniform(0.0, 0.3))
+        process.kill()
+    finally:
+        stderr = process.communicate()[1]
+    assert process.returncode == -signal.SIGKILL, stderr
+    done = genreg.load_model(out / "checkpoint.safetensors")  # whatever the moment, the checkpoint loads
+    assert done.spec["type"] == "vae"
+
+    result = CliRunner().invoke(cli, ["run", *args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert [record["epoch"] for record in RunFolder(out).read_metrics()] == list(range(1, 9))
+    assert genreg.load_model(out).spec == done.spec
+
+
+# --------------------------------------------------------------------------- refused before training
+
+
+@pytest.mark.parametrize("conditioner", ["onehot", "embedding"])
+def test_labels_beyond_the_conditioners_classes_fail_before_training(tmp_path, no_training, conditioner):
+    data = write_npz(tmp_path / "digits.npz")  # labels 0..4
+    spec = genreg.load_spec(spec_file(tmp_path, {"type": "npz", "path": str(data)}))
+    spec = genreg.load_spec(spec.model_dump(mode="json"), [f'model.conditioner={{"type": "{conditioner}"}}'])
+    spec = genreg.load_spec(spec.model_dump(mode="json"), ["model.conditioner.num_classes=3"])
+    with pytest.raises(AssemblyError) as caught:
+        genreg.run(spec, tmp_path / "run", progress=False)
+    assert str(caught.value) == (
+        f"model.conditioner[0] (column 'label'): conditioner '{conditioner}': num_classes=3, but the dataset "
+        "has labels up to 4; set num_classes >= 5 "
+        f"or null (the dataset's). The data, {data}, has 5 classes and images of 1x8x8."
+    )
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("slot", ["conditioner", "decoder"])
+def test_the_cli_names_the_plugin_and_component_before_training(tmp_path, misfits, no_training, slot):
+    part, message = MISFITS[slot]
+    data = write_npz(tmp_path / "digits.npz")
+    spec = spec_file(tmp_path, {"type": "npz", "path": str(data)}, {slot: part})
+    out = tmp_path / "run"
+    for command in (["validate", str(spec)], ["run", str(spec), "--out", str(out), "--quiet"]):
+        assert_user_error(
+            CliRunner().invoke(cli, command), message, f"The data, {data}, has 5 classes and images of 1x8x8."
+        )
+    assert not out.exists()
