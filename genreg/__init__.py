@@ -41,6 +41,7 @@ _WHERE = {
     "unregister_plugin": "genreg.plugin.manager",
     "LatentSample": "genreg.plugin.protocols",
     "ModelOutput": "genreg.plugin.protocols",
+    "OneOrMore": "genreg.spec.parts",
     "Part": "genreg.spec.parts",
     "TrainConfig": "genreg.spec.train",
     "json_schema": "genreg.spec.validate",

@@ -3,6 +3,8 @@ parts by hand, train with the same trainer, save and load."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,14 @@ def test_unregistered_part_saves_weights_only(tmp_path: Path) -> None:
     clone = genreg.load_weights(model_with_plain_encoder(), path)
     for key, value in model.state_dict().items():
         assert torch.equal(value, clone.state_dict()[key])
+
+
+def test_import_genreg_is_instant_and_its_rooms_load_when_asked_for() -> None:
+    """``import genreg`` loads no torch; ``genreg.data.as_split`` (the plugin contract) and the other rooms
+    load on first use, as the eager package of earlier versions had them."""
+    probe = (
+        "import sys, genreg; assert 'torch' not in sys.modules; "
+        "assert callable(genreg.data.as_split) and genreg.errors.UsageError and genreg.spec.OneOrMore; "
+        "assert callable(genreg.train) and 'torch' in sys.modules"
+    )
+    assert subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import click
 
-split_option = click.option(
-    "--split", "split_name", type=click.Choice(["test", "train"]), default="test", show_default=True
-)
+from genreg.cli.options import split_option
 
 
 @click.command(name="eval")

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import click
 
+from genreg.cli.options import split_option
 from genreg.data.columns import LABEL
 from genreg.errors import UsageError
-
-split_option = click.option(
-    "--split", "split_name", type=click.Choice(["test", "train"]), default="test", show_default=True
-)
 
 
 @click.command()

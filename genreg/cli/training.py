@@ -7,12 +7,10 @@ from pathlib import Path
 
 import click
 
+from genreg.cli.options import overrides
 from genreg.data.columns import LABEL
 from genreg.errors import ExtensionError
 
-overrides = click.option(
-    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a spec field, e.g. train.epochs=3 (repeatable)"
-)
 _EXAMPLE = '\'{"type": "npz", "path": "new.npz"}\''
 
 

@@ -38,7 +38,8 @@ READABLE_VERSIONS = ("1", "2")
 def _plugins(model: GenerativeModel) -> dict[str, str]:
     """The plugin behind each registered part and the package it came from, to name a missing one on load."""
     registry, infos = get_registry(), {info.name: info for info in plugin_infos()}
-    names = {entry.plugin for part in model.modules() if (entry := registry.find(part)) is not None}
+    parts = [*model.modules(), *(s for s in model.weight_schedules if s is not None)]
+    names = {entry.plugin for part in parts if (entry := registry.find(part)) is not None}
     # "genreg-example-plugin 0.1.0"; a plugin added with register_plugin has no package: "registered in Python"
     origin = {
         name: f"{info.distribution} {info.version}".removesuffix(" -").strip("()") for name, info in infos.items()
@@ -117,7 +118,7 @@ def read_metadata(path: str | Path, expected: str = MODEL_FORMAT) -> dict[str, s
 def model_file(path: str | Path) -> Path:
     """A run folder means its ``model.safetensors``; a file means itself."""
     path = Path(path)
-    return RunFolder(path).model if path.is_dir() else path
+    return RunFolder(path).model_path if path.is_dir() else path
 
 
 def read_spec(path: str | Path) -> dict:

@@ -30,8 +30,9 @@ MAY_CHANGE_ON_RESUME = ("train.epochs", "train.callbacks")
 
 
 class RunFolder:
-    """The run folder at ``path``, and the path of each file in it (``.spec``, ``.model``, ``.checkpoint``,
-    ``.metrics``, ``.samples``, ``.latent``); nothing is read or written until a method is called."""
+    """The run folder at ``path``, and the path of each file in it (``spec_path``, ``model_path``,
+    ``checkpoint_path``, ``metrics_path``, ``samples_path``, ``latent_path``); nothing is read or written until a
+    method is called."""
 
     SPEC = "spec.json"
     MODEL = "model.safetensors"
@@ -43,12 +44,12 @@ class RunFolder:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.spec = self.path / self.SPEC
-        self.model = self.path / self.MODEL
-        self.checkpoint = self.path / self.CHECKPOINT
-        self.metrics = self.path / self.METRICS
-        self.samples = self.path / self.SAMPLES
-        self.latent = self.path / self.LATENT
+        self.spec_path = self.path / self.SPEC
+        self.model_path = self.path / self.MODEL
+        self.checkpoint_path = self.path / self.CHECKPOINT
+        self.metrics_path = self.path / self.METRICS
+        self.samples_path = self.path / self.SAMPLES
+        self.latent_path = self.path / self.LATENT
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -65,7 +66,11 @@ class RunFolder:
 
     def artifacts(self) -> list[Path]:
         """What the folder holds worth keeping with a tracker's run: its pictures, model file and spec."""
-        return sorted(self.path.glob("*.png")) + [path for path in (self.model, self.spec) if path.is_file()]
+        return sorted(self.path.glob("*.png")) + [path for path in (self.model_path, self.spec_path) if path.is_file()]
+
+    def present(self, names: tuple[str, ...] = OUTPUTS) -> list[str]:
+        """Which of the run files ``names`` the folder holds."""
+        return [name for name in names if (self.path / name).exists()]
 
     # ------------------------------------------------------------------ before a run
 
@@ -76,9 +81,9 @@ class RunFolder:
         run files already there. Raises :class:`RunFolderError`.
         """
         self._check_writable()
-        existing = [name for name in self.OUTPUTS if (self.path / name).exists()]
-        if resume and not self.checkpoint.exists():
-            raise RunFolderError(f"cannot resume: {self.checkpoint} does not exist (run without --resume first).")
+        existing = self.present()
+        if resume and not self.checkpoint_path.exists():
+            raise RunFolderError(f"cannot resume: {self.checkpoint_path} does not exist (run without --resume first).")
         if existing and not resume and not overwrite:
             raise RunFolderError(
                 f"{self.path} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
@@ -119,11 +124,11 @@ class RunFolder:
     # ------------------------------------------------------------------ the spec
 
     def write_spec(self, resolved: dict) -> None:
-        write_json(self.spec, resolved)
+        write_json(self.spec_path, resolved)
 
     def read_spec(self) -> dict | None:
         """The resolved spec the folder's run started with (None if there is none)."""
-        return json.loads(self.spec.read_text()) if self.spec.exists() else None
+        return json.loads(self.spec_path.read_text()) if self.spec_path.exists() else None
 
     def spec_differences(self, resolved: dict, may_change: tuple[str, ...] = ()) -> list[str]:
         """The dotted keys at which ``resolved`` differs from the folder's spec, but those under ``may_change``."""
@@ -148,28 +153,28 @@ class RunFolder:
     def append_metrics(self, record: dict) -> None:
         """Add an epoch's line; a line cut short by a crash is dropped on resume (see :meth:`truncate_metrics`)."""
         try:
-            with open(self.metrics, "a") as fh:
+            with open(self.metrics_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
         except OSError as exc:
             raise OutputError(
-                f"could not append to {self.metrics} ({exc.strerror or exc}); the checkpoint of epoch "
+                f"could not append to {self.metrics_path} ({exc.strerror or exc}); the checkpoint of epoch "
                 f"{record['epoch']} was written, so the run can be resumed once there is room."
             ) from None
 
     def read_metrics(self) -> list[dict]:
         """Every epoch's record, oldest first; a line cut short by a crash is left out."""
-        if not self.metrics.exists():
+        if not self.metrics_path.exists():
             return []
-        return [record for record in map(_record, self.metrics.read_text().splitlines()) if record is not None]
+        return [record for record in map(_record, self.metrics_path.read_text().splitlines()) if record is not None]
 
     def truncate_metrics(self, epochs: int) -> None:
         """Drop metric lines past the checkpoint of ``epochs`` (written after it, before a crash)."""
-        if not self.metrics.exists():
+        if not self.metrics_path.exists():
             return
-        lines = [line for line in self.metrics.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
         kept = [line for line in lines if _epoch_of(line) <= epochs]
         if len(kept) != len(lines):
-            atomic_write(self.metrics, lambda tmp: tmp.write_text("".join(k + "\n" for k in kept)))
+            atomic_write(self.metrics_path, lambda tmp: tmp.write_text("".join(k + "\n" for k in kept)))
 
     def recorded_epochs(self) -> int:
         """The last epoch ``metrics.jsonl`` records (0 if none)."""
@@ -178,11 +183,12 @@ class RunFolder:
     def finished(self, epochs: int) -> bool:
         """Whether the run is over: its model file is written and it trained ``epochs`` epochs, or it was stopped
         (by a callback) with the model file written after its last checkpoint."""
-        if not self.model.exists():
+        if not self.model_path.exists():
             return False
         if self.recorded_epochs() >= epochs:
             return True
-        return self.checkpoint.exists() and self.model.stat().st_mtime_ns >= self.checkpoint.stat().st_mtime_ns
+        checkpoint = self.checkpoint_path
+        return checkpoint.exists() and self.model_path.stat().st_mtime_ns >= checkpoint.stat().st_mtime_ns
 
 
 def _record(line: str) -> dict[str, Any] | None:

@@ -67,11 +67,9 @@ def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeM
     registry = get_registry()
     spec = config.model_dump(mode="json")
     conditions = None
-    if config.conditioner is not None:
-        if not isinstance(config.conditioner, list):  # a plugin recipe that declared one Part("conditioner")
-            spec["conditioner"] = [spec["conditioner"]]
+    if config.conditioner is not None:  # a list, or one conditioner where a plugin recipe declares one Part
         conditions = build_conditions(_listed(config.conditioner), data, registry)
-        for part_spec, part in zip(spec["conditioner"], conditions.parts, strict=True):
+        for part_spec, part in zip(_listed(spec["conditioner"]), conditions.parts, strict=True):
             if part_spec.get("num_classes", 0) is None:
                 part_spec["num_classes"] = part.num_classes  # resolve "from the data"
         if not config.condition_encoder:

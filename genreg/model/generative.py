@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from genreg.data.splits import LABEL, DataInfo, Split
-from genreg.errors import AssemblyError, ConditionError, GenregError
+from genreg.errors import AssemblyError, ConditionError
 from genreg.model.conditions import Condition, Conditions, is_continuous
 from genreg.model.losses import full_precision, weight_schedule
 from genreg.plugin.protocols import LatentSample, ModelOutput
@@ -62,7 +62,10 @@ class GenerativeModel(nn.Module):
         self.losses = nn.ModuleList(losses)
         self.data_info = data
         self.spec = spec
-        self.weight_schedules = [_weight_schedule(term, i) for i, term in enumerate(self.losses)]
+        self.weight_schedules = [
+            weight_schedule(term.config, f"model.losses[{i}].schedule (loss term '{term.config.metric_name}')")
+            for i, term in enumerate(self.losses)
+        ]
         self._check_losses()
         self._check_shapes()
 
@@ -260,20 +263,6 @@ class GenerativeModel(nn.Module):
                 raise AssemblyError(f"{describe(self.latent)} must return a genreg.LatentSample.")
             _expect(self.latent, latent.z, (2, self.latent.dim), "z")
             _expect(self.decoder, _trial(self.decoder, latent.z, c), (2, *shape), "logits")
-
-
-def _weight_schedule(term: nn.Module, index: int) -> object:
-    """Loss term ``index``'s weight schedule, built; one that fails to build is named, not a traceback."""
-    where = f"model.losses[{index}].schedule (loss term '{term.config.metric_name}')"
-    try:
-        return weight_schedule(term.config)
-    except GenregError as exc:
-        raise AssemblyError(f"{where}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - a plugin schedule's factory failing on epochs=None, say
-        raise AssemblyError(
-            f"{where} cannot be built for a loss weight ({type(exc).__name__}: {exc}); a loss weight's "
-            "schedule gets no run length (epochs=None)."
-        ) from exc
 
 
 def _trial(part: nn.Module, *inputs: object) -> object:

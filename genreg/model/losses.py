@@ -17,8 +17,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from genreg.errors import GenregError, SpecWarning
+from genreg.model.schedules import build_schedule
 from genreg.spec.parts import Part
-from genreg.spec.validate import build_part
 
 
 class LossTermConfig(BaseModel):
@@ -45,17 +45,14 @@ class LossTermConfig(BaseModel):
         return self.name or getattr(self, "type", None) or type(self).__name__.removesuffix("Config").lower()
 
 
-def weight_schedule(config: LossTermConfig) -> Any:
-    """The schedule ``config.schedule`` names, built (None without one).
+def weight_schedule(config: LossTermConfig, where: str = "the loss term's schedule") -> Any:
+    """The schedule ``config.schedule`` names, built (None without one); errors name ``where``.
 
     A loss weight's schedule belongs to the model, which outlives any run, so it
     is built with ``epochs=None``: a schedule that spans a run's length refuses it.
     """
     schedule = getattr(config, "schedule", None)
-    if schedule is None:
-        return None
-    item = schedule if isinstance(schedule, BaseModel) else {"type": "linear", **schedule}
-    return build_part("schedule", item, epochs=None)
+    return None if schedule is None else build_schedule(schedule, None, where)
 
 
 def full_precision(t: torch.Tensor) -> torch.Tensor:
@@ -79,7 +76,8 @@ def warn_long_warmups(spec: Any) -> None:
             continue
         rise = getattr(schedule, "rise", None)
         if rise is not None and rise > epochs:
-            path = f"model.losses[{i}].schedule.epochs"
+            length = ".epochs" if "epochs" in type(term.schedule).model_fields else ""  # the built-ins' field
+            path = f"model.losses[{i}].schedule{length}"
             warnings.warn(f"{path}: {_shortfall(term, epochs)}", SpecWarning, stacklevel=3)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pluggy
 
 from genreg.plugin import hookspecs
-from genreg.plugin.registry import Registry
+from genreg.plugin.registry import Registry, canonical_kind
 
 ENTRY_POINT_GROUP = "genreg"
 ENV_VAR = "GENREG_PLUGINS"
@@ -102,7 +102,7 @@ def _fill(registry: Registry, pm: pluggy.PluginManager) -> Registry:
         except Exception as exc:  # a broken plugin must not take genreg down
             info.error = registry.failures[plugin] = _describe(exc)
         else:
-            info.components.extend(f"{kind}:{name}" for kind, name, _, _ in items)
+            info.components.extend(f"{canonical_kind(kind)}:{name}" for kind, name, _, _ in items)
     return registry
 
 

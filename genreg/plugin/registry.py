@@ -7,6 +7,7 @@ say what was asked for, what exists and the closest match.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 from collections.abc import Callable
@@ -143,7 +144,8 @@ class Registry:
                 f"{kind} '{entry.name}' (plugin '{entry.plugin}') is too large to build here: {first_line(exc)}. "
                 "Make it smaller (e.g. latent_dim, hidden sizes, channels)."
             ) from None
-        component.genreg_entry = entry
+        with contextlib.suppress(AttributeError):  # what built it, for describe() and saved files; not all take it
+            component.genreg_entry = entry
         return component
 
     def find(self, component: Any) -> Entry | None:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_serializer
 from pydantic_core import PydanticCustomError
 
-from genreg.data.splits import LABEL
+from genreg.data.columns import LABEL
 from genreg.errors import GenregError
 from genreg.plugin.manager import get_registry
 from genreg.plugin.registry import Registry, plural
@@ -105,10 +105,12 @@ class SpecBuilder:
                 **{k: field for k, (_, field) in own.items()},
                 "_type_first": model_serializer(mode="wrap")(_leading(("type", *own))),
             }
-            self._tagged[key] = self.resolved(base, annotations, namespace)
+            self._tagged[key] = self.resolved_class(base, annotations, namespace)
         return self._tagged[key]
 
-    def resolved(self, base: type[BaseModel], annotations: dict | None = None, namespace: dict | None = None) -> type:
+    def resolved_class(
+        self, base: type[BaseModel], annotations: dict | None = None, namespace: dict | None = None
+    ) -> type:
         """A subclass of ``base`` whose ``Part`` fields are slots of this registry's components."""
         annotations, namespace = dict(annotations or {}), dict(namespace or {})
         namespace.setdefault("model_config", ConfigDict(extra="forbid"))
@@ -191,7 +193,7 @@ class SpecBuilder:
         return self._spec
 
     def _build_spec_model(self) -> type[BaseModel]:
-        train = self.resolved(TrainConfig)
+        train = self.resolved_class(TrainConfig)
         return create_model(
             "Spec",
             __base__=StrictModel,

@@ -22,11 +22,12 @@ import torch
 from tqdm.auto import tqdm
 
 from genreg.data.splits import DataSplits, Split, fixed_binarization
+from genreg.errors import RunFolderError
 from genreg.files.model_files import load_checkpoint, save_checkpoint
 from genreg.files.run_folder import RunFolder
 from genreg.model.generative import GenerativeModel
+from genreg.model.schedules import build_schedule
 from genreg.spec.train import TrainConfig
-from genreg.spec.validate import build_part
 from genreg.training import distributed
 from genreg.training.callbacks import Callbacks, RunState, RunView, build_callbacks
 from genreg.training.optim import autocast, make_optimizer
@@ -60,10 +61,19 @@ def train(
     With ``run_dir``, each epoch appends its record to ``metrics.jsonl`` and replaces
     ``checkpoint.safetensors`` (recording ``spec``); ``resume`` continues from that
     checkpoint. ``callbacks`` (see :mod:`genreg.training.callbacks`) default to those
-    ``config.callbacks`` names. Raises :class:`~genreg.errors.NonFiniteLossError` when
-    a loss becomes NaN or infinite, and :class:`~genreg.errors.TrainingInterruptedError`
-    on SIGINT/SIGTERM (the last checkpoint is kept).
+    ``config.callbacks`` names. A record is ``{"epoch", "train": {...}, "test": {...},
+    "lr", "seconds"}``, the losses in nats per image.
+
+    Raises :class:`~genreg.errors.RunFolderError` for ``resume`` without a ``run_dir``,
+    :class:`~genreg.errors.AssemblyError` for a learning-rate schedule that cannot be
+    built, :class:`~genreg.errors.ModelFileError` for a checkpoint that cannot be
+    resumed, :class:`~genreg.errors.OutputError` when a checkpoint or metrics line
+    cannot be written, :class:`~genreg.errors.NonFiniteLossError` when a loss becomes
+    NaN or infinite, and :class:`~genreg.errors.TrainingInterruptedError` on
+    SIGINT/SIGTERM (the last checkpoint is kept).
     """
+    if resume and run_dir is None:
+        raise RunFolderError("resume=True continues the run in a run folder: pass its run_dir too.")
     device = distributed.resolve_device(config.device)
     distributed.join(device)
     world = distributed.world()
@@ -71,35 +81,48 @@ def train(
     train_split = data.train.to(device)  # images (N, C, H, W) and condition columns (N,), resident
     test_split = fixed_binarization(data.test, data.binarize, seed).to(device)
     optimizer = make_optimizer(model, config, device)
-    lr_schedule = (
-        None if config.lr_schedule is None else build_part("schedule", config.lr_schedule, epochs=config.epochs)
-    )
+    lr_schedule = learning_rate_schedule(config)
     folder = RunFolder(run_dir) if run_dir is not None else None
     state = RunState(model, data, dict(spec or {}), folder.path if folder else None, config.epochs)
     if not world.main:  # callbacks write files and talk to trackers: the main process does that
         callbacks = []
     hooks = Callbacks(build_callbacks(config.callbacks) if callbacks is None else callbacks, RunView(state))
     start = 0
-    if resume and folder is not None:
-        start = load_checkpoint(folder.checkpoint, model, optimizer)
+    if resume:
+        start = load_checkpoint(folder.checkpoint_path, model, optimizer)
         if world.main:
             folder.truncate_metrics(start)
             state.history.extend(folder.read_metrics())
     prepare_conditions(model, data)
     steps = make_steps(model, optimizer, train_split, config, data.binarize)
-    writes = folder if folder is not None and world.main else None  # only rank 0 writes the run folder
-    if writes and start == 0:  # something to resume from even if the first epoch is interrupted
-        save_checkpoint(writes.checkpoint, model, optimizer, 0, spec)
+    writing_to = folder if world.main else None  # only rank 0 writes the run folder
+    if writing_to is not None and start == 0:  # something to resume from even if the first epoch is interrupted
+        save_checkpoint(writing_to.checkpoint_path, model, optimizer, 0, spec)
     bar = tqdm(
         total=(config.epochs - start) * steps.count,
         disable=not (progress and world.main),
         unit="step",
         dynamic_ncols=True,
     )
-    loop = Loop(model, optimizer, lr_schedule, steps, config, seed, test_split, hooks, state, bar, world, writes, spec)
     result = TrainResult()
     hooks.call("on_run_start")
-    with stop_requests() as loop.signals:
+    with stop_requests() as signals:
+        loop = Loop(
+            model=model,
+            optimizer=optimizer,
+            lr_schedule=lr_schedule,
+            steps=steps,
+            config=config,
+            seed=seed,
+            test_split=test_split,
+            hooks=hooks,
+            state=state,
+            bar=bar,
+            world=world,
+            writing_to=writing_to,
+            spec=spec,
+            signals=signals,
+        )
         for epoch in range(start, config.epochs):  # 0-based here, 1-based in records and for callbacks
             if loop.stop_agreed():
                 break
@@ -108,6 +131,13 @@ def train(
     result.stopped = state.stop_reason
     hooks.call("on_run_end")
     return result
+
+
+def learning_rate_schedule(config: TrainConfig) -> Any:
+    """The schedule ``train.lr_schedule`` names, built for the run's epochs; None for a constant rate."""
+    if config.lr_schedule is None:
+        return None
+    return build_schedule(config.lr_schedule, config.epochs, "train.lr_schedule")
 
 
 @dataclass
@@ -125,22 +155,22 @@ class Loop:
     state: RunState
     bar: tqdm
     world: distributed.World
-    folder: RunFolder | None  # None where this process writes no run folder
+    writing_to: RunFolder | None  # the run folder this process writes; None without one, or on other ranks
     spec: dict | None
-    signals: StopRequest = field(default_factory=StopRequest)
+    signals: StopRequest
 
     def epoch(self, epoch: int) -> dict:
         """Train epoch ``epoch`` (0-based), measure it on the test split, checkpoint it; returns its record."""
         config, steps, state = self.config, self.steps, self.state
         state.begin_epoch(epoch + 1)
         self.hooks.call("on_epoch_start")
-        self.describe(epoch)
-        seed_epoch(self.seed, epoch)
+        self.show_epoch(epoch)
+        torch.manual_seed(epoch_seed(self.seed, epoch))
         self.model.train()
         began = time.perf_counter()
         order = torch.randperm(len(steps.split), device=steps.device)  # (N,): the same on every rank
         if self.world.distributed:  # ... but each rank its own sampling noise
-            torch.manual_seed((self.seed * 1_000_003 + epoch) * 1_000 + self.world.rank)
+            torch.manual_seed(epoch_seed(self.seed, epoch) * 1_000 + self.world.rank)
         progress = [epoch + s / steps.count for s in range(steps.count)]  # in epochs, before each step
         weights = torch.tensor([self.model.loss_weights(p) for p in progress])  # (steps, terms)
         lrs = None if self.lr_schedule is None else [config.lr * self.lr_schedule.factor(p) for p in progress]
@@ -155,12 +185,13 @@ class Loop:
             "lr": config.lr if lrs is None else lrs[-1],
             "seconds": round(time.perf_counter() - began, 4),
         }
+        state.after_step(steps.count, record["lr"])
         state.end_epoch(record)
-        self.describe(epoch, record)
-        if self.folder is not None:
-            save_checkpoint(self.folder.checkpoint, self.model, self.optimizer, epoch + 1, self.spec)
-            self.folder.append_metrics(record)
-            self.hooks.call("on_checkpoint", self.folder.checkpoint)
+        self.show_epoch(epoch, record)
+        if self.writing_to is not None:
+            save_checkpoint(self.writing_to.checkpoint_path, self.model, self.optimizer, epoch + 1, self.spec)
+            self.writing_to.append_metrics(record)
+            self.hooks.call("on_checkpoint", self.writing_to.checkpoint_path)
         self.hooks.call("on_epoch_end")
         return record
 
@@ -175,7 +206,7 @@ class Loop:
             self.state.after_step(step + 1, self.config.lr if lrs is None else lrs[step])
             self.hooks.call("on_step")
 
-    def describe(self, epoch: int, record: dict | None = None) -> None:
+    def show_epoch(self, epoch: int, record: dict | None = None) -> None:
         """``epoch 3/10 (test loss 123.45)`` on the progress bar, with the last finished epoch's test loss."""
         last = record or (self.state.history[-1] if self.state.history else None)
         test = f" (test loss {last['test']['loss']:.2f})" if last else ""
@@ -199,9 +230,9 @@ def prepare_conditions(model: GenerativeModel, data: DataSplits) -> None:
     model.conditioner.fit(data.train)
 
 
-def seed_epoch(seed: int, epoch: int) -> None:
-    """Seed every RNG from (seed, epoch) so any epoch can be replayed alone."""
-    torch.manual_seed(seed * 1_000_003 + epoch)
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch`` (0-based) of a run seeded ``seed``: every epoch can be replayed alone."""
+    return seed * 1_000_003 + epoch
 
 
 @torch.no_grad()

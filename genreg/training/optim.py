@@ -28,7 +28,7 @@ def autocast(config: TrainConfig, device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config, device))
 
 
-def wants(setting: str | bool, device: torch.device) -> bool:
+def auto_on_cuda(setting: str | bool, device: torch.device) -> bool:
     """``auto`` means on for CUDA (measured faster there) and off on CPU."""
     return device.type == "cuda" if setting == "auto" else bool(setting)
 
@@ -42,16 +42,16 @@ def make_optimizer(model: GenerativeModel, config: TrainConfig, device: torch.de
     spreads the parameters over too few thread blocks. Capturable where steps are CUDA graphs.
     """
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
-    form = {"foreach": True} if compiled_optimizer(config, device) else {"fused": True}
-    if graphed(config, device):
+    form = {"foreach": True} if compiles_optimizer_step(config, device) else {"fused": True}
+    if uses_cuda_graphs(config, device):
         form["capturable"] = True
     params = [p for p in model.parameters() if p.requires_grad]  # frozen parts (see genreg extend) stay as they are
     return cls(params, lr=config.lr, weight_decay=config.weight_decay, **form)
 
 
-def compiled_optimizer(config: TrainConfig, device: torch.device) -> bool:
+def compiles_optimizer_step(config: TrainConfig, device: torch.device) -> bool:
     """torch.compile the optimiser step: on CUDA, unless the learning rate changes (it would recompile each step)."""
-    return device.type == "cuda" and wants(config.compile, device) and config.lr_schedule is None
+    return device.type == "cuda" and auto_on_cuda(config.compile, device) and config.lr_schedule is None
 
 
 class OptimizerStep:
@@ -64,7 +64,7 @@ class OptimizerStep:
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, config: TrainConfig, device: torch.device) -> None:
-        if compiled_optimizer(config, device):
+        if compiles_optimizer_step(config, device):
             self.form, self.update = "compiled", torch.compile(optimizer.step)
         elif device.type == "cpu" and FusedAdamStep.applies(optimizer):
             self.form, self.update = "direct", FusedAdamStep(optimizer)
@@ -172,7 +172,7 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.allclose(a, b, rtol=0.0, atol=0.0, equal_nan=True)
 
 
-def graphed(config: TrainConfig, device: torch.device) -> bool:
+def uses_cuda_graphs(config: TrainConfig, device: torch.device) -> bool:
     """Whether training steps on ``device`` are captured as a CUDA graph.
 
     Not yet with several processes, nor with a learning-rate schedule: a captured
@@ -180,7 +180,7 @@ def graphed(config: TrainConfig, device: torch.device) -> bool:
     """
     return (
         device.type == "cuda"
-        and wants(config.cuda_graph, device)
+        and auto_on_cuda(config.cuda_graph, device)
         and not distributed.world().distributed
         and config.lr_schedule is None
     )

@@ -21,7 +21,7 @@ from genreg.model.assembly import build_model
 from genreg.model.generative import GenerativeModel
 from genreg.training import distributed
 from genreg.training.callbacks import RunView, build_callbacks
-from genreg.training.loop import train
+from genreg.training.loop import learning_rate_schedule, train
 from genreg.viz.figures import save_figure
 from genreg.viz.latent import latent_scatter_figure
 from genreg.viz.samples import samples_figure
@@ -62,6 +62,7 @@ def prepare(spec: Any) -> Prepared:
         shape = "x".join(map(str, data.info.image_shape))
         about = f"The data, {data.source or spec.data.type}, has {data.num_classes} classes and images of {shape}."
         raise AssemblyError(f"{exc} {about}") from None
+    learning_rate_schedule(spec.train)  # a schedule that cannot be built fails now, not after the folder is written
     callbacks = build_callbacks(spec.train.callbacks)
     for callback in callbacks:
         if callable(getattr(callback, "check", None)):
@@ -91,12 +92,12 @@ class RunOutputs:
 
     def on_run_end(self, run: RunView) -> None:
         model, resolved = run.model, run.spec
-        save_model(model, self.folder.model, spec=resolved)
+        save_model(model, self.folder.model_path, spec=resolved)
         with model.evaluating():
             torch.manual_seed(self.seed)
-            save_figure(samples_figure(model), self.folder.samples)  # pictures are written atomically
+            save_figure(samples_figure(model), self.folder.samples_path)  # pictures are written atomically
             title = f"{resolved['model']['type']}: test-set latent means by class"
-            save_figure(latent_scatter_figure(model, run.data.test, title=title), self.folder.latent)
+            save_figure(latent_scatter_figure(model, run.data.test, title=title), self.folder.latent_path)
 
 
 def run(

@@ -66,7 +66,7 @@ def interrupted(signum: int, epoch: int, folder: Path | None) -> TrainingInterru
         kept = "nothing was saved (no run folder)"
     else:
         kept = (
-            f"{RunFolder(folder).checkpoint} holds the state after epoch {epoch}; continue with "
+            f"{RunFolder(folder).checkpoint_path} holds the state after epoch {epoch}; continue with "
             f"`genreg run SPEC --out {folder} --resume` (epoch {epoch + 1} is trained again from its start, "
             "to the same weights as a run that was never stopped)"
         )

@@ -22,7 +22,7 @@ from genreg.errors import GenregError, NonFiniteLossError
 from genreg.model.generative import GenerativeModel
 from genreg.spec.train import TrainConfig
 from genreg.training import distributed
-from genreg.training.optim import OptimizerStep, graphed, uses_bf16, wants
+from genreg.training.optim import OptimizerStep, auto_on_cuda, uses_bf16, uses_cuda_graphs
 
 WARMUP_STEPS = 3  # eager steps before capture: lazy initialisation (cuBLAS, compiled kernels) stays out of the graph
 
@@ -80,9 +80,9 @@ class Steps:
         if self.world.distributed:  # DDP averages the gradients over ranks during backward
             ids = [device.index] if device.type == "cuda" else None
             self.term_means = torch.nn.parallel.DistributedDataParallel(TermMeans(model), device_ids=ids)
-        compiled = wants(config.compile, device)
+        compiled = auto_on_cuda(config.compile, device)
         self.batch_loss = torch.compile(self._batch_loss, dynamic=False) if compiled else self._batch_loss
-        self.record = torch.compile(record, dynamic=False) if compiled else record
+        self.write_row = torch.compile(write_row, dynamic=False) if compiled else write_row
         self.optimizer_step = OptimizerStep(optimizer, config, device)
 
     def epoch(
@@ -127,15 +127,15 @@ class Steps:
 
     def check_finite(self, names: list[str], epoch: int) -> None:
         """Raise naming the epoch, step and terms if any step of the last epoch was not finite."""
-        bad = (~torch.isfinite(self.loss_table).all(1)).nonzero()
-        first = torch.tensor([int(bad[0]) if len(bad) else -1], device=self.device)
+        bad_rows = (~torch.isfinite(self.loss_table).all(1)).nonzero()
+        first = torch.tensor([int(bad_rows[0]) if len(bad_rows) else -1], device=self.device)
         step = int(distributed.max_over_ranks(first)[0])  # every rank stops, or none
         if step < 0:
             return
         values = dict(zip(names, self.loss_table[step].tolist(), strict=True))
-        bad = [f"{name} = {value}" for name, value in values.items() if not math.isfinite(value)]
+        culprits = [f"{name} = {value}" for name, value in values.items() if not math.isfinite(value)]
         raise NonFiniteLossError(
-            f"the loss became non-finite at epoch {epoch + 1}, step {step + 1} ({', '.join(bad)}); training "
+            f"the loss became non-finite at epoch {epoch + 1}, step {step + 1} ({', '.join(culprits)}); training "
             "stopped and the run folder keeps the checkpoint of the last finished epoch. Lower train.lr, set "
             "train.grad_clip, or check the data for extreme values."
         )
@@ -147,13 +147,13 @@ class Steps:
 
     def full_step(self) -> None:
         rows = self.order[: self.full_batches * self.batch_size].view(self.full_batches, self.batch_size)
-        self.step(rows.index_select(0, self.step_index.view(1)).view(-1), self.batch_loss, self.record)
+        self.step(rows.index_select(0, self.step_index.view(1)).view(-1), self.batch_loss, self.write_row)
 
     def tail_step(self) -> None:
         """The short last batch, eagerly (its shape would make torch.compile compile again)."""
-        self.step(self.order[self.full_batches * self.batch_size :], self._batch_loss, record)
+        self.step(self.order[self.full_batches * self.batch_size :], self._batch_loss, write_row)
 
-    def step(self, index: torch.Tensor, batch_loss: Callable, record: Callable) -> None:
+    def step(self, index: torch.Tensor, batch_loss: Callable, write_row: Callable) -> None:
         """Forward, backward and update on the images at ``index``, then the bookkeeping."""
         total, values = batch_loss(index)
         for p in self.params:  # what zero_grad(set_to_none=True) does, without its per-call overhead
@@ -162,7 +162,7 @@ class Steps:
         if self.config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         self.optimizer_step()
-        record(values, self.step_index, self.loss_table)
+        write_row(values, self.step_index, self.loss_table)
 
     def _batch_loss(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gather the batch and return the weighted total and the values to record (total, then terms)."""
@@ -176,7 +176,7 @@ class Steps:
         return total, torch.cat([total.detach().view(1), means.detach()])
 
 
-def record(values: torch.Tensor, step_index: torch.Tensor, table: torch.Tensor) -> None:
+def write_row(values: torch.Tensor, step_index: torch.Tensor, table: torch.Tensor) -> None:
     """Write the step's values (1 + terms,) into its row of the epoch's loss table and count the step."""
     table.index_copy_(0, step_index.view(1), values.view(1, -1))
     step_index.add_(1)
@@ -245,6 +245,6 @@ class GraphedSteps(Steps):
 def make_steps(
     model: GenerativeModel, optimizer: torch.optim.Optimizer, split: Split, config: TrainConfig, binarize: str
 ) -> Steps:
-    """Graph-captured steps where :func:`graphed` says so (the optimiser must be capturable), else eager."""
-    cls = GraphedSteps if graphed(config, split.images.device) else Steps
+    """Graph-captured steps where :func:`uses_cuda_graphs` says so (the optimiser must be capturable), else eager."""
+    cls = GraphedSteps if uses_cuda_graphs(config, split.images.device) else Steps
     return cls(model, optimizer, split, config, binarize)

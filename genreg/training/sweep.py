@@ -191,9 +191,7 @@ def state_of(folder: Path, resolved: dict) -> str:
     refused: the sweep never replaces what it did not write.
     """
     run_folder = RunFolder(folder)
-    if not any(
-        path.exists() for path in (run_folder.spec, run_folder.model, run_folder.checkpoint, run_folder.metrics)
-    ):
+    if not run_folder.present((RunFolder.SPEC, RunFolder.MODEL, RunFolder.CHECKPOINT, RunFolder.METRICS)):
         return TRAIN
     saved = run_folder.read_spec()
     differences = run_folder.spec_differences(resolved)
@@ -205,7 +203,7 @@ def state_of(folder: Path, resolved: dict) -> str:
         )
     if run_folder.finished(resolved["train"]["epochs"]):
         return FINISHED
-    return RESUME if run_folder.checkpoint.exists() else RESTART
+    return RESUME if run_folder.checkpoint_path.exists() else RESTART
 
 
 def result_line(combination: Combination) -> str:

@@ -7,6 +7,7 @@ genreg is imported: together they cost seconds that `genreg list` should not pay
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,10 @@ def grid_figure(
     Column labels go above the grid, slanted, so that a value per column (``ink=0.123``) fits
     over images only 28 pixels wide.
     """
-    from torchvision.utils import make_grid
-
     plt = pyplot()
-    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=ncol, padding=2, pad_value=1.0)
-    rows = -(-images.shape[0] // ncol)
+    rows = math.ceil(images.shape[0] / ncol)
     fig, ax = plt.subplots(figsize=(ncol * 0.6 + 0.6, rows * 0.6 + 0.3))
-    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray" if images.shape[1] == 1 else None, vmin=0, vmax=1)
+    show_grid(ax, images, ncol)
     height, width = images.shape[2:]
     ax.set_xticks([])
     if column_labels:
@@ -59,6 +57,14 @@ def grid_figure(
         spine.set_visible(False)
     fig.tight_layout(pad=0.2)
     return fig
+
+
+def show_grid(ax: Any, images: torch.Tensor, ncol: int) -> None:
+    """Draw images (N, C, H, W) in [0, 1] on ``ax`` as one picture of ``ncol`` columns, 2-pixel white gaps."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=ncol, padding=2, pad_value=1.0)
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray" if images.shape[1] == 1 else None, vmin=0, vmax=1)
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:

@@ -15,7 +15,7 @@ from genreg.errors import ConditionError
 from genreg.evaluation.metrics import posterior
 from genreg.model.conditions import default_value
 from genreg.model.generative import GenerativeModel
-from genreg.viz.figures import pyplot
+from genreg.viz.figures import pyplot, show_grid
 from genreg.viz.samples import sample_images
 
 
@@ -96,12 +96,9 @@ def comparison_figure(runs: dict[str, tuple[GenerativeModel, Split]], n_samples:
 
 def _sample_strip(ax, model: GenerativeModel, n: int, seed: int) -> None:
     """A row of at most ``n`` prior samples, titled with what the row shows."""
-    from torchvision.utils import make_grid
-
     torch.manual_seed(seed)
     images, title = strip_samples(model, n)
-    grid = make_grid(images.cpu().clamp(0, 1), nrow=images.shape[0], padding=2, pad_value=1.0)
-    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray")
+    show_grid(ax, images, ncol=images.shape[0])
     ax.set_axis_off()
     ax.set_title(title, fontsize=8)
 

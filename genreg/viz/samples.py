@@ -63,21 +63,16 @@ def grid_conditions(conditions: Conditions, n: int, fixed: Mapping[str, Value]) 
     )
 
 
-def sample_images(
-    model: GenerativeModel, n: int, label: int | None = None, fixed: Mapping[str, Value] | None = None
-) -> SampleGrid:
-    """Prior samples for a grid of ``n`` columns, with its row and column labels.
+def sample_images(model: GenerativeModel, n: int, fixed: Mapping[str, Value] | None = None) -> SampleGrid:
+    """Prior samples (N, C, H, W) for a grid of ``n`` columns, with its row and column labels.
 
     Unconditional: ``n`` samples. Conditional: the grid of :func:`grid_conditions`
-    (only the class ``label``, if given); its columns are ``n`` draws, or the values
-    of the varying column, decoded from one latent draw per row.
+    (a single class if ``fixed`` holds the label); its columns are ``n`` draws, or
+    the values of the varying column, decoded from one latent draw per row.
     """
     if not model.conditional:
         return SampleGrid(model.sample(n), None, None)
-    fixed = dict(fixed or {})
-    if label is not None:
-        fixed[LABEL] = label
-    grid = grid_conditions(model.conditioner, n, fixed)
+    grid = grid_conditions(model.conditioner, n, fixed or {})
     condition = model.checked(grid.cells)
     draws = len(grid.rows) if grid.varying else len(grid.rows) * n
     z = model.latent.sample_prior(draws, model.device)
@@ -101,12 +96,10 @@ def row_label(row: Mapping[str, Value]) -> str:
     return ", ".join(value_label(column, value) for column, value in row.items())
 
 
-def samples_figure(
-    model: GenerativeModel, n: int = 8, label: int | None = None, fixed: Mapping[str, Value] | None = None
-) -> Any:
-    """The sample grid: 8x8 for an unconditional model; for a conditional one, :func:`sample_images`' grid,
-    labelled."""
-    images, rows, columns = sample_images(model, n if model.conditional else n * n, label, fixed)
+def samples_figure(model: GenerativeModel, n: int = 8, fixed: Mapping[str, Value] | None = None) -> Any:
+    """The sample grid: n x n draws for an unconditional model; for a conditional one, :func:`sample_images`'
+    grid, labelled. Raises :class:`~genreg.errors.ConditionError` for a ``fixed`` value the model does not read."""
+    images, rows, columns = sample_images(model, n if model.conditional else n * n, fixed)
     return grid_figure(images, ncol=n, row_labels=rows, column_labels=columns)
 
 

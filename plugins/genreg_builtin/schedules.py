@@ -34,7 +34,7 @@ def _run_length(name: str, epochs: int | None) -> int:
 
 
 class LinearConfig(BaseModel):
-    """Linear warm-up from start to 1 over `epochs` epochs, then constant (the usual KL warm-up)."""
+    """Linear warm-up from start to 1 over `epochs` epochs, then constant; 'linear' and 'warmup' name it alike."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -95,7 +95,7 @@ class Cyclical:
 
 
 class CosineConfig(BaseModel):
-    """Cosine annealing from train.lr to min_factor * train.lr over the run, after an optional linear warm-up.
+    """Cosine annealing from train.lr to min_factor * train.lr over the run (learning rate only), optional warm-up.
 
     With ``warmup_epochs`` the factor first rises linearly from 0 (the first step
     has lr 0) to 1, and the cosine then spans the rest of the run. A warm-up as
@@ -124,7 +124,7 @@ class Cosine:
 
 
 class StepConfig(BaseModel):
-    """Step decay: multiply the learning rate by gamma every `every` epochs."""
+    """Step decay: multiply the factor (of the learning rate or a loss weight) by gamma every `every` epochs."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -143,11 +143,13 @@ class StepDecay:
         self.config = config
 
     def factor(self, progress: float) -> float:
+        if not math.isfinite(progress):  # the end of training, as evaluations ask: the limit
+            return 1.0 if self.config.gamma == 1 else 0.0
         return self.config.gamma ** math.floor(progress / self.config.every + 1e-9)
 
 
 class OneCycleConfig(BaseModel):
-    """One-cycle (Smith 2018): rise to train.lr (the peak), then anneal far below it, both along a cosine.
+    """One-cycle (Smith 2018), learning rate only: rise to train.lr (the peak), then anneal far below it.
 
     As torch's OneCycleLR with ``anneal_strategy='cos'`` and two phases; ``train.lr``
     is its ``max_lr``. Momentum is not cycled.

@@ -77,6 +77,33 @@ def test_step_factor_is_gamma_to_the_decays_so_far(progress, decays):
     assert schedule({"type": "step", "every": 1.5}).factor(progress) == pytest.approx(0.1**decays)
 
 
+def test_every_schedule_answers_for_the_end_of_training():
+    """Evaluations ask a loss weight's schedule for progress = inf: each gives its limit, not an error."""
+    assert schedule({"type": "step", "every": 2, "gamma": 0.5}).factor(math.inf) == 0.0
+    assert schedule({"type": "step", "every": 2, "gamma": 1}).factor(math.inf) == 1.0
+    assert schedule({"type": "linear", "epochs": 3}, epochs=None).factor(math.inf) == 1.0
+    assert schedule({"type": "cyclical", "epochs": 3}, epochs=None).factor(math.inf) == 1.0
+    assert schedule({"type": "cosine", "min_factor": 0.1}).factor(math.inf) == pytest.approx(0.1)
+
+
+def test_a_loss_weight_with_step_decay_is_evaluated_at_the_end_of_training():
+    spec = {
+        "type": "vae",
+        "latent_dim": 2,
+        "encoder": {"type": "mlp", "hidden": [4]},
+        "decoder": {"type": "mlp", "hidden": [4]},
+    }
+    spec["losses"] = [
+        {"type": "bce"},
+        {"type": "kld", "weight": 2, "schedule": {"type": "step", "every": 1, "gamma": 0.5}},
+    ]
+    model = genreg.build_model(spec, genreg.DataInfo((1, 4, 4), 2))
+    assert model.loss_weights(1.0) == [1.0, 1.0]
+    assert model.loss_weights(math.inf) == [1.0, 0.0]
+    total, terms = model.loss(torch.rand(3, 1, 4, 4))
+    assert total.item() == pytest.approx(terms["bce"].item())
+
+
 def test_step_decays_at_a_boundary_that_floating_point_misses():
     step = schedule({"type": "step", "every": 0.1, "gamma": 0.5})
     assert 0.3 / 0.1 < 3  # floor would say two decays

@@ -11,6 +11,7 @@ import json
 import pickle
 from pathlib import Path
 
+import pydantic
 import pytest
 import torch
 from click.testing import CliRunner
@@ -19,7 +20,7 @@ from safetensors.torch import save_file
 import genreg
 from genreg.cli import cli
 from genreg.errors import ModelFileError
-from genreg.files.model_files import load_checkpoint, read_spec, save_checkpoint
+from genreg.files.model_files import load_checkpoint, read_metadata, read_spec, save_checkpoint
 from genreg.files.tensors import CHECKSUM
 from genreg_builtin.conditioners import OneHot, OneHotConfig
 from tests.helpers import MODEL_INFO, contents, resave, small_cvae
@@ -188,3 +189,37 @@ def test_a_damaged_checkpoint_is_refused_before_anything_is_restored(tmp_path):
     with pytest.raises(ModelFileError, match=r"checkpoint\.safetensors is corrupted: its contents no longer match"):
         load_checkpoint(path, fresh, torch.optim.Adam(fresh.parameters()))
     assert bool((fresh.latent.project.weight == 0.5).all())  # nothing half-restored
+
+
+class HalvingConfig(pydantic.BaseModel):
+    """Halve the factor every epoch."""
+
+
+class Halving:
+    def __init__(self, config: HalvingConfig, *, epochs: int | None) -> None:
+        self.config = config
+
+    def factor(self, progress: float) -> float:
+        return 0.5**progress
+
+
+class HalvingPlugin:
+    @genreg.hookimpl
+    def register_components(self, register):
+        register("schedule", "halving", Halving, HalvingConfig)
+
+
+def test_a_plugin_schedule_of_a_loss_weight_is_recorded_with_the_plugins(tmp_path):
+    """A model needs its loss weights' schedules to be rebuilt, so their plugin is named in the file too."""
+    genreg.register_plugin(HalvingPlugin(), "halving")
+    try:
+        spec = {"type": "vae", "latent_dim": 2, "encoder": {"type": "mlp", "hidden": [4]}}
+        spec |= {"decoder": {"type": "mlp", "hidden": [4]}}
+        spec["losses"] = [{"type": "bce"}, {"type": "kld", "schedule": {"type": "halving"}}]
+        model = genreg.build_model(spec, genreg.DataInfo((1, 4, 4), 2))
+        assert model.loss_weights(2.0) == [1.0, 0.25]
+        path = genreg.save_model(model, tmp_path / "m.safetensors")
+        recorded = json.loads(read_metadata(path)["genreg.plugins"])
+        assert set(recorded) == {"builtin", "halving"}
+    finally:
+        genreg.unregister_plugin("halving")

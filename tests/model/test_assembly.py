@@ -83,3 +83,32 @@ def test_hand_composed_models_record_encoder_conditioning() -> None:
     assert spec["condition_encoder"] is True and spec["encoder"]["condition"] == "every-layer"
     rebuilt = genreg.build_model(spec, INJECTION_INFO)
     assert rebuilt.state_dict().keys() == model.state_dict().keys()
+
+
+class OneConditionerConfig(genreg.ComposedModelConfig):
+    """A recipe that declares a single conditioner rather than OneOrMore (as plugin recipes may)."""
+
+    latent_dim: int = 2
+    encoder: genreg.Part("encoder") = {"type": "mlp", "hidden": [4]}
+    latent: genreg.Part("latent") = {"type": "gaussian"}
+    decoder: genreg.Part("decoder") = {"type": "mlp", "hidden": [4]}
+    conditioner: genreg.Part("conditioner") = {"type": "onehot"}
+    losses: list[genreg.Part("loss")] = [{"type": "bce"}, {"type": "kld"}]
+
+
+class OneConditionerPlugin:
+    @genreg.hookimpl
+    def register_components(self, register):
+        register("model", "one-conditioner", genreg.compose_model, OneConditionerConfig)
+
+
+def test_a_recipe_with_one_conditioner_part_builds_saves_and_loads(tmp_path: Path) -> None:
+    genreg.register_plugin(OneConditionerPlugin(), "one-conditioner")
+    try:
+        model = genreg.build_model({"type": "one-conditioner"}, genreg.DataInfo((1, 4, 4), 3))
+        assert model.conditioner.columns == ["label"] and model.conditioner.num_classes == 3
+        assert model.spec["conditioner"] == {"type": "onehot", "column": "label", "num_classes": 3}
+        genreg.save_model(model, tmp_path / "m.safetensors")
+        assert genreg.load_model(tmp_path / "m.safetensors").conditioner.num_classes == 3
+    finally:
+        genreg.unregister_plugin("one-conditioner")

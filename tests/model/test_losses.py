@@ -28,7 +28,7 @@ from tests.helpers import EXAMPLES
     ],
 )
 def test_loss_term_config_rejects_bad_values(kwargs):
-    term_config = builder_for().resolved(LossTermConfig)  # as a spec validates it: its schedule slot resolved
+    term_config = builder_for().resolved_class(LossTermConfig)  # as a spec validates it: its schedule slot resolved
     with pytest.raises(pydantic.ValidationError):
         term_config(**kwargs)
 
@@ -41,7 +41,7 @@ def test_a_term_cannot_be_named_loss():
 
 
 def test_weight_schedules_validate_old_and_new_forms():
-    term_config = builder_for().resolved(LossTermConfig)  # as a spec validates it: its schedule slot resolved
+    term_config = builder_for().resolved_class(LossTermConfig)  # as a spec validates it: its schedule slot resolved
     assert isinstance(term_config(schedule={"epochs": 5}).schedule, LinearConfig)  # type omitted: linear
     assert isinstance(term_config(schedule={"type": "linear", "epochs": 5}).schedule, LinearConfig)
     term = term_config(weight=2, schedule={"type": "cyclical", "epochs": 4, "cycles": 1})

@@ -59,3 +59,36 @@ def test_bf16_vae_learns_as_well_as_fp32() -> None:
     _, bf16 = trained_on_cuda(spec, data, epochs=3, precision="bf16")
     assert bf16[-1]["test"]["loss"] < bf16[0]["test"]["loss"]
     assert abs(bf16[-1]["test"]["loss"] - fp32[-1]["test"]["loss"]) < 2.0
+
+
+def test_a_direct_kernel_that_fails_its_check_warns_and_steps_with_optimizer_step(monkeypatch) -> None:
+    """The kernel is private to PyTorch: one that raises (a changed signature, say) is not used again, and
+    the weights are those of optimizer.step."""
+    data = small_data(64)
+    config = TrainConfig(device="cpu", lr=3e-3)
+
+    def broken(self, group, grads):  # the direct call, as a torch whose kernel changed its arguments answers it
+        raise TypeError("_fused_adam_() got an unexpected keyword argument 'lr'")
+
+    twins = []
+    for direct in (True, False):
+        torch.manual_seed(0)
+        model = genreg.build_model(AE, data.info)
+        opt = make_optimizer(model, config, torch.device("cpu"))
+        update = FusedAdamStep(opt) if direct else opt.step
+        with monkeypatch.context() as patch:
+            if direct:
+                patch.setattr(FusedAdamStep, "_kernel", broken)
+            for step in range(3):
+                torch.manual_seed(step)
+                model.zero_grad(set_to_none=True)
+                model.loss(data.train.images[:32])[0].backward()
+                if direct and step == 1:
+                    with pytest.warns(UserWarning, match="cannot be called directly .*TypeError"):
+                        update()
+                else:
+                    update()
+        if direct:
+            assert update.direct is False
+        twins.append(model.state_dict())
+    assert all(torch.equal(twins[0][k], twins[1][k]) for k in twins[1])

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pydantic
 import pytest
 import torch
 from click.testing import CliRunner
@@ -21,7 +22,17 @@ import genreg
 from genreg.cli import cli
 from genreg.errors import AssemblyError
 from genreg.files.run_folder import RunFolder
-from tests.helpers import EXAMPLES, MISFITS, SMALL_RUN, assert_user_error, posix_only, run_cli, spec_file, write_npz
+from tests.helpers import (
+    EXAMPLES,
+    MISFITS,
+    SMALL_RUN,
+    assert_user_error,
+    invoke,
+    posix_only,
+    run_cli,
+    spec_file,
+    write_npz,
+)
 
 FAST = ["--set", "model.encoder.hidden=[128]", "--set", "model.decoder.hidden=[128]", "--quiet"]
 
@@ -170,3 +181,26 @@ def test_the_cli_names_the_plugin_and_component_before_training(tmp_path, misfit
             CliRunner().invoke(cli, command), message, f"The data, {data}, has 5 classes and images of 1x8x8."
         )
     assert not out.exists()
+
+
+class NoFactorConfig(pydantic.BaseModel):
+    """A schedule whose factory forgets to return something with factor(progress)."""
+
+
+class NoFactorPlugin:
+    @genreg.hookimpl
+    def register_components(self, register):
+        register("schedule", "no-factor", lambda config, epochs: object(), NoFactorConfig)
+
+
+def test_a_learning_rate_schedule_that_cannot_serve_fails_before_the_folder_is_written(tmp_path: Path) -> None:
+    genreg.register_plugin(NoFactorPlugin(), "no-factor")
+    try:
+        spec = ["--set", 'train.lr_schedule={"type": "no-factor"}']
+        out = tmp_path / "run"
+        expected = ("train.lr_schedule: schedule 'no-factor'", "no factor(progress) method")
+        assert_user_error(invoke("validate", EXAMPLES / "ae.json", *spec), *expected)
+        assert_user_error(invoke("run", EXAMPLES / "ae.json", *spec, "--out", out, "--quiet"), *expected)
+        assert not out.exists()
+    finally:
+        genreg.unregister_plugin("no-factor")
