@@ -176,7 +176,7 @@ class Loop:
         lrs = None if self.lr_schedule is None else [config.lr * self.lr_schedule.factor(p) for p in progress]
         after_step = functools.partial(self.after_step, epoch, lrs)
         sums = distributed.sum_over_ranks(steps.epoch(order, weights, after_step, lrs))  # (1 + terms,)
-        names = ["loss", *self.model.loss_names]
+        names = self.names
         steps.check_finite(names, epoch)
         record = {
             "epoch": epoch + 1,
@@ -201,10 +201,15 @@ class Loop:
         if signum:
             self.bar.close()
             raise interrupted(signum, epoch, self.state.folder)
-        show_progress(self.bar, step, self.steps, ["loss", *self.model.loss_names])
+        show_progress(self.bar, step, self.steps, self.names)
         if self.hooks.per_step:
             self.state.after_step(step + 1, self.config.lr if lrs is None else lrs[step])
             self.hooks.call("on_step")
+
+    @functools.cached_property
+    def names(self) -> list[str]:
+        """What each epoch reports, in the loss table's order: the weighted total, then each term."""
+        return ["loss", *self.model.loss_names]
 
     def show_epoch(self, epoch: int, record: dict | None = None) -> None:
         """``epoch 3/10 (test loss 123.45)`` on the progress bar, with the last finished epoch's test loss."""
