@@ -7,6 +7,7 @@ latent space) and, for a model conditioned on the class label, from
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -16,8 +17,9 @@ from genreg.data.splits import DataSplits, fixed_binarization
 from genreg.evaluation.classifier import conditional_accuracy, reference_classifier
 from genreg.evaluation.metrics import is_probabilistic, latent_metrics, likelihood_bounds, posterior
 from genreg.files.atomic import write_json
-from genreg.files.model_files import load_model, model_file
+from genreg.files.model_files import load_model, model_file, read_metadata
 from genreg.files.run_folder import RunFolder
+from genreg.files.tensors import CHECKSUM
 from genreg.model.generative import GenerativeModel
 from genreg.spec.train import TrainConfig
 from genreg.training.distributed import resolve_device
@@ -67,7 +69,8 @@ def evaluate_file(
     """Evaluate a model file or run folder on the dataset it records; write and return the JSON.
 
     The result goes to ``eval.json`` in a run folder (``eval-<split>.json`` for other splits;
-    ``<stem>.eval.json`` beside a model file with another name).
+    ``<stem>.eval.json`` beside a model file with another name), with the model file's
+    checksum under ``model_checksum``: it belongs to that model and no other (see :func:`recorded_evaluation`).
     """
     file = model_file(path)
     data_spec, data = recorded_data(file)
@@ -75,6 +78,24 @@ def evaluate_file(
     result = evaluate_model(
         model, data, split_name, data_spec=data_spec, iw_samples=iw_samples, n_per_class=n_per_class, seed=seed
     )
+    result["model_checksum"] = read_metadata(file).get(CHECKSUM)
     out = RunFolder.evaluation_file(file, split_name)
     write_json(out, result)
     return result, out
+
+
+def recorded_evaluation(file: Path, split_name: str = "test") -> dict | None:
+    """The evaluation ``evaluate_file`` wrote for the model file ``file``, if it was of this very model.
+
+    None when there is none, or when it records another model's checksum (the run was
+    overwritten or retrained since), or none at all (written before checksums were recorded).
+    """
+    saved = RunFolder.evaluation_file(file, split_name)
+    if not saved.is_file():
+        return None
+    try:
+        result = json.loads(saved.read_text())
+    except (OSError, ValueError):
+        return None
+    checksum = read_metadata(file).get(CHECKSUM)
+    return result if isinstance(result, dict) and checksum and result.get("model_checksum") == checksum else None

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from genreg.data.loading import recorded_data
 from genreg.data.splits import Split
-from genreg.evaluation.evaluate import evaluate_file
+from genreg.evaluation.evaluate import evaluate_file, recorded_evaluation
 from genreg.files.model_files import load_model, model_file
-from genreg.files.run_folder import RunFolder
 from genreg.model.generative import GenerativeModel
 from genreg.viz.figures import save_figure
 from genreg.viz.latent import comparison_figure
@@ -72,16 +70,14 @@ def markdown_table(results: dict[str, dict]) -> str:
 def compare_runs(
     runs: Sequence[str | Path], output: str | Path, markdown: str | Path | None = None, iw_samples: int = 1000
 ) -> tuple[str, list[Path]]:
-    """Evaluate (or reuse ``eval.json`` of) each run; return the table and the files written."""
+    """Evaluate each run, or reuse its ``eval.json`` if that measured this very model file; return the table
+    and the files written."""
     results: dict[str, dict] = {}
     pictured: dict[str, tuple[GenerativeModel, Split]] = {}
     for run in runs:
         file = model_file(run)
         name = Path(run).name if Path(run).name not in results else str(run)
-        saved = RunFolder.evaluation_file(file)
-        results[name] = (
-            json.loads(saved.read_text()) if saved.exists() else evaluate_file(file, iw_samples=iw_samples)[0]
-        )
+        results[name] = recorded_evaluation(file) or evaluate_file(file, iw_samples=iw_samples)[0]
         pictured[name] = (load_model(file), recorded_data(file)[1].test)
     written = [save_figure(comparison_figure(pictured), output)]
     if markdown:

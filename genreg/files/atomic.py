@@ -48,11 +48,12 @@ def _remove_orphans(path: Path) -> None:
     """Delete temporary files that killed writers left beside ``path`` (their process no longer exists)."""
     for orphan in path.parent.glob(f".{path.name}.*.tmp{path.suffix}"):
         pid = orphan.name[len(path.name) + 2 :].partition(".")[0]
-        if pid.isdecimal() and not _alive(int(pid)):
+        if pid.isdecimal() and not process_alive(int(pid)):
             orphan.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -9,20 +9,31 @@ name rather than spelling it, so the layout lives here alone::
       checkpoint.safetensors  model and optimiser after the last finished epoch
       metrics.jsonl           one JSON line per finished epoch
       samples.png, latent.png pictures of the final model
-      eval.json               written by `genreg eval`
+      eval.json               written by `genreg eval` (derived: it names the model file it measured)
+      .genreg.lock            while a process writes the run: who (pid, host, command)
+
+One process writes a run folder at a time: :meth:`RunFolder.locked` takes the lock
+file, and a second ``genreg run`` into the folder is refused, naming the holder. An
+overwrite moves the old run's files aside first and puts them back if the new run
+fails before it has written anything (:meth:`RunFolder.set_aside`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from genreg.errors import OutputError, RunFolderError
-from genreg.files.atomic import atomic_write, write_json
+from genreg.files.atomic import atomic_write, process_alive, write_json
 from genreg.spec.overrides import dotted
 
 #: What a resumed run may change: the run may grow longer, and callbacks only watch (they cannot change weights).
@@ -41,6 +52,9 @@ class RunFolder:
     SAMPLES = "samples.png"
     LATENT = "latent.png"
     OUTPUTS = (SPEC, MODEL, CHECKPOINT, METRICS, SAMPLES, LATENT)
+    DERIVED = "eval*.json"  # files later commands compute from the model file (a glob)
+    LOCK = ".genreg.lock"
+    ASIDE = ".genreg-replaced"  # an overwritten run's files, until the new run is under way
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -71,6 +85,51 @@ class RunFolder:
     def present(self, names: tuple[str, ...] = OUTPUTS) -> list[str]:
         """Which of the run files ``names`` the folder holds."""
         return [name for name in names if (self.path / name).exists()]
+
+    def derived(self) -> list[str]:
+        """The files later commands computed from the run's model (``eval.json``, ...)."""
+        return sorted(path.name for path in self.path.glob(self.DERIVED)) if self.path.is_dir() else []
+
+    # ------------------------------------------------------------------ one writer at a time
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock file while the body runs; the folder is created if need be.
+
+        The lock names its holder (pid, host, command, start). A lock whose holder was on
+        this machine and is gone (a killed process) is stale and taken over. Raises
+        :class:`RunFolderError` naming the holder when another process holds it.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"cannot write to the run folder {self.path}: {exc.strerror or exc}.") from None
+        lock = self.path / self.LOCK
+        mine = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:300]}
+        mine["since"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        while not self._take(lock, mine):
+            holder = _holder(lock)
+            if holder is None or not _stale(holder):
+                raise RunFolderError(_in_use(self.path, lock, holder))
+            lock.unlink(missing_ok=True)  # its process is gone: a killed run; take the lock over
+        try:
+            yield
+        finally:
+            if _holder(lock) == mine:
+                lock.unlink(missing_ok=True)
+
+    @staticmethod
+    def _take(lock: Path, holder: dict) -> bool:
+        """Create the lock file with ``holder`` in it; False if it exists already."""
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise RunFolderError(f"cannot write the lock file {lock}: {exc.strerror or exc}.") from None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(holder))
+        return True
 
     # ------------------------------------------------------------------ before a run
 
@@ -103,7 +162,8 @@ class RunFolder:
         raise RunFolderError(f"cannot write the run folder {self.path}: {problem}; choose another folder with --out.")
 
     def create(self, replace: list[str], needed: int) -> None:
-        """Make the folder, prove it takes a file and ``needed`` bytes, then remove the files ``replace`` names."""
+        """Make the folder and prove it takes a file and ``needed`` bytes (counting the files ``replace``
+        names as free). Raises :class:`RunFolderError`."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".genreg-write-test"
@@ -118,8 +178,39 @@ class RunFolder:
                 f"{needed / 1e6:.1f} MB and {free / 1e6:.1f} MB is free; free some space or choose another folder "
                 "with --out."
             )
-        for name in replace:
-            (self.path / name).unlink()
+
+    def set_aside(self, names: list[str]) -> Path | None:
+        """Move the files ``names`` (an overwritten run's) into a hidden folder; returns it (None if none).
+
+        :meth:`restore` puts them back (the new run failed before writing anything),
+        :meth:`discard` deletes them (it is under way).
+        """
+        if not names:
+            return None
+        aside = self.path / self.ASIDE
+        shutil.rmtree(aside, ignore_errors=True)  # left by a process killed between set_aside and discard
+        try:
+            aside.mkdir()
+            for name in names:
+                os.replace(self.path / name, aside / name)
+        except OSError as exc:
+            self.restore(aside)
+            raise RunFolderError(f"cannot set the old run's files aside in {aside}: {exc.strerror or exc}.") from None
+        return aside
+
+    def restore(self, aside: Path | None) -> None:
+        """Put the files :meth:`set_aside` moved back in place (over what the new run wrote)."""
+        if aside is None or not aside.is_dir():
+            return
+        for path in aside.iterdir():
+            os.replace(path, self.path / path.name)
+        aside.rmdir()
+
+    @staticmethod
+    def discard(aside: Path | None) -> None:
+        """Delete the files :meth:`set_aside` moved: the new run has written its own."""
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
     # ------------------------------------------------------------------ the spec
 
@@ -204,3 +295,29 @@ def _epoch_of(line: str) -> float:
     """The epoch a metrics line records; a line cut short by a crash counts as past every checkpoint."""
     record = _record(line)
     return math.inf if record is None else record["epoch"]
+
+
+def _holder(lock: Path) -> dict | None:
+    """Who holds ``lock`` (None if it cannot be read, e.g. while it is being written)."""
+    try:
+        holder = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _stale(holder: dict) -> bool:
+    """A lock of a process on this machine that no longer exists."""
+    pid = holder.get("pid")
+    return holder.get("host") == socket.gethostname() and isinstance(pid, int) and not process_alive(pid)
+
+
+def _in_use(folder: Path, lock: Path, holder: dict | None) -> str:
+    """The error for a folder another process is writing."""
+    who = "another process"
+    if holder is not None:
+        who = f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}: {holder.get('command')}"
+    return (
+        f"{folder} is being written by another genreg process ({who}); wait for it to end, or choose another "
+        f"folder with --out. If that process is gone for good (another machine, say), delete {lock}."
+    )

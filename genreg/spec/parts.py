@@ -60,9 +60,16 @@ class StrictModel(BaseModel):
 
 
 def _folder_name(name: str) -> str:
-    """A run name becomes a folder name, which the file system refuses with control characters in it."""
+    """A run name becomes the name of one folder under ``runs/``: never a path that leads elsewhere."""
     if any(ord(char) < 32 for char in name):
         raise ValueError("must not contain control characters such as NUL or newline (it names the run folder)")
+    if "/" in name or "\\" in name or name in ("", ".", ".."):
+        raise ValueError(
+            "must be a plain name: no '/' or '\\', and not empty, '.' or '..' (it names the folder runs/<name>; "
+            "choose another place with --out)"
+        )
+    if len(name.encode()) > 200:
+        raise ValueError("must be at most 200 bytes long (it names the run folder, and file systems allow 255)")
     return name
 
 

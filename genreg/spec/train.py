@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, StrictBool
+from pydantic import AfterValidator, Field, StrictBool
 
 from genreg.spec.parts import Part, StrictModel
+
+
+def _device_name(name: str) -> str:
+    """A name torch knows as a device (``cpu``, ``cuda``, ``cuda:1``, ...), or ``auto``."""
+    if name == "auto":
+        return name
+    import torch  # here, not at import: genreg's command line starts without torch
+
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError("must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a device torch knows)") from None
+    return name
+
+
+DeviceName = Annotated[str, AfterValidator(_device_name)]
 
 
 class TrainConfig(StrictModel):
@@ -18,7 +34,7 @@ class TrainConfig(StrictModel):
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
     grad_clip: float | None = Field(None, gt=0, allow_inf_nan=False, description="clip the gradient norm to this value")
-    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
+    device: DeviceName = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="'auto': bf16 autocast on CUDA when supported, fp32 on CPU"
     )

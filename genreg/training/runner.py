@@ -14,8 +14,8 @@ import torch
 
 from genreg.data.loading import load_data
 from genreg.data.splits import DataSplits
-from genreg.errors import AssemblyError
-from genreg.files.model_files import save_model
+from genreg.errors import AssemblyError, RunFolderError
+from genreg.files.model_files import CHECKPOINT_FORMAT, read_metadata, save_model
 from genreg.files.run_folder import RunFolder
 from genreg.model.assembly import build_model
 from genreg.model.generative import GenerativeModel
@@ -54,6 +54,7 @@ def prepare(spec: Any) -> Prepared:
     A callback may define ``check(model)`` to refuse, now, what it could only find
     wrong later (a metric the model does not log, say).
     """
+    distributed.resolve_device(spec.train.device)  # CUDA asked for where there is none: refused now
     torch.manual_seed(spec.seed)
     data = load_data(spec.data)
     try:
@@ -100,26 +101,67 @@ class RunOutputs:
             save_figure(latent_scatter_figure(model, run.data.test, title=title), self.folder.latent_path)
 
 
+class Replaced:
+    """The callback that deletes an overwritten run's files (set aside) once the new run is under way."""
+
+    def __init__(self, folder: RunFolder, aside: Path | None) -> None:
+        self.folder, self.aside = folder, aside
+
+    def on_run_start(self, run: RunView) -> None:  # the new run's first checkpoint is written
+        self.folder.discard(self.aside)
+        self.aside = None
+
+
 def run(
     spec: Any, folder: str | Path, *, resume: bool = False, overwrite: bool = False, progress: bool = True
 ) -> RunResult:
     """Train the validated ``spec`` into the run folder ``folder``.
 
-    Raises :class:`~genreg.errors.RunFolderError` for a folder that holds another run
-    (without ``resume`` or ``overwrite``), cannot be written or cannot be resumed,
-    and whatever validation, data loading or training raises; nothing is removed
-    or written before the data, model and callbacks have been checked.
+    Every check runs before anything is written or removed: the folder, then (under
+    the folder's lock, see :meth:`RunFolder.locked`) the data, the model, the device,
+    the schedules and the callbacks. With ``overwrite`` the old run's files, and the
+    files computed from its model (``eval.json``), are moved aside, and put back if
+    the new run fails before its first checkpoint. Raises
+    :class:`~genreg.errors.RunFolderError` for a folder that holds another run (without
+    ``resume`` or ``overwrite``), is being written by another process, cannot be
+    written, or cannot be resumed with this spec (another spec, or fewer epochs than
+    it has trained), and whatever validation, data loading or training raises.
     """
     folder = RunFolder(folder)
     main = distributed.world().main  # under torchrun only rank 0 touches the folder; every rank trains
-    existing = folder.check(resume, overwrite) if main else []
-    ready = prepare(spec)
-    if resume:
-        folder.check_resumable(ready.resolved)
     if main:
-        folder.create([] if resume else existing, space_needed(ready.model))
-        folder.write_spec(ready.resolved)
-    outputs = [RunOutputs(folder, spec.seed)] if main else []
+        folder.check(resume, overwrite)  # mistakes that cost nothing to find, before any data is loaded
+    ready = prepare(spec)
+    if not main:
+        return _train(spec, ready, folder, resume, progress, [])
+    with folder.locked():
+        existing = folder.check(resume, overwrite)  # again, now that no other process can change it
+        if resume:
+            folder.check_resumable(ready.resolved)
+            check_epochs(folder, spec.train.epochs)
+        replaced = [] if resume else [*existing, *folder.derived()]
+        folder.create(replaced, space_needed(ready.model))
+        aside = folder.set_aside(replaced)
+        replacing = Replaced(folder, aside)
+        try:
+            folder.write_spec(ready.resolved)
+            return _train(spec, ready, folder, resume, progress, [replacing, RunOutputs(folder, spec.seed)])
+        finally:
+            folder.restore(replacing.aside)  # set aside and still there: the new run never got under way
+
+
+def check_epochs(folder: RunFolder, epochs: int) -> None:
+    """A resumed run may not end before the epochs its checkpoint has trained (its files would then lie)."""
+    trained = int(read_metadata(folder.checkpoint_path, CHECKPOINT_FORMAT).get("genreg.epoch", 0))
+    if epochs < trained:
+        raise RunFolderError(
+            f"cannot resume {folder.path} with train.epochs {epochs}: it has trained {trained} epochs already. "
+            f"Give train.epochs of {trained} or more, or train a new run with --out or --overwrite."
+        )
+
+
+def _train(spec: Any, ready: Prepared, folder: RunFolder, resume: bool, progress: bool, own: list) -> RunResult:
+    """Train ``ready`` into ``folder`` with the run's own callbacks ``own`` before the spec's."""
     result = train(
         ready.model,
         ready.data,
@@ -129,7 +171,7 @@ def run(
         resume=resume,
         spec=ready.resolved,
         progress=progress,
-        callbacks=[*outputs, *ready.callbacks],
+        callbacks=[*own, *ready.callbacks],
     )
     ready.model.eval()
     return RunResult(folder.path, ready.model, ready.data, result.history, result.stopped)

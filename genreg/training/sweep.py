@@ -34,7 +34,6 @@ from genreg.plugin.registry import closest
 from genreg.spec.builder import builder_for
 from genreg.spec.overrides import one_item
 from genreg.spec.validate import load_spec
-from genreg.training.distributed import resolve_device
 from genreg.training.runner import prepare, run
 
 IW_SAMPLES = 100  # per image for the IWAE bound: every run is evaluated, so fewer than `genreg compare`'s 1000
@@ -176,7 +175,6 @@ def plan(spec_file: str, sets: Sequence[str], axes: Sequence[Axis], out: Path, b
         name = folder_name(list(zip(names, values, strict=True)))
         try:
             spec = load_spec(spec_file, [*sets, *settings])
-            resolve_device(spec.train.device)
             resolved = json.loads(json.dumps(prepare(spec).resolved))
         except GenregError as exc:
             raise SweepError(f"combination {name} (--set {' --set '.join(settings)}) is invalid: {exc}") from None

@@ -1,13 +1,21 @@
 """Tests genreg/evaluation/evaluate.py: ``evaluate_model`` reports the documented metrics, and its latent metrics
-match genreg.evaluation.metrics computed on their own."""
+match genreg.evaluation.metrics computed on their own; an ``eval.json`` names the model file it measured, and
+is not reused for another."""
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 
 from genreg.evaluation import metrics as evaluation
+from genreg.evaluation.evaluate import evaluate_file, recorded_evaluation
+from genreg.evaluation.report import compare_runs
+from genreg.files.model_files import read_metadata
+from genreg.files.tensors import CHECKSUM
 
 pytestmark = pytest.mark.usefixtures("module_on_one_thread")  # tiny networks: one thread is much faster
 
@@ -15,6 +23,9 @@ pytestmark = pytest.mark.usefixtures("module_on_one_thread")  # tiny networks: o
 # evaluate_model end to end, on the AE and VAE of conftest's ``evaluations``
 
 LATENT_KEYS = {"latent_dim", "active_units", "gaussian_kl", "mmd", "knn_accuracy", "chance"}
+
+
+BEFORE_LAYOUT = Path(__file__).parents[1] / "fixtures" / "before_layout"
 
 
 def test_evaluate_model_reports_the_documented_metrics(evaluations: dict[str, dict], digits) -> None:
@@ -48,3 +59,19 @@ def test_evaluate_model_latent_metrics_match_the_parts(digits_vae, digits, evalu
     assert post.mu.shape == post.log_var.shape == (200, 4)
     assert evaluations["vae"]["knn_accuracy"] == evaluation.knn_accuracy(post.mu, post.labels)
     assert evaluations["vae"]["active_units"] == evaluation.active_units(post.mu)
+
+
+def test_an_evaluation_belongs_to_the_model_file_it_measured(tmp_path) -> None:
+    """Case 3 of issue 15: compare reported an overwritten run's old numbers from its stale eval.json."""
+    run = tmp_path / "run"
+    shutil.copytree(BEFORE_LAYOUT / "vae_run", run)
+    result, path = evaluate_file(run, iw_samples=2)
+    assert path == run / "eval.json"
+    assert result["model_checksum"] == read_metadata(run / "model.safetensors")[CHECKSUM]
+    assert recorded_evaluation(run / "model.safetensors") == json.loads(path.read_text())
+    shutil.copy(BEFORE_LAYOUT / "vae_run_1_epoch" / "model.safetensors", run / "model.safetensors")  # retrained
+    assert recorded_evaluation(run / "model.safetensors") is None
+    compare_runs([run], tmp_path / "compare.png", iw_samples=2)  # measures the model that is there now
+    remeasured = json.loads(path.read_text())
+    assert remeasured["model_checksum"] == read_metadata(run / "model.safetensors")[CHECKSUM]
+    assert remeasured["neg_elbo"] != result["neg_elbo"]

@@ -1,10 +1,17 @@
 """Tests genreg/files/run_folder.py: a run folder that holds a run is not overwritten unless asked; a resumed
-run may change only its length and its callbacks; a metrics line cut short by a crash is dropped; an
-unwritable or too-full folder is refused before the data is loaded or any training step runs."""
+run may change only its length and its callbacks, and not end before the epochs it trained; a metrics line
+cut short by a crash is dropped; an unwritable or too-full folder is refused before the data is loaded or any
+training step runs; one process writes a folder at a time; an overwrite loses nothing before the new run is
+under way, and clears what was computed from the old model."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections import namedtuple
 from pathlib import Path
 
@@ -165,3 +172,90 @@ def test_too_little_free_space_fails_before_training_and_keeps_the_old_run(tmp_p
         "and 0.0 MB is free; free some space or choose another folder with --out."
     )
     assert (out / "model.safetensors").read_bytes() == b"the old run"
+
+
+# --------------------------------------------------------------------------- one writer; overwrites that lose nothing
+
+TINY = ["--set", "model.encoder.hidden=[16]", "--set", "model.decoder.hidden=[16]", "--set", "train.batch_size=500"]
+
+
+def finished_run(folder: Path) -> dict[str, bytes]:
+    """A 1-epoch AE run in ``folder`` with its eval.json; every file's bytes."""
+    run_cli("run", EXAMPLES / "ae.json", "--out", folder, "--set", "train.epochs=1", *TINY, "--quiet")
+    (folder / "eval.json").write_text('{"model_checksum": "of this run"}')
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+def test_an_overwrite_that_fails_its_checks_leaves_the_finished_run_whole(tmp_path: Path) -> None:
+    """Case 1 of issue 15: --overwrite with a device the machine lacks used to delete the run, then fail."""
+    before = finished_run(tmp_path / "run")
+    device = "banana" if torch.cuda.is_available() else "cuda"
+    args = ["run", EXAMPLES / "ae.json", "--out", tmp_path / "run", "--overwrite", "--set", f"train.device={device}"]
+    result = CliRunner().invoke(cli, [str(arg) for arg in [*args, *TINY]])
+    assert result.exit_code == 2 and "train.device" in result.output
+    assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()} == before
+
+
+def test_an_overwrite_that_fails_before_its_first_checkpoint_puts_the_old_run_back(tmp_path, monkeypatch) -> None:
+    before = finished_run(tmp_path / "run")
+
+    def fails(*args, **kwargs):
+        raise RunFolderError("the device went away")
+
+    monkeypatch.setattr(runner, "train", fails)
+    result = CliRunner().invoke(
+        cli, [str(a) for a in ["run", EXAMPLES / "ae.json", "--out", tmp_path / "run", "--overwrite", *TINY]]
+    )
+    assert result.exit_code == 2 and "the device went away" in result.output
+    assert {path.name: path.read_bytes() for path in (tmp_path / "run").iterdir()} == before
+
+
+def test_an_overwrite_clears_what_was_computed_from_the_old_model(tmp_path: Path) -> None:
+    finished_run(tmp_path / "run")
+    args = ["run", EXAMPLES / "ae.json", "--out", tmp_path / "run", "--overwrite", "--set", "train.epochs=1"]
+    run_cli(*args, *TINY, "--set", "seed=1", "--quiet")
+    names = sorted(path.name for path in (tmp_path / "run").iterdir())
+    assert names == sorted(RunFolder.OUTPUTS)  # no eval.json of the old model, no lock, nothing set aside
+
+
+def test_a_second_writer_is_refused_naming_the_first_and_a_stale_lock_is_taken_over(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path / "run")
+    with folder.locked():
+        assert (folder.path / RunFolder.LOCK).exists()
+        held = rf"is being written by another genreg process \(pid {os.getpid()} on"
+        with pytest.raises(RunFolderError, match=held), folder.locked():
+            pass
+    assert not (folder.path / RunFolder.LOCK).exists()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = {"pid": int(gone.stdout), "host": socket.gethostname(), "command": "genreg run (killed)", "since": "-"}
+    (folder.path / RunFolder.LOCK).write_text(json.dumps(stale))
+    with folder.locked():  # its process is gone: a killed run's lock does not block the folder forever
+        assert json.loads((folder.path / RunFolder.LOCK).read_text())["pid"] == os.getpid()
+
+
+@pytest.mark.slow
+def test_two_runs_into_one_folder_at_once_the_second_is_refused(tmp_path: Path) -> None:
+    """Case 2 of issue 15: two runs used to interleave their metrics lines and both exit 0."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "genreg", "run", str(EXAMPLES / "ae.json"), "--out", str(out), "--quiet", *TINY]
+    first = subprocess.Popen([*command, "--set", "train.epochs=200"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / RunFolder.CHECKPOINT).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        second = subprocess.run([*command, "--resume", "--set", "train.epochs=200"], capture_output=True, text=True)
+        assert second.returncode == 2, second.stderr
+        assert f"is being written by another genreg process (pid {first.pid} on" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_resume_may_not_end_before_the_epochs_already_trained(tmp_path: Path) -> None:
+    """Case 6 of issue 15: --resume with fewer epochs rewrote the spec and model to say so, and exited 0."""
+    run_cli("run", EXAMPLES / "ae.json", "--out", tmp_path, "--set", "train.epochs=2", *TINY, "--quiet")
+    spec = (tmp_path / "spec.json").read_bytes()
+    args = ["run", EXAMPLES / "ae.json", "--out", tmp_path, "--resume", "--set", "train.epochs=1", *TINY]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 2 and "it has trained 2 epochs already" in result.output
+    assert (tmp_path / "spec.json").read_bytes() == spec

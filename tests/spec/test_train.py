@@ -1,5 +1,5 @@
 """Tests genreg/spec/train.py, ``TrainConfig``: the fast-path settings are auto, true or false, and numbers
-must be finite (here and, in the same test, a loss term's weight)."""
+must be finite (here and, in the same test, a loss term's weight); a device is one torch knows."""
 
 from __future__ import annotations
 
@@ -37,3 +37,12 @@ def test_infinite_or_nan_numbers_are_refused(section: str, field: str, value: st
         spec["model"]["losses"], path = [{"type": "bce", field: float(value)}], f"model.losses[0].{field}"
     with pytest.raises(SpecError, match=rf"{re.escape(path)}: Input should be a finite number"):
         genreg.validate_spec(spec)
+
+
+@pytest.mark.parametrize("device", ["banana", "cuda:x", "gpu0"])
+def test_a_device_torch_does_not_know_is_refused_at_validation(device: str) -> None:
+    """Case 1 of issue 15: validate accepted `device: banana`, which run then refused after deleting a run."""
+    spec = {"model": {"type": "vae"}, "data": {"type": "mnist-sample"}, "train": {"device": device}}
+    with pytest.raises(SpecError, match=r"train\.device: Value error, must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+        genreg.validate_spec(spec)
+    assert TrainConfig(device="cuda:1").device == "cuda:1"  # a device this machine may lack is a device

@@ -16,30 +16,42 @@ MLP = {"type": "mlp", "hidden": [16]}
 AE = {"type": "ae", "latent_dim": 3, "encoder": MLP, "decoder": MLP}
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
-def test_the_direct_fused_update_equals_optimizer_step(optimizer: str) -> None:
-    """FusedAdamStep must leave the same weights and optimiser state as Optimizer.step, bit for bit."""
+def stepped_twins(config: TrainConfig, steps: int) -> tuple[tuple, tuple, FusedAdamStep]:
+    """The same AE trained ``steps`` steps through FusedAdamStep and through optimizer.step, with the learning
+    rate changed before each (read on every call, as a schedule sets it): ((weights, optimiser state) of the
+    direct twin, the same of the reference, the direct twin's update)."""
     data = small_data(64)
-    config = TrainConfig(device="cpu", optimizer=optimizer, weight_decay=0.01, lr=3e-3)
-    twins = []
+    twins, direct_update = [], None
     for direct in (True, False):
         torch.manual_seed(0)
         model = genreg.build_model(AE, data.info)
         opt = make_optimizer(model, config, torch.device("cpu"))
         update = FusedAdamStep(opt) if direct else opt.step
-        for step in range(4):
-            opt.param_groups[0]["lr"] = 3e-3 / (step + 1)  # read on every call, as a schedule would set it
+        direct_update = direct_update or update
+        for step in range(steps):
+            opt.param_groups[0]["lr"] = config.lr / (step + 1)
             torch.manual_seed(step)
             model.zero_grad(set_to_none=True)
             model.loss(data.train.images[:32])[0].backward()
             update()
-        if direct:  # the kernel passed its first-call check, so the later steps were direct calls
-            assert update.direct is True
         twins.append((model.state_dict(), opt.state_dict()))
-    (weights, state), (ref_weights, ref_state) = twins
+    return twins[0], twins[1], direct_update
+
+
+def assert_same_training(twin: tuple, reference: tuple) -> None:
+    (weights, state), (ref_weights, ref_state) = twin, reference
     assert all(torch.equal(weights[k], ref_weights[k]) for k in ref_weights)
     for p, ref in ref_state["state"].items():
         assert all(torch.equal(state["state"][p][k], ref[k]) for k in ref)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_the_direct_fused_update_equals_optimizer_step(optimizer: str) -> None:
+    """FusedAdamStep must leave the same weights and optimiser state as Optimizer.step, bit for bit."""
+    config = TrainConfig(device="cpu", optimizer=optimizer, weight_decay=0.01, lr=3e-3)
+    direct, reference, update = stepped_twins(config, steps=4)
+    assert update.direct is True  # the kernel passed its first-call check, so the later steps were direct calls
+    assert_same_training(direct, reference)
 
 
 def test_cpu_steps_use_the_direct_fused_update() -> None:
@@ -64,31 +76,12 @@ def test_bf16_vae_learns_as_well_as_fp32() -> None:
 def test_a_direct_kernel_that_fails_its_check_warns_and_steps_with_optimizer_step(monkeypatch) -> None:
     """The kernel is private to PyTorch: one that raises (a changed signature, say) is not used again, and
     the weights are those of optimizer.step."""
-    data = small_data(64)
-    config = TrainConfig(device="cpu", lr=3e-3)
 
     def broken(self, group, grads):  # the direct call, as a torch whose kernel changed its arguments answers it
         raise TypeError("_fused_adam_() got an unexpected keyword argument 'lr'")
 
-    twins = []
-    for direct in (True, False):
-        torch.manual_seed(0)
-        model = genreg.build_model(AE, data.info)
-        opt = make_optimizer(model, config, torch.device("cpu"))
-        update = FusedAdamStep(opt) if direct else opt.step
-        with monkeypatch.context() as patch:
-            if direct:
-                patch.setattr(FusedAdamStep, "_kernel", broken)
-            for step in range(3):
-                torch.manual_seed(step)
-                model.zero_grad(set_to_none=True)
-                model.loss(data.train.images[:32])[0].backward()
-                if direct and step == 1:
-                    with pytest.warns(UserWarning, match="cannot be called directly .*TypeError"):
-                        update()
-                else:
-                    update()
-        if direct:
-            assert update.direct is False
-        twins.append(model.state_dict())
-    assert all(torch.equal(twins[0][k], twins[1][k]) for k in twins[1])
+    monkeypatch.setattr(FusedAdamStep, "_kernel", broken)
+    with pytest.warns(UserWarning, match="cannot be called directly .*TypeError"):
+        direct, reference, update = stepped_twins(TrainConfig(device="cpu", lr=3e-3), steps=3)
+    assert update.direct is False
+    assert_same_training(direct, reference)
