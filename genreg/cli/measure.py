@@ -38,7 +38,9 @@ def eval_(model_path: str, split_name: str, iw_samples: int, n_per_class: int, s
 def compare(runs: tuple[str, ...], output: str, markdown: str | None, iw_samples: int) -> None:
     """Metrics of RUNS side by side, and one picture of their latents and samples."""
     from genreg.evaluation.report import compare_runs
+    from genreg.viz.figures import check_picture_path
 
+    check_picture_path(output)
     table, written = compare_runs(runs, output, markdown, iw_samples)
     click.echo(table)
     click.echo("wrote " + ", ".join(map(str, written)))

@@ -46,11 +46,12 @@ def sample(
     from genreg.data.loading import recorded_data
     from genreg.files.model_files import load_model
     from genreg.viz.explore import interpolation_figure, manifold_figure
-    from genreg.viz.figures import save_figure
+    from genreg.viz.figures import check_picture_path, save_figure
     from genreg.viz.samples import samples_figure
 
     if grid and interpolate:
         raise UsageError("--grid and --interpolate draw different pictures; choose one.")
+    check_picture_path(output)
     model = load_model(model_path)
     fixed = parse_condition(model, conditions, label)
     torch.manual_seed(seed)
@@ -87,8 +88,9 @@ def transfer(model_path: str, split_name: str, n: int, to: str, seed: int, outpu
     from genreg.data.loading import recorded_data
     from genreg.files.model_files import load_model
     from genreg.viz.explore import transfer_figure
-    from genreg.viz.figures import save_figure
+    from genreg.viz.figures import check_picture_path, save_figure
 
+    check_picture_path(output)
     model = load_model(model_path)
     targets, headers = transfer_targets(model, to)  # a bad --to is refused before the data is loaded
     split = getattr(recorded_data(model_path)[1], split_name)
@@ -108,9 +110,10 @@ def latent(model_path: str, split_name: str, color_by: str, output: str) -> None
     """
     from genreg.data.loading import recorded_data
     from genreg.files.model_files import load_model
-    from genreg.viz.figures import save_figure
+    from genreg.viz.figures import check_picture_path, save_figure
     from genreg.viz.latent import latent_scatter_figure
 
+    check_picture_path(output)
     model = load_model(model_path)
     split = getattr(recorded_data(model_path)[1], split_name)
     what = "class" if color_by == LABEL else color_by

@@ -107,10 +107,15 @@ def finish(train: Split, test: Split, config: DatasetConfig, source: str) -> Dat
         )
     if len(train) == 0:
         raise DataError(f"{source}: the training split is empty.")
+    if len(test) == 0:
+        raise DataError(
+            f"{source}: the test split is empty, so no epoch could be measured; hold out some images for it "
+            f"(e.g. a larger test_fraction, or a test_path), of the {len(train)} there are."
+        )
     for name, values in train.columns.items():
         if name not in test.columns or values.is_floating_point() != test.columns[name].is_floating_point():
             raise DataError(f"{source}: column '{name}' must be in both splits, of the same kind (classes or floats).")
-    num_classes = int(max(train.labels.max(), test.labels.max() if len(test) else 0)) + 1
+    num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     if config.binarize == "threshold":
         train = train.with_images((train.images > 0.5).float())
         test = test.with_images((test.images > 0.5).float())

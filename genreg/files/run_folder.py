@@ -218,8 +218,22 @@ class RunFolder:
         write_json(self.spec_path, resolved)
 
     def read_spec(self) -> dict | None:
-        """The resolved spec the folder's run started with (None if there is none)."""
-        return json.loads(self.spec_path.read_text()) if self.spec_path.exists() else None
+        """The resolved spec the folder's run started with (None if there is none).
+
+        Raises :class:`RunFolderError` for a ``spec.json`` that cannot be read back (truncated, edited).
+        """
+        if not self.spec_path.exists():
+            return None
+        try:
+            spec = json.loads(self.spec_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise RunFolderError(
+                f"{self.spec_path} cannot be read back ({type(exc).__name__}: {exc}); it was cut short or edited. "
+                "Restore it, or start the run again with --overwrite."
+            ) from None
+        if not isinstance(spec, dict):
+            raise RunFolderError(f"{self.spec_path} does not hold a spec (a JSON object); restore it or --overwrite.")
+        return spec
 
     def spec_differences(self, resolved: dict, may_change: tuple[str, ...] = ()) -> list[str]:
         """The dotted keys at which ``resolved`` differs from the folder's spec, but those under ``may_change``."""
@@ -232,6 +246,11 @@ class RunFolder:
 
     def check_resumable(self, resolved: dict) -> None:
         """A resumed run must use the spec it started with; only :data:`MAY_CHANGE_ON_RESUME` may differ."""
+        if self.read_spec() is None:
+            raise RunFolderError(
+                f"cannot resume {self.path}: it has no {self.SPEC}, which says what the run is; restore it, or "
+                "start the run again with --overwrite."
+            )
         differences = self.spec_differences(resolved, MAY_CHANGE_ON_RESUME)
         if differences:
             raise RunFolderError(

@@ -8,6 +8,7 @@ when it holds a list of one (``model.conditioner.num_classes``).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -26,11 +27,23 @@ def read_json(path: str | Path) -> Any:
     except UnicodeDecodeError:
         raise SpecError(f"{path} is not a text (UTF-8) file; a spec is a JSON document.") from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=functools.partial(_unique_keys, path))
     except json.JSONDecodeError as exc:
         raise SpecError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
     except RecursionError:
         raise SpecError(f"{path} nests lists or objects too deeply to be a spec.") from None
+
+
+def _unique_keys(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (JSON would silently keep the last)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise SpecError(
+                f"{path}: the key {key!r} is given twice in one object; JSON keeps only the last, so give it once."
+            )
+        seen[key] = value
+    return seen
 
 
 def apply_overrides(raw: Any, overrides: Sequence[str], one_or_more: Collection[str] = ()) -> Any:

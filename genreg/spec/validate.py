@@ -17,6 +17,8 @@ from genreg.spec.builder import SpecBuilder, builder_for, spec_model
 from genreg.spec.overrides import apply_overrides, read_json
 from genreg.spec.paths import error_path
 
+MAX_PROBLEMS = 50  # listed in one error; a spec with more is summed up after these
+
 
 def validate_spec(raw: Any, registry: Registry | None = None, source: str = "spec") -> Any:
     """Validate a whole spec (a dict); raise :class:`SpecError` listing every problem, named by ``source``."""
@@ -53,7 +55,8 @@ def format_errors(
 ) -> str:
     """One line per problem: ``path: message``; an unknown field lists the fields allowed there."""
     lines = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for err in errors[:MAX_PROBLEMS]:
         path = error_path(err["loc"], raw)
         msg = err["msg"]
         if err["type"] == "missing":
@@ -62,7 +65,9 @@ def format_errors(
             allowed = builder.fields_at(err["loc"], raw, root) if builder else []
             msg = "unknown field" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
         lines.append(f"  {path or '(top level)'}: {msg}")
-    count = len(lines)
+    count = len(errors)
+    if count > MAX_PROBLEMS:
+        lines.append(f"  ... and {count - MAX_PROBLEMS} more problems")
     return f"{source} is invalid ({count} problem{'s' if count > 1 else ''}):\n" + "\n".join(lines)
 
 

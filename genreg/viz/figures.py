@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from genreg.errors import UsageError
 from genreg.files.atomic import atomic_write
 
 DPI = 100  # pixels per inch of every saved or rendered picture
@@ -65,6 +66,25 @@ def show_grid(ax: Any, images: torch.Tensor, ncol: int) -> None:
 
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=ncol, padding=2, pad_value=1.0)
     ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray" if images.shape[1] == 1 else None, vmin=0, vmax=1)
+
+
+def picture_formats() -> list[str]:
+    """The file extensions a picture may be saved with (matplotlib's formats: png, pdf, svg, ...)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
+def check_picture_path(path: str | Path, option: str = "-o") -> Path:
+    """``path`` if its extension names a picture format; else a :class:`UsageError` listing them. Check it
+    before the work that draws the picture."""
+    path = Path(path)
+    if path.suffix.lower().lstrip(".") not in picture_formats():
+        raise UsageError(
+            f"{option} {path}: a picture is written in the format its extension names, and "
+            f"'{path.suffix or '(none)'}' is none of {', '.join(picture_formats())}; e.g. {path.with_suffix('.png')}."
+        )
+    return path
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:

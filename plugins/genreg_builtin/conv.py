@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import nn
 
 from genreg.errors import AssemblyError
@@ -25,7 +25,9 @@ class ConvEncoderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1, description="channels per layer")
+    channels: list[PositiveInt] = Field(
+        default_factory=lambda: [32, 64], min_length=1, description="channels per layer"
+    )
     features: int = Field(256, ge=1, description="width of the dense layer after the convolutions")
     activation: Activation = "relu"
     condition: Injection = Field("input", description=INJECTION_HELP)
@@ -36,7 +38,9 @@ class ConvDecoderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    channels: list[int] = Field(default_factory=lambda: [64, 32], min_length=1, description="channels per layer")
+    channels: list[PositiveInt] = Field(
+        default_factory=lambda: [64, 32], min_length=1, description="channels per layer"
+    )
     activation: Activation = "relu"
     condition: Injection = Field("input", description=INJECTION_HELP)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from torch import nn
 
 Activation = Literal["relu", "gelu", "silu", "tanh", "leaky_relu"]
@@ -33,7 +33,7 @@ class MLPEncoderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    hidden: list[int] = Field(
+    hidden: list[PositiveInt] = Field(
         default_factory=lambda: [512, 256], min_length=1, description="hidden layer widths, image side first"
     )
     activation: Activation = "relu"
@@ -43,7 +43,7 @@ class MLPEncoderConfig(BaseModel):
 class MLPDecoderConfig(MLPEncoderConfig):
     """Fully connected decoder: z (+ condition) through hidden layers to pixel logits."""
 
-    hidden: list[int] = Field(
+    hidden: list[PositiveInt] = Field(
         default_factory=lambda: [256, 512], min_length=1, description="hidden layer widths, latent side first"
     )
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import genreg
+from genreg.errors import SpecError
 from tests.helpers import (
     encoder_and_decoder_tests,
     injection_cvae,
@@ -99,3 +100,12 @@ def test_specs_without_the_new_fields_build_the_same_parameters(kind: str) -> No
     assert shapes == BEFORE[kind]
     assert model.spec["condition_encoder"] is True
     assert model.spec["encoder"]["condition"] == model.spec["decoder"]["condition"] == "input"
+
+
+@pytest.mark.parametrize(("part", "field"), [("mlp", "hidden"), ("conv", "channels")])
+@pytest.mark.parametrize("width", [0, -5])
+def test_a_layer_of_no_units_is_refused_at_validation(part: str, field: str, width: int) -> None:
+    """Case 16 of issue 15: `hidden: [-5]` ended in a RuntimeError traceback, `[0]` trained a dead network."""
+    model = {"type": "ae", "encoder": {"type": part, field: [width]}}
+    with pytest.raises(SpecError, match=rf"model\.encoder\.{field}\[0\]: Input should be greater than 0"):
+        genreg.validate_spec({"model": model, "data": {"type": "mnist-sample"}})

@@ -9,6 +9,7 @@ what a picture shows from the arguments its images were drawn with, not from its
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,17 @@ def test_a_picture_into_a_missing_folder_exits_2_and_leaves_nothing(ink_run, tmp
     assert result.exit_code == 2, result.output
     assert f"could not write {out} (No such file or directory)" in result.output
     assert "Traceback" not in result.output and not out.parent.exists()
+
+
+@pytest.mark.parametrize("name", ["out", "out.txt", "model.safetensors"])
+@pytest.mark.parametrize("command", [["sample"], ["latent"], ["sample", "--grid"]])
+def test_a_picture_file_without_a_picture_extension_is_refused_first(tmp_path, name, command) -> None:
+    """Case 15 of issue 15: `-o out`, `-o out.txt` and `-o RUN/model.safetensors` ended in a traceback (and the
+    last could have replaced the model file with a picture)."""
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "before_layout" / "vae_run", run)
+    model = (run / "model.safetensors").read_bytes()
+    result = invoke(command[0], run, *command[1:], "-o", run / name)
+    assert_user_error(result, f"-o {run / name}: a picture is written in the format its extension names", "png")
+    assert (run / "model.safetensors").read_bytes() == model
+    assert not (run / "out").exists() and not (run / "out.txt").exists()

@@ -78,3 +78,12 @@ def test_a_label_only_the_test_file_has_counts_too(tmp_path, no_training):
         result, "num_classes=3, but the dataset has labels up to 6", f"The data, {train} and {test}, has 7 classes"
     )
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("images", [1, 9])
+def test_a_dataset_without_test_images_is_refused_when_it_loads(tmp_path, images) -> None:
+    """Case 13 of issue 15: an empty test split passed validation and crashed after the first epoch."""
+    arrays = {"images": np.zeros((images, 4, 4), dtype=np.uint8), "labels": np.zeros(images, dtype=np.int64)}
+    np.savez(tmp_path / "few.npz", **arrays)
+    with pytest.raises(DataError, match=r"few\.npz: the test split is empty, so no epoch could be measured"):
+        genreg.load_data({"type": "npz", "path": str(tmp_path / "few.npz"), "test_fraction": 0.01})

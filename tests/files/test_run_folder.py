@@ -259,3 +259,18 @@ def test_a_resume_may_not_end_before_the_epochs_already_trained(tmp_path: Path) 
     result = CliRunner().invoke(cli, [str(a) for a in args])
     assert result.exit_code == 2 and "it has trained 2 epochs already" in result.output
     assert (tmp_path / "spec.json").read_bytes() == spec
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_run_folder_whose_spec_is_damaged_is_refused_on_resume(tmp_path: Path, damage: str) -> None:
+    """Case 18 of issue 15: a deleted or truncated spec.json, then --resume: a traceback."""
+    run_cli("run", EXAMPLES / "ae.json", "--out", tmp_path, "--set", "train.epochs=1", *TINY, "--quiet")
+    spec = tmp_path / "spec.json"
+    if damage == "deleted":
+        spec.unlink()
+    else:
+        spec.write_bytes(spec.read_bytes()[:40])
+    args = ["run", EXAMPLES / "ae.json", "--out", tmp_path, "--resume", "--set", "train.epochs=2", *TINY]
+    result = CliRunner().invoke(cli, [str(arg) for arg in args])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert ("it has no spec.json" if damage == "deleted" else "spec.json cannot be read back") in result.output

@@ -162,3 +162,13 @@ def test_inputs_that_once_crashed_the_reader_are_spec_errors(tmp_path, source, p
     with pytest.raises(SpecError) as caught:
         load_spec(source, overrides)
     assert problem in str(caught.value)
+
+
+def test_a_key_given_twice_in_a_spec_file_is_refused(tmp_path: Path) -> None:
+    """Case 16 of issue 15: `"epochs": 1, "epochs": 1000` silently trained 1000 epochs."""
+    path = tmp_path / "twice.json"
+    path.write_text(
+        '{"model": {"type": "ae"}, "data": {"type": "mnist-sample"}, "train": {"epochs": 1, "epochs": 1000}}'
+    )
+    with pytest.raises(SpecError, match=r"twice\.json: the key 'epochs' is given twice in one object"):
+        read_json(path)

@@ -247,3 +247,13 @@ def test_cases_the_fuzzer_found_are_spec_errors(raw, problem):
         validate_spec(raw)
     assert problem in str(caught.value)
     assert len(str(caught.value).split("\n")) == 2, str(caught.value)
+
+
+def test_a_spec_with_thousands_of_problems_lists_fifty_and_counts_the_rest() -> None:
+    """Case 16 of issue 15: a spec of a million problems printed a 100 MB error."""
+    raw = {"model": {"type": "vae"}, "data": {"type": "mnist-sample"}, **{f"extra{i}": i for i in range(3000)}}
+    with pytest.raises(SpecError) as caught:
+        validate_spec(raw)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "spec is invalid (3000 problems):"
+    assert len(lines) == 1 + 50 + 1 and lines[-1] == "  ... and 2950 more problems"
