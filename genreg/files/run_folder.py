@@ -235,23 +235,15 @@ class RunFolder:
             raise RunFolderError(f"{self.spec_path} does not hold a spec (a JSON object); restore it or --overwrite.")
         return spec
 
-    def spec_differences(self, resolved: dict, may_change: tuple[str, ...] = ()) -> list[str]:
-        """The dotted keys at which ``resolved`` differs from the folder's spec, but those under ``may_change``."""
-        saved, new = dotted(self.read_spec() or {}, lists=False), dotted(resolved, lists=False)
-        return [
-            key
-            for key in sorted(set(saved) | set(new))
-            if saved.get(key) != new.get(key) and not any(key == k or key.startswith(k + ".") for k in may_change)
-        ]
-
     def check_resumable(self, resolved: dict) -> None:
         """A resumed run must use the spec it started with; only :data:`MAY_CHANGE_ON_RESUME` may differ."""
-        if self.read_spec() is None:
+        saved = self.read_spec()
+        if saved is None:
             raise RunFolderError(
                 f"cannot resume {self.path}: it has no {self.SPEC}, which says what the run is; restore it, or "
                 "start the run again with --overwrite."
             )
-        differences = self.spec_differences(resolved, MAY_CHANGE_ON_RESUME)
+        differences = spec_differences(saved, resolved, MAY_CHANGE_ON_RESUME)
         if differences:
             raise RunFolderError(
                 f"cannot resume {self.path}: the spec differs from the one it started with at "
@@ -299,6 +291,16 @@ class RunFolder:
             return True
         checkpoint = self.checkpoint_path
         return checkpoint.exists() and self.model_path.stat().st_mtime_ns >= checkpoint.stat().st_mtime_ns
+
+
+def spec_differences(saved: dict, resolved: dict, may_change: tuple[str, ...] = ()) -> list[str]:
+    """The dotted keys at which two resolved specs differ, but those under ``may_change`` (lists compare whole)."""
+    old, new = dotted(saved, lists=False), dotted(resolved, lists=False)
+    return [
+        key
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key) and not any(key == k or key.startswith(k + ".") for k in may_change)
+    ]
 
 
 def _record(line: str) -> dict[str, Any] | None:

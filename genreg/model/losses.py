@@ -52,7 +52,7 @@ def weight_schedule(config: LossTermConfig, where: str = "the loss term's schedu
     is built with ``epochs=None``: a schedule that spans a run's length refuses it.
     """
     schedule = getattr(config, "schedule", None)
-    return None if schedule is None else build_schedule(schedule, None, where)
+    return None if schedule is None else build_schedule(schedule, None, where, default_type="linear")
 
 
 def full_precision(t: torch.Tensor) -> torch.Tensor:
@@ -78,12 +78,11 @@ def warn_long_warmups(spec: Any) -> None:
         if rise is not None and rise > epochs:
             length = ".epochs" if "epochs" in type(term.schedule).model_fields else ""  # the built-ins' field
             path = f"model.losses[{i}].schedule{length}"
-            warnings.warn(f"{path}: {_shortfall(term, epochs)}", SpecWarning, stacklevel=3)
+            warnings.warn(f"{path}: {_shortfall(term, schedule, epochs)}", SpecWarning, stacklevel=3)
 
 
-def _shortfall(term: LossTermConfig, epochs: int) -> str:
-    """What a warm-up longer than the run does to the term's final weight, in words."""
-    schedule = weight_schedule(term)
+def _shortfall(term: LossTermConfig, schedule: Any, epochs: int) -> str:
+    """What a warm-up longer than the run does to the term's final weight (its built ``schedule``), in words."""
     reached = schedule.factor(epochs)
     final, full = term.weight * reached, term.weight
     warmup = term.schedule.type in ("linear", "warmup")

@@ -16,14 +16,14 @@ from genreg.errors import GenregError, SpecError
 from genreg.spec.validate import build_part
 
 
-def build_schedule(config: BaseModel | dict, epochs: int | None, where: str) -> Any:
-    """The schedule ``config`` names, built with ``epochs``; an object without ``type`` is ``linear``.
+def build_schedule(config: BaseModel | dict, epochs: int | None, where: str, default_type: str | None = None) -> Any:
+    """The schedule ``config`` names, built with ``epochs``; an object without ``type`` is ``default_type``.
 
     Raises :class:`SpecError` naming ``where`` (e.g. ``train.lr_schedule``) when the
     schedule cannot be built (a run-length schedule for a loss weight, a plugin's
     factory that fails) or has no ``factor(progress)``.
     """
-    item = config if isinstance(config, BaseModel) else {"type": "linear", **config}
+    item = config if isinstance(config, BaseModel) or default_type is None else {"type": default_type, **config}
     try:
         schedule = build_part("schedule", item, epochs=epochs)
     except GenregError as exc:

@@ -10,6 +10,7 @@ types. A spec only ever names registered components; it never imports Python.
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from typing import Annotated, Any, Literal, Union
@@ -146,6 +147,7 @@ class SpecBuilder:
             return Union[new_args]  # noqa: UP007
         return origin[new_args if len(new_args) > 1 else new_args[0]]
 
+    @functools.cached_property
     def one_or_more_keys(self) -> frozenset[str]:
         """The names of the fields, in any registered config class, that take one item or a list (OneOrMore)."""
         return frozenset(

@@ -50,7 +50,7 @@ def apply_overrides(raw: Any, overrides: Sequence[str], one_or_more: Collection[
     """Apply ``key.path=value`` overrides (value parsed as JSON, else a string) to a copy of ``raw``.
 
     ``one_or_more`` names the fields whose list of one may be addressed as its item
-    (the spec builder's ``one_or_more_keys()``). Raises :class:`SpecError` for an
+    (the spec builder's ``one_or_more_keys``). Raises :class:`SpecError` for an
     override that is not ``KEY=VALUE`` or whose key does not lead through objects
     and lists, and for a spec that is not JSON.
     """

@@ -80,7 +80,7 @@ def load_spec(source: str | Path | dict, overrides: list[str] | tuple[str, ...] 
 
     raw = read_json(source) if isinstance(source, str | Path) else source
     name = str(source) if isinstance(source, str | Path) else "spec"
-    spec = validate_spec(apply_overrides(raw, overrides, builder_for().one_or_more_keys()), source=name)
+    spec = validate_spec(apply_overrides(raw, overrides, builder_for().one_or_more_keys), source=name)
     warn_long_warmups(spec)
     return spec
 

@@ -120,7 +120,6 @@ def train(
             bar=bar,
             world=world,
             writing_to=writing_to,
-            spec=spec,
             signals=signals,
         )
         for epoch in range(start, config.epochs):  # 0-based here, 1-based in records and for callbacks
@@ -156,7 +155,6 @@ class Loop:
     bar: tqdm
     world: distributed.World
     writing_to: RunFolder | None  # the run folder this process writes; None without one, or on other ranks
-    spec: dict | None
     signals: StopRequest
 
     def epoch(self, epoch: int) -> dict:
@@ -185,11 +183,11 @@ class Loop:
             "lr": config.lr if lrs is None else lrs[-1],
             "seconds": round(time.perf_counter() - began, 4),
         }
-        state.after_step(steps.count, record["lr"])
+        state.step = steps.count  # what callbacks see at the epoch's end, with or without an on_step hook
         state.end_epoch(record)
         self.show_epoch(epoch, record)
         if self.writing_to is not None:
-            save_checkpoint(self.writing_to.checkpoint_path, self.model, self.optimizer, epoch + 1, self.spec)
+            save_checkpoint(self.writing_to.checkpoint_path, self.model, self.optimizer, epoch + 1, state.spec or None)
             self.writing_to.append_metrics(record)
             self.hooks.call("on_checkpoint", self.writing_to.checkpoint_path)
         self.hooks.call("on_epoch_end")

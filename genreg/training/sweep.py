@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from genreg.errors import GenregError, SweepError, TrainingInterruptedError
-from genreg.files.run_folder import RunFolder
+from genreg.files.run_folder import RunFolder, spec_differences
 from genreg.plugin.registry import closest
 from genreg.spec.builder import builder_for
 from genreg.spec.overrides import one_item
@@ -136,7 +136,7 @@ def _digest(text: str) -> str:
 
 def check_keys(axes: Sequence[Axis], spec: Any) -> None:
     """Every grid key must name a field the (validated) spec has, addressed as ``--set`` addresses it."""
-    dump, keys = spec.model_dump(mode="json"), builder_for().one_or_more_keys()
+    dump, keys = spec.model_dump(mode="json"), builder_for().one_or_more_keys
     for axis in axes:
         node, parts = dump, axis.key.split(".")
         for i, part in enumerate(parts):
@@ -192,7 +192,7 @@ def state_of(folder: Path, resolved: dict) -> str:
     if not run_folder.present((RunFolder.SPEC, RunFolder.MODEL, RunFolder.CHECKPOINT, RunFolder.METRICS)):
         return TRAIN
     saved = run_folder.read_spec()
-    differences = run_folder.spec_differences(resolved)
+    differences = [] if saved is None else spec_differences(saved, resolved)
     if saved is None or differences:
         what = "no spec.json" if saved is None else f"a run of another spec (differing at {', '.join(differences[:3])})"
         raise SweepError(
