@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata as metadata
+import io
 import json
 import os
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner, Result
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -520,3 +523,44 @@ def trained_on_cuda(
     config = genreg.TrainConfig(epochs=epochs, batch_size=64, device="cuda", **train)
     history = genreg.train(model, data, config, seed=0, progress=False).history
     return model, history
+
+
+# --------------------------------------------------------------------------- crafted npz members
+# (tests/builtin/test_datasets.py, tests/fuzz/test_npz.py)
+
+
+def npy_header(shape: tuple[int, ...], descr: str = "|u1") -> bytes:
+    """A valid ``.npy`` (version 1.0) header claiming an array of ``shape`` and dtype ``descr``, no data."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as the bytes of a ``.npy`` file."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=array.dtype.hasobject)
+    return buffer.getvalue()
+
+
+def zip_npz(path: Path, members: dict[str, bytes]) -> Path:
+    """A ``.npz`` (a zip archive) holding ``members`` as they are: member names and bytes, crafted or not."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+# --------------------------------------------------------------------------- the fuzzing harness (tests/fuzz)
+# Reproducible in CI: the same examples every run. The quick loop tries a few, the slow suite many.
+
+#: Examples per target, for ``@pytest.mark.parametrize("examples", FUZZ_EXAMPLES)``.
+FUZZ_EXAMPLES = [50, pytest.param(1000, marks=pytest.mark.slow, id="1000")]
+
+
+def fuzz(examples: int, strategy: st.SearchStrategy, check: Callable[[Any], None]) -> None:
+    """Call ``check`` on ``examples`` values drawn from ``strategy``, the same ones every run."""
+    fuzz_settings = settings(
+        max_examples=examples, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
+    fuzz_settings(given(strategy)(check))()

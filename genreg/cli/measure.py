@@ -6,15 +6,15 @@ from pathlib import Path
 
 import click
 
-from genreg.cli.options import split_option
+from genreg.cli.options import iw_samples_option, seed_option, split_option
 
 
 @click.command(name="eval")
 @click.argument("model_path", type=click.Path())
 @split_option
-@click.option("--iw-samples", default=1000, show_default=True, type=click.IntRange(1), help="IWAE samples per image")
+@iw_samples_option("IWAE samples per image")
 @click.option("--n-per-class", default=100, show_default=True, type=click.IntRange(1), help="cVAE samples per class")
-@click.option("--seed", default=0, show_default=True)
+@seed_option("random seed of the draws")
 def eval_(model_path: str, split_name: str, iw_samples: int, n_per_class: int, seed: int) -> None:
     """Measure MODEL_PATH (a run folder or .safetensors file) on its dataset; write eval.json."""
     from genreg.evaluation.evaluate import evaluate_file
@@ -32,9 +32,7 @@ def eval_(model_path: str, split_name: str, iw_samples: int, n_per_class: int, s
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", default="compare.png", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--markdown", type=click.Path(dir_okay=False), help="also write the table as Markdown")
-@click.option(
-    "--iw-samples", default=1000, show_default=True, type=click.IntRange(1), help="for runs not yet evaluated"
-)
+@iw_samples_option("for runs not yet evaluated")
 def compare(runs: tuple[str, ...], output: str, markdown: str | None, iw_samples: int) -> None:
     """Metrics of RUNS side by side, and one picture of their latents and samples."""
     from genreg.evaluation.report import compare_runs

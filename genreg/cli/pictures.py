@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from genreg.cli.options import split_option
+from genreg.cli.options import seed_option, split_option
 from genreg.data.columns import LABEL
 from genreg.errors import UsageError
 
@@ -22,7 +22,7 @@ from genreg.errors import UsageError
 )
 @click.option("--grid", is_flag=True, help="decode a grid over the prior's quantiles (2-D latents)")
 @click.option("--interpolate", nargs=2, type=int, metavar="A B", help="decode the line between test images A and B")
-@click.option("--seed", default=0, show_default=True, help="random seed")
+@seed_option("random seed")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
 def sample(
     model_path: str,
@@ -75,7 +75,7 @@ def sample(
     show_default=True,
     help="targets: 'all' classes, one class K, or COLUMN=v1,v2,... (e.g. ink=0.05,0.2)",
 )
-@click.option("--seed", default=0, show_default=True, help="which images are drawn")
+@seed_option("which images are drawn")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
 def transfer(model_path: str, split_name: str, n: int, to: str, seed: int, output: str) -> None:
     """Counterfactual decoding: real images of MODEL_PATH's data re-decoded under other conditions.

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from genreg.cli.options import overrides
+from genreg.cli.options import iw_samples_option, overrides
 from genreg.data.columns import LABEL
 from genreg.errors import ExtensionError
+
+if TYPE_CHECKING:
+    from genreg.files.run_folder import RunFolder
 
 _EXAMPLE = '\'{"type": "npz", "path": "new.npz"}\''
 
@@ -23,17 +28,23 @@ _EXAMPLE = '\'{"type": "npz", "path": "new.npz"}\''
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def run(spec_file: str, sets: tuple[str, ...], out: str | None, resume: bool, overwrite: bool, quiet: bool) -> None:
     """Validate SPEC_FILE, train, and write the run folder."""
-    from genreg.files.run_folder import RunFolder
-    from genreg.spec.validate import load_spec
-    from genreg.training import distributed
-    from genreg.training.runner import run as run_spec
+    from genreg.training import signals
 
-    spec = load_spec(spec_file, sets)
-    folder = Path(out or Path("runs") / (spec.name or Path(spec_file).stem))
-    try:
-        result = run_spec(spec, folder, resume=resume, overwrite=overwrite, progress=not quiet)
-    finally:
-        distributed.leave()
+    with signals.raised():  # from the start: a signal while genreg loads says what was kept too
+        try:
+            from genreg.files.run_folder import RunFolder
+            from genreg.spec.validate import load_spec
+            from genreg.training import distributed
+            from genreg.training.runner import run as run_spec
+
+            spec = load_spec(spec_file, sets)
+            folder = Path(out or Path("runs") / (spec.name or Path(spec_file).stem))
+            try:
+                result = run_spec(spec, folder, resume=resume, overwrite=overwrite, progress=not quiet)
+            finally:
+                distributed.leave()
+        except signals.Stopped as stop:  # before the runner took over
+            raise signals.stopped(stop.signum, None) from None
     if not distributed.world().main:
         return
     if result.history:
@@ -91,11 +102,7 @@ def validate(spec_file: str, sets: tuple[str, ...], show: bool) -> None:
 )
 @click.option("--out", type=click.Path(file_okay=False), help="sweep folder [default: runs/<spec name>-sweep]")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1), help="runs at once, in subprocesses")
-@click.option(
-    "--iw-samples",
-    type=click.IntRange(1),
-    help="IWAE samples per image when evaluating each run for the table  [default: 100]",
-)
+@iw_samples_option("IWAE samples per image when evaluating each run for the table  [default: 100]", default=None)
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def sweep(
     spec_file: str,
@@ -112,10 +119,16 @@ def sweep(
     same command again skips finished runs and resumes interrupted ones. The
     table is printed and written to OUT/compare.md, the picture to OUT/compare.png.
     """
-    from genreg.training.sweep import IW_SAMPLES
-    from genreg.training.sweep import sweep as sweep_grid
+    from genreg.training import signals
 
-    sweep_grid(spec_file, grids, sets, out, jobs, iw_samples or IW_SAMPLES, not quiet, click.echo)
+    with signals.raised():  # from the start: a signal while genreg loads says what was kept too
+        try:
+            from genreg.training.sweep import IW_SAMPLES
+            from genreg.training.sweep import sweep as sweep_grid
+
+            sweep_grid(spec_file, grids, sets, out, jobs, iw_samples or IW_SAMPLES, not quiet, click.echo)
+        except signals.Stopped as stop:  # before the sweep took over
+            raise signals.stopped(stop.signum, None) from None
 
 
 @click.command("extend")
@@ -131,23 +144,42 @@ def sweep(
 @click.option("--epochs", type=click.IntRange(min=1), help="fine-tuning epochs, with --data  [default: 10]")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="the new model file")
+@click.option("--overwrite", is_flag=True, help="replace a file at -o, or a run folder's model file")
 def extend(
-    model_path: str, column: str, count: int, data_spec: str | None, epochs: int | None, quiet: bool, output: str
+    model_path: str,
+    column: str,
+    count: int,
+    data_spec: str | None,
+    epochs: int | None,
+    quiet: bool,
+    output: str,
+    overwrite: bool,
 ) -> None:
     """Add classes to MODEL's embedding conditioner for a column and write the result to a new model file.
 
     The new classes start at the mean of the known ones; with --data only their
     vectors are then trained, so the model is unchanged for the known classes.
     """
-    from genreg.files.model_files import load_model, model_file
-    from genreg.model.extend import EPOCHS, extend_classes, extension_of, fine_tune_classes, save_extended
+    from genreg.files.model_files import model_file
 
     source, target = model_file(model_path), Path(output)
     if target.exists() and source.exists() and target.samefile(source):
         raise ExtensionError(f"-o {output} is the model being extended; write the extended model to a new file.")
+    folder = _extension_target(target, overwrite)
     data = _dataset_spec(data_spec) if data_spec is not None else None
     if epochs is not None and data is None:
         raise ExtensionError("--epochs sets how long to fine-tune on --data; give --data too, or leave --epochs out.")
+    with folder.locked() if folder else contextlib.nullcontext():  # a run folder: no run writes it meanwhile
+        _extend_into(source, target, column, count, data, epochs, quiet)
+
+
+def _extend_into(
+    source: Path, target: Path, column: str, count: int, data: dict | None, epochs: int | None, quiet: bool
+) -> None:
+    """``genreg extend``'s work, once every option has been checked: extend, fine-tune, write ``target``."""
+    from genreg.files.model_files import load_model
+    from genreg.model.extend import EPOCHS, extend_classes, extension_of, fine_tune_classes, save_extended
+
     model = extend_classes(load_model(source), column, count)
     extension = extension_of(model)
     message = (
@@ -163,8 +195,31 @@ def extend(
     click.echo(f"wrote {target} ({message})")
 
 
+def _extension_target(target: Path, overwrite: bool) -> RunFolder | None:
+    """Check ``extend -o``: a writable place, not an existing file and not inside another run's folder, unless
+    ``overwrite``; returns that run folder (whose lock the command then holds), or None."""
+    from genreg.files.atomic import check_writable
+    from genreg.files.run_folder import RunFolder
+
+    check_writable(target, "-o")
+    folder = RunFolder(target.parent)
+    run_files = folder.present() if folder.spec_path.exists() else []  # a run's folder: its spec says what it is
+    if overwrite:
+        return folder if run_files else None
+    if run_files:
+        raise ExtensionError(
+            f"-o {target}: {folder.path} is the folder of a run ({', '.join(run_files)}), whose files describe its "
+            "own model; an extended model written there would contradict them. Write it to a file outside run "
+            "folders, or pass --overwrite to replace that run's model file."
+        )
+    if target.exists():
+        raise ExtensionError(f"-o {target} exists already; choose a new file, or pass --overwrite to replace it.")
+    return None
+
+
 def _dataset_spec(text: str) -> dict:
     """``--data``'s dataset spec, inline JSON or a JSON file, validated before any model or data is loaded."""
+    from genreg.spec.overrides import parse_json
     from genreg.spec.validate import validate_part
 
     where = "--data"
@@ -177,7 +232,7 @@ def _dataset_spec(text: str) -> dict:
             )
         where, text = str(path), path.read_text(errors="replace")
     try:
-        raw = json.loads(text)
+        raw = parse_json(text, where, ExtensionError)
     except ValueError as exc:
         raise ExtensionError(f"{where}: not valid JSON ({exc}); give a dataset spec such as {_EXAMPLE}.") from None
     if not isinstance(raw, dict):

@@ -2,76 +2,143 @@
 
 A dataset plugin reads its files, then calls :func:`as_split` on each split's
 arrays and :func:`finish` on the two splits; every error is a :class:`DataError`
-naming the file or dataset and saying what would be valid.
+naming the file or dataset, the array and what would be valid.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from genreg.data.splits import LABEL, DatasetConfig, DataSplits, Split
 from genreg.errors import DataError
 
+# Class indices are stored as int64: a float label must be a whole number below 2**63 to become one exactly.
+_INT64_BOUND = 2.0**63
+
 
 def _tensor(array: object, what: str, source: str) -> torch.Tensor:
-    """``array`` as a tensor; an array of strings or objects is a :class:`DataError`, not a TypeError."""
+    """``array`` as a tensor of a dtype torch computes with; anything but numbers is a :class:`DataError`.
+
+    Booleans, integers and floats are numbers; unsigned integers wider than 8 bits become int64 (torch has
+    few operations on them), non-native byte orders native. Strings, objects, complex numbers, dates are not.
+    """
+    if isinstance(array, torch.Tensor):
+        return array
     try:
-        return torch.as_tensor(array)
-    except (TypeError, ValueError, RuntimeError):
-        kind = getattr(array, "dtype", type(array).__name__)
-        raise DataError(f"{source}: {what} must be a numeric array, got {kind}.") from None
+        array = np.asarray(array)
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{source}: {what} must be a numeric array ({error}).") from None
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{source}: {what} must be a numeric array (integers, floats or booleans), got {array.dtype}.")
+    if array.dtype.kind == "u" and array.dtype.itemsize > 1:
+        too_big = np.flatnonzero(array.ravel() > np.iinfo(np.int64).max)
+        if len(too_big):
+            index = int(too_big[0])
+            raise DataError(
+                f"{source}: {what} must fit in int64 (below 2**63), got {array.ravel()[index]} at index {index}."
+            )
+        array = array.astype(np.int64)
+    return torch.from_numpy(np.ascontiguousarray(array.astype(array.dtype.newbyteorder("="), copy=False)))
+
+
+def _first(mask: torch.Tensor) -> int | None:
+    """The flat index of the first True in ``mask``, or None."""
+    hits = mask.flatten().nonzero()
+    return int(hits[0]) if len(hits) else None
+
+
+def _class_indices(values: torch.Tensor, what: str, source: str) -> torch.Tensor:
+    """``values`` as int64 class indices 0, 1, 2, ...; floats must be whole numbers within int64's range.
+
+    Raises :class:`DataError` naming ``what`` and the first offending value with its index.
+    """
+    if values.dtype == torch.bool:
+        values = values.long()
+    if values.is_floating_point():
+        wide = values.double()
+        for problem, mask in (
+            ("NaN or infinite values", ~torch.isfinite(wide)),
+            ("fractional values", wide != wide.round()),
+            ("values outside the int64 range", wide.abs() >= _INT64_BOUND),
+        ):
+            index = _first(mask)
+            if index is not None:
+                raise DataError(
+                    f"{source}: {what} contain {problem}, the first {float(wide[index]):g} at index {index}; they "
+                    "must be whole numbers (class indices 0, 1, 2, ...)."
+                )
+        values = wide
+    values = values.long()
+    index = _first(values < 0)
+    if index is not None:
+        raise DataError(f"{source}: {what} must be class indices >= 0, got {int(values[index])} at index {index}.")
+    return values
+
+
+def _named(role: str, key: str) -> str:
+    """How messages call an array: its role, with its name in the file where that differs."""
+    return role if key == role else f"{role} (array '{key}')"
 
 
 def as_split(
-    images: torch.Tensor, labels: torch.Tensor, source: str, columns: dict[str, object] | None = None
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    source: str,
+    columns: dict[str, object] | None = None,
+    *,
+    keys: tuple[str, str] = ("images", "labels"),
 ) -> Split:
     """Check and convert raw arrays: uint8 0..255 or floats in [0, 1], (N,H,W) or (N,C,H,W).
 
-    ``columns`` are further condition columns (1-D, one value per image). ``source``
-    names the file or dataset in every error message.
+    ``labels`` must be integers >= 0 or whole-number floats within int64's range. ``columns`` are further
+    condition columns (1-D, one value per image). ``source`` names the file or dataset in every error
+    message, ``keys`` the images' and labels' arrays in it. Raises :class:`DataError`.
     """
-    images, labels = _tensor(images, "images", source), _tensor(labels, "labels", source)
+    image_what, label_what = _named("images", keys[0]), _named("labels", keys[1])
+    images, labels = _tensor(images, image_what, source), _tensor(labels, label_what, source)
     if images.dim() == 3:
         images = images.unsqueeze(1)
     if images.dim() != 4 or 0 in images.shape[1:]:
         raise DataError(
-            f"{source}: images must have shape (N, H, W) or (N, C, H, W) with C, H and W at least 1, "
+            f"{source}: {image_what} must have shape (N, H, W) or (N, C, H, W) with C, H and W at least 1, "
             f"got {tuple(images.shape)}."
         )
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         raise DataError(
-            f"{source}: labels must be a 1-D array with one label per image "
+            f"{source}: {label_what} must be a 1-D array with one label per image "
             f"({images.shape[0]}), got shape {tuple(labels.shape)}."
         )
-    if labels.is_floating_point() and not torch.isfinite(labels).all():
-        raise DataError(f"{source}: labels contain NaN or infinite values; they must be class indices 0, 1, 2, ...")
-    if labels.is_floating_point() and not torch.equal(labels, labels.round()):
-        raise DataError(f"{source}: labels must be whole numbers (class indices), got fractional values.")
-    labels = labels.long()
-    if labels.numel() and labels.min() < 0:
-        raise DataError(f"{source}: labels must be class indices >= 0, got {int(labels.min())}.")
+    labels = _class_indices(labels, label_what, source)
     checked = {name: as_column(values, name, images.shape[0], source) for name, values in (columns or {}).items()}
+    return Split(_pixels(images, image_what, source), labels, checked)
+
+
+def _pixels(images: torch.Tensor, what: str, source: str) -> torch.Tensor:
+    """(N, C, H, W) images as float32 in [0, 1]: uint8 divided by 255, floats checked (finite, in range)."""
     if images.dtype == torch.uint8:
-        return Split(images.float().div_(255.0), labels, checked)
+        return images.float().div_(255.0)
     if not images.is_floating_point():
-        raise DataError(f"{source}: images must be uint8 (0..255) or float in [0, 1], got {images.dtype}.")
-    images = images.float()
+        raise DataError(f"{source}: {what} must be uint8 (0..255) or float in [0, 1], got {images.dtype}.")
     bad = (~torch.isfinite(images)).flatten(1).any(1).nonzero().flatten()
     if len(bad):
         raise DataError(
-            f"{source}: {len(bad)} of {images.shape[0]} images contain NaN or infinite pixels (the first is image "
+            f"{source}: {len(bad)} of {images.shape[0]} {what} contain NaN or infinite pixels (the first is image "
             f"{int(bad[0])}); fix or drop them."
         )
     if images.numel() and (images.min() < 0 or images.max() > 1):
         raise DataError(
-            f"{source}: float images must lie in [0, 1], got values in "
+            f"{source}: float {what} must lie in [0, 1], got values in "
             f"[{float(images.min()):.3g}, {float(images.max()):.3g}]; divide by 255 or rescale."
         )
-    return Split(images.contiguous(), labels, checked)
+    return images.float().contiguous()
 
 
 def as_column(values: object, name: str, n: int, source: str) -> torch.Tensor:
-    """A condition column checked: 1-D, one value per image, classes >= 0 or finite floats."""
+    """A condition column checked: 1-D, one value per image; integers are classes >= 0, floats finite float32.
+
+    Raises :class:`DataError` naming ``source``, the column and the first offending value.
+    """
     what = f"column '{name}'"
     if name == LABEL:
         raise DataError(f"{source}: the {what} is the class label itself; name the extra column differently.")
@@ -80,22 +147,18 @@ def as_column(values: object, name: str, n: int, source: str) -> torch.Tensor:
         raise DataError(
             f"{source}: {what} must be a 1-D array with one value per image ({n}), got shape {tuple(values.shape)}."
         )
-    if values.dtype == torch.bool:
-        values = values.long()
-    if values.is_floating_point():
-        bad = (~torch.isfinite(values)).nonzero().flatten()
-        if len(bad):
-            raise DataError(
-                f"{source}: {what} has {len(bad)} NaN or infinite values (the first at image {int(bad[0])}); a "
-                "continuous condition must be finite for every image."
-            )
-        return values.float()
-    values = values.long()
-    if values.numel() and values.min() < 0:
+    if not values.is_floating_point():
+        return _class_indices(values, what, source)
+    single = values.float()
+    bad = ~torch.isfinite(single)
+    index = _first(bad)
+    if index is not None:
         raise DataError(
-            f"{source}: {what} holds integers, read as classes, so they must be >= 0; got {int(values.min())}."
+            f"{source}: {what} has {int(bad.sum())} NaN or infinite values (the first at image {index}: "
+            f"{float(values[index]):g}; float32 ends at 3.4e+38); a continuous condition must be finite for every "
+            "image."
         )
-    return values
+    return single
 
 
 def finish(train: Split, test: Split, config: DatasetConfig, source: str) -> DataSplits:

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from genreg.data.splits import LABEL, DataSplits, Split
-from genreg.errors import GenregError
+from genreg.errors import GenregError, UsageError
 from genreg.files.tensors import cpu_tensors, read_tensors, save_tensors
+from genreg.limits import check_memory
 from genreg.model.generative import GenerativeModel
 from genreg.version import __version__
 
@@ -242,6 +243,13 @@ def _check_comparable(model: GenerativeModel, classifier: nn.Module, n_per_class
             f"the classifier is for {want_classes} classes of {tuple(want_shape)} images, but the model "
             f"generates {classes} classes of {shape} images; use the classifier of the model's dataset."
         )
+    pixels = math.prod(shape)
+    check_memory(  # one class's samples are drawn at once: the decoder's outputs and their copies
+        4 * n_per_class * pixels * 4,
+        f"{n_per_class:,} samples per class of {'x'.join(map(str, shape))} images",
+        "ask for fewer samples per class (--n-per-class).",
+        UsageError,
+    )
 
 
 def _settings(data_spec: Mapping[str, Any], data: DataSplits, epochs: int, seed: int) -> dict[str, str]:

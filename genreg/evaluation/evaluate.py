@@ -16,7 +16,7 @@ from genreg.data.loading import recorded_data
 from genreg.data.splits import DataSplits, fixed_binarization
 from genreg.evaluation.classifier import conditional_accuracy, reference_classifier
 from genreg.evaluation.metrics import is_probabilistic, latent_metrics, likelihood_bounds, posterior
-from genreg.files.atomic import write_json
+from genreg.files.atomic import check_writable, write_json
 from genreg.files.model_files import load_model, model_file, read_metadata
 from genreg.files.run_folder import RunFolder
 from genreg.files.tensors import CHECKSUM
@@ -71,15 +71,16 @@ def evaluate_file(
     The result goes to ``eval.json`` in a run folder (``eval-<split>.json`` for other splits;
     ``<stem>.eval.json`` beside a model file with another name), with the model file's
     checksum under ``model_checksum``: it belongs to that model and no other (see :func:`recorded_evaluation`).
+    Raises :class:`~genreg.errors.OutputError` before any work when that file cannot be written.
     """
     file = model_file(path)
+    out = check_writable(RunFolder.evaluation_file(file, split_name), "the evaluation file")  # before the work
+    model = load_model(file, device=resolve_device("auto"))  # CUDA when present; a bad file is refused before its data
     data_spec, data = recorded_data(file)
-    model = load_model(file, device=resolve_device("auto"))  # CUDA when present
     result = evaluate_model(
         model, data, split_name, data_spec=data_spec, iw_samples=iw_samples, n_per_class=n_per_class, seed=seed
     )
     result["model_checksum"] = read_metadata(file).get(CHECKSUM)
-    out = RunFolder.evaluation_file(file, split_name)
     write_json(out, result)
     return result, out
 

@@ -7,8 +7,10 @@ temporary file, which the next write of the same file removes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,41 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise OutputError(f"could not write {path} ({reason}); {kept}.") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a cleanup that fails (read-only file system) must not hide the cause
+            tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
+
+
+def check_writable(path: str | Path, option: str) -> Path:
+    """``path`` if a file can be written there now, so that a command refuses before it works, not after.
+
+    The folder must exist and take a new file (a nameless probe file is created in it
+    and vanishes at once; this sees read-only file systems and permissions alike), and
+    the name must fit the file system. Raises :class:`OutputError` naming ``option``
+    (``-o``, say), the path and the cause.
+    """
+    path = Path(path)
+    problem = _unwritable(path)
+    if problem:
+        raise OutputError(f"{option} {path}: {problem}")
+    return path
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why no file can be written at ``path`` now (None: it can)."""
+    folder = path.parent
+    try:
+        if not folder.is_dir():
+            return f"the folder {folder} does not exist; create it, or choose another place."
+        longest = os.pathconf(folder, "PC_NAME_MAX")
+        if len(path.name.encode()) > longest:
+            return f"a file name of {len(path.name.encode()):,} bytes; this file system allows {longest}."
+        if path.is_dir():
+            return "a folder; give the name of a file to write."
+        with tempfile.TemporaryFile(dir=folder, prefix=".genreg-probe"):
+            return None
+    except OSError as exc:  # a read-only file system, no permission, a path too long
+        return f"cannot write in {folder} ({exc.strerror or exc}); choose another place."
 
 
 def _remove_orphans(path: Path) -> None:

@@ -13,19 +13,32 @@ not its contents.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
+from typing import Annotated, Any
 
 import torch
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from safetensors import safe_open
 
 from genreg.data.splits import DataInfo
-from genreg.errors import GenregError, ModelFileError
+from genreg.errors import GenregError, ModelFileError, first_line
 from genreg.files.run_folder import RunFolder
-from genreg.files.tensors import CHECKSUM, cpu_tensors, load_state, read_tensors, save_tensors, under, unreadable
+from genreg.files.tensors import (
+    CHECKSUM,
+    check_weights,
+    cpu_tensors,
+    load_state,
+    read_tensors,
+    save_tensors,
+    under,
+    unreadable,
+)
 from genreg.model.assembly import build_model, derive_spec
 from genreg.model.generative import GenerativeModel
 from genreg.plugin.manager import get_registry, plugin_infos
+from genreg.spec.overrides import parse_json
 from genreg.version import __version__
 
 # Version 2: a model's conditioners live under ``conditioner.parts.<i>.`` (several condition columns);
@@ -33,6 +46,25 @@ from genreg.version import __version__
 MODEL_FORMAT = "genreg-model/2"
 CHECKPOINT_FORMAT = "genreg-checkpoint/2"
 READABLE_VERSIONS = ("1", "2")
+MAX_SIZE = 2**31  # no size a model file records (a dimension, a number of classes, an image's values) is larger
+
+_Size = Annotated[int, Field(strict=True, ge=1, le=MAX_SIZE)]
+_Classes = Annotated[int, Field(strict=True, ge=0, le=MAX_SIZE)]  # 0: a continuous column
+
+
+class RecordedData(BaseModel):
+    """A model file's ``genreg.data`` record (:meth:`DataInfo.to_json`), validated before anything is built."""
+
+    image_shape: list[_Size] = Field(min_length=3, max_length=3, description="(C, H, W)")
+    num_classes: _Classes
+    columns: dict[str, _Classes] = {}
+
+    @field_validator("image_shape")
+    @classmethod
+    def _bounded(cls, shape: list[int]) -> list[int]:
+        if math.prod(shape) > MAX_SIZE:
+            raise ValueError(f"an image of {shape} holds over 2**31 values")
+        return shape
 
 
 def _plugins(model: GenerativeModel) -> dict[str, str]:
@@ -134,9 +166,13 @@ def read_spec(path: str | Path) -> dict:
 
 
 def _recorded(path: Path, metadata: dict[str, str]) -> tuple[dict, DataInfo]:
-    """The spec and data description a genreg file records, or an error saying they are damaged."""
+    """The spec and data description a genreg file records, or an error saying they are damaged or out of bounds.
+
+    Both are read with genreg's bounded JSON reader; the data description's sizes are validated
+    (:class:`RecordedData`), and no integer of the model's spec may exceed :data:`MAX_SIZE`.
+    """
     try:
-        spec, info = json.loads(metadata["genreg.spec"]), DataInfo.from_json(json.loads(metadata["genreg.data"]))
+        spec, data = _record(path, metadata, "genreg.spec"), _record(path, metadata, "genreg.data")
         if not isinstance(spec.get("model"), dict):
             raise ValueError("the spec has no 'model' object")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -144,14 +180,39 @@ def _recorded(path: Path, metadata: dict[str, str]) -> tuple[dict, DataInfo]:
             f"{path}: its genreg metadata is damaged ({type(exc).__name__}: {exc}); "
             "it was not written by genreg, or was edited afterwards."
         ) from None
-    return spec, info
+    oversized = _oversized(spec["model"])
+    if oversized:
+        raise ModelFileError(f"{path} records {oversized}, beyond any model genreg builds (at most 2**31).")
+    try:
+        recorded = RecordedData.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'it'}: {e['msg']}" for e in exc.errors())
+        raise ModelFileError(f"{path}: its recorded data description (genreg.data) is invalid: {problems}.") from None
+    return spec, DataInfo(tuple(recorded.image_shape), recorded.num_classes, recorded.columns)
+
+
+def _record(path: Path, metadata: dict[str, str], key: str) -> Any:
+    """One JSON record of a file's metadata, read within genreg's bounds (:func:`~genreg.spec.overrides.parse_json`)."""
+    return parse_json(metadata[key], f"{path} (metadata {key})", ModelFileError)
+
+
+def _oversized(model_spec: dict) -> str:
+    """``model.<key> = <value>`` for the first integer of a model spec beyond :data:`MAX_SIZE`, else ``""``."""
+    stack: list[tuple[Any, str]] = [(model_spec, "model")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, int) and not isinstance(node, bool) and abs(node) > MAX_SIZE:
+            return f"{where} = {node}"
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend((item, f"{where}.{key}") for key, item in items)
+    return ""
 
 
 def _missing_plugins(metadata: dict[str, str]) -> str:
     """A sentence naming the plugins a file was saved with that are not loaded here (empty if none)."""
     try:
-        saved = dict(json.loads(metadata.get("genreg.plugins", "{}")))
-    except (TypeError, ValueError):
+        saved = dict(parse_json(metadata.get("genreg.plugins", "{}"), "genreg.plugins", ModelFileError))
+    except (TypeError, ValueError, ModelFileError):
         return ""
     loaded = {info.name for info in plugin_infos() if info.error is None}
     missing = [f"'{name}' ({origin})" for name, origin in saved.items() if name not in loaded]
@@ -168,7 +229,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Generati
     description, which rebuild the parts, and its tensors fill them. Raises
     :class:`ModelFileError` for an unreadable, corrupted (checksum) or foreign file, a
     file whose spec names components no loaded plugin provides (naming the plugin and
-    package it was saved with), or weights that do not fit the rebuilt model.
+    package it was saved with), recorded sizes out of bounds, or weights that do not fit the
+    rebuilt model, have another dtype than it, or hold NaN or infinite values.
+
+    The model is first built on the ``meta`` device (no memory) and checked against the file's
+    tensors, so a file that records absurd sizes allocates nothing before it is refused.
     """
     path = model_file(path)
     metadata = read_metadata(path)
@@ -179,21 +244,34 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Generati
         )
     state = load_state(path, "model." if metadata["genreg.format"] == CHECKPOINT_FORMAT else "")
     spec, info = _recorded(path, metadata)
-    try:
-        model = build_model(spec["model"], info)
-    except GenregError as exc:
-        message = f"{path}: cannot rebuild the model it describes: {exc}{_missing_plugins(metadata)}"
-        raise ModelFileError(message) from None
+    with torch.device("meta"), warnings.catch_warnings():  # warnings come from the real build below
+        warnings.simplefilter("ignore")
+        _fill(_rebuild(path, metadata, spec, info), state, path, assign=True)
+    model = _rebuild(path, metadata, spec, info)
     _fill(model, state, path)
     return model.to(device).eval()
 
 
-def _fill(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Load ``state`` into ``model``, naming ``path`` when names or shapes differ."""
+def _rebuild(path: Path, metadata: dict[str, str], spec: dict, info: DataInfo) -> GenerativeModel:
+    """The model a file's spec and data description build (on the current default device), or a ModelFileError."""
     try:
-        model.load_state_dict(state)
+        return build_model(spec["model"], info)
+    except GenregError as exc:
+        message = f"{path}: cannot rebuild the model it describes: {exc}{_missing_plugins(metadata)}"
+        raise ModelFileError(message) from None
+    except RuntimeError as exc:  # torch refusing a size, e.g. a layer of more than 2**63 values
+        raise ModelFileError(f"{path}: the sizes it records cannot be built ({first_line(exc)}).") from None
+
+
+def _fill(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, assign: bool = False) -> None:
+    """Load ``state`` into ``model``, naming ``path`` and the tensor when names, shapes or dtypes differ, or
+    when a weight is NaN or infinite (see :func:`~genreg.files.tensors.check_weights`)."""
+    check_weights(path, state, {name: value.dtype for name, value in model.state_dict().items()})
+    try:
+        model.load_state_dict(state, assign=assign)
     except RuntimeError as exc:
-        raise ModelFileError(f"{path}: weights do not fit the model: {exc}") from None
+        lines = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # one paragraph
+        raise ModelFileError(f"{path}: weights do not fit the model: {lines}") from None
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, prefix: str = "") -> torch.nn.Module:
@@ -229,6 +307,7 @@ def load_checkpoint(path: str | Path, model: GenerativeModel, optimizer: torch.o
     path = Path(path)
     metadata = read_metadata(path, CHECKPOINT_FORMAT)
     tensors = read_tensors(path)[1]  # one read, checksum verified
+    check_weights(path, under(tensors, "optim."), {})
     _fill(model, under(tensors, "model."), path)
     device = model.device
     state: dict[int, dict[str, torch.Tensor]] = {}

@@ -21,6 +21,7 @@ fails before it has written anything (:meth:`RunFolder.set_aside`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -34,8 +35,9 @@ from typing import Any
 
 from genreg.errors import OutputError, RunFolderError
 from genreg.files.atomic import atomic_write, process_alive, write_json
-from genreg.spec.overrides import dotted
+from genreg.spec.overrides import dotted, parse_json
 
+NAME_MAX = 255  # bytes in one file or folder name (ext4, XFS, APFS, NTFS)
 #: What a resumed run may change: the run may grow longer, and callbacks only watch (they cannot change weights).
 MAY_CHANGE_ON_RESUME = ("train.epochs", "train.callbacks")
 
@@ -52,6 +54,7 @@ class RunFolder:
     SAMPLES = "samples.png"
     LATENT = "latent.png"
     OUTPUTS = (SPEC, MODEL, CHECKPOINT, METRICS, SAMPLES, LATENT)
+    PICTURES = (SAMPLES, LATENT)  # drawn from the final model, after its model file
     DERIVED = "eval*.json"  # files later commands compute from the model file (a glob)
     LOCK = ".genreg.lock"
     ASIDE = ".genreg-replaced"  # an overwritten run's files, until the new run is under way
@@ -85,6 +88,15 @@ class RunFolder:
     def present(self, names: tuple[str, ...] = OUTPUTS) -> list[str]:
         """Which of the run files ``names`` the folder holds."""
         return [name for name in names if (self.path / name).exists()]
+
+    def missing_pictures(self) -> list[str]:
+        """Which of the run's pictures (:data:`PICTURES`) the folder lacks."""
+        return [name for name in self.PICTURES if not (self.path / name).exists()]
+
+    def unstarted(self) -> bool:
+        """Whether the folder holds only a run's ``spec.json``: a run stopped before its first checkpoint, which
+        starts again from epoch 1."""
+        return self.present() == [self.SPEC]
 
     def derived(self) -> list[str]:
         """The files later commands computed from the run's model (``eval.json``, ...)."""
@@ -137,10 +149,14 @@ class RunFolder:
         """Refuse to clobber a run, to resume nothing or to use a folder that cannot be written.
 
         It runs before any data is loaded, so these mistakes cost nothing. Returns the
-        run files already there. Raises :class:`RunFolderError`.
+        run files already there. A folder holding only a spec (:meth:`unstarted`) is
+        accepted with or without ``resume``; :meth:`check_unstarted` then compares the
+        spec. Raises :class:`RunFolderError`.
         """
         self._check_writable()
         existing = self.present()
+        if self.unstarted():
+            return existing
         if resume and not self.checkpoint_path.exists():
             raise RunFolderError(f"cannot resume: {self.checkpoint_path} does not exist (run without --resume first).")
         if existing and not resume and not overwrite:
@@ -151,8 +167,24 @@ class RunFolder:
         return existing
 
     def _check_writable(self) -> None:
-        """The folder, or else the nearest folder above it that exists, must be a writable directory."""
-        base = next(path for path in (self.path, *self.path.parents) if os.path.exists(path))
+        """The folder, or else the nearest folder above it that exists, must be a writable directory; none of
+        the folders up to it may be a symbolic link to nothing, and no name in it may be longer than file systems
+        allow."""
+        too_long = next((part for part in self.path.parts if len(part.encode()) > NAME_MAX), None)
+        if too_long is not None:
+            raise RunFolderError(
+                f"cannot write the run folder {self.path}: it names a folder of {len(too_long.encode()):,} bytes, and "
+                f"file systems allow {NAME_MAX}; choose a shorter name with --out."
+            )
+        missing = list(itertools.takewhile(lambda path: not os.path.exists(path), (self.path, *self.path.parents)))
+        base = self.path.parents[len(missing) - 1] if missing else self.path
+        dangling = next(filter(Path.is_symlink, missing), None)  # a link to nothing: mkdir would say "File exists"
+        if dangling is not None:
+            problem = f"{dangling} is a symbolic link to {os.readlink(dangling)}, which does not exist"
+            raise RunFolderError(
+                f"cannot write the run folder {self.path}: {problem}; create that folder, remove the link, or "
+                "choose another folder with --out."
+            )
         if not base.is_dir():
             problem = f"{base} is a file, not a folder"
         elif not os.access(base, os.W_OK | os.X_OK):
@@ -225,7 +257,7 @@ class RunFolder:
         if not self.spec_path.exists():
             return None
         try:
-            spec = json.loads(self.spec_path.read_text(encoding="utf-8"))
+            spec = parse_json(self.spec_path.read_text(encoding="utf-8"), str(self.spec_path), RunFolderError)
         except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             raise RunFolderError(
                 f"{self.spec_path} cannot be read back ({type(exc).__name__}: {exc}); it was cut short or edited. "
@@ -250,17 +282,31 @@ class RunFolder:
                 f"{', '.join(differences)}; only {' and '.join(MAY_CHANGE_ON_RESUME)} may change."
             )
 
+    def check_unstarted(self, resolved: dict, resume: bool) -> None:
+        """A run that never trained (:meth:`unstarted`) starts again only with its own spec (with ``resume``,
+        :data:`MAY_CHANGE_ON_RESUME` may differ); raises :class:`RunFolderError` naming the differences."""
+        differences = spec_differences(self.read_spec() or {}, resolved, MAY_CHANGE_ON_RESUME if resume else ())
+        if differences:
+            raise RunFolderError(
+                f"{self.path} holds the {self.SPEC} of a run stopped before its first epoch, and its spec differs "
+                f"at {', '.join(differences[:5])}; pass --overwrite to replace it, or choose another folder with --out."
+            )
+
     # ------------------------------------------------------------------ metrics.jsonl
 
     def append_metrics(self, record: dict) -> None:
-        """Add an epoch's line; a line cut short by a crash is dropped on resume (see :meth:`truncate_metrics`)."""
+        """Add an epoch's line, before that epoch's checkpoint is written: a line past the checkpoint (the
+        checkpoint's write failed, or the process was killed between the two) is dropped on resume, and the
+        epoch trained again (see :meth:`truncate_metrics`), so the two never disagree. Raises :class:`OutputError`.
+        """
         try:
             with open(self.metrics_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
         except OSError as exc:
             raise OutputError(
-                f"could not append to {self.metrics_path} ({exc.strerror or exc}); the checkpoint of epoch "
-                f"{record['epoch']} was written, so the run can be resumed once there is room."
+                f"could not append to {self.metrics_path} ({exc.strerror or exc}); {self.checkpoint_path} still "
+                f"holds epoch {record['epoch'] - 1}, so the run can be resumed with --resume once there is room "
+                f"(epoch {record['epoch']} is trained again)."
             ) from None
 
     def read_metrics(self) -> list[dict]:
@@ -283,7 +329,11 @@ class RunFolder:
         return max((int(record["epoch"]) for record in self.read_metrics()), default=0)
 
     def finished(self, epochs: int) -> bool:
-        """Whether the run is over: its model file is written and it trained ``epochs`` epochs, or it was stopped
+        """Whether the run is over and every file of it is there: :meth:`trained`, and its pictures drawn."""
+        return self.trained(epochs) and not self.missing_pictures()
+
+    def trained(self, epochs: int) -> bool:
+        """Whether training is over: its model file is written and it trained ``epochs`` epochs, or it was stopped
         (by a callback) with the model file written after its last checkpoint."""
         if not self.model_path.exists():
             return False

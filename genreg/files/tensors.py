@@ -63,7 +63,7 @@ def unreadable(path: Path, error: Exception) -> ModelFileError:
         try:
             entries = [v for k, v in json.loads(header).items() if k != "__metadata__"]
             needed = 8 + header_size + max((entry["data_offsets"][1] for entry in entries), default=0)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
             needed = 0
         if size < needed:
             why = f"it is truncated: it has {size} of the {needed} bytes its header describes{_CUT}"
@@ -86,6 +86,32 @@ def read_tensors(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tens
             "(a damaged disk or copy, or an edit); restore it from a backup or save it again."
         )
     return metadata, tensors
+
+
+def check_weights(path: Path, tensors: dict[str, torch.Tensor], dtypes: dict[str, torch.dtype]) -> None:
+    """Refuse a tensor whose dtype is not the one ``dtypes`` gives for its name, or that holds NaN or infinity.
+
+    ``dtypes``: what the model being filled holds under each name (names it lacks are not
+    checked here). A checksum cannot catch either: a crafted file carries a valid checksum
+    of NaN weights, so the values themselves are checked. Raises :class:`ModelFileError`
+    naming ``path`` and the tensor.
+    """
+    for name, tensor in tensors.items():
+        expected = dtypes.get(name, tensor.dtype)
+        if tensor.dtype != expected:
+            raise ModelFileError(
+                f"{path}: tensor '{name}' is {_dtype(tensor.dtype)}, but the model holds {_dtype(expected)} there; "
+                "genreg does not convert weights silently, so save them from a model of that dtype."
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(
+                f"{path}: tensor '{name}' holds NaN or infinite values; the weights were saved broken or edited "
+                "afterwards (its checksum cannot tell), so use another model file or train the model again."
+            )
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def under(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -39,8 +39,10 @@ from genreg.data.loading import load_data
 from genreg.data.splits import LABEL, DataInfo, DataSplits
 from genreg.errors import ExtensionError, ModelFileError
 from genreg.files.model_files import model_file, read_metadata, save_model
+from genreg.limits import check_memory
 from genreg.model.conditions import is_continuous
 from genreg.model.generative import GenerativeModel, describe
+from genreg.spec.overrides import parse_json
 from genreg.spec.train import TrainConfig
 from genreg.spec.validate import validate_part
 from genreg.training.distributed import resolve_device
@@ -143,7 +145,18 @@ def _growable(model: GenerativeModel, column: str, count: int) -> nn.Module:
             f"grow without retraining; train the model with an 'embedding' conditioner for '{column}' (its vectors "
             "keep their size as classes are added), or give a plugin conditioner an extend(count) method."
         )
+    _check_room(model, part, column, count)
     return part
+
+
+def _check_room(model: GenerativeModel, part: nn.Module, column: str, count: int) -> None:
+    """Refuse ``count`` new classes whose rows (and the model's copy) would not fit in memory."""
+    per_class = sum(p.numel() * p.element_size() for p in part.parameters()) / max(int(part.num_classes), 1)
+    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    needed = int(model_bytes + 2 * per_class * (int(part.num_classes) + count))  # the copy, the old and new tables
+    check_memory(
+        needed, f"adding {count:,} classes to column '{column}'", "add fewer classes at a time.", ExtensionError
+    )
 
 
 def _grown_info(info: DataInfo, column: str, classes: int) -> DataInfo:
@@ -303,7 +316,7 @@ def read_extension(path: str | Path) -> Extension | None:
     if raw is None:
         return None
     try:
-        return Extension.from_json(json.loads(raw))
+        return Extension.from_json(parse_json(raw, f"{path}: its {EXTENSION} metadata", ModelFileError))
     except (TypeError, ValueError) as exc:
         raise ModelFileError(
             f"{path}: its {EXTENSION} metadata is damaged ({exc}); it was edited after saving."

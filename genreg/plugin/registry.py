@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import difflib
 import fnmatch
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
-from genreg.errors import AssemblyError, PluginError, UnknownComponentError, first_line
+from genreg.errors import AssemblyError, PluginError, UnknownComponentError
 
 KINDS: tuple[str, ...] = (
     "conditioner",
@@ -29,6 +30,8 @@ KINDS: tuple[str, ...] = (
     "schedule",
     "callback",
 )
+#: The kinds whose factories return a ``torch.nn.Module`` (sized before they are built).
+PARTS = ("conditioner", "encoder", "latent", "decoder", "loss")
 #: Earlier names of kinds, still accepted wherever a kind is named (``register``, ``genreg list``).
 KIND_ALIASES = {"lr_schedule": "schedule"}
 
@@ -133,16 +136,21 @@ class Registry:
         return f"unknown {kind} '{name}'.{suggestion} Registered {plural(kind)}: {listing}.{failed}{hint}"
 
     def build(self, kind: str, config: BaseModel, **context: Any) -> Any:
-        """Build the component a validated config names (its ``type``) with ``context``."""
+        """Build the component a validated config names (its ``type``) with ``context``.
+
+        A part (one of :data:`PARTS`) is first built on PyTorch's ``meta`` device, which
+        allocates nothing, to count its bytes: one that does not fit in the memory this
+        process can still allocate is an :class:`AssemblyError` naming the part and the limit.
+        """
         entry = self.get(kind, config.type)  # type: ignore[attr-defined]
+        if kind in PARTS:
+            _check_size(entry, config, context)
         try:
             component = entry.factory(config, **context)
-        except (MemoryError, RuntimeError) as exc:
-            if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
-                raise
+        except MemoryError:
             raise AssemblyError(
-                f"{kind} '{entry.name}' (plugin '{entry.plugin}') is too large to build here: {first_line(exc)}. "
-                "Make it smaller (e.g. latent_dim, hidden sizes, channels)."
+                f"{kind} '{entry.name}' (plugin '{entry.plugin}') ran out of memory while it was built; make it "
+                "smaller (e.g. latent_dim, hidden sizes, channels)."
             ) from None
         with contextlib.suppress(AttributeError):  # what built it, for describe() and saved files; not all take it
             component.genreg_entry = entry
@@ -154,6 +162,24 @@ class Registry:
         if entry is not None:
             return entry
         return next((e for e in self._entries.values() if e.factory is type(component)), None)
+
+
+def _check_size(entry: Entry, config: BaseModel, context: dict[str, Any]) -> None:
+    """Refuse a part whose parameters and buffers would not fit in memory, measured on the ``meta`` device."""
+    import torch
+
+    from genreg.limits import check_memory
+
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the real build below warns, once
+            part = entry.factory(config, **context)
+        tensors = [*part.parameters(), *part.buffers()]
+    except Exception:  # noqa: BLE001 - a factory that cannot build on `meta` is measured by building it for real
+        return
+    needed = sum(t.numel() * t.element_size() for t in tensors)
+    what = f"{entry.kind} '{entry.name}' (plugin '{entry.plugin}')"
+    check_memory(needed, what, "make it smaller (e.g. latent_dim, hidden sizes, channels).", AssemblyError)
 
 
 def canonical_kind(kind: str) -> str:

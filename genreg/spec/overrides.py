@@ -8,39 +8,99 @@ when it holds a list of one (``model.conditioner.num_classes``).
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from genreg.errors import SpecError
+from genreg.errors import GenregError, SpecError
+
+MAX_DEPTH = 100  # levels of lists and objects in any JSON genreg reads (a spec needs about 6)
+MAX_JSON_CHARS = 8_000_000  # a spec file, or one record of a model file's metadata (a few kB in practice)
+MAX_INT = 2**63 - 1  # every integer genreg reads fits in int64, as torch needs
+
+
+class _RefusedError(ValueError):
+    """JSON that parses but that genreg will not read (a key given twice); its message names the problem."""
+
+
+class _HugeInt(str):
+    """An integer literal beyond :data:`MAX_INT`, kept as its text until the walk that names its key."""
+
+
+def parse_json(text: str, where: str, error: type[GenregError] = SpecError) -> Any:
+    """Parse JSON ``text`` read from ``where`` (a file, a ``--set`` key, a model file's record) within bounds.
+
+    Raises ``error`` naming ``where`` for text over :data:`MAX_JSON_CHARS` characters, lists
+    or objects nested over :data:`MAX_DEPTH` levels, an integer beyond int64 (naming its key), or
+    a key given twice in one object; :class:`json.JSONDecodeError` for text that is not JSON.
+    """
+    if len(text) > MAX_JSON_CHARS:
+        raise error(f"{where} holds {len(text):,} characters of JSON; genreg reads at most {MAX_JSON_CHARS:,}.")
+    try:
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_int=_bounded_int)
+    except RecursionError:
+        problem = f"nests lists or objects too deeply (more than {MAX_DEPTH} levels)"
+    except _RefusedError as exc:
+        problem = str(exc)
+    else:
+        problem = _out_of_bounds(value)
+        if not problem:
+            return value
+    raise error(f"{where}: {problem}.")
+
+
+def _bounded_int(text: str) -> int | _HugeInt:
+    """An integer literal as an int, or as a :class:`_HugeInt` beyond int64 (never over Python's digit limit)."""
+    digits = text.lstrip("-")
+    return _HugeInt(text) if len(digits) > 19 or int(digits) > MAX_INT else int(text)
+
+
+def _out_of_bounds(value: Any) -> str:
+    """What is wrong with a parsed value (nesting over :data:`MAX_DEPTH`, an integer beyond int64), or ``""``.
+
+    Walks with a stack rather than recursion, so no value is too deep to be checked.
+    """
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
+    while stack:
+        node, at = stack.pop()
+        if len(at) >= MAX_DEPTH:  # the top level is level 1
+            return f"nests lists or objects too deeply (more than {MAX_DEPTH} levels)"
+        if isinstance(node, _HugeInt):
+            which = f"'{'.'.join(at)}' is an integer of" if at else "the integer has"
+            return f"{which} {len(node.lstrip('-'))} digits; genreg reads integers up to 2**63 - 1 (19 digits)"
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend((item, (*at, str(key))) for key, item in items)
+    return ""
 
 
 def read_json(path: str | Path) -> Any:
-    """Parse a JSON file, with errors that name the file and the position (:class:`SpecError`)."""
+    """Parse a JSON spec file, with errors that name the file and the position (:class:`SpecError`).
+
+    The file is read within :func:`parse_json`'s bounds (size, depth, integers), so no file
+    ends in a RecursionError, a MemoryError or an integer-conversion error.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as handle:
+            text = handle.read(MAX_JSON_CHARS + 1)
     except OSError as exc:
         raise SpecError(f"cannot read spec file {path}: {exc.strerror or exc}.") from None
     except UnicodeDecodeError:
         raise SpecError(f"{path} is not a text (UTF-8) file; a spec is a JSON document.") from None
     try:
-        return json.loads(text, object_pairs_hook=functools.partial(_unique_keys, path))
+        return parse_json(text, str(path))
     except json.JSONDecodeError as exc:
         raise SpecError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
-    except RecursionError:
-        raise SpecError(f"{path} nests lists or objects too deeply to be a spec.") from None
 
 
-def _unique_keys(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object, refusing a key given twice (JSON would silently keep the last)."""
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
-            raise SpecError(
-                f"{path}: the key {key!r} is given twice in one object; JSON keeps only the last, so give it once."
+            raise _RefusedError(
+                f"the key {key!r} is given twice in one object; JSON keeps only the last, so give it once"
             )
         seen[key] = value
     return seen
@@ -66,8 +126,10 @@ def apply_overrides(raw: Any, overrides: Sequence[str], one_or_more: Collection[
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=3.")
+        if key.count(".") >= MAX_DEPTH:
+            raise SpecError(f"--set {key[:200]}...: a key has at most {MAX_DEPTH} parts.")
         try:
-            value = json.loads(text)
+            value = parse_json(text, f"--set {key}")
         except json.JSONDecodeError:
             value = text
         _set_path(raw, key, value, one_or_more)

@@ -58,9 +58,9 @@ def train(
 ) -> TrainResult:
     """Train ``model`` on ``data`` with the settings of ``config``.
 
-    With ``run_dir``, each epoch appends its record to ``metrics.jsonl`` and replaces
+    With ``run_dir``, each epoch appends its record to ``metrics.jsonl``, then replaces
     ``checkpoint.safetensors`` (recording ``spec``); ``resume`` continues from that
-    checkpoint. ``callbacks`` (see :mod:`genreg.training.callbacks`) default to those
+    checkpoint, dropping records past it. ``callbacks`` (see :mod:`genreg.training.callbacks`) default to those
     ``config.callbacks`` names. A record is ``{"epoch", "train": {...}, "test": {...},
     "lr", "seconds"}``, the losses in nats per image.
 
@@ -186,9 +186,9 @@ class Loop:
         state.step = steps.count  # what callbacks see at the epoch's end, with or without an on_step hook
         state.end_epoch(record)
         self.show_epoch(epoch, record)
-        if self.writing_to is not None:
-            save_checkpoint(self.writing_to.checkpoint_path, self.model, self.optimizer, epoch + 1, state.spec or None)
+        if self.writing_to is not None:  # the record first: one past the checkpoint is dropped on resume
             self.writing_to.append_metrics(record)
+            save_checkpoint(self.writing_to.checkpoint_path, self.model, self.optimizer, epoch + 1, state.spec or None)
             self.hooks.call("on_checkpoint", self.writing_to.checkpoint_path)
         self.hooks.call("on_epoch_end")
         return record

@@ -15,11 +15,11 @@ import torch
 from genreg.data.loading import load_data
 from genreg.data.splits import DataSplits
 from genreg.errors import AssemblyError, RunFolderError
-from genreg.files.model_files import CHECKPOINT_FORMAT, read_metadata, save_model
+from genreg.files.model_files import CHECKPOINT_FORMAT, load_model, read_metadata, save_model
 from genreg.files.run_folder import RunFolder
 from genreg.model.assembly import build_model
 from genreg.model.generative import GenerativeModel
-from genreg.training import distributed
+from genreg.training import distributed, signals
 from genreg.training.callbacks import RunView, build_callbacks
 from genreg.training.loop import learning_rate_schedule, train
 from genreg.viz.figures import save_figure
@@ -86,19 +86,37 @@ class RunOutputs:
     """The callback that writes the run folder's model file and pictures when training ends.
 
     The runner puts it first, so every other callback's ``on_run_end`` finds them written.
+    A signal meanwhile waits until they are (see :func:`~genreg.training.signals.deferred`).
     """
 
     def __init__(self, folder: RunFolder, seed: int) -> None:
         self.folder, self.seed = folder, seed
 
     def on_run_end(self, run: RunView) -> None:
-        model, resolved = run.model, run.spec
-        save_model(model, self.folder.model_path, spec=resolved)
+        with signals.deferred():
+            save_model(run.model, self.folder.model_path, spec=run.spec)
+            self.draw(run.model, run.data, self.folder.PICTURES)
+
+    def draw(self, model: GenerativeModel, data: DataSplits, names: tuple[str, ...] | list[str]) -> None:
+        """Draw the pictures ``names`` (of :data:`RunFolder.PICTURES`) of ``model``; each is written atomically."""
         with model.evaluating():
-            torch.manual_seed(self.seed)
-            save_figure(samples_figure(model), self.folder.samples_path)  # pictures are written atomically
-            title = f"{resolved['model']['type']}: test-set latent means by class"
-            save_figure(latent_scatter_figure(model, run.data.test, title=title), self.folder.latent_path)
+            if RunFolder.SAMPLES in names:
+                torch.manual_seed(self.seed)
+                save_figure(samples_figure(model), self.folder.samples_path)
+            if RunFolder.LATENT in names:
+                title = f"{model.spec['type']}: test-set latent means by class"
+                save_figure(latent_scatter_figure(model, data.test, title=title), self.folder.latent_path)
+
+
+def draw_missing_pictures(spec: Any, folder: str | Path) -> list[str]:
+    """Draw the pictures a trained run in ``folder`` lacks (killed after writing its model file) from that
+    model file, as the run would have drawn them; returns their names."""
+    folder = RunFolder(folder)
+    with folder.locked():
+        missing = folder.missing_pictures()
+        if missing:
+            RunOutputs(folder, spec.seed).draw(load_model(folder.model_path), load_data(spec.data), missing)
+    return missing
 
 
 class Replaced:
@@ -125,9 +143,29 @@ def run(
     :class:`~genreg.errors.RunFolderError` for a folder that holds another run (without
     ``resume`` or ``overwrite``), is being written by another process, cannot be
     written, or cannot be resumed with this spec (another spec, or fewer epochs than
-    it has trained), and whatever validation, data loading or training raises.
+    it has trained), and whatever validation, data loading or training raises. A
+    folder holding only a ``spec.json`` (a run stopped before its first checkpoint)
+    starts again from epoch 1, with or without ``resume``, if the spec is the same.
+    SIGINT or SIGTERM at any moment raise :class:`~genreg.errors.TrainingInterruptedError`
+    saying what the folder holds (see :mod:`genreg.training.signals`).
     """
-    folder = RunFolder(folder)
+    folder, written = RunFolder(folder), Written(kept=not overwrite)  # an overwrite keeps the old run until written
+    with signals.raised():
+        try:
+            return _run(spec, folder, resume, overwrite, progress, written)
+        except signals.Stopped as stop:
+            raise signals.stopped(stop.signum, folder.path if written.kept else None) from None
+
+
+@dataclass
+class Written:
+    """Whether the run folder holds this run (not one it replaces, or put back), for the message of a signal."""
+
+    kept: bool
+
+
+def _run(spec: Any, folder: RunFolder, resume: bool, overwrite: bool, progress: bool, written: Written) -> RunResult:
+    """:func:`run`, its signals aside."""
     main = distributed.world().main  # under torchrun only rank 0 touches the folder; every rank trains
     if main:
         folder.check(resume, overwrite)  # mistakes that cost nothing to find, before any data is loaded
@@ -136,6 +174,9 @@ def run(
         return _train(spec, ready, folder, resume, progress, [])
     with folder.locked():
         existing = folder.check(resume, overwrite)  # again, now that no other process can change it
+        if folder.unstarted() and not overwrite:  # stopped before its first checkpoint: it starts again
+            folder.check_unstarted(ready.resolved, resume)
+            resume, existing = False, []
         if resume:
             folder.check_resumable(ready.resolved)
             check_epochs(folder, spec.train.epochs)
@@ -144,10 +185,13 @@ def run(
         aside = folder.set_aside(replaced)
         replacing = Replaced(folder, aside)
         try:
+            written.kept = True
             folder.write_spec(ready.resolved)
             return _train(spec, ready, folder, resume, progress, [replacing, RunOutputs(folder, spec.seed)])
         finally:
-            folder.restore(replacing.aside)  # set aside and still there: the new run never got under way
+            if replacing.aside is not None:  # set aside and still there: the new run never got under way
+                written.kept = False
+                folder.restore(replacing.aside)
 
 
 def check_epochs(folder: RunFolder, epochs: int) -> None:

@@ -1,13 +1,12 @@
 """``genreg sweep``: one spec trained over a grid of settings, a run folder each, then compared.
 
-A sweep is a loop over ``genreg run`` that is safe to start again. Every
-combination is validated whole (spec, data, model, callbacks, device) before the
-first one trains, so a bad value in the last combination cannot surface hours in.
-Each run folder is named by its settings, so rerunning the same command skips the
-finished runs, resumes an interrupted one from its checkpoint and trains the rest;
-a folder holding a run of another spec is refused, never replaced. With
-``--jobs N`` the runs go N at a time in ``genreg run`` subprocesses, each with its
-share of the CPU threads and, when there are GPUs, one of them in turn.
+A sweep is a loop over ``genreg run`` that is safe to start again. Every combination is validated whole
+(spec, data, model, callbacks, device) before the first one trains, so a bad value in the last combination
+cannot surface hours in. Each run folder is named by its settings, so rerunning the same command skips the
+finished runs, draws the pictures a run killed after its model file lacks, resumes an interrupted one from its
+checkpoint and trains the rest; a folder holding a run of another spec is refused, never replaced. With
+``--jobs N`` the runs go N at a time in ``genreg run`` subprocesses, each with its share of the CPU threads
+and, when there are GPUs, one of them in turn; a signal is passed on to them, and the sweep waits for them.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import itertools
 import json
 import os
 import re
-import signal
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -34,10 +33,11 @@ from genreg.plugin.registry import closest
 from genreg.spec.builder import builder_for
 from genreg.spec.overrides import one_item
 from genreg.spec.validate import load_spec
-from genreg.training.runner import prepare, run
+from genreg.training import signals
+from genreg.training.runner import draw_missing_pictures, prepare, run
 
 IW_SAMPLES = 100  # per image for the IWAE bound: every run is evaluated, so fewer than `genreg compare`'s 1000
-TRAIN, RESTART, RESUME, FINISHED = "train", "restart", "resume", "finished"
+TRAIN, RESTART, RESUME, DRAW, FINISHED = "train", "restart", "resume", "draw", "finished"
 DONE = {TRAIN: "trained", RESTART: "trained", RESUME: "resumed"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-\[\],]+")  # what a folder name may not hold on some file system
 _MAX_NAME = 200  # bytes: file systems refuse names over 255
@@ -183,7 +183,8 @@ def plan(spec_file: str, sets: Sequence[str], axes: Sequence[Axis], out: Path, b
 
 
 def state_of(folder: Path, resolved: dict) -> str:
-    """FINISHED, RESUME (a checkpoint), RESTART (this spec's run that has no checkpoint yet) or TRAIN (empty).
+    """FINISHED, DRAW (trained, pictures missing), RESUME (a checkpoint), RESTART (this spec's run that has no
+    checkpoint yet) or TRAIN (empty).
 
     A folder holding a run of another spec, or run files without a spec, is
     refused: the sweep never replaces what it did not write.
@@ -199,8 +200,8 @@ def state_of(folder: Path, resolved: dict) -> str:
             f"{folder} holds {what}; the sweep does not replace it. Move or delete that folder, or choose another "
             "sweep folder with --out."
         )
-    if run_folder.finished(resolved["train"]["epochs"]):
-        return FINISHED
+    if run_folder.trained(resolved["train"]["epochs"]):
+        return DRAW if run_folder.missing_pictures() else FINISHED
     return RESUME if run_folder.checkpoint_path.exists() else RESTART
 
 
@@ -219,31 +220,35 @@ Echo = Callable[[str], None]
 def run_in_process(combinations: Sequence[Combination], progress: bool, echo: Echo) -> dict[str, str]:
     """Train the combinations one after another in this process; returns the failed ones' errors by name.
 
-    A failing run (a diverging learning rate, say) does not stop the others; a
-    signal (Ctrl-C) stops the sweep, leaving the run under way resumable.
+    A failing run (a diverging learning rate, say) does not stop the others; a signal
+    stops the sweep (:class:`~genreg.training.signals.Stopped`), leaving the run under way resumable.
     """
     failures = {}
     for i, combination in enumerate(combinations, 1):
         where = f"[{i}/{len(combinations)}] {combination.name}"
-        if combination.state == FINISHED:
-            echo(f"{where}: skipped (finished)")
+        if skip(combination, where, echo):
             continue
         try:
-            run(
-                combination.spec,
-                combination.folder,
-                resume=combination.state == RESUME,
-                overwrite=combination.state == RESTART,
-                progress=progress,
-            )
+            resume, overwrite = combination.state == RESUME, combination.state == RESTART
+            run(combination.spec, combination.folder, resume=resume, overwrite=overwrite, progress=progress)
         except TrainingInterruptedError as exc:
-            raise SweepError(f"{exc} Or run the same sweep again: it resumes this run.", exc.exit_code) from None
+            raise signals.Stopped(exc.exit_code - 128) from None
         except GenregError as exc:
             failures[combination.name] = str(exc)
             echo(f"{where}: FAILED: {exc}")
             continue
         echo(f"{where}: {DONE[combination.state]}, {result_line(combination)}")
     return failures
+
+
+def skip(combination: Combination, where: str, echo: Echo) -> bool:
+    """Whether ``combination`` is finished, or trained but lacks pictures (then drawn from its model file)."""
+    if combination.state == DRAW:
+        drawn = draw_missing_pictures(combination.spec, combination.folder)
+        echo(f"{where}: finished; {', '.join(drawn) or 'its pictures'} drawn again from its model file")
+    elif combination.state == FINISHED:
+        echo(f"{where}: skipped (finished)")
+    return combination.state in (DRAW, FINISHED)
 
 
 def run_in_subprocesses(
@@ -254,14 +259,11 @@ def run_in_subprocesses(
 
     Each job gets ``OMP_NUM_THREADS`` = the CPUs over ``jobs``, so the jobs do not
     fight over cores; with GPUs, job slot k gets GPU k mod (their number) through
-    ``CUDA_VISIBLE_DEVICES``. Ctrl-C is passed on once to every job, which keeps
-    its checkpoint.
+    ``CUDA_VISIBLE_DEVICES``. SIGINT or SIGTERM (:class:`~genreg.training.signals.Stopped`)
+    is passed on once to every job, which keeps its checkpoint; the sweep waits for them, then raises it on.
     """
     where = {c.name: f"[{i}/{len(combinations)}] {c.name}" for i, c in enumerate(combinations, 1)}
-    for combination in combinations:
-        if combination.state == FINISHED:
-            echo(f"{where[combination.name]}: skipped (finished)")
-    todo = [c for c in combinations if c.state != FINISHED]
+    todo = [c for c in combinations if not skip(c, where[c.name], echo)]
     cpus, gpus = _cpu_count(), _visible_gpus()
     running: dict[int, tuple[Combination, subprocess.Popen, Any]] = {}
     failures: dict[str, str] = {}
@@ -270,21 +272,20 @@ def run_in_subprocesses(
             for slot in [s for s in range(jobs) if s not in running][: len(todo)]:
                 combination = todo.pop(0)
                 env = {**os.environ, **job_env(slot, jobs, cpus, gpus)}
-                running[slot] = (combination, *_start(combination, spec_file, sets, env))
+                with signals.deferred():  # a job started is a job known, to pass a signal on to
+                    running[slot] = (combination, *_start(combination, spec_file, sets, env))
             time.sleep(0.1)
             for slot, (combination, process, stderr) in list(running.items()):
                 if process.poll() is not None:
                     del running[slot]
                     _report(combination, process.returncode, stderr, where[combination.name], failures, echo)
-    except KeyboardInterrupt:
+    except signals.Stopped as stop:
         for _, process, _ in running.values():
-            process.send_signal(signal.SIGINT)
-        for _, process, _ in running.values():
+            process.send_signal(stop.signum)
+        for _, process, stderr in running.values():
             process.wait()
-        raise SweepError(
-            "sweep interrupted; the runs under way kept their checkpoints. Run the same sweep again to resume them.",
-            130,
-        ) from None
+            stderr.close()
+        raise
     return failures
 
 
@@ -347,37 +348,53 @@ def sweep(
 ) -> list[Path]:
     """Train ``spec_file`` at every combination of the ``grids`` values, one run folder each, then compare them.
 
-    Every combination is validated before the first trains; finished runs are
-    skipped and interrupted ones resumed. The table goes to ``echo`` and to
-    ``OUT/compare.md``, the picture to ``OUT/compare.png``. Returns the run folders
-    that trained. Raises :class:`SweepError` for a bad grid, an invalid combination,
-    a folder of another spec, or runs that failed (after the others finished).
+    Every combination is validated before the first trains; finished runs are skipped and interrupted ones
+    resumed. The table goes to ``echo`` and to ``OUT/compare.md``, the picture to ``OUT/compare.png``. Returns
+    the run folders that trained. Raises :class:`SweepError` for a bad grid, an invalid combination, a folder of
+    another spec, runs that failed (after the others finished), or a signal (exit code 128 + its number).
     """
     from genreg.evaluation.report import compare_runs
 
-    axes = parse_grid(grids)
-    with warnings.catch_warnings():  # each combination's validation warns about what still holds with its values
-        warnings.simplefilter("ignore")
-        base = load_spec(spec_file, sets)
-    folder = Path(out or Path("runs") / f"{base.name or Path(spec_file).stem}-sweep")
-    combinations = plan(spec_file, sets, axes, folder, base)
-    n, n_finished, n_resume = len(combinations), *(sum(c.state == s for c in combinations) for s in (FINISHED, RESUME))
-    echo(
-        f"sweep of {n} run{'s' if n != 1 else ''} in {folder}: {n_finished} finished, {n_resume} to resume, "
-        f"{n - n_finished - n_resume} to train" + (f", {jobs} at a time in subprocesses" if jobs > 1 else "")
-    )
-    if jobs > 1:
-        failures = run_in_subprocesses(combinations, spec_file, sets, jobs, echo)
-    else:
-        failures = run_in_process(combinations, progress, echo)
-    done = [c.folder for c in combinations if c.name not in failures]
-    if done:
-        table, written = compare_runs(done, folder / "compare.png", folder / "compare.md", iw_samples)
-        echo(table)
-        echo("wrote " + ", ".join(map(str, written)))
+    combinations: list[Combination] = []  # filled in once planned, for the message of a signal
+    with signals.raised():
+        try:
+            folder = _plan_into(combinations, spec_file, grids, sets, out)
+            n, n_resume = len(combinations), sum(c.state == RESUME for c in combinations)
+            n_finished = sum(c.state in (FINISHED, DRAW) for c in combinations)
+            echo(
+                f"sweep of {n} run{'s' if n != 1 else ''} in {folder}: {n_finished} finished, {n_resume} to resume, "
+                f"{n - n_finished - n_resume} to train" + (f", {jobs} at a time in subprocesses" if jobs > 1 else "")
+            )
+            if jobs > 1:
+                failures = run_in_subprocesses(combinations, spec_file, sets, jobs, echo)
+            else:
+                failures = run_in_process(combinations, progress, echo)
+            done = [c.folder for c in combinations if c.name not in failures]
+            if done:
+                table, written = compare_runs(done, folder / "compare.png", folder / "compare.md", iw_samples)
+                echo(table + "\nwrote " + ", ".join(map(str, written)))
+        except signals.Stopped as stop:  # say which runs are finished, which resumable, and how to go on
+            words = ["genreg", "sweep", spec_file, *(w for g in grids for w in ("--grid", g))]
+            words += [*(w for s in sets for w in ("--set", s)), *(["--out", str(out)] if out else [])]
+            command = shlex.join(words + (["--jobs", str(jobs)] if jobs > 1 else []))
+            runs = [(c.name, RunFolder(c.folder), c.spec.train.epochs) for c in combinations]
+            raise SweepError(signals.sweep_stopped(stop.signum, runs, command), 128 + stop.signum) from None
     if failures:
         raise SweepError(
             f"{len(failures)} of {n} runs failed: {', '.join(failures)} (see above). Fix the cause "
             "and run the same sweep again: finished runs are skipped."
         )
     return done
+
+
+def _plan_into(
+    combinations: list[Combination], spec_file: str, grids: Sequence[str], sets: Sequence[str], out: Any
+) -> Path:
+    """Plan the sweep (see :func:`plan`) into ``combinations``; returns the sweep folder."""
+    axes = parse_grid(grids)
+    with warnings.catch_warnings():  # each combination's validation warns about what still holds with its values
+        warnings.simplefilter("ignore")
+        base = load_spec(spec_file, sets)
+    folder = Path(out or Path("runs") / f"{base.name or Path(spec_file).stem}-sweep")
+    combinations.extend(plan(spec_file, sets, axes, folder, base))
+    return folder

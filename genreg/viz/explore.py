@@ -18,7 +18,7 @@ from genreg.data.splits import LABEL, Split
 from genreg.errors import ConditionError, UsageError
 from genreg.model.conditions import Conditions
 from genreg.model.generative import GenerativeModel
-from genreg.viz.figures import grid_figure
+from genreg.viz.figures import check_grid, grid_figure
 from genreg.viz.samples import Value, value_label
 
 #: The manifold spans these prior probabilities: the ends are left out because Phi^-1(0) and
@@ -59,6 +59,7 @@ def manifold_figure(model: GenerativeModel, n: int = 15, fixed: Mapping[str, Val
     classes = model.conditioner.num_classes if model.conditional else None
     if classes is not None and LABEL not in fixed:
         raise UsageError(f"this model is conditional: pass --label with a class in 0..{classes - 1}.")
+    check_grid(n, n, model.data_info.image_shape)
     z = manifold_latents(n).to(model.device)
     condition = model.checked(model.conditioner.constant(len(z), fixed)) if model.conditional else None
     with model.evaluating():
@@ -97,6 +98,7 @@ def interpolation_figure(
                 f"image index {name}={index} is out of range: the split has {size} images (0..{size - 1})."
             )
     refuse_unread(model, fixed or {})
+    check_grid(1, steps + 2, model.data_info.image_shape)
     x = split.images[[a, b]].to(model.device)
     condition = model.condition_of(split, torch.tensor([a, b]))
     with model.evaluating():
@@ -148,6 +150,7 @@ def transfer_figure(
     """
     if not model.conditional:
         raise UsageError("transfer decodes under another condition: this model is not conditional.")
+    check_grid(min(n, len(split)), len(headers) + 1, model.data_info.image_shape)
     chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
     x = split.images[chosen].to(model.device)
     condition = model.condition_of(split, chosen)

@@ -14,9 +14,11 @@ from typing import Any
 import torch
 
 from genreg.errors import UsageError
-from genreg.files.atomic import atomic_write
+from genreg.files.atomic import atomic_write, check_writable
+from genreg.limits import check_memory
 
 DPI = 100  # pixels per inch of every saved or rendered picture
+MAX_PIXELS = 2**16 - 1  # matplotlib's Agg draws no picture wider or taller than this
 
 
 def pyplot() -> Any:
@@ -42,7 +44,7 @@ def grid_figure(
     """
     plt = pyplot()
     rows = math.ceil(images.shape[0] / ncol)
-    fig, ax = plt.subplots(figsize=(ncol * 0.6 + 0.6, rows * 0.6 + 0.3))
+    fig, ax = plt.subplots(figsize=_grid_inches(rows, ncol))
     show_grid(ax, images, ncol)
     height, width = images.shape[2:]
     ax.set_xticks([])
@@ -58,6 +60,33 @@ def grid_figure(
         spine.set_visible(False)
     fig.tight_layout(pad=0.2)
     return fig
+
+
+def _grid_inches(rows: int, columns: int) -> tuple[float, float]:
+    """The (width, height) in inches of :func:`grid_figure`'s picture of ``rows`` x ``columns`` images."""
+    return columns * 0.6 + 0.6, rows * 0.6 + 0.3
+
+
+def check_grid(rows: int, columns: int, image_shape: tuple[int, ...]) -> None:
+    """Refuse, before any image is decoded, a :func:`grid_figure` of ``rows`` x ``columns`` images of
+    ``image_shape`` (C, H, W) that cannot be drawn here.
+
+    Raises :class:`UsageError` naming the limit: a picture more than :data:`MAX_PIXELS` wide or tall
+    (matplotlib's own limit), or one whose images and pixels need more memory than this process can
+    still allocate (see :func:`genreg.limits.available_memory`).
+    """
+    width, height = _grid_inches(rows, columns)
+    grid = f"a picture of {rows:,} x {columns:,} images"
+    if max(width, height) * DPI > MAX_PIXELS:
+        most = int((MAX_PIXELS / DPI - 0.6) / 0.6)
+        raise UsageError(
+            f"{grid} would be {width * DPI:,.0f} x {height * DPI:,.0f} pixels, but a picture can be at most "
+            f"{MAX_PIXELS:,} pixels on a side: at most {most:,} images per row or column; ask for fewer."
+        )
+    channels, h, w = image_shape
+    decoded = 8 * rows * columns * channels * h * w * 4  # float32 decoder outputs, their copies and activations
+    drawn = 3 * 4 * rows * (h + 2) * columns * (w + 2) + 4 * round(width * DPI) * round(height * DPI)
+    check_memory(decoded + drawn, grid, "ask for fewer images.", UsageError)
 
 
 def show_grid(ax: Any, images: torch.Tensor, ncol: int) -> None:
@@ -76,15 +105,18 @@ def picture_formats() -> list[str]:
 
 
 def check_picture_path(path: str | Path, option: str = "-o") -> Path:
-    """``path`` if its extension names a picture format; else a :class:`UsageError` listing them. Check it
-    before the work that draws the picture."""
-    path = Path(path)
+    """``path`` if its extension names a picture format and its folder can be written now; check it before the
+    work that draws the picture. Raises :class:`UsageError` listing the formats, or
+    :class:`~genreg.errors.OutputError` for a folder that cannot be written."""
+    given, path = str(path), Path(path)
+    if not path.name:  # "" or ".": no file named
+        raise UsageError(f"{option} {given!r} names no file; give a picture file such as samples.png.")
     if path.suffix.lower().lstrip(".") not in picture_formats():
         raise UsageError(
             f"{option} {path}: a picture is written in the format its extension names, and "
             f"'{path.suffix or '(none)'}' is none of {', '.join(picture_formats())}; e.g. {path.with_suffix('.png')}."
         )
-    return path
+    return check_writable(path, option)
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:

@@ -16,7 +16,7 @@ import torch
 from genreg.data.splits import LABEL, Split
 from genreg.model.conditions import Conditions, default_value, is_continuous
 from genreg.model.generative import GenerativeModel
-from genreg.viz.figures import grid_figure
+from genreg.viz.figures import check_grid, grid_figure
 
 Value = int | float  # one condition value: a class index or a continuous quantity
 
@@ -98,7 +98,10 @@ def row_label(row: Mapping[str, Value]) -> str:
 
 def samples_figure(model: GenerativeModel, n: int = 8, fixed: Mapping[str, Value] | None = None) -> Any:
     """The sample grid: n x n draws for an unconditional model; for a conditional one, :func:`sample_images`'
-    grid, labelled. Raises :class:`~genreg.errors.ConditionError` for a ``fixed`` value the model does not read."""
+    grid, labelled. Raises :class:`~genreg.errors.ConditionError` for a ``fixed`` value the model does not read,
+    :class:`~genreg.errors.UsageError` for a grid too large to draw (see :func:`check_grid`)."""
+    rows = len(grid_conditions(model.conditioner, 1, fixed or {}).rows) if model.conditional else n
+    check_grid(rows, n, model.data_info.image_shape)
     images, rows, columns = sample_images(model, n if model.conditional else n * n, fixed)
     return grid_figure(images, ncol=n, row_labels=rows, column_labels=columns)
 
@@ -109,6 +112,7 @@ def reconstructions_figure(model: GenerativeModel, split: Split, n: int = 8) -> 
     The images are spread evenly over the split rather than its first ``n``, so a
     split stored class by class (as the bundled sample is) shows several classes.
     """
+    check_grid(2, min(n, len(split)), model.data_info.image_shape)
     index = torch.linspace(0, len(split) - 1, min(n, len(split))).round().long()
     x = split.images[index].to(model.device)
     with model.evaluating():

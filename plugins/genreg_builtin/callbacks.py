@@ -21,6 +21,7 @@ from genreg.errors import ModelFileError, RunFolderError
 from genreg.files.model_files import read_metadata, save_model
 from genreg.files.run_folder import RunFolder
 from genreg.model.generative import GenerativeModel
+from genreg.spec.overrides import parse_json
 from genreg.training.callbacks import RunView, check_metric, metric_value
 
 BEST = "genreg.best"  # the metadata key of a best-checkpoint file: {"epoch", "metric", "mode", "value"}
@@ -182,7 +183,7 @@ def read_best(path: str | Path) -> dict | None:
     if raw is None:
         return None
     try:
-        best = json.loads(raw)
+        best = parse_json(raw, f"{path}: its {BEST} metadata", ModelFileError)
         if not isinstance(best, dict):
             raise ValueError("not a JSON object")
     except ValueError as exc:

@@ -11,16 +11,20 @@ handwritten digits by Yann LeCun and Corinna Cortes, licensed under CC BY-SA 3.0
 
 from __future__ import annotations
 
+import math
 import zipfile
+import zlib
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.lib import format as npy
 from pydantic import Field, field_validator
 
 from genreg.data import DatasetConfig, DataSplits, Split, as_split, finish
 from genreg.errors import DataError, first_line
+from genreg.limits import check_memory, gb
 
 __all__ = [
     "MnistSampleConfig",
@@ -211,35 +215,94 @@ class NpzConfig(DatasetConfig):
         return None if path is None else str(Path(path).expanduser().absolute())
 
 
-def _read_npz(path: str, config: NpzConfig) -> Split:
-    """Read and check one ``.npz`` file; every error names ``path``.
+# The .npy versions numpy writes; 3.0 differs from 2.0 only in encoding the header as utf-8 (for field names).
+_HEADER_READERS = {
+    (1, 0): npy.read_array_header_1_0,
+    (2, 0): npy.read_array_header_2_0,
+    (3, 0): npy.read_array_header_2_0,
+}
+# What reading a damaged archive raises: zipfile's and zlib's errors, numpy's ValueErrors, an encrypted member's
+# RuntimeError, an unknown compression's NotImplementedError.
+_UNREADABLE = (OSError, ValueError, EOFError, RuntimeError, NotImplementedError, zlib.error, zipfile.BadZipFile)
 
-    A ``.npz`` is a zip archive, so the zip check up front gives a plain message for
-    the common mistakes (a ``.npy``, a CSV) instead of numpy's pickle warning.
+
+def _read_npz(path: str, config: NpzConfig) -> Split:
+    """Read and check one ``.npz`` file; every error is a :class:`DataError` naming ``path``.
+
+    A ``.npz`` is a zip archive of ``.npy`` members, so the zip check up front gives a plain message for the
+    common mistakes (a ``.npy``, a CSV); every array's header is read before any data, so an array that claims
+    more bytes than the file or the machine holds is refused before anything allocates it.
     """
     if not Path(path).is_file():
         raise DataError(f"{path}: file not found (working folder: {Path.cwd()}).")
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a .npz archive; save images and labels with numpy.savez(_compressed).")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with zipfile.ZipFile(path) as archive:
             images, labels, columns = _arrays(archive, path, config)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except MemoryError as error:
+        raise DataError(f"{path}: too large to load into this machine's memory ({first_line(error)}).") from None
+    except _UNREADABLE as error:
         raise DataError(f"{path}: not a valid .npz file ({first_line(error)}).") from error
-    return as_split(images, labels, path, columns)
+    return as_split(images, labels, path, columns, keys=(config.images_key, config.labels_key))
 
 
 def _arrays(
-    archive: np.lib.npyio.NpzFile, path: str, config: NpzConfig
+    archive: zipfile.ZipFile, path: str, config: NpzConfig
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """The images, labels and column arrays of an open archive, or a :class:`DataError` listing the keys present."""
-    wanted = [(config.images_key, "images_key"), (config.labels_key, "labels_key")]
-    for key, option in [*wanted, *((name, "columns") for name in config.columns)]:
-        if key not in archive.files:
-            present = ", ".join(repr(name) for name in archive.files) or "none"
+    """The images, labels and column arrays of an open archive, every header checked before any data is read.
+
+    Raises :class:`DataError` listing the arrays present when one is missing, or naming the array whose
+    header is damaged or claims more than the file or this machine's memory holds.
+    """
+    names = archive.namelist()
+    members = {}
+    for key, option in [(config.images_key, "images_key"), (config.labels_key, "labels_key")] + [
+        (name, "columns") for name in config.columns
+    ]:
+        members[key] = next((name for name in (key, f"{key}.npy") if name in names), None)
+        if members[key] is None:
+            present = ", ".join(repr(name.removesuffix(".npy")) for name in names) or "none"
             raise DataError(f"{path}: no array named '{key}' (named in `{option}`); arrays present: {present}.")
-    columns = {name: archive[name] for name in config.columns}
-    return archive[config.images_key], archive[config.labels_key], columns
+    needed = sum(_claimed_bytes(archive, member, key, path) for key, member in members.items())
+    what = f"{path}: loading the arrays {', '.join(map(repr, members))}"
+    check_memory(needed, what, "use a smaller file or a machine with more memory.", DataError)
+    arrays = {}
+    for key, member in members.items():
+        with archive.open(member) as stream:
+            arrays[key] = npy.read_array(stream, allow_pickle=False)
+    return arrays[config.images_key], arrays[config.labels_key], {name: arrays[name] for name in config.columns}
+
+
+def _claimed_bytes(archive: zipfile.ZipFile, member: str, key: str, path: str) -> int:
+    """The bytes the ``.npy`` header of ``member`` claims for its data, checked against what the member holds.
+
+    Raises :class:`DataError` naming ``path`` and the array ``key`` for a header that is not one, an array of
+    Python objects (never unpickled), a negative size, or more data claimed than the member holds.
+    """
+    with archive.open(member) as stream:
+        try:
+            version = npy.read_magic(stream)
+            if version not in _HEADER_READERS:
+                raise ValueError(f".npy format version {version[0]}.{version[1]} is not one numpy writes")
+            shape, _, dtype = _HEADER_READERS[version](stream)
+        except (ValueError, TypeError, SyntaxError) as error:
+            raise DataError(f"{path}: array '{key}' is not a valid .npy array ({first_line(error)}).") from None
+        offset = stream.tell()
+    if dtype.hasobject:
+        raise DataError(
+            f"{path}: array '{key}' holds Python objects (dtype {dtype}), which genreg never unpickles; "
+            "save it as numbers (integers, floats or booleans)."
+        )
+    if any(size < 0 for size in shape):
+        raise DataError(f"{path}: array '{key}' claims a negative shape {shape}; the file is damaged.")
+    claimed, held = math.prod(shape) * dtype.itemsize, archive.getinfo(member).file_size - offset
+    if claimed > held:
+        raise DataError(
+            f"{path}: array '{key}' claims shape {shape} of {dtype} ({gb(claimed)}), but the file holds only "
+            f"{gb(held)} for it: it is truncated or damaged; save it again."
+        )
+    return claimed
 
 
 def load_npz(config: NpzConfig) -> DataSplits:

@@ -14,8 +14,10 @@ import torch
 from click.testing import CliRunner
 
 import genreg
+from genreg import limits
 from genreg.cli import cli
 from genreg.errors import DataError
+from genreg_builtin import datasets
 from genreg_builtin.datasets import (
     MnistSampleConfig,
     NpzConfig,
@@ -25,6 +27,7 @@ from genreg_builtin.datasets import (
     load_mnist_sample,
     load_npz,
 )
+from tests.helpers import npy_bytes, npy_header, zip_npz
 
 # --------------------------------------------------------------------------- mnist-sample
 
@@ -300,6 +303,54 @@ def test_npz_threshold_binarize(tmp_path):
     assert data.train.images[0, 0].tolist() == [[0.0, 0.0], [1.0, 1.0]]
 
 
+# Case 19 of issue 15: an npz whose header claims 2**31 images was allocated before anything checked it, and
+# the failed allocation blamed latent_dim; every header is now read first, and each problem names the array.
+
+LABELS = npy_bytes(np.arange(4) % 2)
+
+
+@pytest.mark.parametrize(
+    ("images", "says"),
+    [
+        (npy_header((2**31, 28, 28)) + bytes(100), "array 'images' claims shape (2147483648, 28, 28) of uint8 "
+         "(1.7 TB), but the file holds only 100 bytes for it: it is truncated or damaged"),
+        (npy_header((-4, 2, 2)), "array 'images' claims a negative shape (-4, 2, 2); the file is damaged"),
+        (b"1,2,3\n" * 20, "array 'images' is not a valid .npy array (the magic string is not correct"),
+        (npy_bytes(np.array([{"x": 1}] * 4, dtype=object)), "array 'images' holds Python objects (dtype object), "
+         "which genreg never unpickles"),
+    ],
+    ids=["claims 2**31 images", "negative shape", "not npy", "pickled objects"],
+)  # fmt: skip
+def test_a_damaged_npz_array_is_a_data_error_naming_file_and_array(tmp_path, images, says):
+    path = zip_npz(tmp_path / "d.npz", {"images.npy": images, "labels.npy": LABELS})
+    with pytest.raises(DataError) as caught:
+        genreg.load_data({"type": "npz", "path": str(path)})
+    assert str(caught.value).startswith(f"{path}: {says}")
+
+
+def test_an_npz_larger_than_the_machine_is_refused_before_reading(tmp_path, monkeypatch):
+    path = _save(tmp_path / "d.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.arange(4) % 2)
+    monkeypatch.setattr(limits, "available_memory", lambda: (200, "available on this machine"))
+    monkeypatch.setattr(datasets.npy, "read_array", lambda *_, **__: pytest.fail("read an array too large"))
+    with pytest.raises(DataError, match=r"loading the arrays 'images', 'labels' needs about 288 bytes of memory, "
+                       r"but only 200 bytes is available on this machine; use a smaller file"):  # fmt: skip
+        load_npz(NpzConfig(path=path))
+
+
+def test_a_truncated_npz_is_a_data_error(tmp_path):
+    path = Path(_save(tmp_path / "d.npz", images=np.zeros((40, 8, 8), np.uint8), labels=np.arange(40) % 2))
+    path.write_bytes(path.read_bytes()[:-30])
+    with pytest.raises(DataError, match=f"^{path}: not a"):
+        load_npz(NpzConfig(path=str(path)))
+
+
+def test_npz_members_in_other_byte_orders_and_widths_load(tmp_path):
+    labels = (np.arange(6) % 3).astype(">u4")
+    path = _save(tmp_path / "d.npz", images=np.zeros((6, 4, 4), ">f8"), labels=labels)
+    data = load_npz(NpzConfig(path=path, test_path=path))
+    assert data.train.labels.tolist() == [0, 1, 2, 0, 1, 2] and data.train.images.dtype == torch.float32
+
+
 def test_a_run_on_a_relative_npz_path_is_read_back_from_another_folder(tmp_path, monkeypatch):
     """The recorded spec holds the absolute path, so later commands work from any working folder."""
     data = tmp_path / "project"
@@ -357,7 +408,7 @@ def test_an_npz_column_becomes_a_condition(tmp_path: Path) -> None:
         ({}, {"type": "continuous", "column": "dose"}, ["dose"], "no array named 'dose' (named in `columns`)"),
         ({}, {"type": "continuous", "column": "dose"}, [], "the data has no column 'dose'; its columns: label"),
         ({"dose": np.r_[np.nan, np.ones(59)]}, {"type": "continuous", "column": "dose"}, ["dose"],
-         "column 'dose' has 1 NaN or infinite values (the first at image 0)"),
+         "column 'dose' has 1 NaN or infinite values (the first at image 0: nan"),
         ({}, {"type": "onehot", "num_classes": 2}, [], "column 'label'): conditioner 'onehot': num_classes=2"),
     ],
 )  # fmt: skip

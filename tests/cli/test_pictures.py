@@ -246,7 +246,7 @@ def test_a_picture_into_a_missing_folder_exits_2_and_leaves_nothing(ink_run, tmp
     out = tmp_path / "missing" / "x.png"
     result = invoke(command, ink_run, "-o", out)
     assert result.exit_code == 2, result.output
-    assert f"could not write {out} (No such file or directory)" in result.output
+    assert f"-o {out}: the folder {out.parent} does not exist; create it, or choose another place." in result.output
     assert "Traceback" not in result.output and not out.parent.exists()
 
 
@@ -262,3 +262,29 @@ def test_a_picture_file_without_a_picture_extension_is_refused_first(tmp_path, n
     assert_user_error(result, f"-o {run / name}: a picture is written in the format its extension names", "png")
     assert (run / "model.safetensors").read_bytes() == model
     assert not (run / "out").exists() and not (run / "out.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ["sample", "-n", 10**9],
+            "would be 60,000,000,060 x 60,000,000,030 pixels, but a picture can be at most 65,535",
+        ),
+        (["sample", "--grid", "-n", 10**9], "at most 1,091 images per row or column"),
+        (
+            ["sample", "--seed", 10**29],
+            "Invalid value for '--seed': 100000000000000000000000000000 is not in the range",
+        ),
+        (["transfer", "--seed", -1], "Invalid value for '--seed': -1 is not in the range 0<=x<=4294967295"),
+        (["eval", "--iw-samples", 10**9], "Invalid value for '--iw-samples': 1000000000 is not in the range"),
+    ],
+)
+def test_sizes_too_large_for_any_machine_are_refused_naming_the_limit(model_files, tmp_path, args, says) -> None:
+    """Case 17 of issue 15: each ended in a traceback after trying to allocate, or ran out of memory."""
+    command, *options = args
+    extra = ["-o", tmp_path / "x.png"] if command != "eval" else []
+    result = invoke(command, model_files["vae"], *options, *extra)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert says in result.output, result.output
+    assert not (tmp_path / "x.png").exists()

@@ -7,6 +7,8 @@ no traceback, on user errors) and ``genreg extend`` (writes the extended, fine-t
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +166,60 @@ def test_extend_refuses_to_overwrite_its_input(files) -> None:
     )  # the run folder means its model file
     assert result.exit_code == 2 and "is the model being extended" in result.stderr
     assert files["model"].read_bytes() == before
+
+
+def test_extend_refuses_to_write_into_another_runs_folder(files, tmp_path: Path) -> None:
+    """Issue 15, case 4: the run's spec says one model; an extended model written beside it would contradict it."""
+    other = tmp_path / "other-run"
+    other.mkdir()
+    (other / "spec.json").write_text('{"model": {"type": "vae"}}')
+    (other / "model.safetensors").write_bytes(b"the other run's model")
+    result = invoke_extend(files["model"], "--add", 1, "-o", other / "model.safetensors")
+    assert result.exit_code == 2 and "is the folder of a run (spec.json, model.safetensors)" in result.stderr
+    assert "pass --overwrite" in result.stderr
+    assert (other / "model.safetensors").read_bytes() == b"the other run's model"
+
+
+def test_extend_refuses_an_existing_file_without_overwrite_and_replaces_it_with(files, tmp_path: Path) -> None:
+    out = tmp_path / "elsewhere" / "ten.safetensors"
+    out.parent.mkdir()
+    out.write_bytes(b"keep me")
+    result = invoke_extend(files["model"], "--add", 1, "-o", out)
+    assert result.exit_code == 2 and f"-o {out} exists already" in result.stderr
+    assert out.read_bytes() == b"keep me"
+    result = invoke_extend(files["model"], "--add", 1, "-o", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert genreg.load_model(out).conditioner.num_classes == 9
+
+
+def test_extend_overwrite_into_a_run_folder_takes_its_lock(files, tmp_path: Path) -> None:
+    """With --overwrite the run folder is written like a run writes it: never while another process does."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "spec.json").write_text("{}")
+    lock = {"pid": os.getpid(), "host": socket.gethostname(), "command": "genreg run spec.json", "since": "now"}
+    (run / ".genreg.lock").write_text(json.dumps(lock))
+    result = invoke_extend(files["model"], "--add", 1, "-o", run / "model.safetensors", "--overwrite")
+    assert result.exit_code == 2 and "is being written by another genreg process" in result.stderr
+    assert not (run / "model.safetensors").exists()
+    (run / ".genreg.lock").unlink()
+    result = invoke_extend(files["model"], "--add", 1, "-o", run / "model.safetensors", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert not (run / ".genreg.lock").exists()
+
+
+def test_extend_checks_its_output_folder_before_any_work(files, tmp_path: Path, monkeypatch) -> None:
+    """Issue 15, case 14: a folder that cannot be written is refused first, naming the cause."""
+    import genreg.model.extend as extend_module
+
+    monkeypatch.setattr(extend_module, "extend_classes", lambda *a, **k: pytest.fail("work started"))
+    result = invoke_extend(files["model"], "--add", 1, "-o", tmp_path / "missing" / "out.safetensors")
+    assert result.exit_code == 2 and "the folder" in result.stderr and "does not exist" in result.stderr
+
+
+def test_extend_refuses_more_classes_than_memory_holds(files, tmp_path: Path) -> None:
+    """Issue 15, case 17: --add 10**12 is refused naming the limit, before an embedding table is allocated."""
+    result = invoke_extend(files["model"], "--add", 10**12, "-o", tmp_path / "out.safetensors")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "adding 1,000,000,000,000 classes to column 'label' needs about" in result.stderr
+    assert "add fewer classes at a time" in result.stderr

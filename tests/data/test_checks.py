@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 import genreg
@@ -32,9 +33,12 @@ BAD_DATA = {
     "too few labels": ({"labels": np.zeros(N - 1, np.int64)}, "one label per image (40), got shape (39,)"),
     "NaN pixels": ({"images": nan_images()}, "2 of 40 images contain NaN or infinite pixels (the first is image 3)"),
     "NaN labels": ({"labels": np.full(N, np.nan)}, "labels contain NaN or infinite values"),
-    "fractional labels": ({"labels": np.full(N, 0.5)}, "labels must be whole numbers (class indices)"),
+    "fractional labels": ({"labels": np.full(N, 0.5)}, "labels contain fractional values, the first 0.5 at index 0"),
     "negative labels": ({"labels": np.arange(N) - 1}, "labels must be class indices >= 0, got -1"),
-    "text labels": ({"labels": np.array(["cat"] * N)}, "labels must be a numeric array, got <U3"),
+    "text labels": (
+        {"labels": np.array(["cat"] * N)},
+        "labels must be a numeric array (integers, floats or booleans), got <U3",
+    ),
     "int16 images": ({"images": np.zeros((N, 8, 8), np.int16)}, "images must be uint8 (0..255) or float in [0, 1]"),
     "grey levels 0..255 as floats": ({"images": np.full((N, 8, 8), 255.0)}, "float images must lie in [0, 1]"),
 }
@@ -87,3 +91,45 @@ def test_a_dataset_without_test_images_is_refused_when_it_loads(tmp_path, images
     np.savez(tmp_path / "few.npz", **arrays)
     with pytest.raises(DataError, match=r"few\.npz: the test split is empty, so no epoch could be measured"):
         genreg.load_data({"type": "npz", "path": str(tmp_path / "few.npz"), "test_fraction": 0.01})
+
+
+def huge_label() -> np.ndarray:
+    labels = (np.arange(N) % 5).astype(np.float64)
+    labels[3] = 1e30
+    return labels
+
+
+# Case 19 of issue 15: a float label of 1e30 was cast to int64 and reported as -9223372036854775808.
+BAD_CLASSES = {
+    "float label 1e30": ({"labels": huge_label()}, "labels contain values outside the int64 range, the first 1e+30 "
+                         "at index 3; they must be whole numbers (class indices 0, 1, 2, ...)"),
+    "uint64 label 2**63": ({"labels": np.full(N, 2**63, np.uint64)}, "labels must fit in int64 (below 2**63), got "
+                           "9223372036854775808 at index 0"),
+    "complex labels": ({"labels": np.zeros(N, np.complex64)}, "labels must be a numeric array (integers, floats or "
+                       "booleans), got complex64"),
+    "negative column": ({"dose": -(np.arange(N) % 2)}, "column 'dose' must be class indices >= 0, got -1 at index 1"),
+    "column beyond float32": ({"dose": np.full(N, 1e300)}, "column 'dose' has 40 NaN or infinite values (the first "
+                              "at image 0: 1e+300; float32 ends at 3.4e+38)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_CLASSES))
+def test_bad_classes_name_the_file_the_array_and_the_value(tmp_path, case):
+    changes, problem = BAD_CLASSES[case]
+    path = write_npz(tmp_path / "digits.npz", **changes)
+    with pytest.raises(DataError) as caught:
+        genreg.load_data({"type": "npz", "path": str(path), "columns": [k for k in changes if k != "labels"]})
+    assert str(caught.value).startswith(f"{path}: {problem}")
+
+
+def test_renamed_arrays_are_named_in_messages(tmp_path):
+    arrays = good_arrays()
+    np.savez(tmp_path / "d.npz", x=arrays["images"], y=huge_label())
+    with pytest.raises(DataError, match=r"d\.npz: labels \(array 'y'\) contain values outside the int64 range"):
+        genreg.load_data({"type": "npz", "path": str(tmp_path / "d.npz"), "images_key": "x", "labels_key": "y"})
+
+
+def test_whole_float_labels_and_wide_unsigned_labels_are_classes(tmp_path):
+    for labels in (np.arange(N) % 5 + 0.0, (np.arange(N) % 5).astype(np.uint32), (np.arange(N) % 5).astype(">i8")):
+        data = genreg.load_data({"type": "npz", "path": str(write_npz(tmp_path / "d.npz", labels=labels))})
+        assert data.num_classes == 5 and data.train.labels.dtype == torch.int64

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import genreg
-from tests.helpers import invoke
+from genreg.data.loading import recorded_data
+from genreg.errors import DataError, ModelFileError
+from tests.helpers import assert_user_error, invoke, small_cvae, write_npz
 
 
 def test_eval_of_a_file_without_data_is_a_clear_error(tmp_path: Path) -> None:
@@ -13,3 +17,65 @@ def test_eval_of_a_file_without_data_is_a_clear_error(tmp_path: Path) -> None:
     path = genreg.save_model(model, tmp_path / "bare.safetensors")
     result = invoke("eval", str(path))
     assert result.exit_code == 2 and "records no dataset" in result.output
+
+
+# ------------------------------------------------------------- a recorded dataset is not trusted (issue 15, case 11)
+
+
+def recording(tmp_path: Path, data: dict) -> Path:
+    """A tiny model's file that records ``data`` as its dataset, with a valid checksum (anyone can write one)."""
+    model = small_cvae()
+    return genreg.save_model(model, tmp_path / "crafted.safetensors", spec={"model": model.spec, "data": data})
+
+
+def test_a_recorded_path_that_does_not_exist_is_named_and_never_created(tmp_path: Path) -> None:
+    root = tmp_path / "any" / "dir"
+    path = recording(tmp_path, {"type": "mnist", "download": True, "root": str(root)})
+    with pytest.raises(ModelFileError) as caught:
+        recorded_data(path)
+    assert f"the model file {path} records its data at '{root}' (data.root; here {root}), which does not exist" in str(
+        caught.value
+    )
+    assert not (tmp_path / "any").exists()
+
+
+def test_a_recorded_download_is_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The root exists but holds no MNIST: the loader reports it missing instead of fetching it."""
+    import torchvision.datasets
+
+    downloads = []
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", lambda self: downloads.append(self.root))
+    path = recording(tmp_path, {"type": "mnist", "download": True, "root": str(tmp_path)})
+    with pytest.raises(DataError, match="MNIST was not found in the root folder"):
+        recorded_data(path)
+    assert downloads == [] and sorted(p.name for p in tmp_path.iterdir()) == ["crafted.safetensors"]
+
+
+def test_a_recorded_npz_file_that_is_gone_is_named(tmp_path: Path) -> None:
+    data = write_npz(tmp_path / "digits.npz")
+    path = recording(tmp_path, {"type": "npz", "path": str(data)})
+    assert len(recorded_data(path)[1].train) > 0
+    data.unlink()
+    with pytest.raises(ModelFileError, match=rf"records its data at '{data}' \(data.path; here {data}\)"):
+        recorded_data(path)
+
+
+def test_a_recorded_dataset_that_does_not_validate_names_the_file(tmp_path: Path) -> None:
+    path = recording(tmp_path, {"type": "mnist", "root": str(tmp_path), "url": "http://example.com"})
+    with pytest.raises(ModelFileError, match=rf"the model file {path} records a dataset that does not validate"):
+        recorded_data(path)
+
+
+def test_genreg_latent_on_a_crafted_download_exits_2_and_creates_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "any" / "dir"
+    path = recording(tmp_path, {"type": "mnist", "download": True, "root": str(root)})
+    result = invoke("latent", path, "-o", tmp_path / "latent.png")
+    assert_user_error(result, f"records its data at '{root}'", "which does not exist")
+    assert not (tmp_path / "any").exists() and not (tmp_path / "latent.png").exists()
+
+
+def test_genreg_eval_of_a_recorded_npz_that_is_gone_exits_2(tmp_path: Path) -> None:
+    path = recording(tmp_path, {"type": "npz", "path": str(tmp_path / "gone.npz")})
+    result = invoke("eval", path)
+    assert_user_error(result, f"records its data at '{tmp_path / 'gone.npz'}' (data.path; here ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crafted.safetensors"]

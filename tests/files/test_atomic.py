@@ -17,6 +17,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -31,7 +32,7 @@ import genreg
 from genreg.cli import cli
 from genreg.errors import GenregError, OutputError
 from genreg.files import tensors
-from genreg.files.atomic import atomic_write
+from genreg.files.atomic import atomic_write, check_writable
 from genreg.files.model_files import load_checkpoint, save_checkpoint, save_model
 from tests.helpers import EXAMPLES, SMALL_RUN
 
@@ -246,3 +247,50 @@ def test_temporary_files_of_dead_writers_are_removed_by_the_next_write(tmp_path)
     atomic_write(tmp_path / "spec.json", lambda tmp: tmp.write_text("{}"))
     assert not orphan.exists() and alive.exists()
     assert (tmp_path / "spec.json").read_text() == "{}"
+
+
+# --------------------------------------------------------------------------- read-only file systems (issue 15, case 14)
+
+
+def _read_only(*args, **kwargs):
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+
+def test_a_cleanup_that_fails_too_does_not_hide_why_the_write_failed(tmp_path, monkeypatch):
+    """On a read-only file system removing the temporary file fails as well; the error names the write's cause."""
+
+    def write(tmp: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "unlink", _read_only)
+    with pytest.raises(OutputError, match=r"could not write .*out\.json \(No space left on device\)"):
+        atomic_write(tmp_path / "out.json", write)
+
+
+def test_check_writable_names_the_option_the_path_and_the_cause(tmp_path, monkeypatch):
+    assert check_writable(tmp_path / "new.png", "-o") == tmp_path / "new.png"
+    with pytest.raises(OutputError, match=r"^-o .*nowhere/x\.png: the folder .*nowhere does not exist"):
+        check_writable(tmp_path / "nowhere" / "x.png", "-o")
+    with pytest.raises(OutputError, match=r"^-o .*: a folder; give the name of a file to write\.$"):
+        check_writable(tmp_path, "-o")
+    with pytest.raises(OutputError, match=r"^-o .*: a file name of 5,004 bytes; this file system allows 255\.$"):
+        check_writable(tmp_path / ("x" * 5000 + ".png"), "-o")
+    with pytest.raises(OutputError, match=r"^-o .*: cannot write in .* \(File name too long\); choose another"):
+        check_writable(tmp_path / ("x" * 5000) / "y.png", "-o")
+    monkeypatch.setattr(tempfile, "TemporaryFile", _read_only)
+    with pytest.raises(OutputError, match=r"^-o .*x\.png: cannot write in .* \(Read-only file system\); choose"):
+        check_writable(tmp_path / "x.png", "-o")
+
+
+def test_pictures_and_eval_refuse_a_read_only_folder_before_any_work(tmp_path, monkeypatch):
+    """`sample -o RO/x.png` and `eval` on a model in a read-only folder: exit 2 naming the cause, no work done."""
+    model = genreg.build_model({"type": "vae", "latent_dim": 2}, genreg.DataInfo((1, 4, 4), 2))
+    path = save_model(model, tmp_path / "model.safetensors")
+    monkeypatch.setattr(genreg.files.model_files, "load_model", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(genreg.data.loading, "recorded_data", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(tempfile, "TemporaryFile", _read_only)
+    for args in (["sample", path, "-o", tmp_path / "x.png"], ["eval", path]):
+        result = CliRunner().invoke(cli, list(map(str, args)))
+        assert result.exit_code == 2, (args, result.output)
+        assert "(Read-only file system); choose another place." in result.stderr
+        assert "Traceback" not in result.output

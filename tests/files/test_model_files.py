@@ -20,10 +20,11 @@ from safetensors.torch import save_file
 import genreg
 from genreg.cli import cli
 from genreg.errors import ModelFileError
+from genreg.files import model_files
 from genreg.files.model_files import load_checkpoint, read_metadata, read_spec, save_checkpoint
-from genreg.files.tensors import CHECKSUM
+from genreg.files.tensors import CHECKSUM, checksum
 from genreg_builtin.conditioners import OneHot, OneHotConfig
-from tests.helpers import MODEL_INFO, contents, resave, small_cvae
+from tests.helpers import MNIST_SPEC, MODEL_INFO, assert_user_error, contents, invoke, resave, small_cvae
 
 
 def test_a_foreign_safetensors_file_is_named_as_not_genreg(tmp_path):
@@ -223,3 +224,153 @@ def test_a_plugin_schedule_of_a_loss_weight_is_recorded_with_the_plugins(tmp_pat
         assert set(recorded) == {"builtin", "halving"}
     finally:
         genreg.unregister_plugin("halving")
+
+
+# --------------------------------------------------------------------------- crafted files (issue 15, cases 12 and 20)
+# Each file carries a valid checksum, as anyone who edits a file can recompute it: the checks are on the contents.
+
+
+def crafted(source: Path, target: Path, tensors=None, **records: object) -> Path:
+    """``source`` rewritten with the safetensors library: ``records`` replace JSON metadata entries (a str is
+    written as it is), ``tensors`` maps the tensors; the checksum is recomputed so that it stays valid."""
+    state, metadata = contents(source)
+    metadata.pop(CHECKSUM)
+    metadata.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in records.items()})
+    state = tensors(state) if tensors else state
+    save_file(state, str(target), metadata={**metadata, CHECKSUM: checksum(state, metadata)})
+    return target
+
+
+def recorded(source: Path, key: str) -> dict:
+    return json.loads(contents(source)[1][key])
+
+
+def with_model(source: Path, **fields: object) -> dict:
+    spec = recorded(source, "genreg.spec")
+    return {**spec, "model": {**spec["model"], **fields}}
+
+
+def with_data(source: Path, **fields: object) -> dict:
+    return {**recorded(source, "genreg.data"), **fields}
+
+
+CRAFTED = {
+    "a spec nested 100,000 levels": (
+        lambda good: {"genreg.spec": "[" * 100_000 + "]" * 100_000},
+        "(metadata genreg.spec): nests lists or objects too deeply (more than 100 levels).",
+    ),
+    "a spec nested 101 levels": (
+        lambda good: {"genreg.spec": {**with_model(good), "x": json.loads("[" * 101 + "]" * 101)}},
+        "(metadata genreg.spec): nests lists or objects too deeply (more than 100 levels).",
+    ),
+    "latent_dim 10**30": (
+        lambda good: {"genreg.spec": with_model(good, latent_dim=10**30)},
+        "(metadata genreg.spec): 'model.latent_dim' is an integer of 31 digits; genreg reads integers up to",
+    ),
+    "latent_dim 2**40": (
+        lambda good: {"genreg.spec": with_model(good, latent_dim=2**40)},
+        " records model.latent_dim = 1099511627776, beyond any model genreg builds (at most 2**31).",
+    ),
+    "image shape [1, -1, 28]": (
+        lambda good: {"genreg.data": with_data(good, image_shape=[1, -1, 28])},
+        ": its recorded data description (genreg.data) is invalid: image_shape.1: Input should be greater than",
+    ),
+    "an image of 2**40 values": (
+        lambda good: {"genreg.data": with_data(good, image_shape=[1, 2**20, 2**20])},
+        "is invalid: image_shape: Value error, an image of [1, 1048576, 1048576] holds over 2**31 values.",
+    ),
+    "2**62 classes": (
+        lambda good: {"genreg.data": with_data(good, num_classes=2**62, columns={"label": 2**62})},
+        "is invalid: num_classes: Input should be less than or equal to 2147483648; columns.label: Input should",
+    ),
+    "a number of classes that is a string": (
+        lambda good: {"genreg.data": with_data(good, num_classes="3")},
+        "is invalid: num_classes: Input should be a valid integer.",
+    ),
+    "a plugin record of a 5,000-digit integer": (  # only read to explain a missing plugin: ignored
+        lambda good: {"genreg.plugins": '{"x": ' + "1" * 5000 + "}"},
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CRAFTED)
+def test_crafted_metadata_is_a_model_file_error(good_model_file, tmp_path, case):
+    records, says = CRAFTED[case]
+    path = crafted(good_model_file, tmp_path / "crafted.safetensors", **records(good_model_file))
+    if says is None:
+        genreg.load_model(path)
+        return
+    with pytest.raises(ModelFileError) as caught:
+        genreg.load_model(path)
+    assert str(caught.value).startswith(str(path)) and says in str(caught.value), str(caught.value)
+
+
+def test_sizes_that_do_not_fit_the_weights_are_refused_before_anything_is_allocated(
+    good_model_file, tmp_path, monkeypatch
+):
+    """The spec's sizes are compared with the file's tensors on PyTorch's meta device (latent_dim 2**27 would
+    allocate gigabytes before the mismatch showed)."""
+    built = []
+
+    def build(*args):
+        model = real(*args)
+        built.append(model.latent.project.weight.device.type)
+        return model
+
+    real = model_files.build_model
+    monkeypatch.setattr(model_files, "build_model", build)
+    path = crafted(
+        good_model_file, tmp_path / "wide.safetensors", **{"genreg.spec": with_model(good_model_file, latent_dim=3)}
+    )
+    with pytest.raises(
+        ModelFileError,
+        match=r"wide\.safetensors: weights do not fit the model: .*size mismatch for latent\.project\.weight",
+    ):
+        genreg.load_model(path)
+    assert built == ["meta"]
+    genreg.load_model(good_model_file)
+    assert built == ["meta", "meta", "cpu"]
+
+
+def nan_in(name: str):
+    return lambda state: {**state, name: torch.full_like(state[name], float("nan"))}
+
+
+def test_nan_weights_are_refused_naming_the_tensor(good_model_file, tmp_path):
+    path = crafted(good_model_file, tmp_path / "nan.safetensors", tensors=nan_in("decoder.net.0.weight"))
+    with pytest.raises(ModelFileError) as caught:
+        genreg.load_model(path)
+    assert str(caught.value).startswith(f"{path}: tensor 'decoder.net.0.weight' holds NaN or infinite values;")
+
+
+def test_weights_of_another_dtype_are_refused_not_cast(good_model_file, tmp_path):
+    double = {"latent.project.weight": lambda t: t.double(), "decoder.net.2.bias": lambda t: t.half()}
+    for name, cast in double.items():
+        path = crafted(
+            good_model_file, tmp_path / "cast.safetensors", tensors=lambda s, n=name, c=cast: {**s, n: c(s[n])}
+        )
+        with pytest.raises(ModelFileError) as caught:
+            genreg.load_model(path)
+        found = "float64" if "latent" in name else "float16"
+        assert str(caught.value).startswith(
+            f"{path}: tensor '{name}' is {found}, but the model holds float32 there; genreg does not convert"
+        )
+
+
+def test_a_checkpoint_with_nan_optimiser_state_is_refused(tmp_path):
+    model, optimizer = trained_pair()
+    save_checkpoint(tmp_path / "good.ckpt", model, optimizer, 3, None)
+    path = crafted(tmp_path / "good.ckpt", tmp_path / "nan.ckpt", tensors=nan_in("optim.0.exp_avg"))
+    with pytest.raises(ModelFileError, match=r"nan\.ckpt: tensor '0\.exp_avg' holds NaN or infinite values"):
+        load_checkpoint(path, *trained_pair())
+
+
+@pytest.mark.parametrize("command", ["sample", "latent", "eval"])
+def test_the_cli_refuses_a_crafted_file_with_exit_2(tmp_path, command):
+    model = small_cvae()
+    run = genreg.save_model(model, tmp_path / "run.safetensors", {"model": model.spec, "data": MNIST_SPEC})
+    path = crafted(run, tmp_path / "nan.safetensors", tensors=nan_in("encoder.net.0.bias"))
+    args = ["-o", tmp_path / "out.png"] if command != "eval" else []
+    assert_user_error(invoke(command, path, *args), "tensor 'encoder.net.0.bias' holds NaN or infinite values")
+    assert not (tmp_path / "out.png").exists()

@@ -274,3 +274,28 @@ def test_a_run_folder_whose_spec_is_damaged_is_refused_on_resume(tmp_path: Path,
     result = CliRunner().invoke(cli, [str(arg) for arg in args])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert ("it has no spec.json" if damage == "deleted" else "spec.json cannot be read back") in result.output
+
+
+@posix_only
+def test_a_dangling_symlink_as_the_run_folder_is_refused_naming_it_before_loading_data(tmp_path, nothing_loaded):
+    """Case 19 of issue 15: --out a link to nothing said "File exists", after the data was loaded."""
+    link, target = tmp_path / "run", tmp_path / "gone" / "run"
+    link.symlink_to(target)
+    expected = (
+        f"cannot write the run folder {link / 'sub'}: {link} is a symbolic link to {target}, which does not exist; "
+        "create that folder, remove the link, or choose another folder with --out."
+    )
+    with pytest.raises(RunFolderError) as caught:
+        genreg.run(small_spec(), link / "sub", progress=False)
+    assert str(caught.value) == expected
+    result = CliRunner().invoke(cli, ["run", str(EXAMPLES / "vae.json"), "--out", str(link), "--quiet"])
+    assert result.exit_code == 2 and result.stderr == f"Error: {expected.replace(str(link / 'sub'), str(link), 1)}\n"
+    assert link.is_symlink() and not target.exists()
+
+
+def test_a_folder_name_longer_than_file_systems_allow_is_refused_before_anything(tmp_path):
+    """Issue 15, case 16: `--out` with a 5,000-character name ended in `OSError: File name too long`."""
+    folder = RunFolder(tmp_path / "x" / ("a" * 5000) / "y")
+    with pytest.raises(RunFolderError, match=r"it names a folder of 5,000 bytes, and file systems allow 255; choose"):
+        folder.check(resume=False, overwrite=False)
+    assert not (tmp_path / "x").exists()

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import genreg
 from genreg.cli import cli
 from genreg.errors import ModelFileError
-from genreg.files.tensors import CHECKSUM
+from genreg.files.tensors import CHECKSUM, check_weights
 from tests.helpers import contents, resave, small_cvae
 
 
@@ -79,3 +79,27 @@ def test_the_cli_says_which_damage_and_exits_2(good_model_file, tmp_path, case):
     assert result.stderr.startswith(f"Error: {path} is ")
     assert ("truncated" if "truncated" in case else "corrupted" if "flipped" in case else "header") in result.stderr
     assert not (tmp_path / "out.png").exists()
+
+
+# --------------------------------------------------------------- values a checksum cannot judge (issue 15, case 20)
+
+
+@pytest.mark.parametrize(
+    ("tensors", "dtypes", "says"),
+    [
+        ({"w": torch.tensor([1.0, float("inf")])}, {}, "tensor 'w' holds NaN or infinite values"),
+        ({"w": torch.tensor([float("-inf")], dtype=torch.bfloat16)}, {}, "tensor 'w' holds NaN or infinite"),
+        ({"w": torch.zeros(2, dtype=torch.float64)}, {"w": torch.float32}, "tensor 'w' is float64, but the model "
+         "holds float32 there"),
+        ({"n": torch.zeros(2, dtype=torch.int32)}, {"n": torch.int64}, "tensor 'n' is int32, but the model holds"),
+    ],
+)  # fmt: skip
+def test_check_weights_refuses_non_finite_values_and_other_dtypes(tensors, dtypes, says):
+    with pytest.raises(ModelFileError) as caught:
+        check_weights(Path("m.safetensors"), tensors, dtypes)
+    assert str(caught.value).startswith(f"m.safetensors: {says}")
+
+
+def test_check_weights_passes_finite_weights_of_the_expected_dtypes():
+    tensors = {"w": torch.ones(3), "flag": torch.tensor(True), "n": torch.tensor(2**62), "extra": torch.zeros(1)}
+    check_weights(Path("m.safetensors"), tensors, {"w": torch.float32, "flag": torch.bool, "n": torch.int64})

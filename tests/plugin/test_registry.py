@@ -40,8 +40,12 @@ def test_cli_unknown_name_exits_2_with_a_suggestion():
     )
 
 
-def test_a_part_too_large_to_allocate_is_an_assembly_error_naming_it():
-    """A size that validates (any positive int) but cannot be allocated: no traceback, the part named."""
-    with pytest.raises(AssemblyError, match=r"latent 'gaussian' \(plugin 'builtin'\) is too large to build here: .*"
-                       r"Make it smaller"):  # fmt: skip
+def test_a_part_too_large_to_allocate_is_refused_before_it_is_allocated():
+    """A size that validates (any positive int) but cannot be allocated: measured on the meta device, refused
+    naming the part, its size (2 PB: 10**12 latent units need 10**12 x 512 weights) and the limit; no
+    allocation is tried, so no allocator's message is matched."""
+    with pytest.raises(AssemblyError) as caught:
         genreg.build_model({"type": "vae", "latent_dim": 10**12}, INFO)
+    message = str(caught.value)
+    assert message.startswith("latent 'gaussian' (plugin 'builtin') needs about ")
+    assert "needs about 2,056.0 TB of memory, but only " in message and "make it smaller (e.g. latent_dim" in message

@@ -148,7 +148,7 @@ BASE = {"model": {"type": "cvae"}, "data": {"type": "mnist-sample"}}
     ("source", "problem"),
     [
         ("model.losses.\u00b2=1", "--set model.losses.\u00b2: 'model.losses.\u00b2' needs a list index below 1."),
-        ("deep file", "nests lists or objects too deeply to be a spec."),
+        ("deep file", "deep.json: nests lists or objects too deeply (more than 100 levels)."),
         ({**BASE, "seed": {1, 2}}, "a spec holds only JSON values"),
     ],
 )
@@ -172,3 +172,53 @@ def test_a_key_given_twice_in_a_spec_file_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(SpecError, match=r"twice\.json: the key 'epochs' is given twice in one object"):
         read_json(path)
+
+
+# --------------------------------------------------------------------------- bounds (issue 15, cases 12 and 16)
+
+HUGE = "1" + "0" * 5000  # Python refuses to convert an integer of over 4,300 digits (ValueError)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"model": {"type": "ae", "latent_dim": ' + HUGE + "}}", "'model.latent_dim' is an integer of 5001 digits"),
+        ('{"seed": 9223372036854775808}', "'seed' is an integer of 19 digits; genreg reads integers up to 2**63 - 1"),
+        ('{"model": ' + "[" * 101 + "]" * 101 + "}", "nests lists or objects too deeply (more than 100 levels)."),
+        ("[" * 100_000 + "]" * 100_000, "nests lists or objects too deeply (more than 100 levels)."),
+    ],
+)
+def test_a_spec_file_beyond_the_bounds_is_a_spec_error_naming_it(write_file, text, problem):
+    path = write_file(text)
+    with pytest.raises(SpecError) as caught:
+        read_json(path)
+    assert str(caught.value).startswith(f"{path}: ") and problem in str(caught.value)
+
+
+def test_a_spec_file_too_large_is_refused_before_it_is_parsed(write_file):
+    path = write_file('{"name": "' + "x" * 8_000_000 + '"}')
+    with pytest.raises(SpecError, match=r"holds 8,000,001 characters of JSON; genreg reads at most 8,000,000\."):
+        read_json(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (f"model.latent_dim={HUGE}", "--set model.latent_dim: the integer has 5001 digits; genreg reads integers"),
+        ("model.encoder.hidden=" + "[" * 50_000, "--set model.encoder.hidden: nests lists or objects too deeply"),
+        ("model.encoder.hidden=" + "[" * 101 + "]" * 101, "--set model.encoder.hidden: nests lists or objects"),
+        ('model.encoder={"hidden": [' + HUGE + "]}", "--set model.encoder: 'hidden.0' is an integer of 5001 digits"),
+        ("a." * 50_000 + "b=1", "a key has at most 100 parts"),
+    ],
+)
+def test_a_set_value_beyond_the_bounds_is_a_spec_error_naming_the_key(override, message):
+    with pytest.raises(SpecError) as caught:
+        apply_overrides(full_spec(), [override])
+    assert message in str(caught.value)
+    assert len(str(caught.value)) < 400  # one short paragraph, not the value back
+
+
+def test_integers_within_int64_and_100_levels_are_read(write_file):
+    path = write_file('{"seed": 9223372036854775807, "deep": ' + "[" * 99 + "]" * 99 + "}")
+    assert read_json(path)["seed"] == 2**63 - 1
+    assert apply_overrides({}, ["seed=-9223372036854775807"]) == {"seed": -(2**63) + 1}

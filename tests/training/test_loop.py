@@ -90,3 +90,41 @@ def test_resume_without_a_run_folder_is_refused_rather_than_training_from_scratc
     model = genreg.build_model(TINY, data.info)
     with pytest.raises(RunFolderError, match="resume=True continues the run in a run folder"):
         genreg.train(model, data, genreg.TrainConfig(epochs=1, device="cpu"), resume=True, progress=False)
+
+
+# --------------------------------------------------------------------------- metrics and checkpoint agree
+
+TINY_AE = {
+    "type": "ae",
+    "latent_dim": 2,
+    "encoder": {"type": "mlp", "hidden": [16]},
+    "decoder": {"type": "mlp", "hidden": [16]},
+}
+
+
+@pytest.mark.slow
+def test_a_failed_metrics_append_loses_no_epoch_record_on_resume(tmp_path, monkeypatch) -> None:
+    """Case 5 of issue 15: the append failed after the checkpoint was written; --resume went on and the
+    epoch's record was lost for good (metrics [1, 3])."""
+    from genreg.errors import OutputError
+    from genreg.files.run_folder import RunFolder
+    from tests.helpers import small_data
+
+    data = small_data(256)
+    config = genreg.TrainConfig(epochs=3, batch_size=128, device="cpu")
+    append = RunFolder.append_metrics
+
+    def disk_full_at_epoch_2(folder: RunFolder, record: dict) -> None:
+        if record["epoch"] == 2:
+            raise OutputError(f"could not append to {folder.metrics_path} (No space left on device)")
+        append(folder, record)
+
+    monkeypatch.setattr(RunFolder, "append_metrics", disk_full_at_epoch_2)
+    model = genreg.build_model(TINY_AE, data.info)
+    with pytest.raises(OutputError):
+        genreg.train(model, data, config, progress=False, run_dir=tmp_path)
+    monkeypatch.undo()
+    model = genreg.build_model(TINY_AE, data.info)
+    result = genreg.train(model, data, config, progress=False, run_dir=tmp_path, resume=True)
+    assert [r["epoch"] for r in RunFolder(tmp_path).read_metrics()] == [1, 2, 3]
+    assert [r["epoch"] for r in result.history] == [2, 3]  # epoch 2 trained again: its checkpoint was never written

@@ -204,3 +204,27 @@ def test_a_learning_rate_schedule_that_cannot_serve_fails_before_the_folder_is_w
         assert not out.exists()
     finally:
         genreg.unregister_plugin("no-factor")
+
+
+@pytest.mark.slow
+def test_a_folder_holding_only_its_spec_trains_again_from_epoch_1_with_or_without_resume(tmp_path: Path) -> None:
+    """Case 9 of issue 15: a run stopped before its first checkpoint left only spec.json, which then refused both
+    a rerun (`already holds a run`) and --resume (`checkpoint.safetensors does not exist`)."""
+    from genreg.training.runner import prepare
+
+    spec = genreg.load_spec(EXAMPLES / "ae.json", ["train.epochs=1", *SMALL_RUN[1::2]])
+    resolved = prepare(spec).resolved
+    for name in ("rerun", "resume", "other"):
+        (tmp_path / name).mkdir()
+        RunFolder(tmp_path / name).write_spec(resolved)
+    assert [r["epoch"] for r in genreg.run(spec, tmp_path / "rerun", progress=False).history] == [1]
+    assert [r["epoch"] for r in genreg.run(spec, tmp_path / "resume", resume=True, progress=False).history] == [1]
+    assert (tmp_path / "resume" / "samples.png").exists()
+    other = genreg.load_spec(EXAMPLES / "ae.json", ["train.epochs=1", "seed=7", *SMALL_RUN[1::2]])
+    with pytest.raises(genreg.GenregError) as caught:
+        genreg.run(other, tmp_path / "other", progress=False)
+    assert "holds the spec.json of a run stopped before its first epoch, and its spec differs at seed" in str(
+        caught.value
+    )
+    assert "pass --overwrite to replace it" in str(caught.value)
+    assert RunFolder(tmp_path / "other").present() == ["spec.json"]

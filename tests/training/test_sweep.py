@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from click.testing import CliRunner, Result
 import genreg
 from genreg.cli import cli
 from genreg.errors import SweepError
+from genreg.files.atomic import process_alive
 from genreg.files.run_folder import RunFolder
 from genreg.training import sweep
 from tests.helpers import EXAMPLES
@@ -104,7 +108,9 @@ def test_an_interrupted_sweep_resumes_the_run_it_stopped_in(
 
     monkeypatch.setattr(RunFolder, "append_metrics", ctrl_c_after_first_epoch_of_second_run)
     stopped = invoke(*args)
-    assert stopped.exit_code == 130 and "run the same sweep again" in stopped.output
+    assert stopped.exit_code == 130 and "Traceback" not in stopped.output
+    assert "sweep stopped by SIGINT; finished: lr=1e-3; stopped with a resumable checkpoint: lr=3e-3." in stopped.output
+    assert f"Continue it with `genreg sweep {AE} --grid train.lr=1e-3,3e-3" in stopped.output
     assert (out / "lr=1e-3" / "model.safetensors").exists() and not (out / "lr=3e-3" / "model.safetensors").exists()
     epoch_one = (out / "lr=3e-3" / "metrics.jsonl").read_text()
     monkeypatch.undo()
@@ -207,8 +213,61 @@ def test_a_run_stopped_early_counts_as_finished_and_a_stray_folder_is_refused(tm
     os.utime(folder / "checkpoint.safetensors", ns=(2 * 10**18, 2 * 10**18))
     assert sweep.state_of(folder, resolved) == sweep.RESUME  # an old model file, then more epochs under way
     os.utime(folder / "model.safetensors", ns=(3 * 10**18, 3 * 10**18))
-    assert sweep.state_of(folder, resolved) == sweep.FINISHED  # written after the last checkpoint: stopped early
+    assert sweep.state_of(folder, resolved) == sweep.DRAW  # written after the last checkpoint: stopped early ...
+    for picture in RunFolder.PICTURES:
+        (folder / picture).write_bytes(b"png")
+    assert sweep.state_of(folder, resolved) == sweep.FINISHED  # ... and finished once its pictures are there too
 
     (folder / "spec.json").unlink()
     with pytest.raises(SweepError, match="holds no spec.json; the sweep does not replace it"):
         sweep.state_of(folder, resolved)
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_its_model_file_gets_its_pictures_drawn_on_rerun(tmp_path: Path, small: list[str]) -> None:
+    """Case 7 of issue 15: a run killed after its model file was written was later "skipped (finished)", though
+    its pictures were never drawn."""
+    out = tmp_path / "sweep"
+    args = [AE, "--grid", "train.lr=1e-3", *small, "--out", str(out)]
+    assert invoke(*args).exit_code == 0
+    run = out / "lr=1e-3"
+    pictures = {name: (run / name).read_bytes() for name in ("samples.png", "latent.png")}
+    for name in pictures:
+        (run / name).unlink()  # as a kill right after the model file was written leaves it
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert "[1/1] lr=1e-3: finished; samples.png, latent.png drawn again from its model file" in again.output
+    assert "skipped" not in again.output and "trained" not in again.output
+    assert {name: (run / name).read_bytes() for name in pictures} == pictures
+
+
+@pytest.mark.slow
+def test_a_sweep_stopped_by_sigterm_stops_its_jobs_and_says_what_was_kept(tmp_path: Path, small: list[str]) -> None:
+    """Case 8 of issue 15: `genreg sweep --jobs 2` stopped by SIGTERM exited with no message, its `genreg run`
+    children training on as orphans."""
+    out = tmp_path / "sweep"
+    args = [AE, "--grid", "train.lr=1e-3,3e-3", *small, "--set", "train.epochs=500", "--out", str(out), "--jobs", "2"]
+    command = [sys.executable, "-m", "genreg", "sweep", *args]
+    sweep_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = [RunFolder(out / name) for name in ("lr=1e-3", "lr=3e-3")]
+    children = []
+    try:
+        deadline = time.monotonic() + 120
+        while not all(run.recorded_epochs() >= 1 for run in runs):
+            assert sweep_process.poll() is None and time.monotonic() < deadline, "the jobs did not start training"
+            time.sleep(0.1)
+        children = [json.loads((run.path / RunFolder.LOCK).read_text())["pid"] for run in runs]
+        sweep_process.send_signal(signal.SIGTERM)
+        output, errors = sweep_process.communicate(timeout=120)
+        assert sweep_process.returncode == 143, errors
+        assert "Traceback" not in errors
+        assert "sweep stopped by SIGTERM; stopped with a resumable checkpoint: lr=1e-3, lr=3e-3." in errors
+        assert f"Continue it with `genreg sweep {AE} --grid train.lr=1e-3,3e-3" in errors
+        assert not any(process_alive(pid) for pid in children)  # passed on, and waited for
+        assert all(run.checkpoint_path.exists() and not (run.path / RunFolder.LOCK).exists() for run in runs)
+    finally:
+        for pid in children:
+            if process_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        sweep_process.kill()
+        sweep_process.wait()

@@ -1,0 +1,52 @@
+"""Tests genreg/viz/figures.py: pictures that cannot be drawn are refused before any image is decoded."""
+
+from __future__ import annotations
+
+import pytest
+
+from genreg import limits
+from genreg.errors import UsageError
+from genreg.viz.figures import DPI, MAX_PIXELS, check_grid, check_picture_path, grid_figure, pyplot
+
+
+def test_a_grid_wider_than_a_picture_can_be_is_refused_naming_the_limit() -> None:
+    with pytest.raises(UsageError) as caught:
+        check_grid(8, 10**9, (1, 28, 28))
+    assert str(caught.value).startswith("a picture of 8 x 1,000,000,000 images would be 60,000,000,060 x 510 pixels")
+    assert "at most 65,535 pixels on a side: at most 1,091 images per row or column; ask for fewer." in str(
+        caught.value
+    )
+
+
+@pytest.mark.slow
+def test_the_largest_grid_allowed_is_one_matplotlib_draws() -> None:
+    """The limit is matplotlib's own: the widest grid check_grid allows is drawn; one more column is refused."""
+    most = int((MAX_PIXELS / DPI - 0.6) / 0.6)
+    check_grid(1, most, (1, 1, 1))
+    with pytest.raises(UsageError):
+        check_grid(1, most + 1, (1, 1, 1))
+    import torch
+
+    figure = grid_figure(torch.zeros(most, 1, 1, 1), ncol=most)
+    try:
+        assert figure.get_size_inches()[0] * DPI <= MAX_PIXELS
+        figure.canvas.draw()  # Agg refuses a side over 2**16 pixels with a ValueError
+    finally:
+        pyplot().close(figure)
+
+
+def test_a_grid_that_needs_more_memory_than_there_is_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sample -n 300` of 3x256x256 images under a 6 GB limit: 90,000 images, refused naming the limit."""
+    monkeypatch.setattr(limits, "available_memory", lambda: (6 * 10**9, "left under this process's limit"))
+    with pytest.raises(
+        UsageError, match=r"^a picture of 300 x 300 images needs about .* GB of memory, but only 6.0 GB"
+    ):
+        check_grid(300, 300, (3, 256, 256))
+    check_grid(8, 8, (3, 256, 256))  # a usual grid of the same images fits
+
+
+@pytest.mark.parametrize("given", ["", "."])
+def test_a_picture_path_that_names_no_file_is_refused(given: str) -> None:
+    """Found by the CLI fuzzer: `-o ''` ended in a ValueError traceback."""
+    with pytest.raises(UsageError, match=r"^-o '.*' names no file; give a picture file such as samples.png\.$"):
+        check_picture_path(given)
