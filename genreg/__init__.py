@@ -34,6 +34,7 @@ _WHERE = {
     "GenregError": "genreg.errors",
     "SpecError": "genreg.errors",
     "SpecWarning": "genreg.errors",
+    "InputError": "genreg.errors",
     "hookimpl": "genreg.plugin.hookspecs",
     "get_registry": "genreg.plugin.manager",
     "list_components": "genreg.plugin.manager",

@@ -43,6 +43,10 @@ class ConditionError(GenregError, ValueError):
     """A condition that does not fit the model: a missing column, a class it does not know, a NaN."""
 
 
+class InputError(GenregError, ValueError):
+    """Images or latent codes a model's methods cannot take: another shape, dtype or range (see ``encode``)."""
+
+
 class OutputError(GenregError, OSError):
     """A file could not be written (disk full, no permission); the previous version of it is kept.
 
@@ -64,6 +68,18 @@ class TrainingInterruptedError(GenregError):
 
 class SpecWarning(UserWarning):
     """A spec that validates but probably does not do what was meant (e.g. a warm-up longer than the run)."""
+
+
+class DataWarning(UserWarning):
+    """Data that loads but probably not as meant (e.g. classes in 0..K-1 with no training images)."""
+
+
+class PictureWarning(UserWarning):
+    """A picture drawn otherwise than asked (e.g. a continuous conditioner without the range pictures span)."""
+
+
+class PictureError(GenregError):
+    """A run's picture could not be drawn; its model file and every other file are written."""
 
 
 class UsageError(GenregError):

@@ -33,6 +33,7 @@ def run(spec_file: str, sets: tuple[str, ...], out: str | None, resume: bool, ov
     with signals.raised():  # from the start: a signal while genreg loads says what was kept too
         try:
             from genreg.files.run_folder import RunFolder
+            from genreg.model.losses import metric_units
             from genreg.spec.validate import load_spec
             from genreg.training import distributed
             from genreg.training.runner import run as run_spec
@@ -49,7 +50,7 @@ def run(spec_file: str, sets: tuple[str, ...], out: str | None, resume: bool, ov
         return
     if result.history:
         last = result.history[-1]
-        click.echo(f"epoch {last['epoch']}: " + metrics_line(last))
+        click.echo(f"epoch {last['epoch']}: " + metrics_line(last, metric_units(result.model.losses)))
     if result.stopped:
         when = f"after epoch {result.history[-1]['epoch']}" if result.history else "before training any epoch"
         click.echo(f"stopped {when} of {spec.train.epochs}: {result.stopped}")
@@ -57,11 +58,11 @@ def run(spec_file: str, sets: tuple[str, ...], out: str | None, resume: bool, ov
     click.echo(f"run folder: {folder}  ({', '.join(shown)})")
 
 
-def metrics_line(record: dict) -> str:
-    """``train loss 123.4  test loss 125.0 (bce 110.2, kld 14.8)``."""
-    test = record["test"]
-    terms = ", ".join(f"{k} {v:.2f}" for k, v in test.items() if k != "loss")
-    return f"train loss {record['train']['loss']:.2f}  test loss {test['loss']:.2f} ({terms}) per image"
+def metrics_line(record: dict, units: dict[str, str]) -> str:
+    """``train loss=99.42 nats/image  test loss=111.81, bce=97.88, kld=13.93, neg_elbo=111.81 nats/image``."""
+    from genreg.model.losses import with_units
+
+    return f"train {with_units(record['train'], units)}  test {with_units(record['test'], units)}"
 
 
 @click.command()
@@ -179,6 +180,7 @@ def _extend_into(
     """``genreg extend``'s work, once every option has been checked: extend, fine-tune, write ``target``."""
     from genreg.files.model_files import load_model
     from genreg.model.extend import EPOCHS, extend_classes, extension_of, fine_tune_classes, save_extended
+    from genreg.model.losses import metric_units, with_units
 
     model = extend_classes(load_model(source), column, count)
     extension = extension_of(model)
@@ -188,9 +190,9 @@ def _extend_into(
     )
     if data is not None:
         history = fine_tune_classes(model, data, column=column, epochs=epochs or EPOCHS, progress=not quiet)
-        message += (
-            f", then fine-tuned for {len(history)} epochs (test loss {history[-1]['test']['loss']:.2f} per image)"
-        )
+        epochs_trained = f"{len(history)} epoch{'s' if len(history) != 1 else ''}"
+        test = with_units(history[-1]["test"], metric_units(model.losses))
+        message += f", then fine-tuned for {epochs_trained} (test {test})"
     save_extended(model, target)
     click.echo(f"wrote {target} ({message})")
 

@@ -7,14 +7,23 @@ naming the file or dataset, the array and what would be valid.
 
 from __future__ import annotations
 
+import warnings
+from typing import Literal
+
 import numpy as np
 import torch
 
 from genreg.data.splits import LABEL, DatasetConfig, DataSplits, Split
-from genreg.errors import DataError
+from genreg.errors import DataError, DataWarning
 
 # Class indices are stored as int64: a float label must be a whole number below 2**63 to become one exactly.
 _INT64_BOUND = 2.0**63
+#: How images of 4 axes are laid out: (N, C, H, W), (N, H, W, C), or "auto" (NCHW, refusing arrays that look NHWC).
+Layout = Literal["auto", "NCHW", "NHWC"]
+_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: the channel counts of pictures
+#: A class column is refused when its classes 0..K-1 number more than this many times the classes present,
+#: and more than ABSURD_CLASSES: class ids such as 3000 and 7000 taken for indices (a model of 7,001 classes).
+ABSURD_FACTOR, ABSURD_CLASSES = 10, 100
 
 
 def _tensor(array: object, what: str, source: str) -> torch.Tensor:
@@ -88,17 +97,21 @@ def as_split(
     columns: dict[str, object] | None = None,
     *,
     keys: tuple[str, str] = ("images", "labels"),
+    layout: Layout = "auto",
 ) -> Split:
     """Check and convert raw arrays: uint8 0..255 or floats in [0, 1], (N,H,W) or (N,C,H,W).
 
     ``labels`` must be integers >= 0 or whole-number floats within int64's range. ``columns`` are further
     condition columns (1-D, one value per image). ``source`` names the file or dataset in every error
-    message, ``keys`` the images' and labels' arrays in it. Raises :class:`DataError`.
+    message, ``keys`` the images' and labels' arrays in it. ``layout`` says how 4-D images are laid out:
+    ``NHWC`` (channels last, as PIL and TensorFlow store them) is transposed; ``auto`` takes (N, C, H, W)
+    but refuses images that look channels-last (see :func:`channels_first`). Raises :class:`DataError`.
     """
     image_what, label_what = _named("images", keys[0]), _named("labels", keys[1])
     images, labels = _tensor(images, image_what, source), _tensor(labels, label_what, source)
     if images.dim() == 3:
         images = images.unsqueeze(1)
+    images = channels_first(images, layout, image_what, source)
     if images.dim() != 4 or 0 in images.shape[1:]:
         raise DataError(
             f"{source}: {image_what} must have shape (N, H, W) or (N, C, H, W) with C, H and W at least 1, "
@@ -112,6 +125,24 @@ def as_split(
     labels = _class_indices(labels, label_what, source)
     checked = {name: as_column(values, name, images.shape[0], source) for name, values in (columns or {}).items()}
     return Split(_pixels(images, image_what, source), labels, checked)
+
+
+def channels_first(images: torch.Tensor, layout: Layout, what: str, source: str) -> torch.Tensor:
+    """4-D ``images`` as (N, C, H, W): ``NHWC`` transposed, ``NCHW`` as given; ``auto`` as given unless the last
+    axis holds 1, 3 or 4 values (grey, RGB, RGBA) and axis 1 does not: then a :class:`DataError` asks which."""
+    if images.dim() != 4 or layout == "NCHW":
+        return images
+    if layout == "NHWC":
+        return images.permute(0, 3, 1, 2).contiguous()
+    n, c, h, w = images.shape
+    if w in _CHANNELS and c not in _CHANNELS:
+        raise DataError(
+            f"{source}: {what} of shape {tuple(images.shape)} look channels-last (N, H, W, C), {c}x{h} images of "
+            f"{w} channel(s); genreg reads (N, C, H, W), which would make them {c}-channel images of {h}x{w}. Set "
+            '`layout: "NHWC"` in the dataset spec to transpose them (or save numpy.moveaxis(images, -1, 1)), or '
+            '`layout: "NCHW"` if the shape is meant as it is.'
+        )
+    return images
 
 
 def _pixels(images: torch.Tensor, what: str, source: str) -> torch.Tensor:
@@ -179,7 +210,35 @@ def finish(train: Split, test: Split, config: DatasetConfig, source: str) -> Dat
         if name not in test.columns or values.is_floating_point() != test.columns[name].is_floating_point():
             raise DataError(f"{source}: column '{name}' must be in both splits, of the same kind (classes or floats).")
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
+    for name, values in train.columns.items():
+        if not values.is_floating_point():
+            check_classes(name, values, int(max(values.max(), test.columns[name].max())) + 1, source)
     if config.binarize == "threshold":
         train = train.with_images((train.images > 0.5).float())
         test = test.with_images((test.images > 0.5).float())
     return DataSplits(train, test, num_classes, config.binarize, source)
+
+
+def check_classes(column: str, train: torch.Tensor, count: int, source: str) -> None:
+    """Classes are the indices 0..count-1 of ``column``: warn (:class:`DataWarning`) naming the classes the training
+    values ``train`` lack; raise :class:`DataError` when the count is absurd for the classes present (more than
+    :data:`ABSURD_FACTOR` times, and over :data:`ABSURD_CLASSES`), explaining how to remap the ids."""
+    present = torch.unique(train)
+    if len(present) == count:
+        return
+    if count > ABSURD_FACTOR * len(present) and count > ABSURD_CLASSES:
+        raise DataError(
+            f"{source}: column '{column}' holds {len(present)} distinct classes, the largest {count - 1}; genreg "
+            f"takes classes as the indices 0..K-1, so this would be a model of {count:,} classes, "
+            f"{count - len(present):,} of them without a training image. Map the ids to 0..{len(present) - 1} "
+            "first, e.g. ids, labels = numpy.unique(labels, return_inverse=True) (keep ids to map back)."
+        )
+    missing = sorted(set(range(count)) - set(present.tolist()))
+    shown = ", ".join(map(str, missing[:10])) + (f" (and {len(missing) - 10} more)" if len(missing) > 10 else "")
+    warnings.warn(
+        f"{source}: column '{column}' has classes 0..{count - 1} (classes are indices), but the training split has "
+        f"no image of {len(missing)} of them: {shown}. A model learns nothing for those; if the ids do not start "
+        "at 0 or have gaps, map them to 0..K-1 with numpy.unique(labels, return_inverse=True).",
+        DataWarning,
+        stacklevel=3,
+    )

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from genreg.data.splits import DataSplits
 from genreg.errors import GenregError, ModelFileError
-from genreg.files.model_files import read_spec
+from genreg.files.model_files import missing_plugins, model_file, read_metadata, read_spec
 from genreg.spec.validate import build_part, validate_part
 
 # Fields of a dataset config that name a file or folder: checked to exist before a recorded dataset loads.
@@ -34,7 +34,8 @@ def recorded_data(model_path: str | Path) -> tuple[dict, DataSplits]:
     network nor creates folders), and every file or folder it names must exist before any
     loader runs. Raises :class:`~genreg.errors.ModelFileError` for a model file that records
     no dataset (one saved from Python rather than by a run), a recorded dataset spec that does
-    not validate, or a recorded path that does not exist (naming it).
+    not validate (an unknown dataset: naming the plugin, and its package and version, the file
+    was saved with that is not loaded here), or a recorded path that does not exist (naming it).
     """
     spec = read_spec(model_path)
     if "data" not in spec:
@@ -48,9 +49,10 @@ def _trusted_config(model_path: str | Path, data_spec: Any) -> BaseModel:
     """The recorded dataset config, validated, with ``download`` off and every path it names present."""
     try:
         config = validate_part("dataset", data_spec)
-    except GenregError as exc:
+    except GenregError as exc:  # an unknown dataset: name the plugin (and package) the file was saved with
+        missing = missing_plugins(read_metadata(model_file(model_path)))
         raise ModelFileError(
-            f"the model file {model_path} records a dataset that does not validate here: {exc}"
+            f"the model file {model_path} records a dataset that does not validate here: {exc}{missing}"
         ) from None
     if getattr(config, "download", False):
         config = config.model_copy(update={"download": False})

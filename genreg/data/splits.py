@@ -11,7 +11,7 @@ integer column holds classes 0..K-1; a float column is a continuous quantity.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -88,11 +88,21 @@ class DataInfo:
     ``image_shape`` is (C, H, W). ``columns`` names every condition column with its
     number of classes (0 for a continuous column); the class label's column,
     ``label``, is always there, and ``num_classes`` is its number of classes.
+    ``absent`` names, for a class column, the classes the training split has no
+    image of (so that a picture of one can say the model never saw it); it
+    describes the data, not the model, and is no part of equality.
     """
 
-    def __init__(self, image_shape: tuple[int, ...], num_classes: int, columns: Mapping[str, int] = ()) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, ...],
+        num_classes: int,
+        columns: Mapping[str, int] = (),
+        absent: Mapping[str, Sequence[int]] = (),
+    ) -> None:
         self.image_shape = tuple(int(size) for size in image_shape)
         self.columns = {LABEL: int(num_classes), **{k: int(v) for k, v in dict(columns).items() if k != LABEL}}
+        self.absent = {str(k): sorted(int(c) for c in v) for k, v in dict(absent).items() if len(v)}
 
     @property
     def num_classes(self) -> int:
@@ -106,12 +116,21 @@ class DataInfo:
         return f"DataInfo(image_shape={self.image_shape}, columns={self.columns})"
 
     def to_json(self) -> dict:
-        return {"image_shape": list(self.image_shape), "num_classes": self.num_classes, "columns": self.columns}
+        """As JSON; ``absent`` only when some class lacks training images (files of complete data are unchanged)."""
+        value = {"image_shape": list(self.image_shape), "num_classes": self.num_classes, "columns": self.columns}
+        return {**value, "absent": self.absent} if self.absent else value
 
     @classmethod
     def from_json(cls, value: dict) -> DataInfo:
         columns = {str(k): int(v) for k, v in value.get("columns", {}).items()}
-        return cls(tuple(value["image_shape"]), int(value["num_classes"]), columns)
+        return cls(tuple(value["image_shape"]), int(value["num_classes"]), columns, value.get("absent", {}))
+
+
+def absent_classes(values: torch.Tensor, count: int) -> list[int]:
+    """The classes of 0..count-1 that no value of the class column ``values`` is."""
+    seen = torch.zeros(count, dtype=torch.bool)
+    seen[values[values < count].cpu()] = True
+    return (~seen).nonzero().flatten().tolist()
 
 
 @dataclass
@@ -133,12 +152,17 @@ class DataSplits:
     @property
     def info(self) -> DataInfo:
         """The description a model is built for: image shape and each column's classes (over both splits)."""
-        columns = {
+        counts = {
             name: max(column_classes(values), column_classes(self.test.columns.get(name, values)))
             for name, values in self.train.columns.items()
-            if name != LABEL
         }
-        return DataInfo(tuple(self.train.images.shape[1:]), self.num_classes, columns)
+        counts[LABEL] = self.num_classes
+        absent = {
+            name: absent_classes(values, counts[name])
+            for name, values in self.train.columns.items()
+            if not values.is_floating_point() and len(values)
+        }
+        return DataInfo(tuple(self.train.images.shape[1:]), self.num_classes, counts, absent)
 
 
 def fixed_binarization(split: Split, binarize: str, seed: int = 0) -> Split:

@@ -8,22 +8,33 @@ latent space) and, for a model conditioned on the class label, from
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
 
 from genreg.data.loading import recorded_data
-from genreg.data.splits import DataSplits, fixed_binarization
-from genreg.evaluation.classifier import conditional_accuracy, reference_classifier
+from genreg.data.splits import DataSplits, Split, fixed_binarization
+from genreg.evaluation.classifier import (
+    conditional_accuracy,
+    reconstruction_accuracy,
+    reference_classifier,
+    trust_warning,
+)
 from genreg.evaluation.metrics import is_probabilistic, latent_metrics, likelihood_bounds, posterior
 from genreg.files.atomic import check_writable, write_json
 from genreg.files.model_files import load_model, model_file, read_metadata
 from genreg.files.run_folder import RunFolder
 from genreg.files.tensors import CHECKSUM
 from genreg.model.generative import GenerativeModel
+from genreg.model.losses import metric_units
 from genreg.spec.train import TrainConfig
 from genreg.training.distributed import resolve_device
 from genreg.training.loop import average_losses
+
+#: What an ``eval.json`` measured; one of another format is measured again, never shown beside new ones.
+#: 2 (issue 16): k-NN on draws z ~ q(z|x) of the active units, the classifier's reading of reconstructions.
+EVAL_FORMAT = "genreg-eval/2"
 
 
 def evaluate_model(
@@ -38,29 +49,49 @@ def evaluate_model(
 ) -> dict:
     """Every metric genreg reports for one model on one split of its dataset, as a JSON-ready dict.
 
-    ``losses`` (each term and the total, nats per image), for a VAE/cVAE ``neg_elbo`` and
-    ``nll_iwae`` (nats per image, ``iw_samples`` draws: Burda et al. 2016), ``active_units``,
-    ``gaussian_kl``, ``mmd``, ``knn_accuracy`` and ``chance`` (see
-    :mod:`genreg.evaluation.metrics`), and for a model conditioned on the label with a
+    ``format`` (:data:`EVAL_FORMAT`), ``losses`` (each term, the total and the objective ``neg_elbo`` or ``nll``,
+    each in its unit: ``units``), for a
+    VAE/cVAE ``neg_elbo`` and ``nll_iwae`` (nats per image, ``iw_samples`` draws: Burda et al. 2016),
+    ``active_units``, ``gaussian_kl``, ``mmd``, ``knn_accuracy``, ``knn_on`` (what k-NN read) and
+    ``chance`` (see :mod:`genreg.evaluation.metrics`), and for a model conditioned on the label with a
     ``data_spec`` (the resolved dataset spec, which keys the cached reference classifier)
-    ``conditional_accuracy`` overall and per class, beside the classifier's own test accuracy.
+    ``conditional_accuracy`` overall and per class, beside the classifier's own test accuracy and its
+    accuracy on the model's reconstructions of the split (``classifier_reconstruction_accuracy``); when
+    that is low, ``conditional_accuracy_trusted`` is false and a ``UserWarning`` says why.
     A dynamically binarised split is binarised once, with ``seed``, as in training's test metrics.
     """
     split = fixed_binarization(getattr(data, split_name), data.binarize, seed)
     model.eval()
     torch.manual_seed(seed)
-    result: dict = {"model": (model.spec or {}).get("type"), "split": split_name, "images": len(split)}
+    result: dict = {"format": EVAL_FORMAT, "model": (model.spec or {}).get("type"), "split": split_name}
+    result["images"] = len(split)
     result["losses"] = average_losses(model, split, TrainConfig(device=str(model.device)))
+    result["units"] = metric_units(model.losses)
     if is_probabilistic(model):
         result.update(likelihood_bounds(model, split, iw_samples, seed=seed))
     result.update(latent_metrics(posterior(model, split), seed))
     if model.conditional and data_spec is not None:
-        classifier, accuracy = reference_classifier(data_spec, data)
-        conditional = conditional_accuracy(model, classifier, n_per_class, seed)
-        result["conditional_accuracy"] = conditional["overall"]
-        result["conditional_accuracy_per_class"] = conditional["per_class"]
-        result["classifier_test_accuracy"] = accuracy
+        result.update(_conditional(model, data, split, data_spec, n_per_class, seed))
     return result
+
+
+def _conditional(
+    model: GenerativeModel, data: DataSplits, split: Split, data_spec: dict, n_per_class: int, seed: int
+) -> dict:
+    """Conditional accuracy beside the reference classifier's accuracy on test images and on reconstructions."""
+    classifier, accuracy = reference_classifier(data_spec, data)
+    conditional = conditional_accuracy(model, classifier, n_per_class, seed)
+    reconstruction = reconstruction_accuracy(model, classifier, split)
+    warning = trust_warning(accuracy, reconstruction, conditional["overall"])
+    if warning:
+        warnings.warn(warning, stacklevel=3)
+    return {
+        "conditional_accuracy": conditional["overall"],
+        "conditional_accuracy_per_class": conditional["per_class"],
+        "classifier_test_accuracy": accuracy,
+        "classifier_reconstruction_accuracy": reconstruction,
+        "conditional_accuracy_trusted": warning is None,
+    }
 
 
 def evaluate_file(
@@ -89,7 +120,8 @@ def recorded_evaluation(file: Path, split_name: str = "test") -> dict | None:
     """The evaluation ``evaluate_file`` wrote for the model file ``file``, if it was of this very model.
 
     None when there is none, or when it records another model's checksum (the run was
-    overwritten or retrained since), or none at all (written before checksums were recorded).
+    overwritten or retrained since), or none at all (written before checksums were recorded),
+    or when it measured what an older genreg measured (another ``format``, :data:`EVAL_FORMAT`).
     """
     saved = RunFolder.evaluation_file(file, split_name)
     if not saved.is_file():
@@ -99,4 +131,6 @@ def recorded_evaluation(file: Path, split_name: str = "test") -> dict | None:
     except (OSError, ValueError):
         return None
     checksum = read_metadata(file).get(CHECKSUM)
-    return result if isinstance(result, dict) and checksum and result.get("model_checksum") == checksum else None
+    if not isinstance(result, dict) or result.get("format") != EVAL_FORMAT:
+        return None
+    return result if checksum and result.get("model_checksum") == checksum else None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from genreg.data.loading import recorded_data
@@ -10,6 +11,8 @@ from genreg.data.splits import Split
 from genreg.evaluation.evaluate import evaluate_file, recorded_evaluation
 from genreg.files.model_files import load_model, model_file
 from genreg.model.generative import GenerativeModel
+from genreg.model.losses import NATS, NEG_ELBO, NLL, term_unit
+from genreg.plugin.manager import get_registry
 from genreg.viz.figures import save_figure
 from genreg.viz.latent import comparison_figure
 
@@ -18,10 +21,24 @@ def _number(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+UNRECORDED = "(unit not recorded)"  # an evaluation written before units were recorded
+
+
 def loss_rows(result: dict) -> list[tuple[str, str]]:
-    """(label, value) for each loss term of one evaluation."""
-    losses = result.get("losses", {})
-    return [(f"{name} (nats/image)", _number(value)) for name, value in losses.items() if name != "loss"]
+    """(label, value) for each loss term of one evaluation and an AE's reconstruction NLL, each labelled with its
+    unit from the evaluation's ``units`` (``bce (nats/image)``, ``mse (squared error/image)``); the weighted
+    total and the test -ELBO (the -ELBO row of :func:`metric_rows` measures it with K draws) are left out."""
+    losses = {name: value for name, value in result.get("losses", {}).items() if name not in ("loss", NEG_ELBO)}
+    units = result.get("units") or registered_units(losses)
+    return [(f"{name} ({units.get(name, UNRECORDED).strip('()')})", _number(value)) for name, value in losses.items()]
+
+
+def registered_units(names: Iterable[str]) -> dict[str, str]:
+    """For an evaluation that records no units (written before they were): each term named as a registered loss
+    type gets the unit that type declares, ``nll`` nats per image; a renamed or unknown term gets none."""
+    registry = get_registry()
+    entries = {name: registry.lookup("loss", name) for name in names}
+    return {NLL: NATS} | {name: term_unit(entry.factory) for name, entry in entries.items() if entry is not None}
 
 
 def metric_rows(result: dict) -> list[tuple[str, str]]:
@@ -34,10 +51,13 @@ def metric_rows(result: dict) -> list[tuple[str, str]]:
         ("KL(fitted Gaussian ‖ N(0,I))", _number(result["gaussian_kl"], 3)),
         ("MMD² to N(0,I), RBF", _number(result["mmd"], 4)),
         ("k-NN accuracy (k=5, 5-fold)", f"{result['knn_accuracy']:.3f} (chance {result['chance']:.3f})"),
+        ("k-NN reads", result["knn_on"]),
     ]
     if "conditional_accuracy" in result:
-        trust = f"classifier test acc {result['classifier_test_accuracy']:.3f}"
-        rows.append(("conditional accuracy", f"{result['conditional_accuracy']:.3f} ({trust})"))
+        reads = (result["classifier_test_accuracy"], result["classifier_reconstruction_accuracy"])
+        trust = "classifier reads test {:.3f}, reconstructions {:.3f}".format(*reads)
+        doubt = "" if result["conditional_accuracy_trusted"] else "; NOT TRUSTED"
+        rows.append(("conditional accuracy", f"{result['conditional_accuracy']:.3f} ({trust}{doubt})"))
     return rows
 
 
@@ -71,7 +91,11 @@ def compare_runs(
     runs: Sequence[str | Path], output: str | Path, markdown: str | Path | None = None, iw_samples: int = 1000
 ) -> tuple[str, list[Path]]:
     """Evaluate each run, or reuse its ``eval.json`` if that measured this very model file; return the table
-    and the files written."""
+    and the files written.
+
+    IWAE estimates with different numbers of draws K are not comparable (the bound tightens as K
+    grows): each shows its K, and a mix warns (``UserWarning``) and ends the Markdown with that note.
+    """
     results: dict[str, dict] = {}
     pictured: dict[str, tuple[GenerativeModel, Split]] = {}
     for run in runs:
@@ -80,7 +104,23 @@ def compare_runs(
         results[name] = recorded_evaluation(file) or evaluate_file(file, iw_samples=iw_samples)[0]
         pictured[name] = (load_model(file), recorded_data(file)[1].test)
     written = [save_figure(comparison_figure(pictured), output)]
+    note = mixed_iwae_samples(results)
+    if note:
+        warnings.warn(note, stacklevel=2)
     if markdown:
-        Path(markdown).write_text(markdown_table(results) + "\n")
+        Path(markdown).write_text(markdown_table(results) + "\n" + (f"\nNote: {note}\n" if note else ""))
         written.append(Path(markdown))
     return format_table(results), written
+
+
+def mixed_iwae_samples(results: dict[str, dict]) -> str | None:
+    """What to say when the runs' IWAE estimates used different numbers of draws K, or None."""
+    draws = {name: result["iw_samples"] for name, result in results.items() if "iw_samples" in result}
+    if len(set(draws.values())) <= 1:
+        return None
+    listed = ", ".join(f"{name} K={k}" for name, k in draws.items())
+    return (
+        f"the NLL, IWAE row mixes estimates with different numbers of draws per image ({listed}); the bound "
+        "tightens as K grows, so a lower NLL may only mean a larger K. Measure every run with the same K "
+        "(genreg eval RUN --iw-samples K) before comparing them."
+    )

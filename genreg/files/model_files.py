@@ -39,6 +39,7 @@ from genreg.model.assembly import build_model, derive_spec
 from genreg.model.generative import GenerativeModel
 from genreg.plugin.manager import get_registry, plugin_infos
 from genreg.spec.overrides import parse_json
+from genreg.spec.validate import validate_spec
 from genreg.version import __version__
 
 # Version 2: a model's conditioners live under ``conditioner.parts.<i>.`` (several condition columns);
@@ -58,6 +59,7 @@ class RecordedData(BaseModel):
     image_shape: list[_Size] = Field(min_length=3, max_length=3, description="(C, H, W)")
     num_classes: _Classes
     columns: dict[str, _Classes] = {}
+    absent: dict[str, list[Annotated[int, Field(strict=True, ge=0, le=MAX_SIZE)]]] = {}  # classes with no rows
 
     @field_validator("image_shape")
     @classmethod
@@ -67,11 +69,14 @@ class RecordedData(BaseModel):
         return shape
 
 
-def _plugins(model: GenerativeModel) -> dict[str, str]:
-    """The plugin behind each registered part and the package it came from, to name a missing one on load."""
+def _plugins(model: GenerativeModel, spec: dict | None) -> dict[str, str]:
+    """The plugin behind each registered component the file needs and the package it came from (with its version),
+    to name a missing one on load: the model's parts and schedules, and what ``spec`` names besides (the dataset,
+    whose plugin ``genreg eval`` needs, the learning-rate schedule and the callbacks)."""
     registry, infos = get_registry(), {info.name: info for info in plugin_infos()}
     parts = [*model.modules(), *(s for s in model.weight_schedules if s is not None)]
-    names = {entry.plugin for part in parts if (entry := registry.find(part)) is not None}
+    entries = [registry.find(part) for part in parts] + [registry.lookup(*named) for named in _named_in(spec)]
+    names = {entry.plugin for entry in entries if entry is not None}
     # "genreg-example-plugin 0.1.0"; a plugin added with register_plugin has no package: "registered in Python"
     origin = {
         name: f"{info.distribution} {info.version}".removesuffix(" -").strip("()") for name, info in infos.items()
@@ -79,10 +84,37 @@ def _plugins(model: GenerativeModel) -> dict[str, str]:
     return {name: origin.get(name, "unknown package") for name in sorted(names)}
 
 
+def _named_in(spec: dict | None) -> list[tuple[str, str]]:
+    """(kind, name) of each component a run's spec names outside its model: dataset, lr schedule, callbacks."""
+    train = (spec or {}).get("train") or {}
+    items = [("dataset", (spec or {}).get("data")), ("schedule", train.get("lr_schedule"))]
+    items += [("callback", callback) for callback in train.get("callbacks") or []]
+    return [
+        (kind, item["type"]) for kind, item in items if isinstance(item, dict) and isinstance(item.get("type"), str)
+    ]
+
+
+def resolve_spec(raw: dict, info: DataInfo, source: str | Path = "spec") -> dict:
+    """A whole spec as this genreg resolves it for a run (``prepare`` in genreg/training/runner.py): validated with
+    today's registry, every default filled in, and the model's spec as building it fills it in (the conditioners'
+    ``num_classes`` from ``info``). A run folder's spec.json written by an earlier genreg lacks the defaults added
+    since; resolved again, it compares equal to the same spec resolved today.
+
+    The model is built on the ``meta`` device, so nothing is allocated. Raises
+    :class:`~genreg.errors.SpecError` naming ``source`` for a spec that does not validate here, and
+    :class:`~genreg.errors.AssemblyError` for a model that does not build on data of ``info``.
+    """
+    spec = validate_spec(raw, source=str(source))
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # warnings about the spec were given when the run started
+        model = build_model(spec.model, info)
+    return {**spec.model_dump(mode="json"), "model": model.spec}
+
+
 def _model_metadata(model: GenerativeModel, spec: dict | None) -> dict[str, str]:
     metadata = {"genreg.format": MODEL_FORMAT, "genreg.version": __version__}
     metadata["genreg.data"] = json.dumps(model.data_info.to_json())
-    metadata["genreg.plugins"] = json.dumps(_plugins(model))
+    metadata["genreg.plugins"] = json.dumps(_plugins(model, spec))
     try:
         metadata["genreg.spec"] = json.dumps(spec or {"model": derive_spec(model)})
     except ModelFileError as exc:
@@ -188,7 +220,7 @@ def _recorded(path: Path, metadata: dict[str, str]) -> tuple[dict, DataInfo]:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'it'}: {e['msg']}" for e in exc.errors())
         raise ModelFileError(f"{path}: its recorded data description (genreg.data) is invalid: {problems}.") from None
-    return spec, DataInfo(tuple(recorded.image_shape), recorded.num_classes, recorded.columns)
+    return spec, DataInfo(tuple(recorded.image_shape), recorded.num_classes, recorded.columns, recorded.absent)
 
 
 def _record(path: Path, metadata: dict[str, str], key: str) -> Any:
@@ -208,7 +240,7 @@ def _oversized(model_spec: dict) -> str:
     return ""
 
 
-def _missing_plugins(metadata: dict[str, str]) -> str:
+def missing_plugins(metadata: dict[str, str]) -> str:
     """A sentence naming the plugins a file was saved with that are not loaded here (empty if none)."""
     try:
         saved = dict(parse_json(metadata.get("genreg.plugins", "{}"), "genreg.plugins", ModelFileError))
@@ -257,7 +289,7 @@ def _rebuild(path: Path, metadata: dict[str, str], spec: dict, info: DataInfo) -
     try:
         return build_model(spec["model"], info)
     except GenregError as exc:
-        message = f"{path}: cannot rebuild the model it describes: {exc}{_missing_plugins(metadata)}"
+        message = f"{path}: cannot rebuild the model it describes: {exc}{missing_plugins(metadata)}"
         raise ModelFileError(message) from None
     except RuntimeError as exc:  # torch refusing a size, e.g. a layer of more than 2**63 values
         raise ModelFileError(f"{path}: the sizes it records cannot be built ({first_line(exc)}).") from None

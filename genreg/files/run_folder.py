@@ -29,7 +29,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,10 @@ class RunFolder:
         return [name for name in names if (self.path / name).exists()]
 
     def missing_pictures(self) -> list[str]:
-        """Which of the run's pictures (:data:`PICTURES`) the folder lacks."""
+        """Which of the run's pictures (:data:`PICTURES`) the folder lacks; none for a run whose spec.json says
+        ``train.pictures: false`` (it is finished without them)."""
+        if (self.read_spec() or {}).get("train", {}).get("pictures", True) is False:
+            return []
         return [name for name in self.PICTURES if not (self.path / name).exists()]
 
     def unstarted(self) -> bool:
@@ -267,25 +270,28 @@ class RunFolder:
             raise RunFolderError(f"{self.spec_path} does not hold a spec (a JSON object); restore it or --overwrite.")
         return spec
 
-    def check_resumable(self, resolved: dict) -> None:
-        """A resumed run must use the spec it started with; only :data:`MAY_CHANGE_ON_RESUME` may differ."""
+    def check_resumable(self, resolved: dict, resolve: Callable[[dict], dict] = dict) -> None:
+        """A resumed run must use the spec it started with, compared as ``resolve`` reads it (the runner: with this
+        genreg's defaults, which an earlier genreg's spec.json lacks); only :data:`MAY_CHANGE_ON_RESUME` may differ."""
         saved = self.read_spec()
         if saved is None:
             raise RunFolderError(
                 f"cannot resume {self.path}: it has no {self.SPEC}, which says what the run is; restore it, or "
                 "start the run again with --overwrite."
             )
-        differences = spec_differences(saved, resolved, MAY_CHANGE_ON_RESUME)
+        differences = spec_differences(resolve(saved), resolved, MAY_CHANGE_ON_RESUME)
         if differences:
             raise RunFolderError(
                 f"cannot resume {self.path}: the spec differs from the one it started with at "
                 f"{', '.join(differences)}; only {' and '.join(MAY_CHANGE_ON_RESUME)} may change."
             )
 
-    def check_unstarted(self, resolved: dict, resume: bool) -> None:
-        """A run that never trained (:meth:`unstarted`) starts again only with its own spec (with ``resume``,
-        :data:`MAY_CHANGE_ON_RESUME` may differ); raises :class:`RunFolderError` naming the differences."""
-        differences = spec_differences(self.read_spec() or {}, resolved, MAY_CHANGE_ON_RESUME if resume else ())
+    def check_unstarted(self, resolved: dict, resume: bool, resolve: Callable[[dict], dict] = dict) -> None:
+        """A run that never trained (:meth:`unstarted`) starts again only with its own spec, read as ``resolve``
+        reads it (as in :meth:`check_resumable`; with ``resume``, :data:`MAY_CHANGE_ON_RESUME` may differ); raises
+        :class:`RunFolderError` naming the differences."""
+        may_change = MAY_CHANGE_ON_RESUME if resume else ()
+        differences = spec_differences(resolve(self.read_spec() or {}), resolved, may_change)
         if differences:
             raise RunFolderError(
                 f"{self.path} holds the {self.SPEC} of a run stopped before its first epoch, and its spec differs "

@@ -10,12 +10,14 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import torch
 from pydantic import Field, field_validator
 
 from genreg.data.splits import DataInfo
 from genreg.errors import AssemblyError, ModelFileError
 from genreg.model.conditions import Conditions, is_continuous
-from genreg.model.generative import GenerativeModel
+from genreg.model.generative import GenerativeModel, describe
+from genreg.model.losses import check_term_values
 from genreg.plugin.manager import get_registry
 from genreg.plugin.registry import Registry
 from genreg.spec.parts import OneOrMore, Part, StrictModel
@@ -132,7 +134,8 @@ def build_model(model_spec: dict | Any, data: DataInfo) -> GenerativeModel:
     """Build a model from a (validated or raw) model spec and the data's description.
 
     Raises :class:`~genreg.errors.SpecError` for a raw spec that does not validate and
-    :class:`AssemblyError` for parts that do not fit together or the data.
+    :class:`AssemblyError` for parts that do not fit together or the data, or a loss
+    term whose values have the wrong shape (see :func:`check_loss_terms`).
     """
     registry = get_registry()
     if isinstance(model_spec, dict):
@@ -142,7 +145,33 @@ def build_model(model_spec: dict | Any, data: DataInfo) -> GenerativeModel:
         raise AssemblyError(f"model recipe '{model_spec.type}' returned {type(model).__name__}, not a GenerativeModel.")
     if model.spec is None:
         model.spec = model_spec.model_dump(mode="json")
+    check_loss_terms(model)
     return model
+
+
+def check_loss_terms(model: GenerativeModel) -> None:
+    """Run the loss terms on a dummy batch of two images and refuse a value that is not (2,) (or () for a
+    batch-level term), naming the term's plugin; see :func:`genreg.model.losses.check_term_values`.
+
+    Random numbers the forward pass draws (the latent's noise) leave the caller's RNG as it was.
+    """
+    device = model.device
+    x = torch.zeros(2, *model.data_info.image_shape, device=device)
+    columns = model.conditioner.columns if model.conditioner is not None else []
+    condition = {column: torch.zeros(2, device=device) for column in columns} or None
+    forked = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    with forked, model.evaluating(), torch.no_grad():
+        out = model(x, condition)
+        values = {term.config.metric_name: _term_value(term, x, out) for term in model.losses}
+    check_term_values(model.losses, values, 2, describe)
+
+
+def _term_value(term: Any, x: torch.Tensor, out: Any) -> Any:
+    """``term(x, out)``; a term that raises is named, rather than shown as a traceback."""
+    try:
+        return term(x, out)
+    except Exception as exc:  # noqa: BLE001 - any failure of a plugin's term on a well-formed batch
+        raise AssemblyError(f"{describe(term)} failed on a batch of 2 images: {type(exc).__name__}: {exc}") from exc
 
 
 def derive_spec(model: GenerativeModel) -> dict:

@@ -11,13 +11,14 @@ which genreg calls once with the training split's column before training.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from genreg.data.splits import LABEL, Split
-from genreg.errors import ConditionError
+from genreg.errors import ConditionError, PictureWarning
 
 Condition = torch.Tensor | Mapping[str, torch.Tensor]
 
@@ -32,6 +33,35 @@ def default_value(part: nn.Module) -> int | float:
     A continuous part without a ``mean`` (a plugin's, say) is held at 0.0, the standardised centre.
     """
     return float(getattr(part, "mean", 0.0)) if is_continuous(part) else 0
+
+
+#: The range a continuous column's pictures span when its part records none (nor a mean and std): a standardised one.
+DEFAULT_RANGE = (-2.0, 2.0)
+
+
+def value_range(part: nn.Module, column: str) -> tuple[float, float]:
+    """The values of a continuous ``column`` its pictures span (a sample grid's columns, say): the part's ``low``
+    and ``high`` (for the built-in ``continuous``, the 5th and 95th percentiles of the training values).
+
+    A part without them spans ``mean`` -/+ 2 ``std`` if it has those, else :data:`DEFAULT_RANGE`, and warns
+    (:class:`~genreg.errors.PictureWarning`) naming the column, because a picture in the wrong range shows
+    values the model never saw.
+    """
+    if hasattr(part, "low") and hasattr(part, "high"):
+        return float(part.low), float(part.high)
+    if hasattr(part, "mean") and hasattr(part, "std"):
+        mean, std = float(part.mean), float(part.std)
+        low, high, source = mean - 2 * std, mean + 2 * std, "its mean -/+ 2 std"
+    else:
+        (low, high), source = DEFAULT_RANGE, "the default range"
+    warnings.warn(
+        f"the conditioner of column '{column}' ({type(part).__name__}) has no `low` and `high`, the range of "
+        f"values pictures span; spanning {source}, [{low:.3g}, {high:.3g}]. Give the part `low` and `high` "
+        "attributes (e.g. percentiles of the training values taken in `fit`).",
+        PictureWarning,
+        stacklevel=3,
+    )
+    return low, high
 
 
 class Conditions(nn.Module):

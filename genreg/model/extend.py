@@ -191,7 +191,9 @@ def fine_tune_classes(
 ) -> list[dict]:
     """Train only the vectors of ``classes`` of ``column``'s conditioner on ``data``, in place; returns the history.
 
-    ``classes`` defaults to the classes :func:`extend_classes` added to ``column``.
+    ``classes`` defaults to the classes :func:`extend_classes` added to ``column``; the
+    training split must hold rows of each of them (a class without rows would get no
+    gradient and stay as it was), else :class:`~genreg.errors.ExtensionError` names them.
     ``data`` is loaded splits or a dataset spec (``{"type": "npz", ...}``), which is
     then loaded here and recorded in the model's extension. Every other parameter is
     frozen, and a hook zeroes the gradient of the other rows of the class
@@ -206,6 +208,7 @@ def fine_tune_classes(
     parameters = _class_parameters(part, column)
     splits, recorded = _splits(data)
     _check_images(model, splits)
+    _check_rows(splits, column, classes)
     # Adam with weight_decay 0 (the defaults), so that a zero gradient leaves a weight as it is
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, device=device, compile=False, cuda_graph=False)
     with _only_rows(model, parameters, classes, resolve_device(device)):
@@ -265,6 +268,26 @@ def _check_images(model: GenerativeModel, splits: DataSplits) -> None:
         raise ExtensionError(
             f"{splits.source or 'the fine-tuning data'} has images of shape {shape}, but the model was trained "
             f"on images of shape {expected}; fine-tune it on images like those it was trained on."
+        )
+
+
+def _check_rows(splits: DataSplits, column: str, classes: Sequence[int]) -> None:
+    """Refuse to fine-tune classes of which the training split holds no rows: their vectors would get no gradient,
+    and training would end "fine-tuned" with them bit-identical to their initialisation."""
+    values = splits.train.columns.get(column)
+    if values is None:  # train() refuses data without a column the model reads, naming it
+        return
+    present = set(torch.unique(values).tolist())
+    missing = [k for k in classes if k not in present]
+    if missing:
+        held = sorted(present)
+        listed = ", ".join(map(str, held[:20])) + (f" and {len(held) - 20} more" if len(held) > 20 else "")
+        which = f"class{'es' if len(missing) > 1 else ''} {', '.join(map(str, missing))}"
+        raise ExtensionError(
+            f"{splits.source or 'the fine-tuning data'} holds no training rows of {which} of column '{column}' "
+            f"(its training split holds classes {listed or 'none'}), "
+            "so fine-tuning could not change their vectors; give data with images of those classes, or fine-tune "
+            "only the classes it holds (classes=[...])."
         )
 
 

@@ -11,6 +11,7 @@ given as ``{column: (B,) values}`` (a bare (B,) tensor for a model with one colu
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -20,6 +21,7 @@ from torch import nn
 from genreg.data.splits import LABEL, DataInfo, Split
 from genreg.errors import AssemblyError, ConditionError
 from genreg.model.conditions import Condition, Conditions, is_continuous
+from genreg.model.inputs import Codes, Given, Images, Labels, as_codes, as_images, condition_values
 from genreg.model.losses import full_precision, weight_schedule
 from genreg.plugin.protocols import LatentSample, ModelOutput
 
@@ -152,44 +154,113 @@ class GenerativeModel(nn.Module):
         return (means * weights).sum(), dict(zip(self.loss_names, means.unbind(), strict=True))
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
-        """The deterministic latent code of each image: x (B, C, H, W) -> the posterior mean (B, latent_dim)."""
+    def encode(self, x: Images, condition: Given | None = None) -> torch.Tensor:
+        """The deterministic latent code of each image, its posterior mean: x (B, C, H, W) -> (B, latent_dim), or
+        one image (C, H, W) -> (latent_dim,), float32 on the model's device.
+
+        ``x`` is a torch tensor or numpy array, uint8 (0..255) or float in [0, 1], on any device (see
+        :func:`~genreg.model.inputs.as_images`); ``condition`` one value per image, or one for all (see
+        :meth:`given`). Raises :class:`~genreg.errors.InputError` for images of another shape, dtype or range, and
+        :class:`~genreg.errors.ConditionError` for a condition the model cannot take.
+        """
+        x, batched = self.images(x)
+        needed = self.condition_encoder or condition is not None  # a q(z|x) encoder needs none, but checks one
+        z = self._encode(x, self.given(condition, len(x)) if needed else None)
+        return z if batched else z[0]
+
+    def _encode(self, x: torch.Tensor, condition: dict[str, torch.Tensor] | None) -> torch.Tensor:
         c = self.condition(condition) if self.condition_encoder else None
         return self.latent.mean(self.encoder(x, c))
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
-        """Latent codes z (B, latent_dim) -> pixel means (B, C, H, W) in [0, 1], the sigmoid of the logits.
+    def decode(self, z: Codes, condition: Given | None = None) -> torch.Tensor:
+        """Latent codes z (B, latent_dim), or one (latent_dim,), -> pixel means (B, C, H, W), or (C, H, W), in [0, 1]:
+        the sigmoid of the decoder's logits, float32 on the model's device.
 
-        Raises :class:`~genreg.errors.ConditionError` if a conditional model gets no condition.
+        ``z`` is a torch tensor or numpy array of finite real numbers, on any device; ``condition`` as for
+        :meth:`encode`. Raises :class:`~genreg.errors.InputError` for codes of another shape, a dtype that is not a
+        real number or values that are not finite, and :class:`~genreg.errors.ConditionError` (a conditional
+        model given no condition, say).
         """
+        z, batched = self.codes(z)
+        images = self._decode(z, self.given(condition, len(z)))
+        return images if batched else images[0]
+
+    def _decode(self, z: torch.Tensor, condition: dict[str, torch.Tensor] | None) -> torch.Tensor:
         return torch.sigmoid(self.decoder(z, self.condition(condition)).float())
 
     @torch.no_grad()
     def sample(
-        self, n: int | None = None, labels: torch.Tensor | None = None, condition: Condition | None = None
+        self, n: int | None = None, labels: Labels | None = None, condition: Given | None = None
     ) -> torch.Tensor:
         """Decode draws z ~ p(z) (the latent's prior, N(0, I) for the built-ins): images (n, C, H, W) in [0, 1].
 
-        A conditional model needs a condition per image, which also sets n;
-        ``labels`` (class indices, (n,)) is short for ``condition={"label": labels}``.
-        Raises ``ValueError`` without n, labels or a condition, and
-        :class:`~genreg.errors.ConditionError` for a class or column the model does not know.
+        A conditional model needs a condition (see :meth:`given`): one value per image sets n,
+        one value for all takes n from ``n`` (1 without it). ``labels`` (class indices: an int,
+        a list, an array or a tensor) is short for ``condition={"label": labels}``. Raises
+        ``ValueError`` without n, labels or a condition, or for an n that is not an integer >= 0,
+        and :class:`~genreg.errors.ConditionError` for a condition the model cannot take.
         """
         if labels is not None:
-            condition = {LABEL: torch.as_tensor(labels), **(condition or {})}
-        if condition is not None:
-            condition = self.checked(condition)
-            n = len(next(iter(condition.values())))
-        if n is None:
+            condition = {LABEL: labels, **({} if condition is None else self._columns_given(condition))}
+        if n is None and condition is None:
             raise ValueError("pass n (number of images), labels or a condition.")
-        z = self.latent.sample_prior(n, self.device)
-        return self.decode(z, condition)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0):
+            raise ValueError(f"n is the number of images, an integer >= 0; got {n!r}.")
+        given = self.given(condition, None if n is None else int(n))
+        n = len(next(iter(given.values()))) if given is not None else int(n)
+        return self._decode(self.latent.sample_prior(n, self.device), given)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
-        """x (B, C, H, W) -> the decoding of each image's posterior mean, (B, C, H, W) in [0, 1]."""
-        return self.decode(self.encode(x, condition), condition)
+    def reconstruct(self, x: Images, condition: Given | None = None) -> torch.Tensor:
+        """x (B, C, H, W), or one image (C, H, W), -> the decoding of each image's posterior mean, of x's shape, in
+        [0, 1]. ``x`` and ``condition`` are what :meth:`encode` takes; it raises what :meth:`encode` raises."""
+        x, batched = self.images(x)
+        given = self.given(condition, len(x))
+        images = self._decode(self._encode(x, given), given)
+        return images if batched else images[0]
+
+    def images(self, x: Images) -> tuple[torch.Tensor, bool]:
+        """``x`` as this model's input (see :func:`~genreg.model.inputs.as_images`), and whether it had the batch
+        axis."""
+        return as_images(x, self.data_info.image_shape, self.device, next(self.parameters()).dtype)
+
+    def codes(self, z: Codes) -> tuple[torch.Tensor, bool]:
+        """``z`` as this model's latent codes (see :func:`~genreg.model.inputs.as_codes`), and whether it had the
+        batch axis."""
+        return as_codes(z, int(self.latent.dim), self.device, next(self.parameters()).dtype)
+
+    def given(self, condition: Given | None, n: int | None) -> dict[str, torch.Tensor] | None:
+        """A condition as users hold it, for ``n`` images, as the model reads it: {column: (n,) values} on its
+        device, classes as int64 and continuous values as float32; None for an unconditional model.
+
+        ``condition`` is {column: values}, or the values of a model's only column; values are an int or float,
+        a list, a numpy array or a tensor, one per image or one for all (``n`` None: as many as the longest
+        column gives). Raises :class:`~genreg.errors.ConditionError` for a conditional model given none, an
+        unconditional one given one, a column it does not read, a class it does not know, a NaN, a complex
+        or boolean value, or a number of values that is neither 1 nor ``n``.
+        """
+        if self.conditioner is None:
+            if condition is not None:
+                raise ConditionError("this model is not conditional: it takes no condition (pass None).")
+            return None
+        if condition is None:
+            self.condition(None)  # raises: the model is conditional
+        values = condition_values(self._columns_given(condition), n)
+        checked = self.checked(values)
+        parts = zip(self.conditioner.columns, self.conditioner.parts, strict=True)
+        return {c: checked[c].float() if is_continuous(part) else checked[c].long() for c, part in parts}
+
+    def _columns_given(self, condition: Given) -> Mapping[str, object]:
+        """``condition`` as {column: values}: a bare value is the model's only column's."""
+        if isinstance(condition, Mapping):
+            return condition
+        if len(self.conditioner.columns) > 1:
+            raise ConditionError(
+                f"this model has several conditions ({', '.join(self.conditioner.columns)}): pass a dict "
+                "{column: values}."
+            )
+        return {self.conditioner.columns[0]: condition}
 
     @torch.no_grad()
     def transfer(self, x: torch.Tensor, condition: Condition, targets: Condition) -> torch.Tensor:
@@ -213,12 +284,12 @@ class GenerativeModel(nn.Module):
                 f"cannot transfer to column(s) {', '.join(unknown)}: the model reads {', '.join(own)}."
             )
         count = len(next(iter(targets.values())))
-        z = self.encode(x, own)
+        z = self._encode(self.images(x)[0], own)
         decoded_under = {
             column: targets[column].repeat(len(z)) if column in targets else values.repeat_interleave(count)
             for column, values in own.items()
         }
-        decoded = self.decode(z.repeat_interleave(count, dim=0), self.checked(decoded_under))
+        decoded = self._decode(z.repeat_interleave(count, dim=0), self.checked(decoded_under))
         return decoded.view(len(z), count, *decoded.shape[1:])
 
     def checked(self, condition: Condition) -> dict[str, torch.Tensor]:

@@ -1,24 +1,43 @@
-"""What every loss term shares: a weight, an optional schedule and a name in the metrics.
+"""What every loss term shares: a weight, an optional schedule, a name and a unit in the metrics.
 
 A loss term computes one value per example (summed over pixels or latent
-dimensions), in nats for a likelihood term; the model averages it over the batch
-and multiplies it by ``weight * schedule.factor(progress)``, where progress is
-measured in epochs. A schedule is a registered component of kind ``schedule``
-(the built-in ``linear`` KL warm-up, ``cyclical`` annealing of Fu et al. 2019, and
-any a plugin adds); one without ``type`` is ``linear``.
+dimensions), in the unit it declares (nats per image for a likelihood or a KL
+term), or one value per batch if it declares itself batch-level; the model
+averages it over the batch and multiplies it by ``weight * schedule.factor(progress)``,
+where progress is measured in epochs. A schedule is a registered component of kind
+``schedule`` (the built-in ``linear`` KL warm-up, ``cyclical`` annealing of Fu et al.
+2019, and any a plugin adds); one without ``type`` is ``linear``.
+
+The weighted total is what training minimises, but its value depends on where the
+schedules are; the *objective* is the same every epoch: for a model with a KL term
+the negative ELBO (``neg_elbo``: every likelihood term's NLL plus every KL term's
+plain KL, weight 1; Kingma & Welling 2014), for one without (an AE) the
+reconstruction NLL (``nll``). Terms that are neither (a plugin's MMD, say) are left
+out of it.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from genreg.errors import GenregError, SpecWarning
+from genreg.errors import AssemblyError, GenregError, SpecWarning
 from genreg.model.schedules import build_schedule
 from genreg.spec.parts import Part
+
+NATS = "nats/image"
+UNDECLARED = "(unit not declared)"
+MIXED = "(weighted sum of mixed units)"
+NEG_ELBO, NLL = "neg_elbo", "nll"
+RESERVED = {
+    "loss": "the weighted total",
+    NEG_ELBO: "the test -ELBO (the objective of a model with a KL term)",
+    NLL: "the test reconstruction NLL (the objective of a model without a KL term)",
+}
 
 
 class LossTermConfig(BaseModel):
@@ -35,8 +54,8 @@ class LossTermConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _not_reserved(cls, name: str | None) -> str | None:
-        if name == "loss":
-            raise ValueError("'loss' is reserved for the weighted total; choose another name")
+        if name in RESERVED:
+            raise ValueError(f"'{name}' is reserved for {RESERVED[name]}; choose another name")
         return name
 
     @property
@@ -53,6 +72,95 @@ def weight_schedule(config: LossTermConfig, where: str = "the loss term's schedu
     """
     schedule = getattr(config, "schedule", None)
     return None if schedule is None else build_schedule(schedule, None, where, default_type="linear")
+
+
+def term_unit(term: Any) -> str:
+    """The unit a loss term declares in ``unit`` (e.g. ``nats/image``), else :data:`UNDECLARED`."""
+    unit = getattr(term, "unit", None)
+    return unit if isinstance(unit, str) and unit.strip() else UNDECLARED
+
+
+def is_batch_level(term: Any) -> bool:
+    """Whether a term declares ``batch_level = True``: one value per batch (a scalar), not one per image."""
+    return getattr(term, "batch_level", False) is True
+
+
+def is_likelihood(term: Any) -> bool:
+    """Whether a term is a reconstruction likelihood: it has ``log_likelihood(x, logits)`` -> (B,) nats."""
+    return callable(getattr(term, "log_likelihood", None))
+
+
+def is_kl(term: Any) -> bool:
+    """Whether a term is a KL divergence of the posterior: it has ``kl_divergence(out)`` -> (B,) nats."""
+    return callable(getattr(term, "kl_divergence", None))
+
+
+def objective_name(terms: Iterable[Any]) -> str | None:
+    """``neg_elbo`` with a likelihood and a KL term, ``nll`` with a likelihood term only, else None."""
+    terms = list(terms)
+    if not any(is_likelihood(t) for t in terms):
+        return None
+    return NEG_ELBO if any(is_kl(t) for t in terms) else NLL
+
+
+def objective_values(terms: Iterable[Any], x: torch.Tensor, out: Any) -> torch.Tensor:
+    """The objective per image (B,), nats: -log p(x|z) of every likelihood term plus every KL term's plain KL.
+
+    ``out`` is the model's :class:`~genreg.plugin.protocols.ModelOutput` for ``x``.
+    Weights and schedules are ignored (weight 1), and so is ``free_bits``: a one-sample
+    estimate of the negative ELBO of Kingma & Welling (2014) for a VAE or cVAE.
+    """
+    values = [-full_precision(t.log_likelihood(x, out.logits)) for t in terms if is_likelihood(t)]
+    values += [full_precision(t.kl_divergence(out)) for t in terms if is_kl(t)]
+    return torch.stack(values).sum(0)
+
+
+def metric_units(terms: Iterable[Any]) -> dict[str, str]:
+    """The unit of every metric an epoch's test record holds: ``loss`` (the terms' common unit, or
+    ``mixed units``), each term by name, and the objective (nats per image) if the model has one."""
+    terms = list(terms)
+    units = {t.config.metric_name: term_unit(t) for t in terms}
+    common = set(units.values())
+    total = common.pop() if len(common) == 1 else MIXED
+    objective = objective_name(terms)
+    return {"loss": total, **units, **({objective: NATS} if objective else {})}
+
+
+def with_units(values: Mapping[str, float], units: Mapping[str, str]) -> str:
+    """``loss=99.42, bce=85.22, kld=14.20 nats/image``: each value, its unit said after the last of a run of
+    values that share it (a name without a unit in ``units`` gets :data:`UNDECLARED`)."""
+    names = list(values)
+    unit = [units.get(name, UNDECLARED) for name in names]
+    return ", ".join(
+        f"{name}={values[name]:.2f}" + (f" {unit[i]}" if i == len(names) - 1 or unit[i + 1] != unit[i] else "")
+        for i, name in enumerate(names)
+    )
+
+
+def check_term_values(
+    terms: Iterable[Any], values: Mapping[str, Any], batch: int, describe: Callable[[Any], str]
+) -> None:
+    """Refuse a term whose value on a batch of ``batch`` images is not (batch,), or () for a batch-level term.
+
+    ``values`` are the terms' outputs by metric name; ``describe`` names a part
+    (e.g. ``loss 'mmd' (plugin 'x')``). Raises :class:`AssemblyError`, which also
+    refuses a term named like the objective (``neg_elbo``, ``nll``): its metric would be overwritten.
+    """
+    for term in terms:
+        name = term.config.metric_name
+        if name in RESERVED:
+            raise AssemblyError(f"{describe(term)} is named '{name}', {RESERVED[name]}; set its 'name' to another.")
+        value = values[name]
+        got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        expected = () if is_batch_level(term) else (batch,)
+        if got == expected and value.is_floating_point():  # got is a shape only for a tensor
+            continue
+        what = "one value for the batch, shape ()" if expected == () else f"one value per image, shape ({batch},)"
+        raise AssemblyError(
+            f"{describe(term)} returned {got if isinstance(got, str) else f'a tensor of shape {got}'} "
+            f"on a batch of {batch} images; it must return {what}, as floats. A loss term returns one value "
+            "per image, or sets batch_level = True and returns one value per batch (see genreg.plugin.protocols)."
+        )
 
 
 def full_precision(t: torch.Tensor) -> torch.Tensor:

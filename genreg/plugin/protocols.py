@@ -54,6 +54,12 @@ class Conditioner(Protocol):
     (then floats). A part that needs statistics of its column (a standardisation,
     say) may define ``fit(values)``: genreg calls it with the training split's column
     before training; keep what it computes in buffers, so the model file saves it.
+    A continuous part should also have ``low`` and ``high`` (floats or 0-d tensors):
+    the range of values pictures span (a sample grid's columns; the built-in
+    ``continuous`` takes the 5th and 95th percentiles of the training values), and
+    may have ``mean`` (the value pictures hold the column at, default 0.0). Without
+    ``low``/``high`` pictures span ``mean`` -/+ 2 ``std``, else -2..2, with a
+    :class:`~genreg.errors.PictureWarning` (see :func:`genreg.model.conditions.value_range`).
     A categorical part that can take classes it was not trained on defines
     ``extend(count)`` and ``class_parameters()`` (see :mod:`genreg.model.extend`).
     """
@@ -99,7 +105,25 @@ class Decoder(Protocol):
 
 @runtime_checkable
 class LossTerm(Protocol):
-    """One value per example; ``requires`` names the latent params it reads."""
+    """x (B, C, H, W) and the :class:`ModelOutput` -> one value per example, shape (B,), floats.
+
+    ``requires`` names the latent params it reads. Optional attributes genreg reads:
+
+    - ``unit`` (str): what one value is measured in, printed beside it in progress
+      lines and tables, e.g. ``"nats/image"`` for a negative log-likelihood or a KL,
+      ``"squared error/image"``, ``"per batch"``; a term without one is shown as
+      ``(unit not declared)``.
+    - ``batch_level = True``: the term measures the batch as a whole (an MMD between
+      the batch's codes and the prior, say) and returns one value, shape (); it is
+      averaged over the batches, weighted by their sizes. Without it, any shape but
+      (B,) is refused when the model is assembled (on a batch of 2), naming the plugin.
+    - ``log_likelihood(x, logits)`` -> (B,) nats: the term is a reconstruction
+      likelihood (its forward is then -log p(x|z)); ``kl_divergence(out)`` -> (B,) nats:
+      the term is the posterior's KL to the prior. The test objective every epoch
+      records sums the NLLs and KLs with weight 1 (``test.neg_elbo``, or
+      ``test.nll`` without a KL term); a term with neither method (a regulariser) is
+      left out of it, but counts in the weighted total ``test.loss``.
+    """
 
     config: object
     requires: tuple[str, ...]

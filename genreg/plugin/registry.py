@@ -156,6 +156,10 @@ class Registry:
             component.genreg_entry = entry
         return component
 
+    def lookup(self, kind: str, name: str) -> Entry | None:
+        """The entry for ``name`` of ``kind``, or None where none is registered (no error, unlike :meth:`get`)."""
+        return self._entries.get((canonical_kind(kind), name))
+
     def find(self, component: Any) -> Entry | None:
         """The entry whose factory is ``component``'s class (for parts built by hand)."""
         entry = getattr(component, "genreg_entry", None)

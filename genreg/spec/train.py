@@ -49,6 +49,9 @@ class TrainConfig(StrictModel):
     lr_schedule: Part("schedule") | None = Field(
         None, description="how the learning rate changes over the run (a factor of lr per step); null: constant"
     )
+    pictures: StrictBool = Field(
+        True, description="draw samples.png and latent.png of the final model; false: the run ends without them"
+    )
     callbacks: list[Part("callback")] = Field(
         default_factory=list, description="what watches the run (trackers, early stopping, best checkpoint), in order"
     )

@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from genreg.data.splits import DataSplits
 from genreg.errors import GenregError
 from genreg.model.generative import GenerativeModel
+from genreg.model.losses import objective_name
 from genreg.spec.validate import build_part
 
 
@@ -133,11 +134,23 @@ def metric_value(record: Mapping, name: str) -> float:
         ) from None
 
 
-def check_metric(name: str, loss_names: Iterable[str], where: str) -> None:
-    """Refuse before training a metric name the run will not log (for callbacks that watch one)."""
+def check_metric(name: str, loss_names: Iterable[str], where: str, objective: str | None = None) -> None:
+    """Refuse before training a metric name the run will not log (for callbacks that watch one).
+
+    ``objective`` is the model's objective (``neg_elbo``, ``nll``; see
+    :func:`genreg.model.losses.objective_name`), which only the test metrics hold.
+    """
     known = [f"{split}.{term}" for split in ("train", "test") for term in ("loss", *loss_names)]
+    known += [f"test.{objective}"] if objective else []
     if name not in known:
         raise GenregError(f"{where}: the run logs no metric '{name}'; it logs {', '.join(known)}.")
+
+
+def objective_metric(model: GenerativeModel) -> str:
+    """What a callback watches by default: the test objective (``test.neg_elbo`` for a VAE or cVAE, ``test.nll``
+    for an AE), which no schedule moves; ``test.loss`` for a model without a likelihood term."""
+    objective = objective_name(model.losses)
+    return f"test.{objective}" if objective else "test.loss"
 
 
 class Callbacks:

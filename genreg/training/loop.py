@@ -11,9 +11,10 @@ epoch under way and leave that checkpoint in place.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ from tqdm.auto import tqdm
 
 from genreg.data.splits import DataSplits, Split, fixed_binarization
 from genreg.errors import RunFolderError
-from genreg.files.model_files import load_checkpoint, save_checkpoint
+from genreg.files.model_files import CHECKPOINT_FORMAT, load_checkpoint, read_metadata, save_checkpoint
 from genreg.files.run_folder import RunFolder
 from genreg.model.generative import GenerativeModel
+from genreg.model.losses import full_precision, metric_units, objective_name, objective_values, with_units
 from genreg.model.schedules import build_schedule
 from genreg.spec.train import TrainConfig
 from genreg.training import distributed
@@ -62,9 +64,13 @@ def train(
     ``checkpoint.safetensors`` (recording ``spec``); ``resume`` continues from that
     checkpoint, dropping records past it. ``callbacks`` (see :mod:`genreg.training.callbacks`) default to those
     ``config.callbacks`` names. A record is ``{"epoch", "train": {...}, "test": {...},
-    "lr", "seconds"}``, the losses in nats per image.
+    "lr", "seconds"}``: each number measured with the epoch's own settings (the loss
+    weights and learning rate of its last step), the losses per image in each term's
+    unit (:func:`genreg.model.losses.metric_units`), and ``test`` also holds the
+    objective (``neg_elbo`` or ``nll``, see :func:`average_losses`).
 
-    Raises :class:`~genreg.errors.RunFolderError` for ``resume`` without a ``run_dir``,
+    Raises :class:`~genreg.errors.RunFolderError` for ``resume`` without a ``run_dir`` or
+    with epochs that would bend a learning-rate schedule's curve (see :func:`check_lr_curve`),
     :class:`~genreg.errors.AssemblyError` for a learning-rate schedule that cannot be
     built, :class:`~genreg.errors.ModelFileError` for a checkpoint that cannot be
     resumed, :class:`~genreg.errors.OutputError` when a checkpoint or metrics line
@@ -89,6 +95,7 @@ def train(
     hooks = Callbacks(build_callbacks(config.callbacks) if callbacks is None else callbacks, RunView(state))
     start = 0
     if resume:
+        check_lr_curve(read_metadata(folder.checkpoint_path, CHECKPOINT_FORMAT), config.epochs, folder.path)
         start = load_checkpoint(folder.checkpoint_path, model, optimizer)
         if world.main:
             folder.truncate_metrics(start)
@@ -139,6 +146,41 @@ def learning_rate_schedule(config: TrainConfig) -> Any:
     return build_schedule(config.lr_schedule, config.epochs, "train.lr_schedule")
 
 
+GRID = 100  # points per epoch at which a resumed run's learning-rate curve is compared with the trained one's
+
+
+def check_lr_curve(checkpoint: Mapping[str, str], epochs: int, run: Path) -> None:
+    """Refuse to resume with ``epochs`` a run whose learning-rate schedule then draws another curve.
+
+    ``checkpoint`` is the checkpoint's metadata: its spec's ``train.lr_schedule`` and
+    ``train.epochs`` drew the curve its epochs were trained on. A schedule built for
+    the run's length (cosine, one-cycle) changes shape when ``train.epochs`` does:
+    resumed, the run would follow neither curve (cosine from 2 to 5 epochs: the
+    learning rate jumps from near 0 back up). The curves are compared at
+    :data:`GRID` points an epoch over the trained epochs; a schedule that does not
+    depend on the length (step, warmup) resumes with any epochs. A checkpoint
+    recording no spec is not checked. Raises :class:`RunFolderError`.
+    """
+    train = json.loads(checkpoint.get("genreg.spec") or "{}").get("train") or {}
+    before, schedule, trained = train.get("epochs"), train.get("lr_schedule"), int(checkpoint.get("genreg.epoch", 0))
+    if schedule is None or before in (None, epochs) or trained == 0:
+        return
+    old, new = (build_schedule(schedule, n, "train.lr_schedule") for n in (before, epochs))
+    points = [k / GRID for k in range(trained * GRID + 1)]
+    if all(math.isclose(old.factor(p), new.factor(p), rel_tol=1e-9, abs_tol=1e-15) for p in points):
+        return
+    lr, kind = train.get("lr", 1.0), schedule.get("type")
+    raise RunFolderError(
+        f"cannot resume {run} with train.epochs {epochs}: its train.lr_schedule ('{kind}') depends on the run's "
+        f"length and drew its {trained} trained epochs for train.epochs {before}; with {epochs} it draws another "
+        f"curve (at the end of epoch {trained} the trained curve is at lr {lr * old.factor(trained):.2g}, the one "
+        f"for {epochs} epochs at {lr * new.factor(trained):.2g}), and the resumed run would jump onto it. Train a "
+        f"new run with train.epochs {epochs} (genreg run {RunFolder(run).spec_path} --set train.epochs={epochs} --out "
+        f"NEW_FOLDER), resume with train.epochs {before}, or use a schedule that does not depend on the run's "
+        "length (step, warmup, or none)."
+    )
+
+
 @dataclass
 class Loop:
     """What every epoch of a run uses; :meth:`epoch` trains one, :meth:`after_step` follows each step."""
@@ -175,11 +217,11 @@ class Loop:
         after_step = functools.partial(self.after_step, epoch, lrs)
         sums = distributed.sum_over_ranks(steps.epoch(order, weights, after_step, lrs))  # (1 + terms,)
         names = self.names
-        steps.check_finite(names, epoch)
+        steps.check_finite(names, epoch, RunFolder(state.folder).spec_path if state.folder else None)
         record = {
             "epoch": epoch + 1,
             "train": dict(zip(names, (sums / (steps.share * self.world.size)).tolist(), strict=True)),
-            "test": average_losses(self.model, self.test_split, config, progress=epoch + 1),
+            "test": average_losses(self.model, self.test_split, config, progress=progress[-1]),  # the last step's
             "lr": config.lr if lrs is None else lrs[-1],
             "seconds": round(time.perf_counter() - began, 4),
         }
@@ -199,7 +241,7 @@ class Loop:
         if signum:
             self.bar.close()
             raise interrupted(signum, epoch, self.state.folder)
-        show_progress(self.bar, step, self.steps, self.names)
+        show_progress(self.bar, step, self.steps, self.names, self.units)
         if self.hooks.per_step:
             self.state.after_step(step + 1, self.config.lr if lrs is None else lrs[step])
             self.hooks.call("on_step")
@@ -209,10 +251,18 @@ class Loop:
         """What each epoch reports, in the loss table's order: the weighted total, then each term."""
         return ["loss", *self.model.loss_names]
 
+    @functools.cached_property
+    def units(self) -> dict[str, str]:
+        """The unit of every metric an epoch reports, by name (:func:`genreg.model.losses.metric_units`)."""
+        return metric_units(self.model.losses)
+
     def show_epoch(self, epoch: int, record: dict | None = None) -> None:
-        """``epoch 3/10 (test loss 123.45)`` on the progress bar, with the last finished epoch's test loss."""
+        """``epoch 3/10 (test neg_elbo=123.45 nats/image)`` on the progress bar: the last finished epoch's test
+        objective (its weighted total for a model without one, or a record written before objectives were)."""
         last = record or (self.state.history[-1] if self.state.history else None)
-        test = f" (test loss {last['test']['loss']:.2f})" if last else ""
+        name = objective_name(self.model.losses)
+        name = name if last and name in last["test"] else "loss"
+        test = f" (test {with_units({name: last['test'][name]}, self.units)})" if last else ""
         self.bar.set_description(f"epoch {epoch + 1}/{self.config.epochs}{test}")
 
     def stop_agreed(self) -> bool:
@@ -242,24 +292,38 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def average_losses(
     model: GenerativeModel, split: Split, config: TrainConfig, progress: float = math.inf, batch_size: int = 1000
 ) -> dict[str, float]:
-    """The weighted total (``loss``) and each loss term, averaged per image over ``split`` (nats per image for
-    likelihood terms), with the loss weights of ``progress`` epochs; the test metrics of every epoch."""
+    """The weighted total (``loss``), each loss term and the model's objective, averaged per image over ``split``.
+
+    The total takes the loss weights of ``progress`` epochs (a run's test metrics:
+    those of the epoch's last step; by default the final weights). The objective,
+    named by :func:`genreg.model.losses.objective_name`, needs no weights: ``neg_elbo``
+    (nats per image; a one-sample estimate of the negative ELBO) for a model with a
+    KL term, ``nll`` (the reconstruction NLL, nats per image) for one without, absent
+    for a model without a likelihood term; terms that are neither are left out of it.
+    Each value is in its unit (:func:`genreg.model.losses.metric_units`).
+    """
     device = model.device
+    objective = objective_name(model.losses)
+    weights = torch.tensor(model.loss_weights(progress), device=device)
     sums = None
     with model.evaluating():
         for start in range(0, len(split), batch_size):
             x = split.images[start : start + batch_size].to(device)
             condition = model.condition_of(split, slice(start, start + batch_size))
             with autocast(config, device):
-                total, terms = model.loss(x, condition, progress)
-            row = torch.stack([total.detach().float(), *terms.values()]) * x.shape[0]
+                out = model(x, condition)
+                terms = torch.stack([full_precision(v).mean() for v in model.loss_values(x, out).values()])
+                extra = [objective_values(model.losses, x, out).mean()] if objective else []
+            row = torch.stack([(terms * weights.to(terms.dtype)).sum(), *terms, *extra]) * x.shape[0]
             sums = row if sums is None else sums + row
-    return dict(zip(["loss", *model.loss_names], (sums / len(split)).tolist(), strict=True))
+    names = ["loss", *model.loss_names, *([objective] if objective else [])]
+    return dict(zip(names, (sums / len(split)).tolist(), strict=True))
 
 
-def show_progress(bar: tqdm, step: int, steps: Steps, names: list[str]) -> None:
-    """Advance the bar; every 20 steps show the running means (one read of the device)."""
+def show_progress(bar: tqdm, step: int, steps: Steps, names: list[str], units: Mapping[str, str]) -> None:
+    """Advance the bar; every 20 steps show the running means, each with its unit (one read of the device)."""
     bar.update(1)
     if not bar.disable and (step % 20 == 0 or step == steps.count - 1):
         seen = min((step + 1) * steps.batch_size, steps.share)
-        bar.set_postfix({k: f"{v:.2f}" for k, v in zip(names, (steps.sums(step + 1) / seen).tolist(), strict=True)})
+        means = dict(zip(names, (steps.sums(step + 1) / seen).tolist(), strict=True))
+        bar.set_postfix_str(with_units(means, units))

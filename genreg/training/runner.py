@@ -6,6 +6,7 @@ the model's assembly and the callbacks' own checks.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,14 +15,14 @@ import torch
 
 from genreg.data.loading import load_data
 from genreg.data.splits import DataSplits
-from genreg.errors import AssemblyError, RunFolderError
-from genreg.files.model_files import CHECKPOINT_FORMAT, load_model, read_metadata, save_model
+from genreg.errors import AssemblyError, PictureError, RunFolderError, first_line
+from genreg.files.model_files import CHECKPOINT_FORMAT, load_model, read_metadata, resolve_spec, save_model
 from genreg.files.run_folder import RunFolder
 from genreg.model.assembly import build_model
 from genreg.model.generative import GenerativeModel
 from genreg.training import distributed, signals
 from genreg.training.callbacks import RunView, build_callbacks
-from genreg.training.loop import learning_rate_schedule, train
+from genreg.training.loop import check_lr_curve, learning_rate_schedule, train
 from genreg.viz.figures import save_figure
 from genreg.viz.latent import latent_scatter_figure
 from genreg.viz.samples import samples_figure
@@ -95,17 +96,37 @@ class RunOutputs:
     def on_run_end(self, run: RunView) -> None:
         with signals.deferred():
             save_model(run.model, self.folder.model_path, spec=run.spec)
-            self.draw(run.model, run.data, self.folder.PICTURES)
+            if run.spec.get("train", {}).get("pictures", True):
+                self.draw(run.model, run.data, self.folder.PICTURES)
 
     def draw(self, model: GenerativeModel, data: DataSplits, names: tuple[str, ...] | list[str]) -> None:
-        """Draw the pictures ``names`` (of :data:`RunFolder.PICTURES`) of ``model``; each is written atomically."""
+        """Draw the pictures ``names`` (of :data:`RunFolder.PICTURES`) of ``model``; each is written atomically.
+
+        A picture that cannot be drawn does not keep the others from being drawn; then raises
+        :class:`~genreg.errors.PictureError` naming each that failed, why, and the command that draws it.
+        """
+        title = f"{model.spec['type']}: test-set latent means by class"
+        figures = {
+            RunFolder.SAMPLES: lambda: samples_figure(model),
+            RunFolder.LATENT: lambda: latent_scatter_figure(model, data.test, title=title),
+        }
+        failed = []
         with model.evaluating():
-            if RunFolder.SAMPLES in names:
+            for name in names:
                 torch.manual_seed(self.seed)
-                save_figure(samples_figure(model), self.folder.samples_path)
-            if RunFolder.LATENT in names:
-                title = f"{model.spec['type']}: test-set latent means by class"
-                save_figure(latent_scatter_figure(model, data.test, title=title), self.folder.latent_path)
+                try:
+                    save_figure(figures[name](), self.folder.path / name)
+                except Exception as exc:  # each picture that fails is reported, after the others are drawn
+                    failed.append((name, f"{type(exc).__name__}: {first_line(exc)}"))
+        if failed:
+            commands = {RunFolder.SAMPLES: "sample", RunFolder.LATENT: "latent"}
+            raise PictureError(
+                f"{self.folder.path}: the run is trained and {self.folder.model_path} written, but "
+                + "; ".join(f"{name} could not be drawn ({why})" for name, why in failed)
+                + ". Draw a picture from the model file once the cause is fixed ("
+                + ", ".join(f"`genreg {commands[name]} {self.folder.model_path} -o FILE`" for name, _ in failed)
+                + "), or set train.pictures: false to train without pictures."
+            )
 
 
 def draw_missing_pictures(spec: Any, folder: str | Path) -> list[str]:
@@ -174,11 +195,13 @@ def _run(spec: Any, folder: RunFolder, resume: bool, overwrite: bool, progress: 
         return _train(spec, ready, folder, resume, progress, [])
     with folder.locked():
         existing = folder.check(resume, overwrite)  # again, now that no other process can change it
+        # the folder's spec.json as this genreg resolves it (one of an earlier genreg lacks today's defaults)
+        resolve = functools.partial(resolve_spec, info=ready.data.info, source=folder.spec_path)
         if folder.unstarted() and not overwrite:  # stopped before its first checkpoint: it starts again
-            folder.check_unstarted(ready.resolved, resume)
+            folder.check_unstarted(ready.resolved, resume, resolve)
             resume, existing = False, []
         if resume:
-            folder.check_resumable(ready.resolved)
+            folder.check_resumable(ready.resolved, resolve)
             check_epochs(folder, spec.train.epochs)
         replaced = [] if resume else [*existing, *folder.derived()]
         folder.create(replaced, space_needed(ready.model))
@@ -195,13 +218,16 @@ def _run(spec: Any, folder: RunFolder, resume: bool, overwrite: bool, progress: 
 
 
 def check_epochs(folder: RunFolder, epochs: int) -> None:
-    """A resumed run may not end before the epochs its checkpoint has trained (its files would then lie)."""
-    trained = int(read_metadata(folder.checkpoint_path, CHECKPOINT_FORMAT).get("genreg.epoch", 0))
+    """A resumed run may not end before the epochs its checkpoint has trained (its files would then lie), nor
+    change a learning-rate schedule's curve by changing its length (:func:`genreg.training.loop.check_lr_curve`)."""
+    checkpoint = read_metadata(folder.checkpoint_path, CHECKPOINT_FORMAT)
+    trained = int(checkpoint.get("genreg.epoch", 0))
     if epochs < trained:
         raise RunFolderError(
             f"cannot resume {folder.path} with train.epochs {epochs}: it has trained {trained} epochs already. "
             f"Give train.epochs of {trained} or more, or train a new run with --out or --overwrite."
         )
+    check_lr_curve(checkpoint, epochs, folder.path)
 
 
 def _train(spec: Any, ready: Prepared, folder: RunFolder, resume: bool, progress: bool, own: list) -> RunResult:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -125,8 +126,9 @@ class Steps:
         """Per-image sums of the total and of each term over the first ``steps`` steps (default: all)."""
         return self.batch_sizes[:steps] @ self.loss_table[:steps]
 
-    def check_finite(self, names: list[str], epoch: int) -> None:
-        """Raise naming the epoch, step and terms if any step of the last epoch was not finite."""
+    def check_finite(self, names: list[str], epoch: int, spec_path: Path | None = None) -> None:
+        """Raise naming the epoch, step and terms if any step of the last epoch was not finite, and how to train
+        again (with ``spec_path``, the run folder's ``spec.json``, a ``genreg run`` command that works)."""
         bad_rows = (~torch.isfinite(self.loss_table).all(1)).nonzero()
         first = torch.tensor([int(bad_rows[0]) if len(bad_rows) else -1], device=self.device)
         step = int(distributed.max_over_ranks(first)[0])  # every rank stops, or none
@@ -136,8 +138,22 @@ class Steps:
         culprits = [f"{name} = {value}" for name, value in values.items() if not math.isfinite(value)]
         raise NonFiniteLossError(
             f"the loss became non-finite at epoch {epoch + 1}, step {step + 1} ({', '.join(culprits)}); training "
-            "stopped and the run folder keeps the checkpoint of the last finished epoch. Lower train.lr, set "
-            "train.grad_clip, or check the data for extreme values."
+            f"stopped and the run folder keeps the checkpoint of the last finished epoch. {self.retry(spec_path)}"
+        )
+
+    def retry(self, spec_path: Path | None) -> str:
+        """How to train again after a non-finite loss: a new run, since ``--resume`` keeps train.lr and grad_clip."""
+        lower = f"{self.config.lr / 10:g}"
+        if spec_path is None or not spec_path.is_file():
+            return (
+                f"Train again from the start with a lower train.lr (e.g. {lower}) or with train.grad_clip set "
+                "(e.g. 1.0), or check the data for extreme values."
+            )
+        return (
+            f"Train it again as a new run with a lower learning rate: genreg run {spec_path} --set "
+            f"train.lr={lower} --out {spec_path.parent}-lr{lower} (add --set train.grad_clip=1.0 to clip "
+            "gradients, or give --out this run's folder with --overwrite to replace it); --resume cannot change "
+            "train.lr or train.grad_clip. Or check the data for extreme values."
         )
 
     def advance(self, remaining: int) -> int:

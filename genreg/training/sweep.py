@@ -11,11 +11,9 @@ and, when there are GPUs, one of them in turn; a signal is passed on to them, an
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -29,26 +27,14 @@ from typing import Any
 
 from genreg.errors import GenregError, SweepError, TrainingInterruptedError
 from genreg.files.run_folder import RunFolder, spec_differences
-from genreg.plugin.registry import closest
-from genreg.spec.builder import builder_for
-from genreg.spec.overrides import one_item
 from genreg.spec.validate import load_spec
 from genreg.training import signals
+from genreg.training.grid import Axis, check_keys, folder_name, labels, parse_grid
 from genreg.training.runner import draw_missing_pictures, prepare, run
 
 IW_SAMPLES = 100  # per image for the IWAE bound: every run is evaluated, so fewer than `genreg compare`'s 1000
 TRAIN, RESTART, RESUME, DRAW, FINISHED = "train", "restart", "resume", "draw", "finished"
 DONE = {TRAIN: "trained", RESTART: "trained", RESUME: "resumed"}
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+\-\[\],]+")  # what a folder name may not hold on some file system
-_MAX_NAME = 200  # bytes: file systems refuse names over 255
-
-
-@dataclass(frozen=True)
-class Axis:
-    """One ``--grid KEY=V1,V2,...``: a spec key and its values, as given on the command line."""
-
-    key: str
-    values: tuple[str, ...]
 
 
 @dataclass
@@ -60,104 +46,6 @@ class Combination:
     folder: Path
     spec: Any
     state: str
-
-
-def parse_grid(items: Sequence[str]) -> list[Axis]:
-    """The ``--grid`` options as axes; a missing value, a repeated value or a repeated key is refused."""
-    axes: list[Axis] = []
-    for item in items:
-        key, sep, text = item.partition("=")
-        example = "e.g. --grid train.lr=1e-3,3e-4"
-        if not sep or not key or not text.strip():
-            raise SweepError(f"--grid {item!r}: expected KEY=VALUE1,VALUE2,... with at least one value, {example}.")
-        values = split_values(text)
-        if any(not value.strip() for value in values):
-            raise SweepError(f"--grid {item!r}: an empty value between commas; {example}.")
-        repeated = sorted({value for value in values if values.count(value) > 1})
-        if repeated:
-            raise SweepError(f"--grid {key}: the value {repeated[0]} is listed twice; give each value once.")
-        if any(axis.key == key for axis in axes):
-            raise SweepError(f"--grid {key} is given twice; list all its values in one --grid {key}=V1,V2,...")
-        axes.append(Axis(key, tuple(values)))
-    return axes
-
-
-def split_values(text: str) -> list[str]:
-    """``1e-3,[64,32],"a,b"`` -> ``1e-3``, ``[64,32]``, ``"a,b"``: commas inside brackets or quotes stay."""
-    values, start, depth, quoted, escaped = [], 0, 0, False, False
-    for i, char in enumerate(text):
-        if escaped:
-            escaped = False
-        elif quoted:
-            escaped, quoted = char == "\\", char != '"'
-        elif char == '"':
-            quoted = True
-        elif char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth -= 1
-        elif char == "," and depth == 0:
-            values.append(text[start:i])
-            start = i + 1
-    return [*values, text[start:]]
-
-
-def labels(keys: Sequence[str]) -> list[str]:
-    """Each key's shortest dotted tail that no other key ends with (``lr``; ``encoder.hidden`` beside
-    ``decoder.hidden``), taking a word, not only a list index."""
-    out = []
-    for key in keys:
-        parts = key.split(".")
-        for size in range(1, len(parts) + 1):
-            tail = parts[-size:]
-            label = ".".join(tail)
-            clash = any(other != key and (other == label or other.endswith("." + label)) for other in keys)
-            if not all(part.isdecimal() for part in tail) and not clash:
-                break
-        out.append(label)
-    return out
-
-
-def folder_name(pairs: Sequence[tuple[str, str]]) -> str:
-    """``lr=1e-3,latent_dim=2``: a value with characters a file system may refuse (``/``, quotes, spaces)
-    keeps its safe ones plus a short hash of it, so that names stay unique."""
-    parts = []
-    for label, value in pairs:
-        if _UNSAFE.search(value):
-            value = _UNSAFE.sub("_", value).strip("_") + "-" + _digest(value)
-        parts.append(f"{label}={value}")
-    name = ",".join(parts)
-    return name if len(name.encode()) <= _MAX_NAME else name[: _MAX_NAME - 9] + "-" + _digest(name)
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
-
-
-def check_keys(axes: Sequence[Axis], spec: Any) -> None:
-    """Every grid key must name a field the (validated) spec has, addressed as ``--set`` addresses it."""
-    dump, keys = spec.model_dump(mode="json"), builder_for().one_or_more_keys
-    for axis in axes:
-        node, parts = dump, axis.key.split(".")
-        for i, part in enumerate(parts):
-            node = one_item(node, parts, i, keys)
-            where = ".".join(parts[:i]) or "the spec"
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and part.isdecimal() and int(part) < len(node):
-                node = node[int(part)]
-            else:
-                raise SweepError(f"--grid {axis.key}: {where} has no field '{part}'; {_fields(node, where, part)}")
-
-
-def _fields(node: Any, where: str, part: str) -> str:
-    """What can be addressed at ``where``, for the unknown-key message."""
-    if isinstance(node, dict):
-        hint = closest(part, list(node))
-        return f"its fields are {', '.join(node)} (a --grid key is a spec field, as for --set).{hint}"
-    if isinstance(node, list):
-        return f"it is a list of {len(node)}: use an index below {len(node)}."
-    return f"it is {json.dumps(node)}, not an object; set it with --set first, or vary {where} itself."
 
 
 def plan(spec_file: str, sets: Sequence[str], axes: Sequence[Axis], out: Path, base: Any) -> list[Combination]:
@@ -206,12 +94,13 @@ def state_of(folder: Path, resolved: dict) -> str:
 
 
 def result_line(combination: Combination) -> str:
-    """``test loss 123.45 after 3 epochs``, from the run's metrics."""
+    """``test neg_elbo 123.45 nats/image after 3 epochs`` (the objective; ``loss`` where there is none)."""
     records = RunFolder(combination.folder).read_metrics()
     if not records:
         return "no epochs recorded"
-    last = records[-1]
-    return f"test loss {last['test']['loss']:.2f} after {last['epoch']} epoch{'s' if last['epoch'] != 1 else ''}"
+    last, name = records[-1], next((k for k in ("neg_elbo", "nll") if k in records[-1]["test"]), "loss")
+    unit, plural = " nats/image" if name != "loss" else "", "s" if last["epoch"] != 1 else ""
+    return f"test {name} {last['test'][name]:.2f}{unit} after {last['epoch']} epoch{plural}"
 
 
 Echo = Callable[[str], None]

@@ -48,6 +48,14 @@ def manifold_figure(model: GenerativeModel, n: int = 15, fixed: Mapping[str, Val
     there, because no class is a fair default for a picture of one class's
     manifold. Other columns left out take class 0 or their training mean.
     """
+    images, _ = manifold_images(model, n, fixed)
+    return grid_figure(images, ncol=n)
+
+
+def manifold_images(
+    model: GenerativeModel, n: int = 15, fixed: Mapping[str, Value] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What :func:`manifold_figure` draws: the decoded images (n*n, C, H, W) in [0, 1] and their codes (n*n, 2)."""
     dim = model.latent.dim
     if dim != 2:
         raise UsageError(
@@ -63,8 +71,7 @@ def manifold_figure(model: GenerativeModel, n: int = 15, fixed: Mapping[str, Val
     z = manifold_latents(n).to(model.device)
     condition = model.checked(model.conditioner.constant(len(z), fixed)) if model.conditional else None
     with model.evaluating():
-        images = model.decode(z, condition)
-    return grid_figure(images, ncol=n)
+        return model.decode(z, condition), z
 
 
 def interpolation_latents(z_a: torch.Tensor, z_b: torch.Tensor, steps: int) -> torch.Tensor:
@@ -91,6 +98,16 @@ def interpolation_figure(
     path alone rather than a change of condition: image ``a``'s, with the columns in ``fixed``
     replaced. The row is then labelled with its class.
     """
+    row, decode_as = interpolation_images(model, split, a, b, steps, fixed)
+    row_labels = None if decode_as is None or LABEL not in decode_as else [value_label(LABEL, decode_as[LABEL][0])]
+    return grid_figure(row, ncol=steps + 2, row_labels=row_labels)
+
+
+def interpolation_images(
+    model: GenerativeModel, split: Split, a: int, b: int, steps: int = 10, fixed: Mapping[str, Value] | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    """What :func:`interpolation_figure` draws: its row (steps + 2, C, H, W) in [0, 1], and the condition the
+    codes were decoded with (None for a model that reads none)."""
     size = len(split)
     for name, index in (("a", a), ("b", b)):
         if not 0 <= index < size:
@@ -110,9 +127,7 @@ def interpolation_figure(
             else model.checked(row_condition(model.conditioner, condition, fixed or {}, steps))
         )
         decoded = model.decode(z, decode_as)
-    row = torch.cat([x[:1].float(), decoded.float(), x[1:].float()])
-    row_labels = None if decode_as is None or LABEL not in decode_as else [value_label(LABEL, decode_as[LABEL][0])]
-    return grid_figure(row, ncol=steps + 2, row_labels=row_labels)
+    return torch.cat([x[:1].float(), decoded.float(), x[1:].float()]), decode_as
 
 
 def refuse_unread(model: GenerativeModel, fixed: Mapping[str, Value]) -> None:
@@ -148,17 +163,25 @@ def transfer_figure(
     style stays and the condition changes. Rows are labelled with the image's own
     condition. Raises :class:`UsageError` for a model that is not conditional.
     """
+    chosen, x, images, condition = transfer_images(model, split, targets, n, seed, len(headers))
+    grid = torch.cat([x.float().unsqueeze(1), images.float()], dim=1).flatten(0, 1)
+    rows = [own_label(condition, i) + " →" for i in range(len(chosen))]
+    return grid_figure(grid, ncol=len(headers) + 1, row_labels=rows, column_labels=["image", *headers])
+
+
+def transfer_images(
+    model: GenerativeModel, split: Split, targets: Mapping[str, torch.Tensor], n: int, seed: int, count: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """What :func:`transfer_figure` draws for ``count`` targets: the chosen images' indices (n,), the images
+    (n, C, H, W), their decodings under each target (n, count, C, H, W) in [0, 1], and their own conditions."""
     if not model.conditional:
         raise UsageError("transfer decodes under another condition: this model is not conditional.")
-    check_grid(min(n, len(split)), len(headers) + 1, model.data_info.image_shape)
+    check_grid(min(n, len(split)), count + 1, model.data_info.image_shape)
     chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
     x = split.images[chosen].to(model.device)
     condition = model.condition_of(split, chosen)
     with model.evaluating():
-        images = model.transfer(x, condition, targets)
-    grid = torch.cat([x.float().unsqueeze(1), images.float()], dim=1).flatten(0, 1)
-    rows = [own_label(condition, i) + " →" for i in range(len(chosen))]
-    return grid_figure(grid, ncol=len(headers) + 1, row_labels=rows, column_labels=["image", *headers])
+        return chosen, x, model.transfer(x, condition, targets), condition
 
 
 def own_label(condition: Mapping[str, torch.Tensor], i: int) -> str:

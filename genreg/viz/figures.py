@@ -36,11 +36,12 @@ def grid_figure(
     ncol: int,
     row_labels: list[str] | None = None,
     column_labels: list[str] | None = None,
+    title: str | None = None,
 ) -> Any:
     """Images (N, C, H, W) in [0, 1] as a grid of ``ncol`` columns, rows and columns optionally labelled.
 
     Column labels go above the grid, slanted, so that a value per column (``ink=0.123``) fits
-    over images only 28 pixels wide.
+    over images only 28 pixels wide; ``title`` goes below it.
     """
     plt = pyplot()
     rows = math.ceil(images.shape[0] / ncol)
@@ -56,6 +57,8 @@ def grid_figure(
     if row_labels:
         ax.set_yticks([2 + (height + 2) * i + height / 2 for i in range(rows)], row_labels[:rows])
         ax.tick_params(left=False)
+    if title:
+        ax.set_xlabel(title, fontsize=7)
     for spine in ax.spines.values():
         spine.set_visible(False)
     fig.tight_layout(pad=0.2)
@@ -90,8 +93,16 @@ def check_grid(rows: int, columns: int, image_shape: tuple[int, ...]) -> None:
 
 
 def show_grid(ax: Any, images: torch.Tensor, ncol: int) -> None:
-    """Draw images (N, C, H, W) in [0, 1] on ``ax`` as one picture of ``ncol`` columns, 2-pixel white gaps."""
+    """Draw images (N, C, H, W) in [0, 1] on ``ax`` as one picture of ``ncol`` columns, 2-pixel white gaps.
+
+    1, 3 or 4 channels are grey, RGB or RGBA; other counts, which no picture format holds, are drawn as
+    the mean of their channels in grey, and ``ax`` titled so.
+    """
     from torchvision.utils import make_grid
+
+    if images.shape[1] not in (1, 3, 4):
+        ax.set_title(f"mean of {images.shape[1]} channels", fontsize=7)
+        images = images.float().mean(1, keepdim=True)
 
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=ncol, padding=2, pad_value=1.0)
     ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray" if images.shape[1] == 1 else None, vmin=0, vmax=1)
@@ -104,19 +115,42 @@ def picture_formats() -> list[str]:
     return sorted(FigureCanvasBase.get_supported_filetypes())
 
 
-def check_picture_path(path: str | Path, option: str = "-o") -> Path:
-    """``path`` if its extension names a picture format and its folder can be written now; check it before the
-    work that draws the picture. Raises :class:`UsageError` listing the formats, or
-    :class:`~genreg.errors.OutputError` for a folder that cannot be written."""
+def check_picture_path(path: str | Path, option: str = "-o", arrays: bool = False) -> Path:
+    """``path`` if its extension names a picture format (or, with ``arrays``, ``.npz``/``.npy``: see
+    :func:`save_arrays`) and its folder can be written now; check it before the work that draws the picture.
+    Raises :class:`UsageError` listing the formats, or :class:`~genreg.errors.OutputError` for a folder that
+    cannot be written."""
     given, path = str(path), Path(path)
     if not path.name:  # "" or ".": no file named
         raise UsageError(f"{option} {given!r} names no file; give a picture file such as samples.png.")
-    if path.suffix.lower().lstrip(".") not in picture_formats():
+    if path.suffix.lower().lstrip(".") not in picture_formats() and not (arrays and is_arrays_path(path)):
+        numbers = " (or .npz, .npy: the arrays themselves)" if arrays else ""
         raise UsageError(
             f"{option} {path}: a picture is written in the format its extension names, and "
-            f"'{path.suffix or '(none)'}' is none of {', '.join(picture_formats())}; e.g. {path.with_suffix('.png')}."
+            f"'{path.suffix or '(none)'}' is none of {', '.join(picture_formats())}{numbers}; e.g. "
+            f"{path.with_suffix('.png')}."
         )
     return check_writable(path, option)
+
+
+def is_arrays_path(path: str | Path) -> bool:
+    """Whether ``path`` asks for arrays (``.npz`` or ``.npy``) rather than a picture."""
+    return Path(path).suffix.lower() in (".npz", ".npy")
+
+
+def save_arrays(arrays: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """Write ``arrays`` (tensors by name) atomically: all of them as a ``.npz``, or the first one as a ``.npy``.
+
+    Raises :class:`~genreg.errors.OutputError` for a folder that cannot be written.
+    """
+    import numpy as np
+
+    values = {name: value.detach().cpu().numpy() for name, value in arrays.items()}
+    if Path(path).suffix.lower() == ".npy":
+        atomic_write(path, lambda tmp: np.save(tmp, next(iter(values.values())), allow_pickle=False))
+    else:  # the temporary file ends in .npz too, so numpy adds no second one
+        atomic_write(path, lambda tmp: np.savez(tmp, **values))
+    return Path(path)
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:

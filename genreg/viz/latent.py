@@ -54,8 +54,7 @@ def latent_scatter_figure(model: GenerativeModel, split: Split, title: str = "",
         dots = ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.6, c=values.numpy(), cmap="viridis")
         fig.colorbar(dots, ax=ax, label=color_by)
     else:
-        _class_scatter(ax, points, values, model.data_info.columns.get(color_by, int(values.max()) + 1))
-        ax.legend(markerscale=3, fontsize=7, loc="best", title="class" if color_by == LABEL else color_by)
+        _class_scatter(ax, points, values, "class" if color_by == LABEL else color_by)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"test-set latent means by {'class' if color_by == LABEL else color_by}")
@@ -63,12 +62,23 @@ def latent_scatter_figure(model: GenerativeModel, split: Split, title: str = "",
     return fig
 
 
-def _class_scatter(ax, points: torch.Tensor, classes: torch.Tensor, count: int) -> None:
-    """One colour and one legend entry per class present."""
-    cmap = pyplot().get_cmap("tab10" if count <= 10 else "tab20")
-    for k in classes.unique().tolist():
+#: Classes a latent scatter gives a colour and legend entry each; more share one colormap and a colorbar.
+MAX_LEGEND = 20
+
+
+def _class_scatter(ax: Any, points: torch.Tensor, classes: torch.Tensor, title: str) -> None:
+    """One colour and legend entry per class present, or, past :data:`MAX_LEGEND` classes, one colormap over the
+    class indices and a colorbar: one draw call and bounded memory whatever the number of classes."""
+    present = classes.unique().tolist()
+    if len(present) > MAX_LEGEND:
+        dots = ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.6, c=classes.numpy(), cmap="turbo")
+        ax.figure.colorbar(dots, ax=ax, label=f"{title} ({len(present):,} present)")
+        return
+    cmap = pyplot().get_cmap("tab10" if len(present) <= 10 else "tab20")
+    for i, k in enumerate(present):
         mask = classes == k
-        ax.scatter(points[mask, 0], points[mask, 1], s=4, alpha=0.6, color=cmap(k % cmap.N), label=str(k))
+        ax.scatter(points[mask, 0], points[mask, 1], s=4, alpha=0.6, color=cmap(i % cmap.N), label=str(k))
+    ax.legend(markerscale=3, fontsize=7, loc="best", title=title)
 
 
 def comparison_figure(runs: dict[str, tuple[GenerativeModel, Split]], n_samples: int = 10, seed: int = 0) -> Any:
@@ -88,8 +98,9 @@ def comparison_figure(runs: dict[str, tuple[GenerativeModel, Split]], n_samples:
         ax.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]), xlabel=xlabel, ylabel=ylabel, title=name)
         ax.set_aspect("equal", adjustable="box")
         _sample_strip(axes[1][column], model, n_samples, seed)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=cmap(k % 10), label=str(k)) for k in sorted(classes)]
-    fig.legend(handles=handles, title="class", loc="center right", fontsize=7)
+    if len(classes) <= 10:  # beyond, colours repeat (class mod 10) and a legend would not tell them apart
+        handles = [plt.Line2D([], [], marker="o", ls="", color=cmap(k % 10), label=str(k)) for k in sorted(classes)]
+        fig.legend(handles=handles, title="class", loc="center right", fontsize=7)
     fig.tight_layout(rect=(0, 0, 0.95, 1))
     return fig
 
@@ -106,14 +117,18 @@ def _sample_strip(ax, model: GenerativeModel, n: int, seed: int) -> None:
 def strip_samples(model: GenerativeModel, n: int) -> tuple[torch.Tensor, str]:
     """Samples for one row, and its title.
 
-    A model conditioned on the label shows one sample of each class (its other columns at class 0
-    or their training mean), since the class is what one compares across runs; any other model
+    A model conditioned on the label shows one sample of each class, of at most ``n`` classes spread
+    evenly (its other columns at class 0 or their training mean), since the class is what one
+    compares across runs; any other model
     shows its sample grid's first row: ``n`` draws, or a continuous column's ``n`` values.
     """
     conditions = model.conditioner
     if conditions is None or conditions.num_classes is None:
-        images, _, columns = sample_images(model, n)
+        images, _, columns, _, _ = sample_images(model, n)
         return images[:n], "samples" + (f" ({columns[0]} to {columns[-1]})" if columns else "")
     others = {c: default_value(p) for c, p in zip(conditions.columns, conditions.parts, strict=True) if c != LABEL}
-    images = sample_images(model, 1, fixed=others).images[:n]
-    return images, f"samples (classes 0-{len(images) - 1})"
+    grid = sample_images(model, 1, fixed=others, rows=n)
+    if grid.title is None:
+        return grid.images, f"samples (classes 0-{len(grid.images) - 1})"
+    shown = ", ".join(label.removeprefix("class ") for label in grid.row_labels)
+    return grid.images, f"samples (classes {shown} of {conditions.num_classes:,})"

@@ -1,85 +1,151 @@
 """Sample grids and reconstructions: what a model draws from its prior, and what it keeps of an image.
 
-For a conditional model a sample grid has a row per class of the label column
-and, when the model reads a continuous column (``ink``), a column per value of
-it, all decoded from one latent draw per row, so a row shows the quantity
-growing and nothing else changing.
+For a conditional model a sample grid has a row per class of the label column (at
+most :data:`MAX_ROWS` of them, spread evenly, unless the classes are chosen) and,
+when the model reads a continuous column (``ink``), a column per value of it, all
+decoded from one latent draw per row, so a row shows the quantity growing and
+nothing else changing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
 
 from genreg.data.splits import LABEL, Split
-from genreg.model.conditions import Conditions, default_value, is_continuous
+from genreg.errors import PictureWarning, UsageError
+from genreg.model.conditions import Conditions, default_value, is_continuous, value_range
 from genreg.model.generative import GenerativeModel
 from genreg.viz.figures import check_grid, grid_figure
 
 Value = int | float  # one condition value: a class index or a continuous quantity
 
 
+#: A sample grid's rows when nobody chose which classes: a readable picture whatever the number of classes.
+MAX_ROWS = 10
+
+
 class SampleGrid(NamedTuple):
-    """Sampled images (N, C, H, W) in grid order, and what each row and each column shows (None: plain draws)."""
+    """Sampled images (N, C, H, W) in grid order, what each row and each column shows (None: plain draws), every
+    image's condition ``{column: (N,) values}`` (empty for an unconditional model), and a title saying which
+    classes a grid of some of them shows (None when it shows them all)."""
 
     images: torch.Tensor
     row_labels: list[str] | None
     column_labels: list[str] | None
+    conditions: dict[str, torch.Tensor] = {}
+    title: str | None = None
 
 
 class GridConditions(NamedTuple):
     """The conditions of a sample grid: one per row, the column that varies along a row (if any) and its
-    ``n`` values, and every cell's condition row by row as ``{column: (rows * n,) values}``."""
+    ``n`` values, every cell's condition row by row as ``{column: (rows * n,) values}``, and the title of
+    :class:`SampleGrid`."""
 
     rows: list[dict[str, Value]]
     varying: dict[str, list[float]]
     cells: dict[str, torch.Tensor]
+    title: str | None = None
 
 
-def grid_conditions(conditions: Conditions, n: int, fixed: Mapping[str, Value]) -> GridConditions:
+def shown_classes(count: int, classes: Sequence[int] | None = None, rows: int = MAX_ROWS) -> list[int]:
+    """The classes of 0..count-1 a picture gives a row: ``classes`` as given, else at most ``rows`` of them spread
+    evenly, the first and the last included. Raises :class:`~genreg.errors.UsageError` for a class outside."""
+    if classes is not None:
+        outside = [k for k in classes if not 0 <= k < count]
+        if outside or not classes:
+            raise UsageError(f"--classes: give classes of this model, in 0..{count - 1}; got {list(classes)}.")
+        return list(dict.fromkeys(classes))
+    if rows < 1:
+        raise UsageError(f"--rows: give at least 1 row, got {rows}.")
+    return torch.linspace(0, count - 1, min(rows, count), dtype=torch.float64).round().long().tolist()
+
+
+def subset_title(shown: list[int], count: int) -> str | None:
+    """What a picture of the classes ``shown`` of ``count`` says it shows (None when it shows all of them)."""
+    if len(shown) == count:
+        return None
+    listed = ", ".join(map(str, shown[:12])) + (", ..." if len(shown) > 12 else "")
+    return f"classes {listed}: {len(shown)} of {count:,} (choose with --classes or --rows)"
+
+
+def grid_conditions(
+    conditions: Conditions,
+    n: int,
+    fixed: Mapping[str, Value],
+    classes: Sequence[int] | None = None,
+    rows: int = MAX_ROWS,
+) -> GridConditions:
     """The conditions of a grid of ``n`` columns: a row per class of the label column unless ``fixed`` sets
-    it, the first continuous column ``fixed`` leaves free spanning its training range (5th to 95th
-    percentile) along each row, and every other column at its ``fixed`` value, class 0 or its training mean.
+    it (``classes``, or at most ``rows`` classes spread evenly: see :func:`shown_classes`), the first
+    continuous column ``fixed`` leaves free spanning its range (:func:`~genreg.model.conditions.value_range`)
+    along each row, and every other column at its ``fixed`` value, class 0 or its training mean.
 
     Raises :class:`~genreg.errors.ConditionError` for a ``fixed`` column the model does not read.
     """
     conditions.check_known(fixed)
-    base, rows, varying = {}, [{}], {}
+    base, grid_rows, varying, title = {}, [{}], {}, None
     for column, part in zip(conditions.columns, conditions.parts, strict=True):
         if column in fixed:
             base[column] = fixed[column]
-        elif is_continuous(part) and not varying and hasattr(part, "low") and hasattr(part, "high"):
-            varying[column] = torch.linspace(float(part.low), float(part.high), n).tolist()
+        elif is_continuous(part) and not varying:
+            varying[column] = torch.linspace(*value_range(part, column), n).tolist()
         elif column == LABEL and not is_continuous(part):
-            rows = [{LABEL: k} for k in range(int(part.num_classes))]
+            shown = shown_classes(int(part.num_classes), classes, rows)
+            grid_rows, title = [{LABEL: k} for k in shown], subset_title(shown, int(part.num_classes))
         else:
             base[column] = default_value(part)
-    rows = [{**base, **row} for row in rows]
-    cells = [{**row, **{c: values[j] for c, values in varying.items()}} for row in rows for j in range(n)]
+    grid_rows = [{**base, **row} for row in grid_rows]
+    cells = [{**row, **{c: values[j] for c, values in varying.items()}} for row in grid_rows for j in range(n)]
     return GridConditions(
-        rows, varying, {column: torch.tensor([cell[column] for cell in cells]) for column in cells[0]}
+        grid_rows, varying, {column: torch.tensor([cell[column] for cell in cells]) for column in cells[0]}, title
     )
 
 
-def sample_images(model: GenerativeModel, n: int, fixed: Mapping[str, Value] | None = None) -> SampleGrid:
-    """Prior samples (N, C, H, W) for a grid of ``n`` columns, with its row and column labels.
+def sample_images(
+    model: GenerativeModel,
+    n: int,
+    fixed: Mapping[str, Value] | None = None,
+    classes: Sequence[int] | None = None,
+    rows: int = MAX_ROWS,
+) -> SampleGrid:
+    """Prior samples (N, C, H, W) in [0, 1] for a grid of ``n`` columns, with its labels and conditions.
 
     Unconditional: ``n`` samples. Conditional: the grid of :func:`grid_conditions`
-    (a single class if ``fixed`` holds the label); its columns are ``n`` draws, or
-    the values of the varying column, decoded from one latent draw per row.
+    (a single class if ``fixed`` holds the label; else ``classes`` or at most ``rows`` of them);
+    its columns are ``n`` draws, or the values of the varying column, decoded from one latent
+    draw per row.
     """
     if not model.conditional:
         return SampleGrid(model.sample(n), None, None)
-    grid = grid_conditions(model.conditioner, n, fixed or {})
+    grid = grid_conditions(model.conditioner, n, fixed or {}, classes, rows)
+    warn_untrained(
+        model, [row[LABEL] for row in grid.rows if LABEL in row] if classes or LABEL in (fixed or {}) else []
+    )
+    check_grid(len(grid.rows), n, model.data_info.image_shape)
     condition = model.checked(grid.cells)
     draws = len(grid.rows) if grid.varying else len(grid.rows) * n
     z = model.latent.sample_prior(draws, model.device)
     images = model.decode(z.repeat_interleave(n, dim=0) if grid.varying else z, condition)
     row_labels = [row_label(row) for row in grid.rows]
     columns = [value_label(column, value) for column, values in grid.varying.items() for value in values]
-    return SampleGrid(images, row_labels if any(row_labels) else None, columns or None)
+    return SampleGrid(images, row_labels if any(row_labels) else None, columns or None, grid.cells, grid.title)
+
+
+def warn_untrained(model: GenerativeModel, classes: Sequence[int]) -> None:
+    """Warn (:class:`~genreg.errors.PictureWarning`) when a picture asks for classes the model's training split
+    had no image of (as its model file records): what the decoder makes of them is no learned class."""
+    untrained = sorted(set(model.data_info.absent.get(LABEL, [])) & {int(k) for k in classes})
+    if untrained:
+        warnings.warn(
+            f"class(es) {', '.join(map(str, untrained))} of column '{LABEL}' had no training images: the model "
+            "never learned them, so their samples show no learned class.",
+            PictureWarning,
+            stacklevel=3,
+        )
 
 
 def value_label(column: str, value: Value) -> str:
@@ -96,14 +162,23 @@ def row_label(row: Mapping[str, Value]) -> str:
     return ", ".join(value_label(column, value) for column, value in row.items())
 
 
-def samples_figure(model: GenerativeModel, n: int = 8, fixed: Mapping[str, Value] | None = None) -> Any:
+def samples_figure(
+    model: GenerativeModel,
+    n: int = 8,
+    fixed: Mapping[str, Value] | None = None,
+    classes: Sequence[int] | None = None,
+    rows: int = MAX_ROWS,
+) -> Any:
     """The sample grid: n x n draws for an unconditional model; for a conditional one, :func:`sample_images`'
-    grid, labelled. Raises :class:`~genreg.errors.ConditionError` for a ``fixed`` value the model does not read,
+    grid of ``classes`` or at most ``rows`` classes, labelled, its title naming the classes of a subset.
+    Raises :class:`~genreg.errors.ConditionError` for a ``fixed`` value the model does not read,
     :class:`~genreg.errors.UsageError` for a grid too large to draw (see :func:`check_grid`)."""
-    rows = len(grid_conditions(model.conditioner, 1, fixed or {}).rows) if model.conditional else n
-    check_grid(rows, n, model.data_info.image_shape)
-    images, rows, columns = sample_images(model, n if model.conditional else n * n, fixed)
-    return grid_figure(images, ncol=n, row_labels=rows, column_labels=columns)
+    if not model.conditional:
+        check_grid(n, n, model.data_info.image_shape)
+    grid = sample_images(model, n if model.conditional else n * n, fixed, classes, rows)
+    return grid_figure(
+        grid.images, ncol=n, row_labels=grid.row_labels, column_labels=grid.column_labels, title=grid.title
+    )
 
 
 def reconstructions_figure(model: GenerativeModel, split: Split, n: int = 8) -> Any:

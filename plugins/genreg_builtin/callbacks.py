@@ -1,8 +1,12 @@
 """Callbacks that act on a logged metric: ``early-stopping`` and ``best-checkpoint``.
 
-Both watch one metric of the epoch records by its dotted name (``test.loss``,
-``train.kld``, ...) and check it against the model's loss terms before training,
-so a typo fails at ``genreg validate`` rather than after the first epoch. Both
+Both watch one metric of the epoch records by its dotted name (``test.neg_elbo``,
+``test.loss``, ``train.kld``, ...) and check it against the model's loss terms before
+training, so a typo fails at ``genreg validate`` rather than after the first epoch.
+By default they watch the model's test objective (``test.neg_elbo`` for a VAE or
+cVAE, ``test.nll`` for an AE: :func:`genreg.training.callbacks.objective_metric`), not
+the weighted total ``test.loss``, whose value a loss-weight schedule moves: a KL
+warm-up or cyclical annealing raises ``test.loss`` while the model improves. Both
 also carry their state across ``--resume``: early stopping recounts it from the
 run's history, and the best checkpoint reads the best value back from its file,
 so an interrupted run decides exactly as one that was never stopped.
@@ -21,12 +25,16 @@ from genreg.errors import ModelFileError, RunFolderError
 from genreg.files.model_files import read_metadata, save_model
 from genreg.files.run_folder import RunFolder
 from genreg.model.generative import GenerativeModel
+from genreg.model.losses import objective_name
 from genreg.spec.overrides import parse_json
-from genreg.training.callbacks import RunView, check_metric, metric_value
+from genreg.training.callbacks import RunView, check_metric, metric_value, objective_metric
 
 BEST = "genreg.best"  # the metadata key of a best-checkpoint file: {"epoch", "metric", "mode", "value"}
 
-METRIC = "the metric to watch, e.g. test.loss, test.bce or train.loss"
+METRIC = (
+    "the metric to watch, e.g. test.neg_elbo, test.loss, test.bce or train.loss; null (the default): the model's "
+    "test objective, test.neg_elbo for a VAE or cVAE, test.nll for an AE, test.loss for a model with neither"
+)
 MODE = "'min': lower is better (losses); 'max': higher is better"
 
 
@@ -54,12 +62,22 @@ class Best:
         return True
 
 
+def watched(metric: str | None, model: GenerativeModel) -> str:
+    """The metric a callback configured with ``metric`` watches on ``model`` (null: its test objective)."""
+    return metric or objective_metric(model)
+
+
+def check_watched(metric: str | None, model: GenerativeModel, where: str) -> None:
+    """Refuse a metric ``model``'s runs will not log, before training."""
+    check_metric(watched(metric, model), model.loss_names, where, objective_name(model.losses))
+
+
 class EarlyStoppingConfig(BaseModel):
     """Stop the run once a metric has not improved for `patience` epochs."""
 
     model_config = ConfigDict(extra="forbid")
 
-    metric: str = Field("test.loss", description=METRIC)
+    metric: str | None = Field(None, description=METRIC)
     mode: Literal["min", "max"] = Field("min", description=MODE)
     patience: int = Field(5, ge=1, description="epochs without improvement before the run stops")
     min_delta: float = Field(
@@ -80,11 +98,13 @@ class EarlyStopping:
         self.config = config
         self.best = Best(config.mode, config.min_delta)
         self.waited = 0
+        self.metric = config.metric  # resolved for the run's model at on_run_start
 
     def check(self, model: GenerativeModel) -> None:
-        check_metric(self.config.metric, model.loss_names, "callback 'early-stopping'")
+        check_watched(self.config.metric, model, "callback 'early-stopping'")
 
     def on_run_start(self, run: RunView) -> None:
+        self.metric = watched(self.config.metric, run.model)
         self.best, self.waited = Best(self.config.mode, self.config.min_delta), 0
         for record in run.history:
             self.observe(record)
@@ -96,14 +116,14 @@ class EarlyStopping:
 
     def observe(self, record: dict) -> None:
         """Count one epoch: an improvement resets the wait, anything else lengthens it."""
-        improved = self.best.offer(metric_value(record, self.config.metric), record["epoch"])
+        improved = self.best.offer(metric_value(record, self.metric), record["epoch"])
         self.waited = 0 if improved else self.waited + 1
 
     def stop_if_done(self, run: RunView) -> None:
         if self.waited >= self.config.patience:
             epochs = f"{self.waited} epoch{'s' * (self.waited != 1)}"
             run.request_stop(
-                f"early-stopping: {self.config.metric} did not improve by more than {self.config.min_delta:g} "
+                f"early-stopping: {self.metric} did not improve by more than {self.config.min_delta:g} "
                 f"for {epochs} (best {self.best.value:.4g} at epoch {self.best.epoch})"
             )
 
@@ -113,7 +133,7 @@ class BestCheckpointConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    metric: str = Field("test.loss", description=METRIC)
+    metric: str | None = Field(None, description=METRIC)
     mode: Literal["min", "max"] = Field("min", description=MODE)
     filename: str = Field("best.safetensors", description="the model file, in the run folder")
 
@@ -139,9 +159,10 @@ class BestCheckpoint:
     def __init__(self, config: BestCheckpointConfig) -> None:
         self.config = config
         self.best = Best(config.mode)
+        self.metric = config.metric  # resolved for the run's model at on_run_start
 
     def check(self, model: GenerativeModel) -> None:
-        check_metric(self.config.metric, model.loss_names, "callback 'best-checkpoint'")
+        check_watched(self.config.metric, model, "callback 'best-checkpoint'")
 
     def on_run_start(self, run: RunView) -> None:
         if run.folder is None:
@@ -149,6 +170,7 @@ class BestCheckpoint:
                 "callback 'best-checkpoint' saves the best model into the run folder, but this run has none; "
                 "train with genreg.run(spec, folder) or `genreg run`, or pass run_dir= to genreg.train."
             )
+        self.metric = watched(self.config.metric, run.model)
         self.best = Best(self.config.mode)
         earlier = self.earlier_best(run)
         if earlier is not None:
@@ -160,18 +182,18 @@ class BestCheckpoint:
         if not run.history or not path.exists():  # a new run replaces whatever an earlier one left
             return None
         recorded = read_best(path)
-        if recorded is None or (recorded.get("metric"), recorded.get("mode")) != (self.config.metric, self.config.mode):
+        if recorded is None or (recorded.get("metric"), recorded.get("mode")) != (self.metric, self.config.mode):
             return None
         same = [r for r in run.history if r["epoch"] == recorded.get("epoch")]
-        if not same or metric_value(same[0], self.config.metric) != recorded.get("value"):
+        if not same or metric_value(same[0], self.metric) != recorded.get("value"):
             return None
         return recorded
 
     def on_epoch_end(self, run: RunView) -> None:
-        value = run.metric(self.config.metric)
+        value = run.metric(self.metric)
         if not self.best.offer(value, run.epoch):
             return
-        best = {"epoch": run.epoch, "metric": self.config.metric, "mode": self.config.mode, "value": value}
+        best = {"epoch": run.epoch, "metric": self.metric, "mode": self.config.mode, "value": value}
         save_model(
             run.model, run.folder / self.config.filename, spec=run.spec or None, metadata={BEST: json.dumps(best)}
         )

@@ -23,6 +23,7 @@ from numpy.lib import format as npy
 from pydantic import Field, field_validator
 
 from genreg.data import DatasetConfig, DataSplits, Split, as_split, finish
+from genreg.data.checks import Layout
 from genreg.errors import DataError, first_line
 from genreg.limits import check_memory, gb
 
@@ -191,7 +192,9 @@ class NpzConfig(DatasetConfig):
     """Your own images and labels from a .npz file (optionally a second file for the test split).
 
     ``path``: a ``.npz`` with ``images`` of shape (N, H, W) or (N, C, H, W), uint8
-    0..255 or float in [0, 1], and 1-D integer ``labels``; ``images_key`` /
+    0..255 or float in [0, 1], and 1-D integer ``labels``; ``layout: "NHWC"`` reads
+    channels-last images (N, H, W, C) instead, and the default ``auto`` refuses images
+    that look channels-last (last axis 1, 3 or 4 and axis 1 not); ``images_key`` /
     ``labels_key`` rename those arrays. ``columns``: more 1-D arrays (one value per
     image) to read as condition columns: integers are classes 0..K-1, floats are
     continuous. ``test_path``: a second ``.npz`` (same keys) for the test split;
@@ -202,6 +205,9 @@ class NpzConfig(DatasetConfig):
     path: str = Field(description="the .npz file with images and labels")
     images_key: str = Field("images", description="name of the images array")
     labels_key: str = Field("labels", description="name of the labels array")
+    layout: Layout = Field(
+        "auto", description="'NCHW', 'NHWC' (channels last), or 'auto': NCHW, refusing arrays that look NHWC"
+    )
     columns: list[str] = Field([], description="more 1-D arrays to read as condition columns (ints: classes)")
     test_path: str | None = Field(None, description="a second .npz for the test split")
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="held-out share when test_path is null")
@@ -244,7 +250,8 @@ def _read_npz(path: str, config: NpzConfig) -> Split:
         raise DataError(f"{path}: too large to load into this machine's memory ({first_line(error)}).") from None
     except _UNREADABLE as error:
         raise DataError(f"{path}: not a valid .npz file ({first_line(error)}).") from error
-    return as_split(images, labels, path, columns, keys=(config.images_key, config.labels_key))
+    keys = (config.images_key, config.labels_key)
+    return as_split(images, labels, path, columns, keys=keys, layout=config.layout)
 
 
 def _arrays(

@@ -2,7 +2,10 @@
 
 Decoders emit logits. ``bce`` is the Bernoulli negative log-likelihood computed
 with ``binary_cross_entropy_with_logits`` (numerically safe, equal to Sigmoid +
-BCE); ``mse`` is the Gaussian alternative on the pixel means sigmoid(logits).
+BCE); ``mse`` is the Gaussian alternative on the pixel means sigmoid(logits), a sum
+of squared errors (its NLL, which the objective uses, is 0.5 * mse + 0.5 * D log 2 pi).
+Each term declares its ``unit``; ``log_likelihood`` marks a likelihood term and
+``kl_divergence`` a KL term, which is what the test objective (``neg_elbo``, ``nll``) sums.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from genreg.model.losses import LossTermConfig, full_precision
+from genreg.model.losses import NATS, LossTermConfig, full_precision
 from genreg.plugin.protocols import LatentSample, ModelOutput
 
 
@@ -39,9 +42,11 @@ class KLDConfig(LossTermConfig):
 
 
 class Term(nn.Module):
-    """Holds the config (weight, schedule, name) genreg reads; ``requires`` lists latent params used."""
+    """Holds the config (weight, schedule, name) genreg reads; ``requires`` lists latent params used, ``unit``
+    what one value is measured in."""
 
     requires: tuple[str, ...] = ()
+    unit: str = NATS
 
     def __init__(self, config: LossTermConfig) -> None:
         super().__init__()
@@ -65,7 +70,9 @@ class BCE(Term):
 
 
 class MSE(Term):
-    """Sum of squared errors between the image and sigmoid(logits)."""
+    """Sum of squared errors between the image and sigmoid(logits), per image (B,): not nats."""
+
+    unit = "squared error/image"
 
     def log_likelihood(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """log N(x; sigmoid(logits), I) per example: the unit-variance Gaussian this term implies."""
@@ -82,9 +89,18 @@ class KLD(Term):
 
     requires: tuple[str, ...] = ("mu", "log_var")
 
-    def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
+    @staticmethod
+    def per_dimension(out: ModelOutput) -> torch.Tensor:
+        """KL(q(z_d|x) || N(0, 1)) of every latent dimension, (B, latent dims), nats."""
         mu, log_var = full_precision(out.latent.params["mu"]), full_precision(out.latent.params["log_var"])
-        kl = -0.5 * (1 + log_var - mu.square() - log_var.exp())  # (batch, latent dims)
+        return -0.5 * (1 + log_var - mu.square() - log_var.exp())
+
+    def kl_divergence(self, out: ModelOutput) -> torch.Tensor:
+        """The plain KL per example (B,), nats, without free bits: what the negative ELBO adds."""
+        return self.per_dimension(out).sum(1)
+
+    def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
+        kl = self.per_dimension(out)  # (batch, latent dims)
         floor = self.config.free_bits
         if floor == 0:
             return kl.sum(1)

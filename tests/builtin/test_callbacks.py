@@ -16,7 +16,7 @@ from genreg.cli import cli
 from genreg.errors import RunFolderError, SpecError
 from genreg.files.run_folder import RunFolder
 from genreg.spec import validate_part
-from genreg.training.callbacks import RunState, RunView
+from genreg.training.callbacks import RunState, RunView, objective_metric
 from genreg_builtin.callbacks import BestCheckpoint, BestCheckpointConfig, EarlyStopping, read_best
 from tests.helpers import EXAMPLES, ae_with_callbacks
 
@@ -38,7 +38,7 @@ def stop_epoch(config: dict, values: list[float], resumed_after: int = 0) -> tup
     state, view = scripted_run(None, None, len(values))
     for epoch, value in enumerate(values[:resumed_after], 1):
         state.end_epoch(record(epoch, value))
-    callback = EarlyStopping(validate_part("callback", {"type": "early-stopping", **config}))
+    callback = EarlyStopping(validate_part("callback", {"type": "early-stopping", "metric": "test.loss", **config}))
     callback.on_run_start(view)
     if view.stop_reason is not None:
         return resumed_after, view.stop_reason
@@ -94,7 +94,7 @@ def test_early_stopping_ends_a_real_run(tmp_path: Path) -> None:
     )  # the loss falls: epoch 2 is worse
     result = genreg.run(spec, tmp_path, progress=False)
     assert [r["epoch"] for r in RunFolder(tmp_path).read_metrics()] == [1, 2]
-    assert result.stopped.startswith("early-stopping: test.loss did not improve by more than 0 for 1 epoch (")
+    assert result.stopped.startswith("early-stopping: test.nll did not improve by more than 0 for 1 epoch (")
 
 
 def tiny_model() -> genreg.GenerativeModel:
@@ -108,7 +108,7 @@ def script_best(folder: Path, mode: str, values: list[float], past: int = 0) -> 
     state, view = scripted_run(model, folder, len(values))
     for epoch, value in enumerate(values[:past], 1):
         state.end_epoch(record(epoch, value))
-    callback = BestCheckpoint(BestCheckpointConfig(mode=mode))
+    callback = BestCheckpoint(BestCheckpointConfig(mode=mode, metric="test.loss"))
     callback.on_run_start(view)
     for epoch, value in enumerate(values[past:], past + 1):
         state.begin_epoch(epoch)
@@ -162,7 +162,9 @@ class Snapshots:
 def test_best_checkpoint_in_a_real_run_and_after_resume(tmp_path: Path) -> None:
     spec = ae_with_callbacks(3, [])
     data = genreg.load_data(spec.data)
-    config = BestCheckpointConfig(mode="max")  # the test loss falls, so the best is an early epoch, not the last
+    config = BestCheckpointConfig(
+        mode="max", metric="test.loss"
+    )  # the test loss falls, so the best is an early epoch, not the last
     snapshots = Snapshots()
     history = genreg.train(
         genreg.build_model(spec.model, data.info),
@@ -215,5 +217,36 @@ def test_a_metric_the_run_does_not_log_is_refused_before_training(tmp_path: Path
     result = CliRunner().invoke(cli, [command, EXAMPLE, "--set", f"train.callbacks={callbacks}", *out])
     assert result.exit_code == 2, result.output
     assert f"callback '{name}': the run logs no metric 'test.kld'" in result.output
-    assert "it logs train.loss, train.bce, test.loss, test.bce." in result.output
+    assert "it logs train.loss, train.bce, test.loss, test.bce, test.nll." in result.output
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- issue 16, case 1: what they watch
+
+
+def test_by_default_they_watch_the_test_objective_not_the_scheduled_total(tmp_path: Path) -> None:
+    """Case 1 of issue 16: with a KL weight rising, test.loss rose while the -ELBO fell, and early stopping on
+    test.loss (the default) stopped a run that was still improving."""
+    vae = genreg.build_model({"type": "vae", "latent_dim": 2}, genreg.DataInfo((1, 4, 4), 2))
+    state, view = scripted_run(vae, tmp_path, 4)
+    stopping = EarlyStopping(validate_part("callback", {"type": "early-stopping", "patience": 1}))
+    best = BestCheckpoint(validate_part("callback", {"type": "best-checkpoint"}))
+    for callback in (stopping, best):
+        callback.check(vae)
+        callback.on_run_start(view)
+    for epoch, (loss, neg_elbo) in enumerate([(150.0, 190.0), (170.0, 185.0), (182.0, 182.0)], 1):
+        state.begin_epoch(epoch)
+        state.end_epoch({**record(epoch, loss), "test": {"loss": loss, "neg_elbo": neg_elbo}})
+        for callback in (stopping, best):
+            callback.on_epoch_end(view)
+    assert view.stop_reason is None
+    assert read_best(tmp_path / "best.safetensors") == {
+        "epoch": 3,
+        "metric": "test.neg_elbo",
+        "mode": "min",
+        "value": 182.0,
+    }
+    ae = tiny_model()
+    assert objective_metric(vae) == "test.neg_elbo" and objective_metric(ae) == "test.nll"
+    with pytest.raises(genreg.GenregError, match="it logs train.loss, train.bce, test.loss, test.bce, test.nll"):
+        EarlyStopping(validate_part("callback", {"type": "early-stopping", "metric": "train.nll"})).check(ae)

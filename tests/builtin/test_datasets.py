@@ -419,3 +419,16 @@ def test_bad_condition_data_exits_2_naming_the_column(tmp_path, columns, conditi
     assert code == 2, output
     assert says in " ".join(output.split()) and "Traceback" not in output
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_npz_layout_nhwc_reads_channels_last_images(tmp_path: Path) -> None:
+    """Case 6 of issue 16: a documented `layout` reads (N, H, W, C) arrays; the default refuses them."""
+    images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
+    path = tmp_path / "rgb.npz"
+    np.savez(path, images=images, labels=np.arange(20) % 2)
+    with pytest.raises(DataError, match="look channels-last"):
+        genreg.load_data({"type": "npz", "path": str(path)})
+    data = genreg.load_data({"type": "npz", "path": str(path), "layout": "NHWC"})
+    assert data.info.image_shape == (3, 8, 8)
+    first = data.train.images[0].permute(1, 2, 0).numpy() * 255
+    assert any(np.allclose(first, image) for image in images)

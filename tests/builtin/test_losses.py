@@ -262,3 +262,25 @@ def test_free_bits_keeps_latent_units_active_where_a_heavy_kl_weight_collapses_t
     collapsed, kept = active(0.0), active(0.5)
     assert collapsed <= 4
     assert kept >= 12 and kept >= collapsed + 8
+
+
+# --------------------------------------------------------------------------- issue 16, cases 1 and 4
+
+
+def test_each_built_in_term_declares_its_unit():
+    """Case 4 of issue 16: mse was reported in nats/image, but it is a sum of squared errors."""
+    assert [term.unit for term in (BCE(BCEConfig()), KLD(KLDConfig()), MSE(MSEConfig()))] == [
+        "nats/image",
+        "nats/image",
+        "squared error/image",
+    ]
+
+
+def test_the_kl_of_the_objective_is_the_plain_kl_under_free_bits():
+    torch.manual_seed(0)
+    mu, log_var = torch.randn(8, 3) * 0.1, torch.randn(8, 3) * 0.1
+    out = make_output(mu=mu, log_var=log_var)
+    exact = kl_divergence(Normal(mu, (0.5 * log_var).exp()), Normal(0.0, 1.0)).sum(1)
+    floored = KLD(KLDConfig(free_bits=1.0))
+    assert torch.allclose(floored.kl_divergence(out), exact, atol=1e-6)
+    assert floored(torch.zeros(8, 1, 1, 1), out).mean().item() == pytest.approx(3.0)

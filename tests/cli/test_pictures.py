@@ -110,7 +110,7 @@ def test_the_thickness_picture_has_a_row_per_class_and_a_column_per_ink(ink_mode
     assert call["ncol"] == 5 and call["images"].shape == (50, 1, 28, 28)
     assert call["row_labels"] == [f"class {k}" for k in range(10)]
     assert call["column_labels"] == [f"ink={ink:.3g}" for ink in inks]
-    images, rows, columns = sample_images(ink_model, 5)
+    images, rows, columns = sample_images(ink_model, 5)[:3]
     assert images.shape == (50, 1, 28, 28) and rows == call["row_labels"] and columns == call["column_labels"]
 
 
@@ -129,7 +129,7 @@ def test_label_and_ink_fixed_give_one_row_of_draws(ink_model, ink_run, grids, tm
     result = invoke("sample", ink_run, "--label", 3, "--condition", "ink=0.1", "-n", 6, "-o", tmp_path / "f.png")
     assert result.exit_code == 0, result.output
     assert grids[0]["images"].shape == (6, 1, 28, 28) and grids[0]["row_labels"] == ["class 3"]
-    _, rows, columns = sample_images(ink_model, 4, fixed={"label": 7})  # one class, the ink spanning
+    _, rows, columns = sample_images(ink_model, 4, fixed={"label": 7})[:3]  # one class, the ink spanning
     assert rows == ["class 7"] and len(columns) == 4
 
 
@@ -288,3 +288,62 @@ def test_sizes_too_large_for_any_machine_are_refused_naming_the_limit(model_file
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert says in result.output, result.output
     assert not (tmp_path / "x.png").exists()
+
+
+# --------------------------------------------------------------------------- issue 16: numbers, and many classes
+
+
+def test_sample_to_npz_writes_the_images_and_their_conditions(model_files, tmp_path) -> None:
+    """Case 10 of issue 16: `-o samples.npz` was refused; users want the numbers."""
+    import numpy as np
+
+    run_out = tmp_path / "samples.npz"
+    result = invoke("sample", model_files["cvae"], "-n", 2, "-o", run_out)
+    assert result.exit_code == 0, result.output
+    with np.load(run_out) as saved:
+        assert sorted(saved) == ["images", "label"]
+        images = saved["images"]
+        assert images.shape == (6, 1, 6, 6) and images.dtype == np.float32 and 0 <= images.min() <= images.max() <= 1
+        assert saved["label"].tolist() == [0, 0, 1, 1, 2, 2]
+    grid = invoke("sample", model_files["cvae"], "--grid", "-n", 3, "--label", 1, "-o", tmp_path / "m.npz")
+    assert grid.exit_code == 0, grid.output
+    with np.load(tmp_path / "m.npz") as saved:
+        assert saved["images"].shape == (9, 1, 6, 6) and saved["z"].shape == (9, 2) and set(saved["label"]) == {1}
+
+
+@pytest.mark.parametrize("command", ["sample", "transfer", "latent"])
+def test_an_unknown_extension_lists_the_formats_and_arrays(model_files, tmp_path, command: str) -> None:
+    """Case 10 of issue 16."""
+    result = invoke(command, model_files["cvae"], "-o", tmp_path / "out.tmp")
+    assert_user_error(result, "'.tmp' is none of", "png", "(or .npz, .npy: the arrays themselves)")
+
+
+def test_sample_rows_are_chosen_with_classes_or_rows(model_files, grids, tmp_path) -> None:
+    """Case 7 of issue 16: a picture shows at most --rows classes, or those --classes names."""
+    assert invoke("sample", model_files["cvae"], "-n", 1, "--classes", "2,0", "-o", tmp_path / "a.png").exit_code == 0
+    assert invoke("sample", model_files["cvae"], "-n", 1, "--rows", 2, "-o", tmp_path / "b.png").exit_code == 0
+    assert [call["row_labels"] for call in grids] == [["class 2", "class 0"], ["class 0", "class 2"]]
+    assert "choose with --classes or --rows" in grids[1]["title"]
+    bad = invoke("sample", model_files["cvae"], "--classes", "0,x", "-o", tmp_path / "c.png")
+    assert_user_error(bad, "--classes 0,x: give class indices separated by commas")
+    both = invoke("sample", model_files["cvae"], "--classes", "0", "--label", 1, "-o", tmp_path / "c.png")
+    assert_user_error(both, "leave it out with --label")
+
+
+@pytest.mark.slow
+def test_transfer_and_latent_write_their_numbers(cvae_run: Path, tmp_path: Path) -> None:
+    """Case 10 of issue 16 (transfer and latent), and case 7: --to all shows at most --columns classes."""
+    import numpy as np
+
+    result = invoke("transfer", cvae_run, "-n", 2, "--columns", 3, "-o", tmp_path / "t.npz")
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "t.npz") as saved:
+        assert saved["images"].shape == (6, 1, 28, 28) and saved["label"].tolist() == [0, 4, 9, 0, 4, 9]
+        assert (
+            saved["originals"].shape == (2, 1, 28, 28)
+            and saved["index"].tolist()[::3] == saved["original_index"].tolist()
+        )
+    result = invoke("latent", cvae_run, "-o", tmp_path / "l.npz")
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "l.npz") as saved:
+        assert saved["mu"].shape == (1000, 2) and saved["label"].shape == (1000,)

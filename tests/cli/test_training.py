@@ -223,3 +223,14 @@ def test_extend_refuses_more_classes_than_memory_holds(files, tmp_path: Path) ->
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "adding 1,000,000,000,000 classes to column 'label' needs about" in result.stderr
     assert "add fewer classes at a time" in result.stderr
+
+
+def test_extend_refuses_data_without_rows_of_the_new_classes(files, old_digits, tmp_path: Path) -> None:
+    """Issue 16, case 9: data of the old classes only trained nothing new, yet was reported as "fine-tuned"."""
+    npz = tmp_path / "old.npz"
+    np.savez(npz, images=old_digits.train.images.numpy(), labels=old_digits.train.labels.numpy())
+    out = tmp_path / "ten.safetensors"
+    data = json.dumps({"type": "npz", "path": str(npz)})
+    result = invoke_extend(files["model"], "--add", 2, "--data", data, "--epochs", 1, "--quiet", "-o", out)
+    assert_user_error(result, "holds no training rows of classes 8, 9 of column 'label'", "classes 0, 1, 2")
+    assert not out.exists()

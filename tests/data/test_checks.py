@@ -133,3 +133,41 @@ def test_whole_float_labels_and_wide_unsigned_labels_are_classes(tmp_path):
     for labels in (np.arange(N) % 5 + 0.0, (np.arange(N) % 5).astype(np.uint32), (np.arange(N) % 5).astype(">i8")):
         data = genreg.load_data({"type": "npz", "path": str(write_npz(tmp_path / "d.npz", labels=labels))})
         assert data.num_classes == 5 and data.train.labels.dtype == torch.int64
+
+
+# --------------------------------------------------------------------------- issue 16, cases 6 and 8
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_channels_last_images_are_refused_naming_the_layout_option(channels: int) -> None:
+    """Case 6 of issue 16: (N, 16, 16, C) images validated as 16-channel images of 16xC, trained, then crashed
+    drawing samples.png."""
+    images = np.zeros((4, 16, 16, channels), np.uint8)
+    with pytest.raises(DataError, match='look channels-last .* Set `layout: "NHWC"`'):
+        genreg.data.as_split(images, np.arange(4), "x.npz")
+    images[1, 2, 3] = 255
+    split = genreg.data.as_split(images, np.arange(4), "x.npz", layout="NHWC")
+    assert split.images.shape == (4, channels, 16, 16) and split.images[1, :, 2, 3].eq(1).all()
+    assert genreg.data.as_split(images, np.arange(4), "x.npz", layout="NCHW").images.shape == (4, 16, 16, channels)
+
+
+def splits(train: list[int], test: list[int]) -> tuple[genreg.Split, genreg.Split]:
+    return tuple(genreg.Split(torch.zeros(len(k), 1, 2, 2), torch.tensor(k)) for k in (train, test))
+
+
+def test_classes_the_training_split_lacks_are_a_warning_naming_them() -> None:
+    """Case 8 of issue 16: labels 1..10 silently became 11 classes with an empty class 0."""
+    with pytest.warns(
+        genreg.errors.DataWarning, match=r"column 'label' has classes 0..10 .* no image of 1 of them: 0\."
+    ):
+        data = genreg.data.finish(*splits(list(range(1, 11)), [1, 2]), genreg.data.DatasetConfig(), "x.npz")
+    assert data.num_classes == 11 and data.info.absent == {"label": [0]}
+
+
+def test_class_ids_far_beyond_the_classes_present_are_refused_explaining_the_mapping() -> None:
+    """Case 8 of issue 16: ids 3000 and 7000 became a model of 7,001 classes that never finished its pictures."""
+    with pytest.raises(
+        DataError, match=r"'label' holds 2 distinct classes, the largest 7000.* 7,001 classes"
+    ) as caught:
+        genreg.data.finish(*splits([3000, 7000], [3000]), genreg.data.DatasetConfig(), "x.npz")
+    assert "numpy.unique(labels, return_inverse=True)" in str(caught.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,9 @@ import pytest
 import genreg
 from genreg.data.loading import recorded_data
 from genreg.errors import DataError, ModelFileError
+from genreg.files.model_files import read_metadata
+from genreg.plugin.manager import plugin_infos
+from genreg_builtin.datasets import MnistSampleConfig, load_mnist_sample
 from tests.helpers import assert_user_error, invoke, small_cvae, write_npz
 
 
@@ -79,3 +83,42 @@ def test_genreg_eval_of_a_recorded_npz_that_is_gone_exits_2(tmp_path: Path) -> N
     result = invoke("eval", path)
     assert_user_error(result, f"records its data at '{tmp_path / 'gone.npz'}' (data.path; here ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crafted.safetensors"]
+
+
+# ------------------------------------------------------------- the plugin of a recorded dataset (issue 16, case 14)
+
+
+class SampleDigits:
+    """A dataset plugin registered for one test: the bundled digits under a name of its own."""
+
+    @genreg.hookimpl
+    def register_components(self, register):
+        register("dataset", "sample-digits", load_mnist_sample, MnistSampleConfig)
+
+
+@pytest.fixture
+def saved_with_a_dataset_plugin(tmp_path: Path) -> Path:
+    """A model file whose run's data came from the plugin ``digits-plugin`` (package genreg-digits 1.2.0), which is
+    then unregistered: the model's parts are built-in, only its dataset is missing."""
+    genreg.register_plugin(SampleDigits(), name="digits-plugin")
+    try:
+        info = next(info for info in plugin_infos() if info.name == "digits-plugin")
+        info.distribution, info.version = "genreg-digits", "1.2.0"  # as an installed package would say
+        path = recording(tmp_path, {"type": "sample-digits"})
+        assert len(recorded_data(path)[1].test) == 1000
+    finally:
+        genreg.unregister_plugin("digits-plugin")
+    return path
+
+
+def test_the_dataset_plugin_is_recorded_and_named_when_missing(saved_with_a_dataset_plugin: Path) -> None:
+    """Issue 16, case 14: the file did not record the dataset's plugin, so "unknown dataset" named none to install."""
+    path = saved_with_a_dataset_plugin
+    recorded = json.loads(read_metadata(path)["genreg.plugins"])
+    assert recorded == {"builtin": f"genreg {genreg.__version__}", "digits-plugin": "genreg-digits 1.2.0"}
+    with pytest.raises(ModelFileError, match=r"unknown dataset 'sample-digits'.*It was saved with plugin "):
+        recorded_data(path)
+    named = "It was saved with plugin 'digits-plugin' (genreg-digits 1.2.0), which is not loaded here: install it"
+    assert_user_error(invoke("eval", path), f"the model file {path} records a dataset", named)
+    assert_user_error(invoke("latent", path, "-o", path.parent / "latent.png"), "unknown dataset", named)
+    assert not (path.parent / "latent.png").exists()

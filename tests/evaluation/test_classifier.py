@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 import genreg
 from genreg.evaluation import classifier as clf
+from genreg.files.tensors import read_tensors, save_tensors
 from genreg_builtin.conditioners import OneHot, OneHotConfig
 from genreg_builtin.latents import GaussianConfig, GaussianLatent
 from genreg_builtin.losses import BCE, BCEConfig
@@ -214,6 +215,33 @@ def test_the_same_spec_over_changed_data_is_retrained(
     assert len(calls) == 3  # one file per spec: the last call finds the flipped data's classifier there
 
 
+@pytest.mark.slow
+def test_a_file_of_the_old_recipe_is_not_reused(
+    cache: Path, small: genreg.DataSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16, case 3: classifiers cached before training blurred and shifted images was the recipe."""
+    calls = count_training(monkeypatch)
+    clf.reference_classifier(SUBSET_SPEC, small, epochs=1)
+    path = clf.classifier_path(SUBSET_SPEC)
+    metadata, tensors = read_tensors(path)
+    old = {k: v for k, v in metadata.items() if k != "genreg.recipe"}
+    save_tensors(path, tensors, {**old, "genreg.format": "genreg-classifier/1"})  # as genreg wrote it before
+    clf.reference_classifier(SUBSET_SPEC, small, epochs=1)
+    assert len(calls) == 2
+    assert read_tensors(path)[0]["genreg.format"] == clf.CLASSIFIER_FORMAT
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32), (2, 9, 30)])
+def test_augmentation_blurs_and_shifts_any_image_shape(shape: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    images = torch.rand(70, *shape)
+    augmented = clf._augment(images)
+    assert augmented.shape == images.shape and augmented.dtype == images.dtype
+    assert augmented.min() >= 0 and augmented.max() <= 1
+    changed = (augmented - images).flatten(1).abs().amax(1) > 1e-6
+    assert changed.float().mean() > 0.5  # most chunks are blurred or shifted; some draws leave a chunk as it is
+
+
 def test_unwritable_cache_warns_and_still_returns(
     tmp_path: Path, small: genreg.DataSplits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -321,3 +349,17 @@ def test_classifier_for_another_dataset_is_refused() -> None:
         clf.conditional_accuracy(model, clf.ReferenceCNN(SHAPE, num_classes=5))
     with pytest.raises(ValueError, match="n_per_class"):
         clf.conditional_accuracy(model, clf.ReferenceCNN(SHAPE, num_classes=10), n_per_class=0)
+
+
+@pytest.mark.slow
+def test_reconstruction_accuracy_is_the_classifiers_reading_of_what_the_model_draws(trained: Trained) -> None:
+    # The lookup decoder "reconstructs" each image as a real test image of the class in its condition: read like
+    # the test set; one that always draws a 3 is right only for the 3s (a tenth of the images).
+    test = trained.data.test
+    assert clf.reconstruction_accuracy(stub_model(LookupDecoder(test, 10)), trained.model, test) == pytest.approx(
+        trained.accuracy, abs=0.03
+    )
+    fixed = clf.reconstruction_accuracy(stub_model(LookupDecoder(test, 10, fixed=3)), trained.model, test)
+    assert fixed == pytest.approx(0.1, abs=0.02)
+    assert clf.trust_warning(trained.accuracy, fixed, 0.1) is not None
+    assert clf.trust_warning(0.98, 0.9, 0.9) is None  # 8 points below the test images: within TRUST_GAP

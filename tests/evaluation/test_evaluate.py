@@ -10,19 +10,23 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
+import genreg
+from genreg.evaluation import evaluate
 from genreg.evaluation import metrics as evaluation
-from genreg.evaluation.evaluate import evaluate_file, recorded_evaluation
+from genreg.evaluation.evaluate import EVAL_FORMAT, evaluate_file, recorded_evaluation
 from genreg.evaluation.report import compare_runs
 from genreg.files.model_files import read_metadata
 from genreg.files.tensors import CHECKSUM
+from tests.helpers import TINY_PARTS
 
 pytestmark = pytest.mark.usefixtures("module_on_one_thread")  # tiny networks: one thread is much faster
 
 # --------------------------------------------------------------------------------------------------
 # evaluate_model end to end, on the AE and VAE of conftest's ``evaluations``
 
-LATENT_KEYS = {"latent_dim", "active_units", "gaussian_kl", "mmd", "knn_accuracy", "chance"}
+LATENT_KEYS = {"format", "latent_dim", "active_units", "gaussian_kl", "mmd", "knn_accuracy", "knn_on", "chance"}
 
 
 BEFORE_LAYOUT = Path(__file__).parents[1] / "fixtures" / "before_layout"
@@ -30,8 +34,10 @@ BEFORE_LAYOUT = Path(__file__).parents[1] / "fixtures" / "before_layout"
 
 def test_evaluate_model_reports_the_documented_metrics(evaluations: dict[str, dict], digits) -> None:
     ae, vae = evaluations["ae"], evaluations["vae"]
-    assert set(ae) == {"model", "split", "images", "losses"} | LATENT_KEYS
-    assert set(vae) == {"model", "split", "images", "losses", "neg_elbo", "nll_iwae", "iw_samples"} | LATENT_KEYS
+    assert set(ae) == {"model", "split", "images", "losses", "units"} | LATENT_KEYS
+    assert (
+        set(vae) == {"model", "split", "images", "losses", "units", "neg_elbo", "nll_iwae", "iw_samples"} | LATENT_KEYS
+    )
     assert (ae["model"], vae["model"]) == ("ae", "vae")
     for result in (ae, vae):
         assert result["split"] == "test" and result["images"] == 200
@@ -41,8 +47,10 @@ def test_evaluate_model_reports_the_documented_metrics(evaluations: dict[str, di
         # Even these briefly trained 4-D latents carry the class: measured 0.37-0.50 (AE), 0.46-0.56 (VAE).
         assert result["chance"] + 0.15 < result["knn_accuracy"] <= 1.0
         assert math.isfinite(result["gaussian_kl"]) and math.isfinite(result["mmd"])
-    assert set(ae["losses"]) == {"loss", "bce"}
-    assert set(vae["losses"]) == {"loss", "bce", "kld"}
+    assert set(ae["losses"]) == {"loss", "bce", "nll"}  # an AE's objective: the reconstruction NLL
+    assert set(vae["losses"]) == {"loss", "bce", "kld", "neg_elbo"}
+    assert ae["units"] == {"loss": "nats/image", "bce": "nats/image", "nll": "nats/image"}
+    assert vae["units"] == dict.fromkeys(vae["losses"], "nats/image")
     losses = vae["losses"]
     assert losses["loss"] == pytest.approx(losses["bce"] + losses["kld"], abs=1e-2)
     # bce + kld (one draw, analytic KL) and neg_elbo (20 draws, sampled KL) estimate the same negative ELBO;
@@ -57,7 +65,9 @@ def test_evaluate_model_reports_the_documented_metrics(evaluations: dict[str, di
 def test_evaluate_model_latent_metrics_match_the_parts(digits_vae, digits, evaluations: dict[str, dict]) -> None:
     post = evaluation.posterior(digits_vae, digits.test)
     assert post.mu.shape == post.log_var.shape == (200, 4)
-    assert evaluations["vae"]["knn_accuracy"] == evaluation.knn_accuracy(post.mu, post.labels)
+    features, described = evaluation.class_features(post, evaluation.aggregate_sample(post))
+    assert evaluations["vae"]["knn_accuracy"] == evaluation.knn_accuracy(features, post.labels)
+    assert evaluations["vae"]["knn_on"] == described == f"draws z ~ q, {evaluation.active_units(post.mu)} active units"
     assert evaluations["vae"]["active_units"] == evaluation.active_units(post.mu)
 
 
@@ -75,3 +85,41 @@ def test_an_evaluation_belongs_to_the_model_file_it_measured(tmp_path) -> None:
     remeasured = json.loads(path.read_text())
     assert remeasured["model_checksum"] == read_metadata(run / "model.safetensors")[CHECKSUM]
     assert remeasured["neg_elbo"] != result["neg_elbo"]
+
+
+def test_an_evaluation_of_an_older_format_is_measured_again(tmp_path) -> None:
+    """Issue 16: eval.json written before k-NN read draws must not be shown beside new figures."""
+    run = tmp_path / "run"
+    shutil.copytree(BEFORE_LAYOUT / "vae_run", run)
+    result, path = evaluate_file(run, iw_samples=2)
+    assert result["format"] == EVAL_FORMAT
+    path.write_text(json.dumps({**result, "format": None}))  # what genreg wrote before: no format
+    assert recorded_evaluation(run / "model.safetensors") is None
+
+
+class ReadsClassZero(torch.nn.Module):
+    """A "reference classifier" that calls every image class 0."""
+
+    def __init__(self, shape: tuple[int, int, int], classes: int) -> None:
+        super().__init__()
+        self.image_shape, self.num_classes = shape, classes
+        self.bias = torch.nn.Parameter(torch.zeros(classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(torch.arange(self.num_classes) == 0, 1.0, 0.0).expand(len(x), -1) + self.bias
+
+
+def test_a_conditional_accuracy_the_classifier_cannot_back_is_flagged(monkeypatch) -> None:
+    """Issue 16, case 3: the classifier's reading of the model's reconstructions stands beside the conditional
+    accuracy, and a classifier that misreads them (here: it calls everything class 0) is flagged."""
+    split = genreg.Split(torch.rand(30, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(30) % 3)
+    data = genreg.DataSplits(split, split, 3)
+    torch.manual_seed(0)
+    model = genreg.build_model({"type": "cvae", **TINY_PARTS}, data.info).eval()
+    classifier = ReadsClassZero((1, 8, 8), 3)
+    monkeypatch.setattr(evaluate, "reference_classifier", lambda spec, data: (classifier, 0.98))
+    with pytest.warns(UserWarning, match=r"reads only 33.3% of this model's reconstructions .* against 98.0%"):
+        result = evaluate.evaluate_model(model, data, data_spec={"type": "npz"}, iw_samples=2, n_per_class=10)
+    assert result["classifier_test_accuracy"] == 0.98
+    assert result["classifier_reconstruction_accuracy"] == pytest.approx(1 / 3)
+    assert result["conditional_accuracy"] == pytest.approx(1 / 3) and not result["conditional_accuracy_trusted"]

@@ -306,6 +306,74 @@ def test_knn_accuracy_is_near_one_for_separated_clusters() -> None:
     assert evaluation.knn_accuracy(z, labels) > 0.99
 
 
+def test_knn_accuracy_without_features_is_the_majority_class() -> None:
+    labels = torch.tensor([0] * 60 + [1] * 25 + [2] * 15)
+    # Every fold's training part is mostly class 0, so every image is called class 0: right for 60 of 100.
+    assert evaluation.knn_accuracy(torch.empty(100, 0), labels) == pytest.approx(0.6)
+
+
+# Issue 16, case 2: a cVAE's encoder sees the label, so its means can carry tiny label-dependent offsets that no
+# draw of z does; k-NN read them (0.958 on pure noise with random labels) and the study called it "class mixing".
+THREE = torch.arange(3).repeat(500)  # 1500 images, 3 balanced classes: chance 1/3, k-NN std on noise ~0.012
+
+
+def test_knn_cannot_read_label_offsets_of_a_collapsed_posterior() -> None:
+    # KL ~ 0: q(z|x, y) ~ N(0, I) for every image, but the means sit 1e-3 apart by label (no unit active).
+    offsets = 1e-3 * torch.nn.functional.one_hot(THREE, 3).float()
+    metrics = evaluation.latent_metrics(evaluation.Posterior(offsets, torch.zeros(1500, 3), THREE))
+    assert evaluation.knn_accuracy(offsets, THREE) == 1.0  # the means alone give the label away
+    assert metrics["active_units"] == 0 and metrics["knn_on"] == "draws z ~ q, 0 active units"
+    assert metrics["knn_accuracy"] == pytest.approx(1 / 3, abs=0.05)
+
+
+def test_knn_cannot_read_label_offsets_of_inactive_units() -> None:
+    # Two active units carry a label-free style (std 0.15 across images, posterior std 0.1); three inactive ones
+    # (variance of the means 0.002 < 0.01) carry label offsets 0.1 apart, which k-NN on the means reads.
+    style = 0.15 * points(1500, 2, seed=13)
+    offsets = 0.1 * torch.nn.functional.one_hot(THREE, 3).float()
+    log_var = torch.cat([torch.full((1500, 2), math.log(0.01)), torch.zeros(1500, 3)], 1)
+    post = evaluation.Posterior(torch.cat([style, offsets], 1), log_var, THREE)
+    assert evaluation.knn_accuracy(post.mu, THREE) > 0.6  # measured 0.75
+    metrics = evaluation.latent_metrics(post)
+    assert metrics["active_units"] == 2 and metrics["knn_on"] == "draws z ~ q, 2 active units"
+    assert metrics["knn_accuracy"] == pytest.approx(1 / 3, abs=0.05)
+
+
+def test_knn_sees_the_class_of_active_units_through_the_noise_of_inactive_ones() -> None:
+    # Two active units hold the classes 1 apart (posterior std 0.1); thirty collapsed units are N(0, 1) noise in
+    # every draw, which would swamp the distances if k-NN read them.
+    centres = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])[THREE]
+    mu = torch.cat([centres, torch.zeros(1500, 30)], 1)
+    log_var = torch.cat([torch.full((1500, 2), math.log(0.01)), torch.zeros(1500, 30)], 1)
+    post = evaluation.Posterior(mu, log_var, THREE)
+    assert evaluation.knn_accuracy(evaluation.aggregate_sample(post), THREE) < 0.6  # all units: measured 0.50
+    assert evaluation.latent_metrics(post)["knn_accuracy"] > 0.99  # measured 1.0
+
+
+def noise_data(n_train: int = 600, n_test: int = 1500) -> genreg.DataSplits:
+    """8x8 uniform noise with labels drawn at random from 3 classes: no image says anything of its label."""
+    g = torch.Generator().manual_seed(14)
+
+    def split(n: int) -> genreg.Split:
+        return genreg.Split(torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 3, (n,), generator=g))
+
+    return genreg.DataSplits(split(n_train), split(n_test), 3)
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae", "cvae"])
+def test_knn_accuracy_is_chance_when_labels_are_unrelated_to_the_images(kind: str) -> None:
+    # A 32-D latent trained for 2 epochs: the cVAE's means carry label offsets (k-NN on them measured 0.60 against
+    # chance 0.34), as untrained label weights of its encoder do; its draws on active units carry nothing.
+    data = noise_data()
+    torch.manual_seed(0)
+    parts = {"latent_dim": 32, "encoder": {"type": "mlp", "hidden": [16]}, "decoder": {"type": "mlp", "hidden": [16]}}
+    model = genreg.build_model({"type": kind, **parts}, data.info)
+    genreg.train(model, data, genreg.TrainConfig(epochs=2, batch_size=100, device="cpu"), progress=False)
+    metrics = evaluation.latent_metrics(evaluation.posterior(model.eval(), data.test))
+    # 1500 test images: k-NN on label-free features is right ~1/3 of the time, std ~0.012; 0.05 is ~4 std.
+    assert metrics["knn_accuracy"] == pytest.approx(metrics["chance"], abs=0.05)
+
+
 def test_chance_level_is_the_majority_class_share() -> None:
     assert evaluation.chance_level(torch.arange(10).repeat(30)) == pytest.approx(0.1)
     unbalanced = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)

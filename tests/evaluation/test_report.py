@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
-from genreg.evaluation.report import format_table, markdown_table
+from genreg.evaluation.evaluate import evaluate_file
+from genreg.evaluation.report import compare_runs, format_table, markdown_table, mixed_iwae_samples
 
 pytestmark = pytest.mark.usefixtures("module_on_one_thread")  # tiny networks: one thread is much faster
 
@@ -34,6 +37,7 @@ def test_format_table_has_one_column_per_run(evaluations: dict[str, dict]) -> No
     assert rows["NLL, IWAE (nats/image)"] == ["—", f"{vae['nll_iwae']:.2f} (K=20)"]
     assert rows["active units"] == [f"{r['active_units']} / 4" for r in evaluations.values()]
     assert rows["k-NN accuracy (k=5, 5-fold)"][1] == f"{vae['knn_accuracy']:.3f} (chance {vae['chance']:.3f})"
+    assert rows["k-NN reads"] == ["codes, 4 dims", f"draws z ~ q, {vae['active_units']} active units"]
     assert all(len(cells) == 2 for cells in rows.values())
 
 
@@ -60,3 +64,45 @@ def test_markdown_table_cells_survive_github_rendering(evaluations: dict[str, di
     for line in markdown_table(evaluations).splitlines():
         cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
         assert len(cells) == 3, line
+
+
+# --------------------------------------------------------------------------- issue 16, case 4: units
+
+
+def test_the_table_prints_each_terms_own_unit() -> None:
+    """Case 4 of issue 16: every loss row read "nats/image", mse's too (a sum of squared errors)."""
+    from genreg.evaluation.report import loss_rows
+
+    units = {"loss": "(weighted sum of mixed units)", "mse": "squared error/image", "mmd": "(unit not declared)"}
+    recorded = {"losses": {"loss": 9.0, "mse": 3.0, "mmd": 0.5, "kld": 2.0, "neg_elbo": 30.0}, "units": units}
+    assert loss_rows(recorded) == [("mse (squared error/image)", "3.00"), ("mmd (unit not declared)", "0.50"),
+                                   ("kld (unit not recorded)", "2.00")]  # fmt: skip
+    older = {"losses": {"loss": 9.0, "mse": 3.0, "kld": 2.0, "recon": 1.0, "nll": 4.0}}  # no units recorded
+    assert loss_rows(older) == [("mse (squared error/image)", "3.00"), ("kld (nats/image)", "2.00"),
+                                ("recon (unit not recorded)", "1.00"), ("nll (nats/image)", "4.00")]  # fmt: skip
+
+
+BEFORE_LAYOUT = Path(__file__).parents[1] / "fixtures" / "before_layout"
+
+
+def test_mixed_iwae_samples_names_each_runs_k() -> None:
+    """Issue 16, case 5: IWAE figures of different K sat side by side without a word."""
+    results = {"ae": {}, "vae": {"iw_samples": 1000}, "cvae": {"iw_samples": 20}}
+    note = mixed_iwae_samples(results)
+    assert "different numbers of draws per image (vae K=1000, cvae K=20)" in note
+    assert "genreg eval RUN --iw-samples K" in note
+    assert mixed_iwae_samples({"ae": {}, "vae": {"iw_samples": 20}, "cvae": {"iw_samples": 20}}) is None
+
+
+@pytest.mark.slow
+def test_compare_warns_when_iwae_estimates_used_different_k(tmp_path: Path) -> None:
+    runs = [tmp_path / "k2", tmp_path / "k3"]
+    for run, k in zip(runs, (2, 3), strict=True):
+        shutil.copytree(BEFORE_LAYOUT / "vae_run", run)
+        evaluate_file(run, iw_samples=k)
+    markdown = tmp_path / "table.md"
+    with pytest.warns(UserWarning, match=r"different numbers of draws per image \(k2 K=2, k3 K=3\)"):
+        table, _ = compare_runs(runs, tmp_path / "compare.png", markdown)
+    nll = rows_of(table)["NLL, IWAE (nats/image)"]
+    assert [cell.split(" (")[1] for cell in nll] == ["K=2)", "K=3)"]  # each column says its K
+    assert "Note: the NLL, IWAE row mixes estimates" in markdown.read_text()

@@ -226,6 +226,20 @@ def test_a_plugin_schedule_of_a_loss_weight_is_recorded_with_the_plugins(tmp_pat
         genreg.unregister_plugin("halving")
 
 
+def test_the_plugins_of_what_a_run_names_besides_its_model_are_recorded(tmp_path):
+    """Issue 16, case 14: the plugins of the components a run's spec names outside the model (its dataset, its
+    learning-rate schedule, its callbacks) are recorded too, so that a command that needs them can name them."""
+    genreg.register_plugin(HalvingPlugin(), "halving")
+    try:
+        model = small_cvae()
+        train = {"lr_schedule": {"type": "halving"}, "callbacks": [{"type": "early-stopping"}, {"type": "gone"}]}
+        path = genreg.save_model(model, tmp_path / "m.safetensors", spec={"model": model.spec, "train": train})
+    finally:
+        genreg.unregister_plugin("halving")
+    recorded = json.loads(read_metadata(path)["genreg.plugins"])
+    assert recorded == {"builtin": f"genreg {genreg.__version__}", "halving": "registered in Python"}
+
+
 # --------------------------------------------------------------------------- crafted files (issue 15, cases 12 and 20)
 # Each file carries a valid checksum, as anyone who edits a file can recompute it: the checks are on the contents.
 
@@ -374,3 +388,23 @@ def test_the_cli_refuses_a_crafted_file_with_exit_2(tmp_path, command):
     args = ["-o", tmp_path / "out.png"] if command != "eval" else []
     assert_user_error(invoke(command, path, *args), "tensor 'encoder.net.0.bias' holds NaN or infinite values")
     assert not (tmp_path / "out.png").exists()
+
+
+def test_classes_without_training_images_survive_the_model_file(tmp_path: Path) -> None:
+    """Issue 16, case 8: `genreg sample --label 5` warns for a class the training data lacked, also once the
+    model was saved and loaded (the file records which classes had no rows)."""
+    from genreg.errors import PictureWarning
+    from tests.helpers import invoke
+
+    info = genreg.DataInfo((1, 4, 4), 6, absent={"label": [5]})
+    spec = {
+        "type": "cvae",
+        "latent_dim": 2,
+        "encoder": {"type": "mlp", "hidden": [8]},
+        "decoder": {"type": "mlp", "hidden": [8]},
+    }
+    path = genreg.save_model(genreg.build_model(spec, info), tmp_path / "m.safetensors")
+    assert genreg.load_model(path).data_info.absent == {"label": [5]}
+    with pytest.warns(PictureWarning, match=r"class\(es\) 5 of column 'label' had no training images"):
+        result = invoke("sample", path, "--label", 5, "-o", tmp_path / "five.png")
+    assert result.exit_code == 0, result.output

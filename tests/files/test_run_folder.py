@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import genreg
 from genreg.cli import cli
 from genreg.errors import GenregError, RunFolderError
 from genreg.files import run_folder
+from genreg.files.model_files import resolve_spec
 from genreg.files.run_folder import RunFolder
 from genreg.spec import TrainConfig
 from genreg.training import runner
@@ -299,3 +301,58 @@ def test_a_folder_name_longer_than_file_systems_allow_is_refused_before_anything
     with pytest.raises(RunFolderError, match=r"it names a folder of 5,000 bytes, and file systems allow 255; choose"):
         folder.check(resume=False, overwrite=False)
     assert not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------- a run folder of an earlier genreg
+
+#: A 1-epoch cVAE run folder written by genreg at issue 16 (see the README there).
+ISSUE_16 = Path(__file__).parents[1] / "fixtures" / "issue_16"
+
+
+def without_defaults(spec: dict) -> dict:
+    """``spec`` as a spec.json of an earlier genreg, which knew fewer defaults, wrote it: the defaulted fields left
+    out (the case of issue 16: "the spec differs at model.conditioner, model.losses")."""
+    model, train = spec["model"], spec["train"]
+    del model["losses"]  # the recipe's default terms
+    model["conditioner"] = [{"type": "onehot"}]  # its column and num_classes: defaults and the data's
+    for part in ("encoder", "decoder"):
+        del model[part]["activation"], model[part]["condition"]
+    for field in ("pictures", "cuda_graph", "precision"):
+        train.pop(field, None)
+    return spec
+
+
+def test_resume_compares_a_saved_spec_resolved_with_this_genreg(tmp_path: Path) -> None:
+    """Issue 16, case 15: a spec.json lacking defaults the running genreg fills in was refused as differing."""
+    folder = RunFolder(tmp_path)
+    saved = json.loads((ISSUE_16 / "cvae_run_1_epoch" / "spec.json").read_text())
+    folder.write_spec(without_defaults(json.loads(json.dumps(saved))))
+    info = genreg.DataInfo((1, 28, 28), 10)
+    with pytest.raises(RunFolderError, match=r"differs from the one it started with at model.conditioner, model"):
+        folder.check_resumable(saved)  # compared as written: the defaults are missing
+    folder.check_resumable(saved, lambda spec: resolve_spec(spec, info, folder.spec_path))
+    changed = {**saved, "train": {**saved["train"], "lr": 0.01}}
+    with pytest.raises(RunFolderError, match=r"differs from the one it started with at train.lr;"):
+        folder.check_resumable(changed, lambda spec: resolve_spec(spec, info, folder.spec_path))
+    folder.write_spec({**saved, "train": {**saved["train"], "no_such_field": 1}})
+    with pytest.raises(GenregError, match=r"spec.json is invalid \(1 problem\):\n  train.no_such_field: unknown"):
+        folder.check_resumable(saved, lambda spec: resolve_spec(spec, info, folder.spec_path))
+
+
+@pytest.mark.slow
+def test_a_run_folder_resumes_to_the_weights_of_the_run_trained_at_once(tmp_path: Path) -> None:
+    """Issue 16, case 15: resuming the fixture's 1-epoch run to 2 epochs gives the weights of 2 epochs at once,
+    also when its spec.json lacks the defaults this genreg fills in (as an earlier genreg's does)."""
+    spec = ISSUE_16 / "cvae_spec.json"
+    run_cli("run", spec, "--out", tmp_path / "at_once", "--quiet")
+    at_once = genreg.load_model(tmp_path / "at_once").state_dict()
+    for written in ("as_written", "without_defaults"):
+        folder = tmp_path / written
+        shutil.copytree(ISSUE_16 / "cvae_run_1_epoch", folder)
+        if written == "without_defaults":
+            spec_file = folder / "spec.json"
+            spec_file.write_text(json.dumps(without_defaults(json.loads(spec_file.read_text()))))
+        run_cli("run", spec, "--out", folder, "--resume", "--quiet")
+        assert [record["epoch"] for record in RunFolder(folder).read_metrics()] == [1, 2]
+        resumed = genreg.load_model(folder).state_dict()
+        assert all(torch.equal(value, at_once[name]) for name, value in resumed.items()), written

@@ -8,14 +8,19 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import genreg
 from genreg.errors import AssemblyError, SpecError
+from genreg.model.losses import metric_units
 from genreg.training.runner import prepare
 from genreg_builtin.conditioners import Embedding
 from genreg_builtin.conv import ConvDecoder, ConvEncoder
 from genreg_builtin.latents import GaussianLatent
-from tests.helpers import INJECTION_INFO, injection_cvae, part_outputs
+from genreg_builtin.losses import BCE, BCEConfig, Term
+from tests.helpers import INJECTION_INFO, TINY_PARTS, injection_cvae, part_outputs
+
+INFO = genreg.DataInfo((1, 4, 4), 2)
 
 
 def test_cvae_parts_are_swapped_by_name(conv_cvae):
@@ -112,3 +117,80 @@ def test_a_recipe_with_one_conditioner_part_builds_saves_and_loads(tmp_path: Pat
         assert genreg.load_model(tmp_path / "m.safetensors").conditioner.num_classes == 3
     finally:
         genreg.unregister_plugin("one-conditioner")
+
+
+# --------------------------------------------------------------------------- issue 16, case 12: a loss term's shape
+
+
+class ScalarBCE(BCE):
+    """Reduces over the batch itself: one value, though it does not say it is batch-level."""
+
+    def forward(self, x, out):
+        return super().forward(x, out).mean()
+
+
+class PixelBCE(BCE):
+    """Forgets to sum over pixels: (B, C*H*W)."""
+
+    def forward(self, x, out):
+        return -F.logsigmoid(out.logits).flatten(1)
+
+
+class BatchMMD(Term):
+    """A batch-level term: one value for the batch, as it says."""
+
+    batch_level = True
+    unit = "MMD² per batch"
+
+    def forward(self, x, out):
+        return out.latent.z.pow(2).mean()
+
+
+class BadLosses:
+    @genreg.hookimpl
+    def register_components(self, register):
+        register("loss", "scalar-bce", ScalarBCE, BCEConfig)
+        register("loss", "pixel-bce", PixelBCE, BCEConfig)
+        register("loss", "batch-mmd", BatchMMD, BCEConfig)
+
+
+@pytest.fixture
+def bad_losses():
+    genreg.register_plugin(BadLosses(), "bad-losses")
+    yield
+    genreg.unregister_plugin("bad-losses")
+
+
+@pytest.mark.parametrize(
+    ("term", "shape"), [("scalar-bce", "a tensor of shape ()"), ("pixel-bce", "a tensor of shape (2, 16)")]
+)
+def test_a_loss_term_of_the_wrong_shape_is_refused_naming_its_plugin(bad_losses, term: str, shape: str) -> None:
+    """Case 12 of issue 16: a plugin term returning a scalar or (B, d) trained without complaint."""
+    with pytest.raises(AssemblyError) as caught:
+        genreg.build_model({"type": "vae", **TINY_PARTS, "losses": [{"type": term}, {"type": "kld"}]}, INFO)
+    assert str(caught.value) == (
+        f"loss '{term}' (plugin 'bad-losses') returned {shape} on a batch of 2 images; it must return one value "
+        "per image, shape (2,), as floats. A loss term returns one value per image, or sets batch_level = True and "
+        "returns one value per batch (see genreg.plugin.protocols)."
+    )
+
+
+def test_a_batch_level_term_builds_trains_and_shows_its_unit(bad_losses) -> None:
+    spec = {"type": "vae", **TINY_PARTS, "losses": [{"type": "bce"}, {"type": "kld"}, {"type": "batch-mmd"}]}
+    model = genreg.build_model(spec, INFO)
+    split = genreg.Split(torch.rand(8, 1, 4, 4), torch.arange(8) % 2)
+    test = genreg.average_losses(model, split, genreg.TrainConfig(device="cpu"))
+    assert test["loss"] == pytest.approx(test["bce"] + test["kld"] + test["batch-mmd"], rel=1e-5)
+    assert test["neg_elbo"] == pytest.approx(test["bce"] + test["kld"], rel=1e-5)  # the MMD is not in the ELBO
+    assert metric_units(model.losses) == {
+        "loss": "(weighted sum of mixed units)",
+        "bce": "nats/image",
+        "kld": "nats/image",
+        "batch-mmd": "MMD² per batch",
+        "neg_elbo": "nats/image",
+    }
+
+
+def test_a_term_named_like_the_objective_is_refused(bad_losses) -> None:
+    with pytest.raises(SpecError, match="'neg_elbo' is reserved for the test -ELBO"):
+        genreg.build_model({"type": "vae", "losses": [{"type": "bce", "name": "neg_elbo"}]}, INFO)

@@ -120,3 +120,15 @@ def test_what_cannot_grow_is_refused_naming_the_column(old_digits, conditioner, 
     model = build(old_digits.info, conditioner)
     with pytest.raises(ExtensionError, match=says):
         genreg.extend_classes(model, column, count)
+
+
+def test_fine_tuning_refuses_new_classes_the_data_has_no_rows_of(extended, old_digits, new_digits) -> None:
+    """Issue 16, case 9: training on rows of other classes left the new vectors bit-identical, yet "succeeded"."""
+    before = snapshot(extended)
+    with pytest.raises(ExtensionError, match=r"no training rows of classes 8, 9 of column 'label' \(its training "):
+        genreg.fine_tune_classes(extended, old_digits, epochs=1, device="cpu")
+    nines = genreg.DataSplits(new_digits.train.take(new_digits.train.labels == 9), new_digits.test, 10, source="9s")
+    with pytest.raises(ExtensionError, match=r"9s holds no training rows of class 8 of column 'label'.*classes 9\)"):
+        genreg.fine_tune_classes(extended, nines, epochs=1, device="cpu")
+    assert all(torch.equal(value, before[name]) for name, value in extended.state_dict().items())
+    assert extension_of(extended).fine_tuning is None

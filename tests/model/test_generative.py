@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import genreg
-from genreg.errors import AssemblyError
+from genreg.errors import AssemblyError, ConditionError, InputError
 from genreg.evaluation.classifier import classify
 from genreg_builtin.latents import GaussianConfig, GaussianLatent
 from genreg_builtin.losses import BCE, KLD, BCEConfig, KLDConfig
 from genreg_builtin.mlp import MLPDecoder, MLPDecoderConfig, MLPEncoder, MLPEncoderConfig
-from tests.helpers import MISFITS, TINY_PARTS, trained_briefly
+from tests.helpers import MISFITS, TINY_PARTS, needs_cuda, small_cvae, trained_briefly
 
 # --------------------------------------------------------------------------- assembly checks
 
@@ -314,3 +315,119 @@ def test_transferred_digits_read_as_the_target_class(mnist, trained) -> None:
     assert torch.allclose(images[:, 4], model.decode(z, torch.full((200,), 4)), atol=1e-6)  # one latent per row
     read = classify(trained.model, images.flatten(0, 1)).view(200, 10)
     assert (read == torch.arange(10)).float().mean().item() >= 0.85
+
+
+# --------------------------------------------------------------------------- what users hold (issue 16, case 11)
+
+
+@pytest.fixture(scope="module")
+def tiny_cvae() -> genreg.GenerativeModel:
+    """An untrained cVAE on 1x6x6 images of 3 classes (tests.helpers.small_cvae)."""
+    return small_cvae().eval()
+
+
+PIXELS = np.random.default_rng(1).integers(0, 256, (4, 1, 6, 6), dtype=np.uint8)
+X = torch.from_numpy(PIXELS).float() / 255
+LABELS = torch.tensor([0, 1, 2, 1])
+
+
+def test_encode_and_reconstruct_take_images_and_labels_as_users_hold_them(tiny_cvae) -> None:
+    """A uint8 batch, a float64 batch, a numpy array or one image without the batch axis gave raw torch errors
+    (``mat1 and mat2 must have the same dtype``)."""
+    z, decoded = tiny_cvae.encode(X, LABELS), tiny_cvae.reconstruct(X, LABELS)
+    assert z.shape == (4, 2) and decoded.shape == (4, 1, 6, 6)
+    for images in (PIXELS, torch.from_numpy(PIXELS), X.double(), X.numpy()):
+        for labels in (LABELS, LABELS.tolist(), LABELS.numpy(), LABELS.float()):
+            assert torch.equal(tiny_cvae.encode(images, labels), z)
+            assert torch.equal(tiny_cvae.reconstruct(images, labels), decoded)
+    assert torch.allclose(tiny_cvae.encode(PIXELS[1], 1), z[1])  # one image, one label: no batch axis
+    assert torch.allclose(tiny_cvae.reconstruct(PIXELS[1], np.int64(1)), decoded[1])
+    assert torch.equal(tiny_cvae.encode(X, 1), tiny_cvae.encode(X, [1, 1, 1, 1]))  # one label for every image
+
+
+def test_decode_and_sample_take_codes_labels_and_counts_as_users_hold_them(tiny_cvae) -> None:
+    z = torch.linspace(-1, 1, 8).view(4, 2)
+    decoded = tiny_cvae.decode(z, LABELS)
+    assert torch.equal(tiny_cvae.decode(z.double().numpy(), LABELS.numpy()), decoded)
+    assert torch.allclose(tiny_cvae.decode(z[2].tolist(), 2), decoded[2])  # one code: no batch axis
+    assert tiny_cvae.sample(labels=np.array([0, 2])).shape == (2, 1, 6, 6)
+    assert tiny_cvae.sample(labels=2).shape == (1, 1, 6, 6)
+    assert tiny_cvae.sample(np.int64(3), labels=1).shape == (3, 1, 6, 6)
+    assert tiny_cvae.sample(condition={"label": [0, 1]}).shape == (2, 1, 6, 6)
+    torch.manual_seed(0)
+    first = tiny_cvae.sample(3, labels=[1, 1, 1])
+    torch.manual_seed(0)
+    assert torch.equal(tiny_cvae.sample(3, labels=1), first)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "says"),
+    [
+        (
+            lambda m: m.encode(X[:, 0], LABELS),
+            InputError,
+            r"x has shape \(4, 6, 6\); this model takes images of shape "
+            r"\(C, H, W\) = \(1, 6, 6\), one, or a batch \(B, 1, 6, 6\)",
+        ),
+        (lambda m: m.reconstruct(X * 255, LABELS), InputError, r"float images must lie in \[0, 1\]"),
+        (lambda m: m.encode(X > 0.5, LABELS), InputError, r"x has dtype torch.bool"),
+        (lambda m: m.decode(torch.zeros(4, 3), LABELS), InputError, r"z has shape \(4, 3\).*\(latent_dim,\) = \(2,\)"),
+        (lambda m: m.decode(torch.full((2,), float("nan")), 0), InputError, r"z holds NaN"),
+        (lambda m: m.encode(X, [0, 1]), ConditionError, r"'label' of the condition has 2 values for 4 images"),
+        (lambda m: m.encode(X, 3), ConditionError, r"column 'label' has class 3, .* knows classes 0..2"),
+        (lambda m: m.decode(torch.zeros(2), 0.5), ConditionError, r"must hold class indices, got fractional values"),
+        (lambda m: m.decode(torch.zeros(2), float("nan")), ConditionError, r"must hold class indices"),
+        (lambda m: m.reconstruct(X, None), ConditionError, r"this model is conditional: pass its condition"),
+        (lambda m: m.encode(X, {"ink": LABELS}), ConditionError, r"the condition lacks column\(s\) label"),
+        (lambda m: m.sample(2.5, labels=1), ValueError, r"n is the number of images, an integer >= 0; got 2.5"),
+        (lambda m: m.sample(3, labels=[0, 1]), ConditionError, r"has 2 values for 3 images"),
+    ],
+    ids=[
+        "no channel axis",
+        "0..255 floats",
+        "bool images",
+        "codes of 3",
+        "NaN code",
+        "2 labels for 4 images",
+        "unknown class",
+        "fractional class",
+        "NaN class",
+        "no condition",
+        "another column",
+        "n=2.5",
+        "3 of 2",
+    ],
+)
+def test_what_a_model_cannot_take_is_refused_in_one_message(tiny_cvae, call, error, says) -> None:
+    with pytest.raises(error, match=says):
+        call(tiny_cvae)
+
+
+def test_an_unconditional_model_refuses_a_condition() -> None:
+    vae = genreg.build_model({"type": "vae", **TINY_PARTS}, genreg.DataInfo((1, 6, 6), 3)).eval()
+    assert vae.encode(PIXELS[0]).shape == (2,) and vae.reconstruct(PIXELS).shape == (4, 1, 6, 6)
+    with pytest.raises(ConditionError, match=r"this model is not conditional: it takes no condition"):
+        vae.encode(PIXELS, LABELS)
+
+
+@needs_cuda
+def test_inputs_on_the_cpu_go_to_a_model_on_cuda(tiny_cvae) -> None:
+    model = small_cvae().eval().to("cuda")
+    z = model.encode(PIXELS, LABELS.numpy())
+    assert z.device.type == "cuda"
+    assert torch.allclose(z.cpu(), tiny_cvae.encode(PIXELS, LABELS), atol=1e-5)
+    assert model.reconstruct(X, LABELS).device.type == "cuda" and model.decode(z.cpu(), 1).device.type == "cuda"
+    assert model.sample(2, labels=torch.tensor(1)).device.type == "cuda"
+
+
+def test_training_and_evaluation_never_go_through_the_conversions(monkeypatch) -> None:
+    """The trainer's hot path feeds ``forward`` batches checked when the data loaded: it stays as fast as it was."""
+    import genreg.model.generative as generative
+
+    for name in ("as_images", "as_codes", "condition_values"):
+        monkeypatch.setattr(generative, name, lambda *args, **kwargs: pytest.fail("the trainer converted its input"))
+    images, labels = torch.rand(64, 1, 6, 6), torch.arange(64) % 3
+    data = genreg.DataSplits(genreg.Split(images, labels), genreg.Split(images[:16], labels[:16]), 3)
+    model = small_cvae()
+    history = genreg.train(model, data, genreg.TrainConfig(epochs=1, batch_size=32, device="cpu"), progress=False)
+    assert math.isfinite(history.history[-1]["test"]["loss"])

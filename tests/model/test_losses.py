@@ -11,7 +11,7 @@ import pytest
 
 import genreg
 from genreg.errors import SpecWarning
-from genreg.model.losses import LossTermConfig, weight_schedule
+from genreg.model.losses import LossTermConfig, metric_units, objective_name, term_unit, weight_schedule, with_units
 from genreg.spec.builder import builder_for
 from genreg_builtin.schedules import CyclicalConfig, LinearConfig
 from tests.helpers import EXAMPLES
@@ -96,3 +96,33 @@ def test_no_warning_when_the_warmup_fits_the_run(schedule_spec):
         warnings.simplefilter("error", SpecWarning)
         spec = genreg.load_spec(EXAMPLES / "vae.json", overrides)
     assert (spec.model.losses[1].schedule is None) == (schedule_spec is None)
+
+
+# --------------------------------------------------------------------------- issue 16, cases 1 and 4
+
+
+class Plain:
+    """A plugin term that declares nothing but its config."""
+
+    config = LossTermConfig(name="plain")
+
+
+def test_a_term_without_a_unit_gets_a_clear_default_and_a_regulariser_no_objective():
+    assert term_unit(Plain()) == "(unit not declared)"
+    assert objective_name([Plain()]) is None
+    assert metric_units([Plain()]) == {"loss": "(unit not declared)", "plain": "(unit not declared)"}
+
+
+def test_values_are_printed_with_their_units_once_per_run_of_equal_units():
+    units = {"loss": "(weighted sum of mixed units)", "mse": "squared error/image", "kld": "nats/image"}
+    assert with_units({"loss": 12.345, "mse": 3.0, "kld": 9.3}, units) == (
+        "loss=12.35 (weighted sum of mixed units), mse=3.00 squared error/image, kld=9.30 nats/image"
+    )
+    same = {"loss": "nats/image", "bce": "nats/image", "kld": "nats/image"}
+    assert with_units({"loss": 99.42, "bce": 85.22, "kld": 14.2}, same) == "loss=99.42, bce=85.22, kld=14.20 nats/image"
+
+
+@pytest.mark.parametrize("name", ["loss", "neg_elbo", "nll"])
+def test_the_names_of_the_total_and_the_objectives_are_reserved(name):
+    with pytest.raises(pydantic.ValidationError, match=f"'{name}' is reserved"):
+        LossTermConfig(name=name)

@@ -46,3 +46,10 @@ def test_a_device_torch_does_not_know_is_refused_at_validation(device: str) -> N
     with pytest.raises(SpecError, match=r"train\.device: Value error, must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
         genreg.validate_spec(spec)
     assert TrainConfig(device="cuda:1").device == "cuda:1"  # a device this machine may lack is a device
+
+
+def test_pictures_are_on_by_default_and_a_boolean() -> None:
+    """Case 7 of issue 16: a run must be able to skip its pictures."""
+    assert TrainConfig().pictures is True and TrainConfig(pictures=False).pictures is False
+    with pytest.raises(SpecError, match="train.pictures"):
+        genreg.validate_spec({"model": {"type": "vae"}, "data": {"type": "mnist-sample"}, "train": {"pictures": "no"}})

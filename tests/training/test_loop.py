@@ -128,3 +128,79 @@ def test_a_failed_metrics_append_loses_no_epoch_record_on_resume(tmp_path, monke
     result = genreg.train(model, data, config, progress=False, run_dir=tmp_path, resume=True)
     assert [r["epoch"] for r in RunFolder(tmp_path).read_metrics()] == [1, 2, 3]
     assert [r["epoch"] for r in result.history] == [2, 3]  # epoch 2 trained again: its checkpoint was never written
+
+
+# --------------------------------------------------------------------------- issue 16, case 1: each epoch's own weights
+
+TINY_VAE = {**TINY, "type": "vae"}
+CYCLICAL = {"type": "cyclical", "epochs": 4, "ratio": 0.5}  # rises over epochs 0-2 of each cycle, holds at 1 to 4
+
+
+def test_each_epochs_test_metrics_use_that_epochs_weights_and_record_the_neg_elbo() -> None:
+    """Case 1 of issue 16: the test loss of epoch 4 took the weight of the next cycle's first step (0), so it
+    read bce alone (176.2 where bce + kld was 188.2); and nothing recorded the unweighted -ELBO."""
+    data = tiny_data(40)  # batch 16: 3 steps an epoch, the last at progress epoch + 2/3
+    spec = {**TINY_VAE, "losses": [{"type": "bce"}, {"type": "kld", "schedule": CYCLICAL}]}
+    model = genreg.build_model(spec, data.info)
+    config = genreg.TrainConfig(epochs=4, batch_size=16, device="cpu")
+    history = genreg.train(model, data, config, progress=False).history
+    for record in history:
+        test, weights = record["test"], model.loss_weights(record["epoch"] - 1 + 2 / 3)
+        assert test["loss"] == pytest.approx(weights[0] * test["bce"] + weights[1] * test["kld"], rel=1e-5)
+        assert test["neg_elbo"] == pytest.approx(test["bce"] + test["kld"], rel=1e-5)
+    assert model.loss_weights(3 + 2 / 3) == [1.0, 1.0]
+    assert history[3]["test"]["loss"] == pytest.approx(history[3]["test"]["neg_elbo"], rel=1e-5)
+    assert history[3]["test"]["kld"] > 0.01  # so the total taken with weight 0 would differ
+
+
+def test_the_objective_leaves_out_free_bits_and_terms_that_are_neither_likelihood_nor_kl() -> None:
+    data = tiny_data(40)
+    spec = {**TINY_VAE, "losses": [{"type": "mse"}, {"type": "kld", "free_bits": 5.0, "weight": 3.0}]}
+    model = genreg.build_model(spec, data.info)
+    test = genreg.average_losses(model, data.test, genreg.TrainConfig(device="cpu"))
+    nll = 0.5 * test["mse"] + 0.5 * 16 * math.log(2 * math.pi)  # unit-variance Gaussian on 4x4 images
+    assert test["kld"] == pytest.approx(5.0 * 2)  # floored: 2 latent dimensions at 5 nats
+    assert nll < test["neg_elbo"] < nll + test["kld"]  # the plain KL, under the floor
+    ae = genreg.build_model(TINY, data.info)
+    assert set(genreg.average_losses(ae, data.test, genreg.TrainConfig(device="cpu"))) == {"loss", "bce", "nll"}
+
+
+# --------------------------------------------------------------------------- issue 16, case 4: units on the bar
+
+
+def test_the_progress_bar_prints_each_terms_unit(capsys) -> None:
+    """Case 4 of issue 16: every value was shown as if in nats; mse is a sum of squared errors."""
+    data = tiny_data(40)
+    model = genreg.build_model({**TINY_VAE, "losses": [{"type": "mse"}, {"type": "kld"}]}, data.info)
+    genreg.train(model, data, genreg.TrainConfig(epochs=1, batch_size=16, device="cpu"), progress=True)
+    shown = capsys.readouterr().err
+    assert "loss=" in shown and "(weighted sum of mixed units), mse=" in shown
+    assert " squared error/image, kld=" in shown and " nats/image" in shown
+
+
+# --------------------------------------------------------------------------- issue 16, case 16: lr curve on resume
+
+
+@pytest.mark.parametrize(
+    ("schedule", "refused"), [({"type": "cosine"}, True), ({"type": "step", "every": 1, "gamma": 0.5}, False)]
+)
+def test_resuming_with_more_epochs_refuses_a_schedule_that_spans_the_run(tmp_path, schedule, refused) -> None:
+    """Case 16 of issue 16: a cosine run of 2 epochs resumed with 5 restarted its curve (1.6e-7, then 1.5e-4)."""
+    data = tiny_data(40)
+    config = genreg.TrainConfig(epochs=2, batch_size=16, device="cpu", lr=1e-3, lr_schedule=schedule)
+    spec = {"model": TINY, "train": config.model_dump(mode="json")}
+    genreg.train(genreg.build_model(TINY, data.info), data, config, run_dir=tmp_path, spec=spec, progress=False)
+    before = (tmp_path / "checkpoint.safetensors").read_bytes()
+    longer = config.model_copy(update={"epochs": 5})
+    model = genreg.build_model(TINY, data.info)
+    if not refused:
+        history = genreg.train(model, data, longer, run_dir=tmp_path, resume=True, progress=False).history
+        assert [r["lr"] for r in history] == pytest.approx([1e-3 * 0.5**e for e in (2, 3, 4)])
+        return
+    with pytest.raises(RunFolderError) as caught:
+        genreg.train(model, data, longer, run_dir=tmp_path, resume=True, progress=False)
+    message = str(caught.value)
+    assert "train.lr_schedule ('cosine') depends on the run's length" in message
+    assert "at the end of epoch 2 the trained curve is at lr 0, the one for 5 epochs at 0.00065" in message
+    assert "--set train.epochs=5 --out NEW_FOLDER" in message and "resume with train.epochs 2" in message
+    assert (tmp_path / "checkpoint.safetensors").read_bytes() == before

@@ -228,3 +228,59 @@ def test_a_folder_holding_only_its_spec_trains_again_from_epoch_1_with_or_withou
     )
     assert "pass --overwrite to replace it" in str(caught.value)
     assert RunFolder(tmp_path / "other").present() == ["spec.json"]
+
+
+# --------------------------------------------------------------------------- issue 16, cases 6 and 7
+
+
+def test_a_picture_that_fails_is_one_error_naming_it_and_the_others_are_drawn(tmp_path, monkeypatch) -> None:
+    """Case 6 of issue 16: a picture that could not be drawn ended the run in a raw TypeError, its other
+    picture not drawn."""
+    from genreg.errors import PictureError
+    from genreg.training import runner
+    from tests.helpers import TINY_PARTS
+
+    def broken(model: object) -> None:
+        raise TypeError("Invalid shape (56, 42, 16) for image data")
+
+    monkeypatch.setattr(runner, "samples_figure", broken)
+    data = genreg.DataSplits(*(genreg.Split(torch.rand(6, 1, 4, 4), torch.arange(6) % 2) for _ in range(2)), 2)
+    model = genreg.build_model({"type": "cvae", **TINY_PARTS}, data.info)
+    with pytest.raises(PictureError) as caught:
+        runner.RunOutputs(RunFolder(tmp_path), seed=0).draw(model, data, RunFolder.PICTURES)
+    assert "samples.png could not be drawn (TypeError: Invalid shape (56, 42, 16) for image data)" in str(caught.value)
+    assert f"`genreg sample {tmp_path / 'model.safetensors'} -o FILE`" in str(caught.value)
+    assert "train.pictures: false" in str(caught.value)
+    assert [path.name for path in tmp_path.iterdir()] == ["latent.png"]
+
+
+def test_a_run_without_pictures_is_finished_without_them(tmp_path: Path) -> None:
+    """Case 7 of issue 16: `train.pictures: false` skips them, and the folder counts as finished."""
+    spec = genreg.load_spec(spec_file(tmp_path, {"type": "npz", "path": str(write_npz(tmp_path / "d.npz"))}))
+    spec.train.pictures, spec.train.device = False, "cpu"
+    genreg.run(spec, tmp_path / "run", progress=False)
+    folder = RunFolder(tmp_path / "run")
+    assert folder.present() == ["spec.json", "model.safetensors", "checkpoint.safetensors", "metrics.jsonl"]
+    assert folder.missing_pictures() == [] and folder.finished(1)
+
+
+# --------------------------------------------------------------------------- issue 16, case 16
+
+
+@pytest.mark.slow
+def test_resume_with_more_epochs_refuses_a_learning_rate_curve_that_spans_the_run(tmp_path: Path) -> None:
+    """Case 16 of issue 16: resumed with more epochs, a cosine schedule restarted its curve (epoch 2 ended at
+    1.6e-7, epoch 3 began at 1.5e-4); the refusal comes before anything in the run folder changes."""
+    spec = spec_file(tmp_path, {"type": "npz", "path": str(write_npz(tmp_path / "digits.npz"))})
+    out, cosine = tmp_path / "run", ["--set", 'train.lr_schedule={"type": "cosine"}', "--quiet"]
+    run_cli("run", spec, "--out", out, "--set", "train.epochs=2", *cosine)
+    before = {name: (out / name).read_bytes() for name in RunFolder(out).present()}
+    result = invoke("run", spec, "--out", out, "--resume", "--set", "train.epochs=5", *cosine)
+    assert_user_error(
+        result,
+        f"cannot resume {out} with train.epochs 5: its train.lr_schedule ('cosine') depends on the run's length",
+        "at the end of epoch 2 the trained curve is at lr 0, the one for 5 epochs at 0.00065",
+        f"genreg run {out / 'spec.json'} --set train.epochs=5 --out NEW_FOLDER",
+    )
+    assert {name: (out / name).read_bytes() for name in RunFolder(out).present()} == before
+    run_cli("run", spec, "--out", out, "--resume", "--set", "train.epochs=2", *cosine)  # the same length resumes

@@ -7,6 +7,8 @@ The CUDA tests are skipped where no GPU is present (CI); run them on a GPU machi
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -132,3 +134,32 @@ def test_non_finite_loss_stops_with_the_step_on_cuda() -> None:
     data = small_data()
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, step \d+ \(.*bce"):
         trained_on_cuda(CUDA_AE, data, epochs=1, lr=1e12)
+
+
+# --------------------------------------------------------------------------- issue 16, case 17
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_gives_a_command_that_works(tmp_path) -> None:
+    """Case 17 of issue 16: the message advised lowering train.lr, which --resume refuses to change."""
+    import shlex
+
+    from tests.helpers import EXAMPLES, SMALL_RUN, invoke
+
+    run = tmp_path / "run"
+    first = invoke("run", EXAMPLES / "ae.json", "--out", run, "--set", "train.lr=1e12", *SMALL_RUN, "--quiet")
+    assert first.exit_code == 2 and "the loss became non-finite at epoch 1" in first.stderr
+    command = f"genreg run {run / 'spec.json'} --set train.lr=1e+11 --out {run}-lr1e+11"
+    assert f"Train it again as a new run with a lower learning rate: {command} (add" in first.stderr
+    assert "--resume cannot change train.lr or train.grad_clip" in first.stderr
+    again = invoke(*shlex.split(command)[1:], "--quiet")
+    assert "the loss became non-finite at epoch 1" in again.stderr  # it trained: lr 1e11 is still far too high
+    assert json.loads((tmp_path / "run-lr1e+11" / "spec.json").read_text())["train"]["lr"] == 1e11
+
+
+def test_without_a_run_folder_the_advice_is_a_lower_lr() -> None:
+    data = small_data(256)
+    model = genreg.build_model(AE, data.info)
+    config = TrainConfig(epochs=1, batch_size=64, lr=1e12, device="cpu")
+    with pytest.raises(NonFiniteLossError, match=r"Train again from the start with a lower train.lr \(e.g. 1e\+11\)"):
+        genreg.train(model, data, config, progress=False)

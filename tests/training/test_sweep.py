@@ -184,21 +184,6 @@ def test_job_environment_shares_the_cpus_and_deals_out_the_gpus() -> None:
     assert [sweep.job_env(s, 3, 12, ["4", "6"])["CUDA_VISIBLE_DEVICES"] for s in range(3)] == ["4", "6", "4"]
 
 
-def test_folder_names_are_short_safe_and_unique() -> None:
-    assert sweep.split_values('1e-3,[64,32],"a,b",{"type": "x"}') == ["1e-3", "[64,32]", '"a,b"', '{"type": "x"}']
-    assert sweep.labels(["train.lr", "model.latent_dim"]) == ["lr", "latent_dim"]
-    assert sweep.labels(["model.encoder.hidden", "model.decoder.hidden", "model.losses.1.weight"]) == [
-        "encoder.hidden",
-        "decoder.hidden",
-        "weight",
-    ]
-    assert sweep.labels(["model.encoder.hidden.0"]) == ["hidden.0"]
-    assert sweep.folder_name([("hidden", "[64,32]"), ("lr", "1e-3")]) == "hidden=[64,32],lr=1e-3"
-    unsafe = [sweep.folder_name([("path", value)]) for value in ("a/b", "a b", "a_b")]
-    assert len(set(unsafe)) == 3 and not any("/" in n or " " in n for n in unsafe)
-    assert len(sweep.folder_name([("x", "9" * 400)]).encode()) <= 200
-
-
 def test_a_run_stopped_early_counts_as_finished_and_a_stray_folder_is_refused(tmp_path: Path) -> None:
     folder, resolved = tmp_path / "run", {"train": {"epochs": 3}}
     folder.mkdir()

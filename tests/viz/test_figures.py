@@ -50,3 +50,33 @@ def test_a_picture_path_that_names_no_file_is_refused(given: str) -> None:
     """Found by the CLI fuzzer: `-o ''` ended in a ValueError traceback."""
     with pytest.raises(UsageError, match=r"^-o '.*' names no file; give a picture file such as samples.png\.$"):
         check_picture_path(given)
+
+
+def test_images_of_any_channel_count_are_drawn() -> None:
+    """Case 6 of issue 16: 16-channel images (channels-last data read as NCHW) crashed matplotlib with a TypeError."""
+    import torch
+
+    for channels in (2, 4, 16):
+        figure = grid_figure(torch.rand(4, channels, 5, 5), ncol=2)
+        assert figure.axes[0].get_title() == ("" if channels == 4 else f"mean of {channels} channels")
+        pyplot().close(figure)
+
+
+def test_arrays_files_are_accepted_where_asked_and_written_atomically(tmp_path) -> None:
+    """Case 10 of issue 16: `-o samples.npz` was refused; users want the numbers."""
+    import numpy as np
+    import torch
+
+    from genreg.viz.figures import save_arrays
+
+    with pytest.raises(UsageError, match=r"'\.tmp' is none of .*png.* \(or \.npz, \.npy: the arrays themselves\)"):
+        check_picture_path(tmp_path / "out.tmp", arrays=True)
+    with pytest.raises(UsageError, match="'.npz' is none of"):
+        check_picture_path(tmp_path / "out.npz")  # where only a picture can be written
+    images, labels = torch.rand(3, 1, 2, 2), torch.tensor([0, 1, 2])
+    with np.load(
+        save_arrays({"images": images, "label": labels}, check_picture_path(tmp_path / "s.npz", arrays=True))
+    ) as saved:
+        assert np.array_equal(saved["images"], images.numpy()) and saved["label"].tolist() == [0, 1, 2]
+    assert np.array_equal(np.load(save_arrays({"images": images}, tmp_path / "s.npy")), images.numpy())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npy", "s.npz"]

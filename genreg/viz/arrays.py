@@ -1,0 +1,86 @@
+"""The numbers behind each picture, for ``-o FILE.npz`` (:func:`~genreg.viz.figures.save_arrays`).
+
+Each function takes the arguments of the picture function of the same name and
+returns what it would draw as tensors by name: images as float32 (N, C, H, W) in
+[0, 1], each beside its condition, one value per image and column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from genreg.data.splits import Split
+from genreg.evaluation.metrics import posterior
+from genreg.model.generative import GenerativeModel
+from genreg.viz.explore import interpolation_images, manifold_images, transfer_images
+from genreg.viz.samples import MAX_ROWS, Value, sample_images
+
+Arrays = dict[str, torch.Tensor]
+
+
+def samples_arrays(
+    model: GenerativeModel,
+    n: int = 8,
+    fixed: Mapping[str, Value] | None = None,
+    classes: Sequence[int] | None = None,
+    rows: int = MAX_ROWS,
+) -> Arrays:
+    """:func:`~genreg.viz.samples.samples_figure`'s images and each one's condition column by column."""
+    grid = sample_images(model, n if model.conditional else n * n, fixed, classes, rows)
+    return {"images": grid.images, **grid.conditions}
+
+
+def manifold_arrays(model: GenerativeModel, n: int = 15, fixed: Mapping[str, Value] | None = None) -> Arrays:
+    """:func:`~genreg.viz.explore.manifold_figure`'s images, row by row, and their latent codes ``z`` (n*n, 2)."""
+    images, z = manifold_images(model, n, fixed)
+    return {"images": images, "z": z, **_repeated(model, len(z), fixed)}
+
+
+def interpolation_arrays(
+    model: GenerativeModel, split: Split, a: int, b: int, steps: int = 10, fixed: Mapping[str, Value] | None = None
+) -> Arrays:
+    """:func:`~genreg.viz.explore.interpolation_figure`'s row: image a, the ``steps`` decodings, image b, and the
+    condition the decodings share (``steps`` values per column)."""
+    row, condition = interpolation_images(model, split, a, b, steps, fixed)
+    return {"images": row, **(condition or {})}
+
+
+def transfer_arrays(
+    model: GenerativeModel,
+    split: Split,
+    targets: Mapping[str, torch.Tensor],
+    headers: list[str],
+    n: int = 8,
+    seed: int = 0,
+) -> Arrays:
+    """:func:`~genreg.viz.explore.transfer_figure`'s numbers: ``images`` (n*T, C, H, W), image i's decodings under
+    the T targets in rows i*T..i*T+T-1, with ``index`` (n*T,) the split's image each came from and every column
+    it was decoded with; ``originals`` (n, C, H, W) are those images, ``original_index`` (n,) their indices."""
+    chosen, x, decoded, condition = transfer_images(model, split, targets, n, seed, len(headers))
+    count = decoded.shape[1]
+    under = {
+        column: targets[column].reshape(-1).to(values.device).repeat(len(chosen))
+        if column in targets
+        else values.repeat_interleave(count)
+        for column, values in condition.items()
+    }
+    return {
+        "images": decoded.flatten(0, 1),
+        "index": chosen.repeat_interleave(count),
+        **under,
+        "originals": x,
+        "original_index": chosen,
+    }
+
+
+def latent_arrays(model: GenerativeModel, split: Split) -> Arrays:
+    """:func:`~genreg.viz.latent.latent_scatter_figure`'s numbers: the posterior means ``mu`` (N, latent_dim) of
+    the split's images (all dimensions, not the two drawn) and every column of the split (N,)."""
+    return {"mu": posterior(model, split).mu, **split.condition()}
+
+
+def _repeated(model: GenerativeModel, count: int, fixed: Mapping[str, Value] | None) -> Arrays:
+    """The one condition a manifold is decoded under, ``count`` times (nothing for a model that reads none)."""
+    return model.conditioner.constant(count, dict(fixed or {})) if model.conditional else {}
