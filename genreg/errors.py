@@ -109,3 +109,31 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type's name if it has none), to fit in a one-paragraph error."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def special_file(path: object) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder ("a named pipe (FIFO)", "a
+    character device", ...), else None: reading such a thing as a file may never end (a FIFO, /dev/zero)."""
+    kind = file_kind(path)
+    return None if kind in (None, "a regular file", "a directory") else kind
+
+
+def file_kind(path: object) -> str | None:
+    """What kind of thing ``path`` names, in words ("a regular file", "a directory", "a named pipe (FIFO)",
+    "a character device", "a block device", "a socket"), following links; None when nothing is there."""
+    import os
+    import stat
+
+    try:
+        mode = os.stat(os.fspath(path)).st_mode  # type: ignore[arg-type]
+    except (OSError, ValueError):  # missing, a dangling link, a name the OS refuses
+        return None
+    kinds = [
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")

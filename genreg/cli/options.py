@@ -34,3 +34,15 @@ def iw_samples_option(help: str, default: int | None = 1000) -> Decorator:
         type=click.IntRange(1, MAX_IW_SAMPLES),
         help=help,
     )
+
+
+def _named(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An option that names a folder may be left out, but not given empty (``--out ""`` is no folder)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("names no folder; give one, or leave the option out for the default.")
+    return value
+
+
+def out_option(help: str) -> Decorator:
+    """``--out``: the folder a run or a sweep writes (never empty)."""
+    return click.option("--out", type=click.Path(file_okay=False), callback=_named, help=help)

@@ -136,6 +136,8 @@ def transfer(
     if to == "all":
         targets, headers = class_targets(model.conditioner.num_classes, chosen, columns)
     split = getattr(recorded_data(model_path)[1], split_name)
+    if n > len(split):
+        raise UsageError(f"-n {n:,}: the {split_name} split of {model_path} has {len(split):,} images; ask for fewer.")
     if is_arrays_path(output):
         save_arrays(transfer_arrays(model, split, targets, headers, n=n, seed=seed), output)
     else:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from genreg.cli.options import iw_samples_option, overrides
+from genreg.cli.options import iw_samples_option, out_option, overrides
 from genreg.data.columns import LABEL
 from genreg.errors import ExtensionError
 
@@ -22,7 +22,7 @@ _EXAMPLE = '\'{"type": "npz", "path": "new.npz"}\''
 @click.command()
 @click.argument("spec_file", type=click.Path(dir_okay=False))
 @overrides
-@click.option("--out", type=click.Path(file_okay=False), help="run folder [default: runs/<spec name>]")
+@out_option("run folder [default: runs/<spec name>]")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @click.option("--overwrite", is_flag=True, help="replace a run already in --out")
 @click.option("--quiet", is_flag=True, help="no progress bar")
@@ -101,7 +101,7 @@ def validate(spec_file: str, sets: tuple[str, ...], show: bool) -> None:
 @click.option(
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a spec field in every run (repeatable)"
 )
-@click.option("--out", type=click.Path(file_okay=False), help="sweep folder [default: runs/<spec name>-sweep]")
+@out_option("sweep folder [default: runs/<spec name>-sweep]")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1), help="runs at once, in subprocesses")
 @iw_samples_option("IWAE samples per image when evaluating each run for the table  [default: 100]", default=None)
 @click.option("--quiet", is_flag=True, help="no progress bars")
@@ -203,6 +203,10 @@ def _extension_target(target: Path, overwrite: bool) -> RunFolder | None:
     from genreg.files.atomic import check_writable
     from genreg.files.run_folder import RunFolder
 
+    if target.suffix != ".safetensors":
+        raise ExtensionError(f"-o {str(target)!r}: a model file is a .safetensors file, e.g. extended.safetensors.")
+    if target.name == RunFolder.CHECKPOINT:
+        raise ExtensionError(f"-o {target}: a run folder's checkpoint, never a model file; choose another name.")
     check_writable(target, "-o")
     folder = RunFolder(target.parent)
     run_files = folder.present() if folder.spec_path.exists() else []  # a run's folder: its spec says what it is

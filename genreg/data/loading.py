@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from genreg.data.splits import DataSplits
-from genreg.errors import GenregError, ModelFileError
+from genreg.errors import GenregError, ModelFileError, special_file
 from genreg.files.model_files import missing_plugins, model_file, read_metadata, read_spec
 from genreg.spec.validate import build_part, validate_part
 
@@ -35,7 +35,8 @@ def recorded_data(model_path: str | Path) -> tuple[dict, DataSplits]:
     loader runs. Raises :class:`~genreg.errors.ModelFileError` for a model file that records
     no dataset (one saved from Python rather than by a run), a recorded dataset spec that does
     not validate (an unknown dataset: naming the plugin, and its package and version, the file
-    was saved with that is not loaded here), or a recorded path that does not exist (naming it).
+    was saved with that is not loaded here), or a recorded path that does not exist or is neither a file
+    nor a folder (a FIFO, a device: naming it and its kind).
     """
     spec = read_spec(model_path)
     if "data" not in spec:
@@ -57,13 +58,21 @@ def _trusted_config(model_path: str | Path, data_spec: Any) -> BaseModel:
     if getattr(config, "download", False):
         config = config.model_copy(update={"download": False})
     for name, value in config:
-        if _names_a_path(name, value) and not Path(value).expanduser().exists():
-            where = Path(value).expanduser().absolute()
+        if not _names_a_path(name, value):
+            continue
+        where = Path(value).expanduser().absolute()
+        if not where.exists():
             raise ModelFileError(
                 f"the model file {model_path} records its data at {value!r} (data.{name}; here {where}), which "
                 "does not exist; genreg never creates it nor downloads into it for a recorded dataset. Put the "
                 "data there (a link will do), or run the command from the folder the run was started in when the "
                 "path is relative."
+            )
+        kind = special_file(where)  # a FIFO or a device would be read for ever by the loader
+        if kind:
+            raise ModelFileError(
+                f"the model file {model_path} records its data at {value!r} (data.{name}; here {where}), which is "
+                f"{kind}, not a data file or folder; put the data there, or run the command from another folder."
             )
     return config
 

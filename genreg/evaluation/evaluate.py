@@ -7,7 +7,6 @@ latent space) and, for a model conditioned on the class label, from
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 
 from genreg.data.loading import recorded_data
 from genreg.data.splits import DataSplits, Split, fixed_binarization
+from genreg.errors import GenregError, OutputError
 from genreg.evaluation.classifier import (
     conditional_accuracy,
     reconstruction_accuracy,
@@ -28,6 +28,7 @@ from genreg.files.run_folder import RunFolder
 from genreg.files.tensors import CHECKSUM
 from genreg.model.generative import GenerativeModel
 from genreg.model.losses import metric_units
+from genreg.spec.overrides import MAX_JSON_CHARS, parse_json
 from genreg.spec.train import TrainConfig
 from genreg.training.distributed import resolve_device
 from genreg.training.loop import average_losses
@@ -95,25 +96,52 @@ def _conditional(
 
 
 def evaluate_file(
-    path: str | Path, split_name: str = "test", *, iw_samples: int = 1000, n_per_class: int = 100, seed: int = 0
-) -> tuple[dict, Path]:
+    path: str | Path,
+    split_name: str = "test",
+    *,
+    iw_samples: int = 1000,
+    n_per_class: int = 100,
+    seed: int = 0,
+    keep_if_possible: bool = False,
+) -> tuple[dict, Path | None]:
     """Evaluate a model file or run folder on the dataset it records; write and return the JSON.
 
     The result goes to ``eval.json`` in a run folder (``eval-<split>.json`` for other splits;
     ``<stem>.eval.json`` beside a model file with another name), with the model file's
     checksum under ``model_checksum``: it belongs to that model and no other (see :func:`recorded_evaluation`).
-    Raises :class:`~genreg.errors.OutputError` before any work when that file cannot be written.
+    Raises :class:`~genreg.errors.OutputError` before any work when that file cannot be written; with
+    ``keep_if_possible`` (``genreg compare``, for which the file is only a cache) the model is measured anyway,
+    a ``UserWarning`` says the file is not kept, and the path returned is None.
     """
     file = model_file(path)
-    out = check_writable(RunFolder.evaluation_file(file, split_name), "the evaluation file")  # before the work
+    out: Path | None = RunFolder.evaluation_file(file, split_name)
+    try:
+        check_writable(out, "the evaluation file")  # before the work
+    except OutputError as exc:
+        if not keep_if_possible:
+            raise
+        out = _not_kept(exc)
     model = load_model(file, device=resolve_device("auto"))  # CUDA when present; a bad file is refused before its data
     data_spec, data = recorded_data(file)
     result = evaluate_model(
         model, data, split_name, data_spec=data_spec, iw_samples=iw_samples, n_per_class=n_per_class, seed=seed
     )
     result["model_checksum"] = read_metadata(file).get(CHECKSUM)
-    write_json(out, result)
+    if out is not None:
+        try:
+            write_json(out, result)
+        except OutputError as exc:  # e.g. the disk filled up meanwhile
+            if not keep_if_possible:
+                raise
+            out = _not_kept(exc)
     return result, out
+
+
+def _not_kept(exc: OutputError) -> None:
+    """Say in one warning line that an evaluation is shown but its file not written (why: ``exc``); None, the
+    file written."""
+    reason = str(exc).split("; choose another place")[0].rstrip(".;")
+    warnings.warn(f"{reason}; the evaluation is shown but not kept, so it is measured again next time.", stacklevel=3)
 
 
 def recorded_evaluation(file: Path, split_name: str = "test") -> dict | None:
@@ -121,14 +149,17 @@ def recorded_evaluation(file: Path, split_name: str = "test") -> dict | None:
 
     None when there is none, or when it records another model's checksum (the run was
     overwritten or retrained since), or none at all (written before checksums were recorded),
-    or when it measured what an older genreg measured (another ``format``, :data:`EVAL_FORMAT`).
+    or when it measured what an older genreg measured (another ``format``, :data:`EVAL_FORMAT`),
+    or when it cannot be read within :func:`~genreg.spec.overrides.parse_json`'s bounds (not a regular file,
+    damaged, nested too deeply): such a file is measured again, never a crash.
     """
     saved = RunFolder.evaluation_file(file, split_name)
-    if not saved.is_file():
+    if not saved.is_file():  # follows links; a FIFO or a folder is not read
         return None
     try:
-        result = json.loads(saved.read_text())
-    except (OSError, ValueError):
+        with saved.open(encoding="utf-8") as handle:
+            result = parse_json(handle.read(MAX_JSON_CHARS + 1), str(saved), GenregError)
+    except (OSError, ValueError, GenregError):  # unreadable, not JSON, or beyond parse_json's bounds
         return None
     checksum = read_metadata(file).get(CHECKSUM)
     if not isinstance(result, dict) or result.get("format") != EVAL_FORMAT:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import fnmatch
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from genreg.data.loading import recorded_data
 from genreg.data.splits import Split
+from genreg.errors import UsageError
 from genreg.evaluation.evaluate import evaluate_file, recorded_evaluation
+from genreg.files.atomic import atomic_write, check_writable
 from genreg.files.model_files import load_model, model_file
+from genreg.files.run_folder import RunFolder
 from genreg.model.generative import GenerativeModel
 from genreg.model.losses import NATS, NEG_ELBO, NLL, term_unit
 from genreg.plugin.manager import get_registry
-from genreg.viz.figures import save_figure
+from genreg.viz.figures import check_picture_path, save_figure
 from genreg.viz.latent import comparison_figure
 
 
@@ -93,24 +97,72 @@ def compare_runs(
     """Evaluate each run, or reuse its ``eval.json`` if that measured this very model file; return the table
     and the files written.
 
-    IWAE estimates with different numbers of draws K are not comparable (the bound tightens as K
+    ``output`` and ``markdown`` are checked before any run is measured (:func:`check_compare_outputs`). A run
+    whose ``eval.json`` cannot be written (a read-only file system) is measured without keeping it, with a
+    warning. IWAE estimates with different numbers of draws K are not comparable (the bound tightens as K
     grows): each shows its K, and a mix warns (``UserWarning``) and ends the Markdown with that note.
     """
+    check_compare_outputs(output, markdown)
     results: dict[str, dict] = {}
     pictured: dict[str, tuple[GenerativeModel, Split]] = {}
     for run in runs:
         file = model_file(run)
         name = Path(run).name if Path(run).name not in results else str(run)
-        results[name] = recorded_evaluation(file) or evaluate_file(file, iw_samples=iw_samples)[0]
+        measured = recorded_evaluation(file) or evaluate_file(file, iw_samples=iw_samples, keep_if_possible=True)[0]
+        results[name] = measured
         pictured[name] = (load_model(file), recorded_data(file)[1].test)
     written = [save_figure(comparison_figure(pictured), output)]
     note = mixed_iwae_samples(results)
     if note:
         warnings.warn(note, stacklevel=2)
     if markdown:
-        Path(markdown).write_text(markdown_table(results) + "\n" + (f"\nNote: {note}\n" if note else ""))
+        text = markdown_table(results) + "\n" + (f"\nNote: {note}\n" if note else "")
+        atomic_write(markdown, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         written.append(Path(markdown))
     return format_table(results), written
+
+
+TABLE_SUFFIXES = (".md", ".markdown", ".txt")  # what ``--markdown`` may write: text, never a run's file
+
+
+def check_compare_outputs(output: str | Path, markdown: str | Path | None = None) -> None:
+    """Refuse, before any run is measured, a comparison picture ``output`` (``-o``) or table ``markdown``
+    (``--markdown``) that cannot be written, or that would overwrite a run's own file.
+
+    Raises :class:`~genreg.errors.UsageError` for a file of a run folder (see :func:`refuse_run_file`), a
+    picture format that cannot be written here, or a table not named ``.md``, ``.markdown`` or ``.txt``;
+    :class:`~genreg.errors.OutputError` for a place where no file can be written.
+    """
+    refuse_run_file(output, "-o")
+    check_picture_path(output)
+    if markdown is None:
+        return
+    refuse_run_file(markdown, "--markdown")
+    if Path(markdown).suffix.lower() not in TABLE_SUFFIXES:
+        raise UsageError(
+            f"--markdown {markdown}: the table is text, written to a file ending in {', '.join(TABLE_SUFFIXES)}; "
+            f"'{Path(markdown).suffix or '(none)'}' is none of them. Give e.g. {Path(markdown).with_suffix('.md')}."
+        )
+    check_writable(markdown, "--markdown")
+
+
+def refuse_run_file(path: str | Path, option: str) -> None:
+    """Raise :class:`~genreg.errors.UsageError` when ``path`` is a file a run wrote or derived (a name of
+    ``RunFolder.OUTPUTS`` or ``eval*.json`` in a folder that holds a run), or any model file that exists
+    (``.safetensors``): a command's output never replaces them."""
+    path = Path(path)
+    folder = RunFolder(path.parent)
+    ours = path.name in RunFolder.OUTPUTS or fnmatch.fnmatch(path.name, RunFolder.DERIVED)
+    if ours and (folder.present() or folder.derived()):
+        what = f"a file of the run in {path.parent}"
+    elif path.suffix.lower() == ".safetensors" and path.exists():
+        what = "a model file"
+    else:
+        return
+    raise UsageError(
+        f"{option} {path}: {what}, and a command's output never replaces a run's own files; give a new file, "
+        "e.g. compare.png for -o, compare.md for --markdown."
+    )
 
 
 def mixed_iwae_samples(results: dict[str, dict]) -> str | None:

@@ -88,10 +88,13 @@ def _remove_orphans(path: Path) -> None:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine (another user's counts)."""
+    """Whether a process with this id exists on this machine (another user's counts); an id no process can have
+    (0 or less, which would signal a process group, or beyond the system's range) is of no process."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: beyond a C pid_t
         return False
     except OSError:  # e.g. another user's process: it exists
         return True

@@ -23,10 +23,12 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from safetensors import safe_open
 
 from genreg.data.splits import DataInfo
-from genreg.errors import GenregError, ModelFileError, first_line
+from genreg.errors import GenregError, ModelFileError, first_line, special_file
 from genreg.files.run_folder import RunFolder
 from genreg.files.tensors import (
     CHECKSUM,
+    check_optimizer_state,
+    check_param_groups,
     check_weights,
     cpu_tensors,
     load_state,
@@ -39,7 +41,6 @@ from genreg.model.assembly import build_model, derive_spec
 from genreg.model.generative import GenerativeModel
 from genreg.plugin.manager import get_registry, plugin_infos
 from genreg.spec.overrides import parse_json
-from genreg.spec.validate import validate_spec
 from genreg.version import __version__
 
 # Version 2: a model's conditioners live under ``conditioner.parts.<i>.`` (several condition columns);
@@ -92,23 +93,6 @@ def _named_in(spec: dict | None) -> list[tuple[str, str]]:
     return [
         (kind, item["type"]) for kind, item in items if isinstance(item, dict) and isinstance(item.get("type"), str)
     ]
-
-
-def resolve_spec(raw: dict, info: DataInfo, source: str | Path = "spec") -> dict:
-    """A whole spec as this genreg resolves it for a run (``prepare`` in genreg/training/runner.py): validated with
-    today's registry, every default filled in, and the model's spec as building it fills it in (the conditioners'
-    ``num_classes`` from ``info``). A run folder's spec.json written by an earlier genreg lacks the defaults added
-    since; resolved again, it compares equal to the same spec resolved today.
-
-    The model is built on the ``meta`` device, so nothing is allocated. Raises
-    :class:`~genreg.errors.SpecError` naming ``source`` for a spec that does not validate here, and
-    :class:`~genreg.errors.AssemblyError` for a model that does not build on data of ``info``.
-    """
-    spec = validate_spec(raw, source=str(source))
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # warnings about the spec were given when the run started
-        model = build_model(spec.model, info)
-    return {**spec.model_dump(mode="json"), "model": model.spec}
 
 
 def _model_metadata(model: GenerativeModel, spec: dict | None) -> dict[str, str]:
@@ -176,12 +160,46 @@ def read_metadata(path: str | Path, expected: str = MODEL_FORMAT) -> dict[str, s
             f"{path} has format '{fmt}' (saved by genreg {metadata.get('genreg.version', '?')}); "
             f"this genreg {__version__} reads {readable}{advice}."
         )
+    if expected == CHECKPOINT_FORMAT:  # what resuming reads before it restores anything
+        checkpoint_epoch(path, metadata)
+        param_groups(path, metadata)
     return metadata
 
 
+_RESTART = "it was edited or not written by genreg; start the run again without --resume (or with --overwrite)"
+
+
+def checkpoint_epoch(path: Path, metadata: dict[str, str]) -> int:
+    """The finished epochs a checkpoint records (``genreg.epoch``: an integer of 0 or more), or a ModelFileError."""
+    text = metadata.get("genreg.epoch", "0")
+    if not (text.isascii() and text.isdecimal() and len(text) <= 9):
+        raise ModelFileError(
+            f"{path}: its metadata genreg.epoch is {text[:40]!r}, but a checkpoint records the number of epochs it "
+            f"has trained, an integer of 0 or more; {_RESTART}."
+        )
+    return int(text)
+
+
+def param_groups(path: Path, metadata: dict[str, str]) -> list[dict]:
+    """A checkpoint's optimiser settings (``genreg.param_groups``), read within bounds and checked to be what Adam
+    takes (:func:`~genreg.files.tensors.check_param_groups`), or a ModelFileError."""
+    text = metadata.get("genreg.param_groups", "null")
+    groups = parse_json(text, f"{path} (metadata genreg.param_groups)", ModelFileError)
+    check_param_groups(path, groups, _RESTART)
+    return groups
+
+
+def _indices(groups: list[dict]) -> str:
+    flat = [i for group in groups for i in group["params"]]
+    return f"{flat[0]} to {flat[-1]}" if flat else "none"
+
+
 def model_file(path: str | Path) -> Path:
-    """A run folder means its ``model.safetensors``; a file means itself."""
-    path = Path(path)
+    """A run folder means its ``model.safetensors``; a file means itself (a pipe or a device is refused: reading
+    one as a file may never end)."""
+    path, kind = Path(path), special_file(path)
+    if kind:
+        raise ModelFileError(f"{path} is {kind}, not a model file; give a .safetensors file or a run folder.")
     return RunFolder(path).model_path if path.is_dir() else path
 
 
@@ -333,24 +351,34 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path, model: GenerativeModel, optimizer: torch.optim.Optimizer) -> int:
     """Restore model and optimiser from a checkpoint; returns the number of finished epochs.
 
-    Raises :class:`ModelFileError` for a file that is not a readable checkpoint, or whose
-    weights or optimiser state do not fit this run's model and optimiser.
+    Raises :class:`ModelFileError` for a file that is not a readable checkpoint, whose
+    weights or optimiser state do not fit this run's model and optimiser (names, shapes,
+    dtypes: nothing is cast), hold NaN or infinite values, or whose recorded epoch or
+    optimiser settings are not ones genreg writes; nothing is restored then.
     """
     path = Path(path)
-    metadata = read_metadata(path, CHECKPOINT_FORMAT)
+    metadata = read_metadata(path, CHECKPOINT_FORMAT)  # its epoch and optimiser settings checked
     tensors = read_tensors(path)[1]  # one read, checksum verified
-    check_weights(path, under(tensors, "optim."), {})
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    check_optimizer_state(path, {k: v for k, v in tensors.items() if k.startswith("optim.")}, params)
+    groups = param_groups(path, metadata)
+    sizes, own = ([len(g["params"]) for g in gs] for gs in (groups, optimizer.param_groups))
+    if sizes != own or sorted(i for g in groups for i in g["params"]) != list(range(len(params))):
+        raise ModelFileError(
+            f"{path}: its optimiser state does not fit this run's optimiser (it has groups of {sizes} parameters, "
+            f"numbered {_indices(groups)}; this run's {own}); start the run again without --resume."
+        )
     _fill(model, under(tensors, "model."), path)
     device = model.device
     state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, tensor in under(tensors, "optim.").items():
+        index, _, key = name.partition(".")
+        state.setdefault(int(index), {})[key] = tensor if key == "step" else tensor.to(device)
     try:
-        for name, tensor in under(tensors, "optim.").items():
-            index, _, key = name.partition(".")
-            state.setdefault(int(index), {})[key] = tensor if key == "step" else tensor.to(device)
-        optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["genreg.param_groups"])})
-        return int(metadata["genreg.epoch"])
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(
             f"{path}: its optimiser state does not fit this run's optimiser ({type(exc).__name__}: {exc}); "
             "start the run again without --resume."
         ) from None
+    return checkpoint_epoch(path, metadata)

@@ -26,15 +26,13 @@ import json
 import math
 import os
 import shutil
-import socket
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from genreg.errors import OutputError, RunFolderError
-from genreg.files.atomic import atomic_write, process_alive, write_json
+from genreg.files.atomic import atomic_write, write_json
+from genreg.files.lock import holding
 from genreg.spec.overrides import dotted, parse_json
 
 NAME_MAX = 255  # bytes in one file or folder name (ext4, XFS, APFS, NTFS)
@@ -109,42 +107,27 @@ class RunFolder:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the folder's lock file while the body runs; the folder is created if need be.
+        """Hold the folder's lock file while the body runs (see :mod:`genreg.files.lock`); the folder is created if
+        need be, and removed again if it is still empty at the end (a run refused before it wrote anything).
 
         The lock names its holder (pid, host, command, start). A lock whose holder was on
-        this machine and is gone (a killed process) is stale and taken over. Raises
+        this machine and is gone (a killed process), or a broken one, is taken over. Raises
         :class:`RunFolderError` naming the holder when another process holds it.
         """
+        created = [path for path in (self.path, *self.path.parents) if not os.path.lexists(path)]
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RunFolderError(f"cannot write to the run folder {self.path}: {exc.strerror or exc}.") from None
-        lock = self.path / self.LOCK
-        mine = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)[:300]}
-        mine["since"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        while not self._take(lock, mine):
-            holder = _holder(lock)
-            if holder is None or not _stale(holder):
-                raise RunFolderError(_in_use(self.path, lock, holder))
-            lock.unlink(missing_ok=True)  # its process is gone: a killed run; take the lock over
         try:
-            yield
+            with holding(self.path / self.LOCK, self.path):
+                yield
         finally:
-            if _holder(lock) == mine:
-                lock.unlink(missing_ok=True)
-
-    @staticmethod
-    def _take(lock: Path, holder: dict) -> bool:
-        """Create the lock file with ``holder`` in it; False if it exists already."""
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            raise RunFolderError(f"cannot write the lock file {lock}: {exc.strerror or exc}.") from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(holder))
-        return True
+            for path in created:  # the deepest first; a folder something was written into stays
+                try:
+                    path.rmdir()
+                except OSError:
+                    break
 
     # ------------------------------------------------------------------ before a run
 
@@ -252,10 +235,11 @@ class RunFolder:
     def write_spec(self, resolved: dict) -> None:
         write_json(self.spec_path, resolved)
 
-    def read_spec(self) -> dict | None:
+    def read_spec(self, remedy: str = "start the run again with --overwrite") -> dict | None:
         """The resolved spec the folder's run started with (None if there is none).
 
-        Raises :class:`RunFolderError` for a ``spec.json`` that cannot be read back (truncated, edited).
+        Raises :class:`RunFolderError` for a ``spec.json`` that cannot be read back (truncated, edited), saying
+        to restore it or to do ``remedy`` (``genreg run``'s by default; a sweep has its own).
         """
         if not self.spec_path.exists():
             return None
@@ -264,10 +248,10 @@ class RunFolder:
         except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             raise RunFolderError(
                 f"{self.spec_path} cannot be read back ({type(exc).__name__}: {exc}); it was cut short or edited. "
-                "Restore it, or start the run again with --overwrite."
+                f"Restore it, or {remedy}."
             ) from None
         if not isinstance(spec, dict):
-            raise RunFolderError(f"{self.spec_path} does not hold a spec (a JSON object); restore it or --overwrite.")
+            raise RunFolderError(f"{self.spec_path} does not hold a spec (a JSON object); restore it, or {remedy}.")
         return spec
 
     def check_resumable(self, resolved: dict, resolve: Callable[[dict], dict] = dict) -> None:
@@ -360,41 +344,20 @@ def spec_differences(saved: dict, resolved: dict, may_change: tuple[str, ...] = 
 
 
 def _record(line: str) -> dict[str, Any] | None:
-    """A metrics line's record; None for a blank line or one cut short by a crash."""
+    """A metrics line's record; None for a blank line, one cut short by a crash, or one that is not an epoch's
+    record (an object with an integer ``epoch`` of 1 or more and ``train`` and ``test`` objects: an edited line),
+    which is treated like a line cut short: left out, and dropped on resume."""
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    return record if isinstance(record, dict) and "epoch" in record else None
+    if not isinstance(record, dict) or not all(isinstance(record.get(key), dict) for key in ("train", "test")):
+        return None
+    epoch = record.get("epoch")
+    return record if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 1 else None
 
 
 def _epoch_of(line: str) -> float:
-    """The epoch a metrics line records; a line cut short by a crash counts as past every checkpoint."""
+    """The epoch a metrics line records; a line cut short by a crash (or edited) counts as past every checkpoint."""
     record = _record(line)
     return math.inf if record is None else record["epoch"]
-
-
-def _holder(lock: Path) -> dict | None:
-    """Who holds ``lock`` (None if it cannot be read, e.g. while it is being written)."""
-    try:
-        holder = json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return None
-    return holder if isinstance(holder, dict) else None
-
-
-def _stale(holder: dict) -> bool:
-    """A lock of a process on this machine that no longer exists."""
-    pid = holder.get("pid")
-    return holder.get("host") == socket.gethostname() and isinstance(pid, int) and not process_alive(pid)
-
-
-def _in_use(folder: Path, lock: Path, holder: dict | None) -> str:
-    """The error for a folder another process is writing."""
-    who = "another process"
-    if holder is not None:
-        who = f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}: {holder.get('command')}"
-    return (
-        f"{folder} is being written by another genreg process ({who}); wait for it to end, or choose another "
-        f"folder with --out. If that process is gone for good (another machine, say), delete {lock}."
-    )

@@ -8,6 +8,7 @@ file whose contents no longer match it is refused. Nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from pathlib import Path
 
@@ -88,11 +89,17 @@ def read_tensors(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tens
     return metadata, tensors
 
 
-def check_weights(path: Path, tensors: dict[str, torch.Tensor], dtypes: dict[str, torch.dtype]) -> None:
-    """Refuse a tensor whose dtype is not the one ``dtypes`` gives for its name, or that holds NaN or infinity.
+def check_weights(
+    path: Path,
+    tensors: dict[str, torch.Tensor],
+    dtypes: dict[str, torch.dtype],
+    shapes: dict[str, tuple[int, ...]] | None = None,
+) -> None:
+    """Refuse a tensor whose dtype (or shape) is not the one ``dtypes`` (``shapes``) gives for its name, or that
+    holds NaN or infinity.
 
-    ``dtypes``: what the model being filled holds under each name (names it lacks are not
-    checked here). A checksum cannot catch either: a crafted file carries a valid checksum
+    ``dtypes``, ``shapes``: what the model (or optimiser) being filled holds under each name (names they lack
+    are not checked here). A checksum cannot catch either: a crafted file carries a valid checksum
     of NaN weights, so the values themselves are checked. Raises :class:`ModelFileError`
     naming ``path`` and the tensor.
     """
@@ -103,11 +110,88 @@ def check_weights(path: Path, tensors: dict[str, torch.Tensor], dtypes: dict[str
                 f"{path}: tensor '{name}' is {_dtype(tensor.dtype)}, but the model holds {_dtype(expected)} there; "
                 "genreg does not convert weights silently, so save them from a model of that dtype."
             )
+        shape = (shapes or {}).get(name, tuple(tensor.shape))
+        if tuple(tensor.shape) != tuple(shape):
+            raise ModelFileError(
+                f"{path}: tensor '{name}' has shape {list(tensor.shape)}, but the model holds {list(shape)} there; "
+                "the file is of another model, or was edited."
+            )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ModelFileError(
                 f"{path}: tensor '{name}' holds NaN or infinite values; the weights were saved broken or edited "
                 "afterwards (its checksum cannot tell), so use another model file or train the model again."
             )
+
+
+ADAM_STATE = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")  # max_exp_avg_sq: with amsgrad only
+
+
+def check_optimizer_state(
+    path: Path, state: dict[str, torch.Tensor], params: list[torch.Tensor], prefix: str = "optim."
+) -> None:
+    """Refuse Adam state (tensors named ``<prefix><index>.<key>``) that does not fit the optimiser's ``params``.
+
+    Each index names a parameter and holds at least ``step`` (a scalar of 0 or more), ``exp_avg`` and
+    ``exp_avg_sq`` (the parameter's shape and dtype: nothing is cast), none NaN or infinite (see
+    :func:`check_weights`). Raises :class:`ModelFileError` naming ``path`` and the tensor.
+    """
+    shapes, dtypes, keys = {}, {}, {}
+    for name, tensor in state.items():
+        index, _, key = name.removeprefix(prefix).partition(".")
+        if not (index.isascii() and index.isdecimal() and int(index) < len(params)) or key not in ADAM_STATE:
+            raise ModelFileError(
+                f"{path}: tensor '{name}' is not Adam state of this run's model, whose optimiser holds "
+                f"{', '.join(ADAM_STATE[:3])} for each of its {len(params)} parameters (0 to {len(params) - 1}); "
+                "the checkpoint is of another model, or was edited. Start the run again without --resume."
+            )
+        keys.setdefault(index, set()).add(key)
+        param = params[int(index)]
+        shapes[name] = () if key == "step" else tuple(param.shape)
+        if key != "step":
+            dtypes[name] = param.dtype
+        elif not tensor.is_floating_point() or (tensor.numel() == 1 and float(tensor) < 0):
+            raise ModelFileError(
+                f"{path}: tensor '{name}' (Adam's step count) is {_dtype(tensor.dtype)} holding "
+                f"{tensor.reshape(-1)[:1].tolist()}; it is a floating-point count of 0 or more. Start the run again "
+                "without --resume."
+            )
+    missing = next((f"{prefix}{i}.{key}" for i, got in keys.items() for key in ADAM_STATE[:3] if key not in got), None)
+    if missing:
+        raise ModelFileError(f"{path}: tensor '{missing}' is missing; start the run again without --resume.")
+    check_weights(path, state, dtypes, shapes)
+
+
+def check_param_groups(path: Path, groups: object, advice: str) -> None:
+    """Refuse optimiser settings that are not Adam's: a list of objects, each with its ``params`` (indices),
+    finite ``lr``, ``eps`` and ``weight_decay`` of 0 or more, two ``betas`` in [0, 1) and booleans as flags.
+    Raises :class:`ModelFileError` naming ``path``, the group and the setting, then ``advice``."""
+    problem = "" if isinstance(groups, list) and groups else "they are not a list of objects"
+    for i, group in enumerate(groups if not problem else []):  # type: ignore[arg-type]
+        problem = problem or _group_problem(group, f"group {i}")
+    if problem:
+        raise ModelFileError(
+            f"{path}: its optimiser settings (metadata genreg.param_groups) are not Adam's: {problem}. Adam takes "
+            "a list of objects, each with a list of parameter indices (params), finite lr, eps and weight_decay of "
+            f"0 or more, and two betas in [0, 1); {advice}."
+        )
+
+
+def _group_problem(group: object, where: str) -> str:
+    """What is wrong with one optimiser group of a checkpoint, or ``""``."""
+    if not isinstance(group, dict):
+        return f"{where} is not an object"
+
+    def number(value: object, below: float = math.inf) -> bool:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        return ok and 0 <= value < below  # type: ignore[operator]
+
+    betas, params = group.get("betas"), group.get("params")
+    flags = [key for key in ("amsgrad", "maximize", "capturable", "differentiable") if key in group]
+    wrong = [key for key in ("lr", "eps", "weight_decay") if not number(group.get(key))]
+    wrong += [] if isinstance(betas, list) and len(betas) == 2 and all(number(b, 1) for b in betas) else ["betas"]
+    wrong += [] if isinstance(params, list) and all(number(p) and isinstance(p, int) for p in params) else ["params"]
+    wrong += [key for key in flags if not isinstance(group[key], bool)]
+    return f"{where} has {wrong[0]} {json.dumps(group.get(wrong[0]))[:40]}" if wrong else ""
 
 
 def _dtype(dtype: torch.dtype) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from genreg.errors import GenregError, SpecError
+from genreg.errors import GenregError, SpecError, file_kind
 
 MAX_DEPTH = 100  # levels of lists and objects in any JSON genreg reads (a spec needs about 6)
 MAX_JSON_CHARS = 8_000_000  # a spec file, or one record of a model file's metadata (a few kB in practice)
@@ -78,9 +78,13 @@ def read_json(path: str | Path) -> Any:
     """Parse a JSON spec file, with errors that name the file and the position (:class:`SpecError`).
 
     The file is read within :func:`parse_json`'s bounds (size, depth, integers), so no file
-    ends in a RecursionError, a MemoryError or an integer-conversion error.
+    ends in a RecursionError, a MemoryError or an integer-conversion error; a path that is not a regular
+    file (a directory, a FIFO, a device) is refused by its kind before it is opened.
     """
     path = Path(path)
+    kind = file_kind(path)
+    if kind not in (None, "a regular file"):  # checked before opening: reading a FIFO or /dev/zero never ends
+        raise SpecError(f"the spec file {path} is {kind}, not a regular file; give a JSON file such as spec.json.")
     try:
         with path.open(encoding="utf-8") as handle:
             text = handle.read(MAX_JSON_CHARS + 1)

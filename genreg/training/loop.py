@@ -11,7 +11,6 @@ epoch under way and leave that checkpoint in place.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -23,12 +22,13 @@ import torch
 from tqdm.auto import tqdm
 
 from genreg.data.splits import DataSplits, Split, fixed_binarization
-from genreg.errors import RunFolderError
+from genreg.errors import ModelFileError, RunFolderError
 from genreg.files.model_files import CHECKPOINT_FORMAT, load_checkpoint, read_metadata, save_checkpoint
 from genreg.files.run_folder import RunFolder
 from genreg.model.generative import GenerativeModel
 from genreg.model.losses import full_precision, metric_units, objective_name, objective_values, with_units
 from genreg.model.schedules import build_schedule
+from genreg.spec.overrides import parse_json
 from genreg.spec.train import TrainConfig
 from genreg.training import distributed
 from genreg.training.callbacks import Callbacks, RunState, RunView, build_callbacks
@@ -136,6 +136,7 @@ def train(
     bar.close()
     result.stopped = state.stop_reason
     hooks.call("on_run_end")
+    signals.act()  # a signal during the last epoch's checkpoint: the model file and pictures are written now
     return result
 
 
@@ -161,10 +162,13 @@ def check_lr_curve(checkpoint: Mapping[str, str], epochs: int, run: Path) -> Non
     depend on the length (step, warmup) resumes with any epochs. A checkpoint
     recording no spec is not checked. Raises :class:`RunFolderError`.
     """
-    train = json.loads(checkpoint.get("genreg.spec") or "{}").get("train") or {}
+    where = f"{RunFolder(run).checkpoint_path} (metadata genreg.spec)"
+    spec = parse_json(checkpoint.get("genreg.spec") or "{}", where, ModelFileError)
+    train = spec.get("train") if isinstance(spec, dict) else None
+    train = train if isinstance(train, dict) else {}
     before, schedule, trained = train.get("epochs"), train.get("lr_schedule"), int(checkpoint.get("genreg.epoch", 0))
-    if schedule is None or before in (None, epochs) or trained == 0:
-        return
+    if not isinstance(schedule, dict) or not isinstance(before, int) or before < 1 or before == epochs or not trained:
+        return  # no schedule, or not one a spec of genreg's records: nothing to compare
     old, new = (build_schedule(schedule, n, "train.lr_schedule") for n in (before, epochs))
     points = [k / GRID for k in range(trained * GRID + 1)]
     if all(math.isclose(old.factor(p), new.factor(p), rel_tol=1e-9, abs_tol=1e-15) for p in points):

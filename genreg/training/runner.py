@@ -7,6 +7,7 @@ the model's assembly and the callbacks' own checks.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,13 @@ from typing import Any
 import torch
 
 from genreg.data.loading import load_data
-from genreg.data.splits import DataSplits
+from genreg.data.splits import DataInfo, DataSplits
 from genreg.errors import AssemblyError, PictureError, RunFolderError, first_line
-from genreg.files.model_files import CHECKPOINT_FORMAT, load_model, read_metadata, resolve_spec, save_model
+from genreg.files.model_files import CHECKPOINT_FORMAT, load_model, read_metadata, save_model
 from genreg.files.run_folder import RunFolder
 from genreg.model.assembly import build_model
 from genreg.model.generative import GenerativeModel
+from genreg.spec.validate import validate_spec
 from genreg.training import distributed, signals
 from genreg.training.callbacks import RunView, build_callbacks
 from genreg.training.loop import check_lr_curve, learning_rate_schedule, train
@@ -70,6 +72,23 @@ def prepare(spec: Any) -> Prepared:
         if callable(getattr(callback, "check", None)):
             callback.check(model)
     return Prepared(data, model, {**spec.model_dump(mode="json"), "model": model.spec}, callbacks)
+
+
+def resolve_spec(raw: dict, info: DataInfo, source: str | Path = "spec") -> dict:
+    """A whole spec as this genreg resolves it for a run (as :func:`prepare` does): validated with
+    today's registry, every default filled in, and the model's spec as building it fills it in (the conditioners'
+    ``num_classes`` from ``info``). A run folder's spec.json written by an earlier genreg lacks the defaults added
+    since; resolved again, it compares equal to the same spec resolved today.
+
+    The model is built on the ``meta`` device, so nothing is allocated. Raises
+    :class:`~genreg.errors.SpecError` naming ``source`` for a spec that does not validate here, and
+    :class:`~genreg.errors.AssemblyError` for a model that does not build on data of ``info``.
+    """
+    spec = validate_spec(raw, source=str(source))
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # warnings about the spec were given when the run started
+        model = build_model(spec.model, info)
+    return {**spec.model_dump(mode="json"), "model": model.spec}
 
 
 def space_needed(model: GenerativeModel) -> int:

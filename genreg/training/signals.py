@@ -4,7 +4,8 @@ Each phase of a run handles them its own way, so that every exit by a signal say
 
 - :func:`raised` (before and after training: imports, data loading, building): the signal raises
   :class:`Stopped` at once; the runner then says what the folder holds (:func:`stopped`).
-- :func:`stop_requests` (training): the step under way finishes, the last checkpoint is kept.
+- :func:`stop_requests` (training): the step under way finishes, the last checkpoint is kept; a signal after
+  the last step acts once the run's final files are written (:meth:`StopRequest.act`).
 - :func:`deferred` (the final writes: model file, pictures): the writes finish, then the signal acts.
 
 This module imports only the standard library at the top, so the CLI can install :func:`raised`
@@ -14,6 +15,7 @@ before it imports torch.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -56,6 +58,12 @@ class StopRequest:
         from genreg.training import distributed
 
         return int(distributed.max_over_ranks(torch.tensor([self.signum or 0]))[0])
+
+    def act(self) -> None:
+        """A signal no step saw (it came while the last epoch was measured or checkpointed) acts now, after the
+        run's final writes, as it would have outside training (the runner's: :func:`stopped`)."""
+        if self.signum:
+            signal.raise_signal(self.signum)
 
 
 @contextlib.contextmanager
@@ -134,10 +142,19 @@ def interrupted(signum: int, epoch: int, folder: Path | None) -> TrainingInterru
     else:
         kept = (
             f"{RunFolder(folder).checkpoint_path} holds the state after epoch {epoch}; continue with "
-            f"`genreg run SPEC --out {folder} --resume` (epoch {epoch + 1} is trained again from its start, "
+            f"`{resume_command(folder)}` (epoch {epoch + 1} is trained again from its start, "
             "to the same weights as a run that was never stopped)"
         )
     return TrainingInterruptedError(f"training stopped by {name} during epoch {epoch + 1}; {kept}.", signum)
+
+
+def resume_command(folder: Path) -> str:
+    """The command that continues the run in ``folder``: its own ``spec.json`` (the resolved spec it started
+    with) resumed there."""
+    from genreg.files.run_folder import RunFolder
+
+    run = RunFolder(folder)
+    return f"genreg run {shlex.quote(str(run.spec_path))} --out {shlex.quote(str(run.path))} --resume"
 
 
 def stopped(signum: int, folder: Path | None) -> TrainingInterruptedError:
@@ -158,7 +175,7 @@ def stopped(signum: int, folder: Path | None) -> TrainingInterruptedError:
     elif RunFolder.MODEL not in present:
         kept = (
             f"stopped by {name} before training ended; {run.checkpoint_path} holds the last finished epoch: "
-            f"continue with `genreg run SPEC --out {run.path} --resume`"
+            f"continue with `{resume_command(run.path)}`"
         )
     elif run.missing_pictures():
         commands = {RunFolder.SAMPLES: "sample", RunFolder.LATENT: "latent"}

@@ -80,7 +80,7 @@ def state_of(folder: Path, resolved: dict) -> str:
     run_folder = RunFolder(folder)
     if not run_folder.present((RunFolder.SPEC, RunFolder.MODEL, RunFolder.CHECKPOINT, RunFolder.METRICS)):
         return TRAIN
-    saved = run_folder.read_spec()
+    saved = run_folder.read_spec(f"delete or move {folder} (the sweep then trains that combination again)")
     differences = [] if saved is None else spec_differences(saved, resolved)
     if saved is None or differences:
         what = "no spec.json" if saved is None else f"a run of another spec (differing at {', '.join(differences[:3])})"

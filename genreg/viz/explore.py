@@ -173,10 +173,17 @@ def transfer_images(
     model: GenerativeModel, split: Split, targets: Mapping[str, torch.Tensor], n: int, seed: int, count: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """What :func:`transfer_figure` draws for ``count`` targets: the chosen images' indices (n,), the images
-    (n, C, H, W), their decodings under each target (n, count, C, H, W) in [0, 1], and their own conditions."""
+    (n, C, H, W), their decodings under each target (n, count, C, H, W) in [0, 1], and their own conditions.
+
+    Raises :class:`UsageError` for an ``n`` beyond the split's size (no image is drawn twice)."""
     if not model.conditional:
         raise UsageError("transfer decodes under another condition: this model is not conditional.")
-    check_grid(min(n, len(split)), count + 1, model.data_info.image_shape)
+    if not 1 <= n <= len(split):  # more were once drawn as the whole split, silently
+        raise UsageError(
+            f"-n {n:,}: transfer re-decodes that many different images of the split, which has {len(split):,}; "
+            f"ask for 1 to {len(split):,}."
+        )
+    check_grid(n, count + 1, model.data_info.image_shape)
     chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
     x = split.images[chosen].to(model.device)
     condition = model.condition_of(split, chosen)

@@ -109,10 +109,42 @@ def show_grid(ax: Any, images: torch.Tensor, ncol: int) -> None:
 
 
 def picture_formats() -> list[str]:
-    """The file extensions a picture may be saved with (matplotlib's formats: png, pdf, svg, ...)."""
+    """The file extensions a picture may be saved with here: matplotlib's formats (png, pdf, svg, ...) less those
+    that need a program or a Pillow plugin this machine lacks (see :func:`unavailable_formats`)."""
     from matplotlib.backend_bases import FigureCanvasBase
 
-    return sorted(FigureCanvasBase.get_supported_filetypes())
+    missing = unavailable_formats()
+    return sorted(ext for ext in FigureCanvasBase.get_supported_filetypes() if ext not in missing)
+
+
+def unavailable_formats() -> dict[str, str]:
+    """matplotlib's formats that cannot be written here, each with what it needs and this machine lacks (e.g.
+    ``{"pgf": "xelatex"}``): pgf (and any format, with
+    ``text.usetex``) a TeX installation, ps/eps a distiller program when ``ps.usedistiller`` asks for one, and the
+    bitmap formats Pillow writes (jpg, tif, webp, ...) a Pillow with that format's plugin."""
+    import shutil
+
+    import matplotlib
+    from matplotlib.backend_bases import FigureCanvasBase
+    from PIL import Image
+
+    params = matplotlib.rcParams
+    programs: dict[str, list[str]] = {"pgf": [params["pgf.texsystem"]]}
+    distiller = {"ghostscript": ["gs"], "xpdf": ["ps2pdf", "pdftops"]}.get(params["ps.usedistiller"] or "", [])
+    programs["ps"] = programs["eps"] = distiller
+    pillow = Image.registered_extensions()
+    missing = {}
+    for ext in FigureCanvasBase.get_supported_filetypes():
+        needed = programs.get(ext, []) + (["latex", "dvipng", "dvips"] if params["text.usetex"] else [])
+        absent = [program for program in needed if shutil.which(program) is None]
+        if absent:
+            missing[ext] = " and ".join(absent)
+        elif ext not in _NOT_BY_PILLOW and pillow.get(f".{ext}") not in Image.SAVE:
+            missing[ext] = f"Pillow with a plugin for {ext}"
+    return missing
+
+
+_NOT_BY_PILLOW = ("png", "pdf", "svg", "svgz", "ps", "eps", "pgf", "raw", "rgba")  # matplotlib writes these itself
 
 
 def check_picture_path(path: str | Path, option: str = "-o", arrays: bool = False) -> Path:
@@ -123,12 +155,18 @@ def check_picture_path(path: str | Path, option: str = "-o", arrays: bool = Fals
     given, path = str(path), Path(path)
     if not path.name:  # "" or ".": no file named
         raise UsageError(f"{option} {given!r} names no file; give a picture file such as samples.png.")
-    if path.suffix.lower().lstrip(".") not in picture_formats() and not (arrays and is_arrays_path(path)):
+    extension = path.suffix.lower().lstrip(".")
+    if extension not in picture_formats() and not (arrays and is_arrays_path(path)):
         numbers = " (or .npz, .npy: the arrays themselves)" if arrays else ""
+        lacking = unavailable_formats().get(extension)
+        problem = (
+            f"'{path.suffix}' needs {lacking}, which is not installed here, so it is none"
+            if lacking
+            else f"'{path.suffix or '(none)'}' is none"
+        )
         raise UsageError(
-            f"{option} {path}: a picture is written in the format its extension names, and "
-            f"'{path.suffix or '(none)'}' is none of {', '.join(picture_formats())}{numbers}; e.g. "
-            f"{path.with_suffix('.png')}."
+            f"{option} {path}: a picture is written in the format its extension names, and {problem} of "
+            f"{', '.join(picture_formats())}{numbers}; e.g. {path.with_suffix('.png')}."
         )
     return check_writable(path, option)
 

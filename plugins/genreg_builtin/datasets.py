@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 
 from genreg.data import DatasetConfig, DataSplits, Split, as_split, finish
 from genreg.data.checks import Layout
-from genreg.errors import DataError, first_line
+from genreg.errors import DataError, file_kind, first_line
 from genreg.limits import check_memory, gb
 
 __all__ = [
@@ -239,8 +239,11 @@ def _read_npz(path: str, config: NpzConfig) -> Split:
     common mistakes (a ``.npy``, a CSV); every array's header is read before any data, so an array that claims
     more bytes than the file or the machine holds is refused before anything allocates it.
     """
-    if not Path(path).is_file():
+    kind = file_kind(path)  # before opening: a FIFO or /dev/zero would be read for ever
+    if kind is None:
         raise DataError(f"{path}: file not found (working folder: {Path.cwd()}).")
+    if kind != "a regular file":
+        raise DataError(f"{path} is {kind}, not a regular file; give a .npz file written by numpy.savez.")
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a .npz archive; save images and labels with numpy.savez(_compressed).")
     try:

@@ -4,6 +4,7 @@ derive the ink column, read extra npz columns as conditions, and fail with clear
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -237,6 +238,23 @@ def test_npz_missing_file(tmp_path):
     with pytest.raises(DataError, match="file not found") as caught:
         load_npz(NpzConfig(path=path))
     assert path in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (lambda path: path.mkdir(), "a directory"),
+        (os.mkfifo, r"a named pipe \(FIFO\)"),
+        (lambda path: path.symlink_to("/dev/null"), "a character device"),
+    ],
+)
+def test_an_npz_path_that_is_not_a_regular_file_is_named_by_its_kind(tmp_path, make, kind):
+    """They were all reported as "file not found"."""
+    path = _save(tmp_path / "d.npz", images=np.zeros((2, 4, 4), np.uint8), labels=np.array([0, 1]))
+    odd = tmp_path / "test.npz"
+    make(odd)
+    with pytest.raises(DataError, match=rf"test\.npz is {kind}, not a regular file"):
+        load_npz(NpzConfig(path=path, test_path=str(odd)))
 
 
 def test_npz_missing_test_file(tmp_path):

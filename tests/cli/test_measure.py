@@ -3,12 +3,16 @@ tables printed."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import invoke
+from tests.helpers import assert_user_error, invoke
 
 pytestmark = pytest.mark.slow
 
@@ -61,3 +65,36 @@ def test_compare_and_eval_measure_a_model_with_two_columns(ink_run, trained, tmp
         result = invoke("compare", ink_run, "-o", tmp_path / "compare.png", "--iw-samples", 20)
     assert result.exit_code == 0, result.output
     assert "conditional accuracy" in result.output and (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+BEFORE_LAYOUT = Path(__file__).parents[1] / "fixtures" / "before_layout"
+
+
+def test_compare_never_writes_its_table_over_a_model_file(tmp_path: Path) -> None:
+    """`compare runA --markdown runA/model.safetensors` exited 0 with the table in the model file."""
+    run = tmp_path / "run"
+    shutil.copytree(BEFORE_LAYOUT / "vae_run", run)
+    model = (run / "model.safetensors").read_bytes()
+    result = invoke("compare", run, "-o", tmp_path / "c.png", "--markdown", run / "model.safetensors")
+    assert_user_error(result, f"--markdown {run / 'model.safetensors'}: a file of the run in {run}")
+    assert (run / "model.safetensors").read_bytes() == model and not (tmp_path / "c.png").exists()
+    assert not (run / "eval.json").exists()  # refused before any run was measured
+
+
+def test_compare_measures_a_run_on_a_read_only_file_system(tmp_path: Path, monkeypatch) -> None:
+    """It refused the run ("cannot write ... eval.json (Read-only file system)"); eval.json is only its cache."""
+    run = tmp_path / "run"
+    shutil.copytree(BEFORE_LAYOUT / "vae_run", run)
+    probe = tempfile.TemporaryFile
+
+    def read_only_run(*args, dir=None, **kwargs):  # noqa: A002 (tempfile's own name)
+        if Path(dir) == run:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return probe(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_run)
+    with pytest.warns(UserWarning, match=r"\(Read-only file system\); the evaluation is shown but not kept"):
+        result = invoke("compare", run, "-o", tmp_path / "c.png", "--iw-samples", "2")
+    assert result.exit_code == 0, result.output
+    assert not (run / "eval.json").exists() and (tmp_path / "c.png").is_file()
+    assert_user_error(invoke("eval", run), "(Read-only file system); choose another place.")

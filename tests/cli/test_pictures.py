@@ -221,6 +221,14 @@ def test_transfer_bad_target_exits_2(cvae_run: Path, tmp_path: Path, args: list[
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
+def test_transfer_refuses_more_images_than_the_split_holds(cvae_run: Path, tmp_path: Path) -> None:
+    """`-n 1000000000` was capped at the split's 1,000 test images silently, drawn 60,044 pixels tall in 29 s."""
+    result = CliRunner().invoke(cli, ["transfer", str(cvae_run), "-n", "1000000000", "-o", str(tmp_path / "x.png")])
+    assert_user_error(result, f"-n 1,000,000,000: the test split of {cvae_run} has 1,000 images; ask for fewer.")
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_transfer_refuses_an_unconditional_model(tmp_path: Path, mnist) -> None:
     model = genreg.build_model({"type": "vae", "latent_dim": 2}, mnist.info)
     path = genreg.save_model(model, tmp_path / "vae.safetensors")

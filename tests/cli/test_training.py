@@ -234,3 +234,36 @@ def test_extend_refuses_data_without_rows_of_the_new_classes(files, old_digits, 
     result = invoke_extend(files["model"], "--add", 2, "--data", data, "--epochs", 1, "--quiet", "-o", out)
     assert_user_error(result, "holds no training rows of classes 8, 9 of column 'label'", "classes 0, 1, 2")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("spec.json", "a model file is a .safetensors file"),
+        ("metrics.jsonl", "a model file is a .safetensors file"),
+        ("ext.png", "a model file is a .safetensors file"),
+        ("ext", "a model file is a .safetensors file"),
+        ("checkpoint.safetensors", "a run folder's checkpoint, never a model file"),
+    ],
+)
+def test_extend_overwrite_replaces_only_a_model_file(files, tmp_path: Path, name: str, says: str) -> None:
+    """Found by the hostile-user tryout: `extend -o RUN/spec.json --overwrite` wrote a model over a run's spec."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "spec.json").write_text("{}")
+    if name != "spec.json":
+        (run / name).write_text("keep me")
+    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    result = invoke_extend(files["model"], "--add", 1, "-o", run / name, "--overwrite")
+    assert result.exit_code == 2 and says in result.stderr, result.output
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == before
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_an_empty_out_is_refused_not_taken_for_the_default(tmp_path: Path, command: str, monkeypatch) -> None:
+    """Found by the hostile-user tryout: `genreg run spec.json --out ""` trained into runs/<name> silently."""
+    monkeypatch.chdir(tmp_path)
+    grid = ["--grid", "train.lr=1e-3"] if command == "sweep" else []
+    result = invoke(command, EXAMPLE_SPEC, *grid, "--out", "")
+    assert result.exit_code == 2 and "Invalid value for '--out': names no folder" in result.output
+    assert not (tmp_path / "runs").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,15 @@ def test_a_recorded_npz_file_that_is_gone_is_named(tmp_path: Path) -> None:
     assert len(recorded_data(path)[1].train) > 0
     data.unlink()
     with pytest.raises(ModelFileError, match=rf"records its data at '{data}' \(data.path; here {data}\)"):
+        recorded_data(path)
+
+
+def test_a_recorded_npz_that_is_a_fifo_is_named_by_its_kind(tmp_path: Path) -> None:
+    """It was reported as "file not found"; a loader that opened it would wait for ever."""
+    fifo = tmp_path / "digits.npz"
+    os.mkfifo(fifo)
+    path = recording(tmp_path, {"type": "npz", "path": str(fifo)})
+    with pytest.raises(ModelFileError, match=rf"records its data at '{fifo}' .* which is a named pipe \(FIFO\)"):
         recorded_data(path)
 
 

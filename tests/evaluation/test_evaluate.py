@@ -97,6 +97,16 @@ def test_an_evaluation_of_an_older_format_is_measured_again(tmp_path) -> None:
     assert recorded_evaluation(run / "model.safetensors") is None
 
 
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, "\udcff not UTF-8"])
+def test_an_eval_json_beyond_the_json_bounds_is_measured_again(tmp_path, text: str) -> None:
+    """`compare` of a run whose eval.json nested 100,000 lists ended in a RecursionError traceback: it is read
+    with genreg's bounded JSON reader, and one it refuses is stale like any other."""
+    run = tmp_path / "run"
+    shutil.copytree(BEFORE_LAYOUT / "vae_run", run)
+    (run / "eval.json").write_text(text, errors="surrogateescape")
+    assert recorded_evaluation(run / "model.safetensors") is None
+
+
 class ReadsClassZero(torch.nn.Module):
     """A "reference classifier" that calls every image class 0."""
 

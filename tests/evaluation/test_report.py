@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from genreg.errors import OutputError
 from genreg.evaluation.evaluate import evaluate_file
 from genreg.evaluation.report import compare_runs, format_table, markdown_table, mixed_iwae_samples
 
@@ -106,3 +107,70 @@ def test_compare_warns_when_iwae_estimates_used_different_k(tmp_path: Path) -> N
     nll = rows_of(table)["NLL, IWAE (nats/image)"]
     assert [cell.split(" (")[1] for cell in nll] == ["K=2)", "K=3)"]  # each column says its K
     assert "Note: the NLL, IWAE row mixes estimates" in markdown.read_text()
+
+
+# --------------------------------------------------------------------------- outputs checked first; read-only runs
+
+
+@pytest.fixture
+def vae_run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(BEFORE_LAYOUT / "vae_run", run)
+    return run
+
+
+@pytest.mark.parametrize(
+    ("picture", "table", "says"),
+    [
+        ("c.png", "run/model.safetensors", "--markdown {tmp}/run/model.safetensors: a file of the run in"),
+        ("c.png", "run/spec.json", "--markdown {tmp}/run/spec.json: a file of the run in"),
+        ("c.png", "run/eval-train.json", "--markdown {tmp}/run/eval-train.json: a file of the run in"),
+        ("run/samples.png", None, "-o {tmp}/run/samples.png: a file of the run in"),
+        ("c.png", "table.csv", "the table is text, written to a file ending in .md, .markdown, .txt; '.csv' is"),
+        ("c.png", "nodir/c.md", "--markdown {tmp}/nodir/c.md: the folder {tmp}/nodir does not exist"),
+    ],
+)
+def test_compare_refuses_a_table_or_picture_it_cannot_or_must_not_write_before_measuring(
+    vae_run: Path, monkeypatch: pytest.MonkeyPatch, picture: str, table: str | None, says: str
+) -> None:
+    """`compare runA --markdown runA/model.safetensors` wrote the table over the model file; `--markdown nodir/c.md`
+    failed with a traceback after every run was measured."""
+    from genreg.errors import GenregError
+    from genreg.evaluation import report
+
+    tmp = vae_run.parent
+    before = {path.name: path.read_bytes() for path in vae_run.iterdir()}
+    monkeypatch.setattr(report, "recorded_evaluation", lambda *a, **k: pytest.fail("work started"))
+    markdown = None if table is None else tmp / table
+    with pytest.raises(GenregError) as caught:
+        compare_runs([vae_run], tmp / picture, markdown, iw_samples=2)
+    assert says.format(tmp=tmp) in str(caught.value)
+    assert {path.name: path.read_bytes() for path in vae_run.iterdir()} == before
+
+
+def test_compare_measures_a_run_whose_eval_json_it_cannot_write(vae_run: Path, monkeypatch) -> None:
+    """On a read-only file system compare refused the run ("cannot write ... eval.json"): eval.json is only its
+    cache, so it measures the run, says in one warning line that nothing was kept, and writes its own outputs."""
+    import errno
+    import os
+    import tempfile
+
+    probe = tempfile.TemporaryFile
+
+    def read_only_run(*args, dir=None, **kwargs):  # noqa: A002 (tempfile's own name)
+        if Path(dir) == vae_run:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return probe(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_run)
+    out = vae_run.parent / "out"
+    out.mkdir()
+    with pytest.warns(UserWarning) as caught:
+        table, written = compare_runs([vae_run], out / "c.png", out / "c.md", iw_samples=2)
+    [warning] = [str(w.message) for w in caught]
+    assert "eval.json: cannot write in" in warning and "(Read-only file system)" in warning
+    assert warning.endswith("the evaluation is shown but not kept, so it is measured again next time.")
+    assert "\n" not in warning and not (vae_run / "eval.json").exists()
+    assert written == [out / "c.png", out / "c.md"] and "NLL, IWAE" in table
+    with pytest.raises(OutputError, match=r"the evaluation file .*eval\.json: cannot write in"):
+        evaluate_file(vae_run, iw_samples=2)  # genreg eval's job is to write it: refused, before any work

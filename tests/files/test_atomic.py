@@ -32,7 +32,7 @@ import genreg
 from genreg.cli import cli
 from genreg.errors import GenregError, OutputError
 from genreg.files import tensors
-from genreg.files.atomic import atomic_write, check_writable
+from genreg.files.atomic import atomic_write, check_writable, process_alive
 from genreg.files.model_files import load_checkpoint, save_checkpoint, save_model
 from tests.helpers import EXAMPLES, SMALL_RUN
 
@@ -294,3 +294,11 @@ def test_pictures_and_eval_refuse_a_read_only_folder_before_any_work(tmp_path, m
         assert result.exit_code == 2, (args, result.output)
         assert "(Read-only file system); choose another place." in result.stderr
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("pid", [99999999999999999999, 2**31, 0, -1, True, "12"])
+def test_an_id_no_process_can_have_is_of_no_process(pid: object) -> None:
+    """process_alive(99999999999999999999) raised OverflowError; process_alive(-1) signalled every process
+    (os.kill(-1, 0)) and answered True."""
+    assert process_alive(pid) is False  # type: ignore[arg-type]
+    assert process_alive(os.getpid()) is True

@@ -8,6 +8,7 @@ How a damaged file is told apart (truncated, corrupted) is tested in tests/files
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -174,7 +175,8 @@ def test_a_checkpoint_for_another_optimiser_is_a_clear_error(tmp_path):
     save_checkpoint(path, model, optimizer, epoch=1, spec=None)
     fresh = small_cvae()
     groups = [{"params": [p]} for p in fresh.parameters()]  # one group per tensor: not the saved layout
-    with pytest.raises(ModelFileError, match=r"optimiser state does not fit this run's optimiser \(ValueError: "):
+    refused = r"optimiser state does not fit this run's optimiser \(it has groups of \[\d+\] parameters"
+    with pytest.raises(ModelFileError, match=refused):
         load_checkpoint(path, fresh, torch.optim.Adam(groups))
 
 
@@ -376,8 +378,61 @@ def test_a_checkpoint_with_nan_optimiser_state_is_refused(tmp_path):
     model, optimizer = trained_pair()
     save_checkpoint(tmp_path / "good.ckpt", model, optimizer, 3, None)
     path = crafted(tmp_path / "good.ckpt", tmp_path / "nan.ckpt", tensors=nan_in("optim.0.exp_avg"))
-    with pytest.raises(ModelFileError, match=r"nan\.ckpt: tensor '0\.exp_avg' holds NaN or infinite values"):
+    with pytest.raises(ModelFileError, match=r"nan\.ckpt: tensor 'optim\.0\.exp_avg' holds NaN or infinite values"):
         load_checkpoint(path, *trained_pair())
+
+
+def groups_with(**changes: object):
+    """genreg.param_groups with group 0's entries changed."""
+    model, optimizer = trained_pair()
+    groups = json.loads(json.dumps(optimizer.state_dict()["param_groups"]))
+    groups[0].update(changes)
+    return groups
+
+
+def with_tensor(name: str, make):
+    return lambda state: {**state, name: make(state.get(name, torch.zeros(())))}
+
+
+CRAFTED_CHECKPOINTS = {
+    "epoch abc": ({"genreg.epoch": "abc"}, None, "its metadata genreg.epoch is 'abc', but a checkpoint records"),
+    "epoch -5": ({"genreg.epoch": "-5"}, None, "its metadata genreg.epoch is '-5', but a checkpoint records"),
+    "groups nested": ({"genreg.param_groups": "[" * 100_000 + "]" * 100_000}, None, "nests lists or objects too"),
+    "groups not a list": ({"genreg.param_groups": {"lr": 1}}, None, "are not Adam's: they are not a list of objects"),
+    "lr x": ({"genreg.param_groups": groups_with(lr="x")}, None, 'are not Adam\'s: group 0 has lr "x". Adam takes'),
+    "lr inf": ({"genreg.param_groups": groups_with(lr=1e999)}, None, "group 0 has lr Infinity"),
+    "betas": ({"genreg.param_groups": groups_with(betas=[0.9])}, None, "group 0 has betas [0.9]"),
+    "amsgrad": ({"genreg.param_groups": groups_with(amsgrad="yes")}, None, 'group 0 has amsgrad "yes"'),
+    "params": ({"genreg.param_groups": groups_with(params=[0, 0, 0])}, None, "does not fit this run's optimiser"),
+    "float64": ({}, with_tensor("optim.0.exp_avg", torch.Tensor.double), "tensor 'optim.0.exp_avg' is float64, bu"),
+    "shape": ({}, with_tensor("optim.0.exp_avg", lambda t: t[:1]), "tensor 'optim.0.exp_avg' has shape [1"),
+    "step shape": ({}, with_tensor("optim.0.step", lambda t: t.repeat(2)), "tensor 'optim.0.step' has shape [2]"),
+    "step < 0": ({}, with_tensor("optim.0.step", lambda t: -t), "tensor 'optim.0.step' (Adam's step count) is"),
+    "unknown": ({}, with_tensor("optim.0.extra", torch.ones_like), "tensor 'optim.0.extra' is not Adam state of"),
+    "index": ({}, with_tensor("optim.99.step", torch.ones_like), "tensor 'optim.99.step' is not Adam state of"),
+    "missing": ({}, lambda state: {k: v for k, v in state.items() if k != "optim.1.exp_avg_sq"}, "'optim.1.exp_"),
+}
+
+
+@pytest.mark.parametrize("case", CRAFTED_CHECKPOINTS, ids=list(CRAFTED_CHECKPOINTS))
+def test_a_crafted_checkpoint_is_refused_naming_it_before_anything_is_restored(tmp_path, case):
+    """Checkpoints re-saved with a valid checksum but crafted contents ended in ValueError, RecursionError or
+    TypeError tracebacks, were accepted (epoch -5, a wrong-shape exp_avg: NaN later) or cast (float64)."""
+    records, tensors, says = CRAFTED_CHECKPOINTS[case]
+    model, optimizer = trained_pair()
+    save_checkpoint(tmp_path / "good.ckpt", model, optimizer, 3, None)
+    path = crafted(tmp_path / "good.ckpt", tmp_path / "crafted.ckpt", tensors=tensors, **records)
+    fresh, fresh_optimizer = small_cvae(), torch.optim.AdamW(small_cvae().parameters())
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(ModelFileError) as caught:
+        load_checkpoint(path, fresh, fresh_optimizer)
+    assert str(caught.value).startswith(f"{path}") and says in str(caught.value), str(caught.value)
+    assert "\n" not in str(caught.value)
+    if records and case != "params":  # what resuming reads first (the epochs it trained) refuses it too
+        with pytest.raises(ModelFileError, match=f"^{path}"):
+            read_metadata(path, model_files.CHECKPOINT_FORMAT)
+    assert all(torch.equal(v, before[k]) for k, v in fresh.state_dict().items())
+    assert fresh_optimizer.state_dict()["state"] == {}
 
 
 @pytest.mark.parametrize("command", ["sample", "latent", "eval"])
@@ -408,3 +463,15 @@ def test_classes_without_training_images_survive_the_model_file(tmp_path: Path) 
     with pytest.warns(PictureWarning, match=r"class\(es\) 5 of column 'label' had no training images"):
         result = invoke("sample", path, "--label", 5, "-o", tmp_path / "five.png")
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_model_path_that_is_a_pipe_or_a_device_is_refused_by_its_kind(tmp_path: Path) -> None:
+    """Found by the hostile-user tryout: a FIFO or /dev/zero given as a model file was opened and read."""
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(ModelFileError, match=r"is a named pipe \(FIFO\), not a model file"):
+        genreg.load_model(fifo)  # would block forever, reading a pipe no one writes
+    if Path("/dev/zero").exists():
+        with pytest.raises(ModelFileError, match=r"/dev/zero is a character device, not a model file"):
+            genreg.load_model("/dev/zero")

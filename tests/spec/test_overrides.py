@@ -5,6 +5,7 @@ file's bytes end in a valid spec or a SpecError."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -99,6 +100,21 @@ def test_read_json_missing_file(tmp_path):
 def test_read_json_binary_file_is_a_spec_error(write_file):
     path = write_file(b"\xff\xfe\x00 not json", "binary.json")
     with pytest.raises(SpecError, match="binary.json"):
+        read_json(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (lambda path: path.mkdir(), "a directory"),
+        (os.mkfifo, r"a named pipe \(FIFO\)"),  # was read until a writer came: `genreg validate` hung for ever
+        (lambda path: path.symlink_to("/dev/zero"), "a character device"),  # read until memory ran out
+    ],
+)
+def test_a_spec_path_that_is_not_a_regular_file_is_refused_by_its_kind(tmp_path, make, kind):
+    path = tmp_path / "spec.json"
+    make(path)
+    with pytest.raises(SpecError, match=rf"the spec file .*spec\.json is {kind}, not a regular file"):
         read_json(path)
 
 

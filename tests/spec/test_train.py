@@ -39,9 +39,10 @@ def test_infinite_or_nan_numbers_are_refused(section: str, field: str, value: st
         genreg.validate_spec(spec)
 
 
-@pytest.mark.parametrize("device", ["banana", "cuda:x", "gpu0"])
-def test_a_device_torch_does_not_know_is_refused_at_validation(device: str) -> None:
-    """Case 1 of issue 15: validate accepted `device: banana`, which run then refused after deleting a run."""
+@pytest.mark.parametrize("device", ["banana", "cuda:x", "gpu0", "mps", "meta", "xla", "hpu", "cpu:5", "CUDA", ""])
+def test_a_device_genreg_does_not_train_on_is_refused_at_validation(device: str) -> None:
+    """Case 1 of issue 15: validate accepted `device: banana`, which run then refused after deleting a run; and
+    devices torch knows but genreg's training does not support (mps, meta, ...) ended in tracebacks mid-run."""
     spec = {"model": {"type": "vae"}, "data": {"type": "mnist-sample"}, "train": {"device": device}}
     with pytest.raises(SpecError, match=r"train\.device: Value error, must be 'auto', 'cpu', 'cuda' or 'cuda:N'"):
         genreg.validate_spec(spec)

@@ -12,6 +12,7 @@ import torch
 
 import genreg
 from genreg.errors import RunFolderError
+from genreg.files.run_folder import RunFolder
 from tests.helpers import EXAMPLES
 
 # --------------------------------------------------------------------------- lr schedules in a run
@@ -204,3 +205,70 @@ def test_resuming_with_more_epochs_refuses_a_schedule_that_spans_the_run(tmp_pat
     assert "at the end of epoch 2 the trained curve is at lr 0, the one for 5 epochs at 0.00065" in message
     assert "--set train.epochs=5 --out NEW_FOLDER" in message and "resume with train.epochs 2" in message
     assert (tmp_path / "checkpoint.safetensors").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- a signal while a checkpoint is written
+
+
+@pytest.fixture
+def sigterm_at_checkpoint(monkeypatch):
+    """``at(n)``: SIGTERM to this process while epoch ``n``'s checkpoint is written (the handler the loop installs
+    takes it; one that is not genreg's fails the test instead of ending pytest)."""
+    import os
+    import signal
+
+    from genreg.training import loop
+
+    real, caught = loop.save_checkpoint, []
+
+    def at(epoch: int) -> None:
+        def signalled(path, model, optimizer, finished, spec):
+            real(path, model, optimizer, finished, spec)
+            if finished == epoch:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        monkeypatch.setattr(loop, "save_checkpoint", signalled)
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: caught.append(signum))
+    yield at
+    signal.signal(signal.SIGTERM, previous)
+    assert caught == [], "SIGTERM reached a handler that is not genreg's"
+
+
+def test_sigterm_while_the_last_checkpoint_is_written_stops_after_the_final_files(
+    tmp_path, sigterm_at_checkpoint, one_thread
+) -> None:
+    """SIGTERM during the last epoch's checkpoint write was swallowed: the run exited 0 with no message."""
+    from tests.helpers import invoke, spec_file, write_npz
+
+    spec = spec_file(tmp_path, {"type": "npz", "path": str(write_npz(tmp_path / "digits.npz"))})
+    out = tmp_path / "run"
+    sigterm_at_checkpoint(1)
+    result = invoke("run", spec, "--out", out, "--quiet")
+    assert result.exit_code == 143, result.output
+    assert (
+        result.stderr
+        == f"Error: stopped by SIGTERM after the run's files were written; the run in {out} is finished.\n"
+    )
+    assert RunFolder(out).finished(1)
+
+
+def test_sigterm_during_the_epochs_says_how_to_resume_and_that_command_works(
+    tmp_path, sigterm_at_checkpoint, one_thread
+) -> None:
+    """The resume hint said `genreg run SPEC --out ... --resume`, with a literal SPEC."""
+    from tests.helpers import invoke, spec_file, write_npz
+
+    spec = spec_file(tmp_path, {"type": "npz", "path": str(write_npz(tmp_path / "digits.npz"))})
+    out = tmp_path / "run"
+    sigterm_at_checkpoint(1)
+    result = invoke("run", spec, "--out", out, "--quiet", "--set", "train.epochs=2")
+    assert result.exit_code == 143, result.output
+    command = f"genreg run {out / 'spec.json'} --out {out} --resume"
+    assert f"training stopped by SIGTERM during epoch 2; {out / 'checkpoint.safetensors'} holds the state after " in (
+        result.stderr
+    )
+    assert f"continue with `{command}`" in result.stderr
+    resumed = invoke(*command.split()[1:], "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    assert [record["epoch"] for record in RunFolder(out).read_metrics()] == [1, 2] and RunFolder(out).finished(2)

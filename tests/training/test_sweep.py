@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 
 import genreg
 from genreg.cli import cli
-from genreg.errors import SweepError
+from genreg.errors import GenregError, SweepError
 from genreg.files.atomic import process_alive
 from genreg.files.run_folder import RunFolder
 from genreg.training import sweep
@@ -189,7 +189,9 @@ def test_a_run_stopped_early_counts_as_finished_and_a_stray_folder_is_refused(tm
     folder.mkdir()
     (folder / "spec.json").write_text(json.dumps(resolved))
     assert sweep.state_of(folder, resolved) == sweep.RESTART  # started, nothing to resume from
-    (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1}) + "\n" + '{"epoch": 2, "tr')  # cut by a crash
+    (folder / "metrics.jsonl").write_text(
+        json.dumps({"epoch": 1, "train": {}, "test": {}}) + "\n" + '{"epoch": 2, "tr'
+    )  # cut by a crash
     (folder / "checkpoint.safetensors").write_bytes(b"state after epoch 1")
     assert RunFolder(folder).recorded_epochs() == 1
     assert sweep.state_of(folder, resolved) == sweep.RESUME
@@ -206,6 +208,19 @@ def test_a_run_stopped_early_counts_as_finished_and_a_stray_folder_is_refused(tm
     (folder / "spec.json").unlink()
     with pytest.raises(SweepError, match="holds no spec.json; the sweep does not replace it"):
         sweep.state_of(folder, resolved)
+
+
+@pytest.mark.parametrize("damage", ['{"train": {"epo', "[1, 2]"], ids=["cut short", "not an object"])
+def test_a_member_whose_spec_is_damaged_says_what_a_sweep_can_do(tmp_path: Path, damage: str) -> None:
+    """A member's spec.json cut short: the sweep said "start the run again with --overwrite", which `genreg sweep`
+    does not have."""
+    folder = tmp_path / "lr=1e-3"
+    folder.mkdir()
+    (folder / "spec.json").write_text(damage)
+    with pytest.raises(GenregError) as caught:
+        sweep.state_of(folder, {"train": {"epochs": 3}})
+    assert f"delete or move {folder} (the sweep then trains that combination again)" in str(caught.value)
+    assert "--overwrite" not in str(caught.value)
 
 
 @pytest.mark.slow

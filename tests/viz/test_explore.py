@@ -265,3 +265,16 @@ def test_interpolation_figure_errors(tmp_path: Path) -> None:
     with pytest.raises(ConditionError, match=r"column 'label' has class 3, .* classes 0\.\.2"):
         save_figure(interpolation_figure(stub_model(conditional=True), split, 0, 1, fixed={"label": 3}), path)
     assert not path.exists()
+
+
+# ---------------------------------------------------------------- transfer
+
+
+def test_transfer_refuses_more_images_than_the_split_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`transfer -n 1000000000` silently drew the whole split (1,000 rows, 60,044 pixels tall) in 29 s."""
+    model, targets = stub_model(conditional=True), {"label": torch.tensor([0, 1])}
+    monkeypatch.setattr(explore, "grid_figure", lambda *a, **k: pytest.fail("drawn"))
+    with pytest.raises(UsageError, match=r"-n 7: transfer re-decodes that many different images of the split, which"):
+        explore.transfer_figure(model, toy_split(6), targets, ["0", "1"], n=7)
+    chosen, x, decoded, _ = explore.transfer_images(model, toy_split(6), targets, n=6, seed=0, count=2)
+    assert sorted(chosen.tolist()) == list(range(6)) and decoded.shape == (6, 2, *SHAPE)

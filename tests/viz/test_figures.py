@@ -80,3 +80,25 @@ def test_arrays_files_are_accepted_where_asked_and_written_atomically(tmp_path) 
         assert np.array_equal(saved["images"], images.numpy()) and saved["label"].tolist() == [0, 1, 2]
     assert np.array_equal(np.load(save_arrays({"images": images}, tmp_path / "s.npy")), images.numpy())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npy", "s.npz"]
+
+
+def test_every_listed_picture_format_can_be_saved_here(tmp_path) -> None:
+    """`-o x.pgf` was accepted, then failed after the work: pgf needs a TeX installation (xelatex) this machine
+    may lack. Every format listed is one a tiny figure can be written in."""
+    import torch
+
+    from genreg.viz.figures import picture_formats, save_figure
+
+    for extension in picture_formats():
+        path = save_figure(grid_figure(torch.rand(2, 1, 4, 4), ncol=2), tmp_path / f"grid.{extension}")
+        assert path.stat().st_size > 0, extension
+
+
+def test_a_format_that_needs_a_missing_program_is_refused_naming_it(tmp_path, monkeypatch) -> None:
+    import matplotlib
+
+    monkeypatch.setitem(matplotlib.rcParams, "pgf.texsystem", "lualatex")
+    monkeypatch.setattr("shutil.which", lambda program: None)
+    with pytest.raises(UsageError, match=r"'\.pgf' needs lualatex, which is not installed here, so it is none of"):
+        check_picture_path(tmp_path / "grid.pgf")
+    assert not list(tmp_path.iterdir())
