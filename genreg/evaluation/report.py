@@ -141,7 +141,7 @@ def check_compare_outputs(output: str | Path, markdown: str | Path | None = None
     if Path(markdown).suffix.lower() not in TABLE_SUFFIXES:
         raise UsageError(
             f"--markdown {markdown}: the table is text, written to a file ending in {', '.join(TABLE_SUFFIXES)}; "
-            f"'{Path(markdown).suffix or '(none)'}' is none of them. Give e.g. {Path(markdown).with_suffix('.md')}."
+            f"'{Path(markdown).suffix or '(none)'}' is none of them. Give e.g. table.md."
         )
     check_writable(markdown, "--markdown")
 
