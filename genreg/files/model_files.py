@@ -296,9 +296,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Generati
     spec, info = _recorded(path, metadata)
     with torch.device("meta"), warnings.catch_warnings():  # warnings come from the real build below
         warnings.simplefilter("ignore")
-        _fill(_rebuild(path, metadata, spec, info), state, path, assign=True)
+        _fill(_rebuild(path, metadata, spec, info), state, path, assign=True)  # names, shapes, dtypes, values
     model = _rebuild(path, metadata, spec, info)
-    _fill(model, state, path)
+    model.load_state_dict(state)  # checked above, against the same model built on the meta device
     return model.to(device).eval()
 
 

@@ -174,6 +174,8 @@ def _check_size(entry: Entry, config: BaseModel, context: dict[str, Any]) -> Non
 
     from genreg.limits import check_memory
 
+    if torch.get_default_device().type == "meta":  # the build itself allocates nothing (e.g. load_model's trial)
+        return
     try:
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the real build below warns, once
