@@ -52,7 +52,7 @@ LR = 1e-3
 LATENT = 20
 HIDDEN = 400
 SEED = 0
-TRAINERS = ("genreg", "plain", "pythae")
+TRAINERS = ("genreg", "genreg-fp32", "plain", "pythae")  # genreg: a spec that sets nothing; -fp32: precision fp32
 GENREG_SPEC = {
     "type": "vae",
     "latent_dim": LATENT,
@@ -87,7 +87,8 @@ def genreg_twin(fc1, fc21, fc22, fc3, fc4, info: genreg.DataInfo) -> genreg.Gene
 
 
 def iwae(model: genreg.GenerativeModel, data: genreg.DataSplits, k: int) -> dict:
-    return likelihood_bounds(model, data.test, k=k, seed=SEED)
+    """The bounds in fp32 for every trainer, whatever it trained in: one estimator, one precision."""
+    return likelihood_bounds(model, data.test, k=k, seed=SEED, precision="fp32")
 
 
 def rss_mib() -> float:
@@ -128,8 +129,9 @@ def worker(name: str, conn, epochs: int, k: int, tmp: str, device: str) -> None:
         torch.optim.Adam(torch.nn.Linear(1, 1).parameters()).step()  # an optimizer's lazy imports (~140 MiB)
         base = rss_mib()
         gate = Gate(conn)
-        run = {"genreg": run_genreg, "plain": run_plain, "pythae": run_pythae}[name]
-        model = run(gate, data, epochs, tmp, device).to(device)
+        run = {"genreg": run_genreg, "genreg-fp32": run_genreg_fp32, "plain": run_plain, "pythae": run_pythae}[name]
+        model, precision = run(gate, data, epochs, tmp, device)
+        model = model.to(device)
         peak = rss_mib()
         gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else math.nan
         assert conn.recv() == "eval"
@@ -137,15 +139,18 @@ def worker(name: str, conn, epochs: int, k: int, tmp: str, device: str) -> None:
         bounds = iwae(model, data, k)
         seconds = time.perf_counter() - began
         done = {"peak_rss_mib": peak, "rss_before_mib": base, "gpu_peak_mib": gpu_peak, "iwae_seconds": seconds}
+        done["trained_in"] = precision
         conn.send(("done", {**done, **bounds}))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
         raise
 
 
-def run_genreg(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, device: str) -> genreg.GenerativeModel:
+def run_genreg(
+    gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, device: str, precision: str = "auto"
+) -> tuple[genreg.GenerativeModel, str]:
     model = genreg.build_model(GENREG_SPEC, data.info)
-    config = genreg.TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, device=device)  # the rest: defaults
+    config = genreg.TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, device=device, precision=precision)
 
     def on_epoch(record: dict) -> None:
         gate.report(record["test"]["loss"], genreg_seconds=record["seconds"])
@@ -153,11 +158,21 @@ def run_genreg(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, devic
             gate.wait()
 
     gate.wait()
-    genreg.train(model, data, config, seed=SEED, progress=False, callbacks=[genreg.EveryEpoch(on_epoch)])
-    return model
+    callbacks = [genreg.EveryEpoch(on_epoch)]
+    result = genreg.train(model, data, config, seed=SEED, progress=False, callbacks=callbacks)
+    return model, result.precision
 
 
-def run_plain(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, device: str) -> genreg.GenerativeModel:
+def run_genreg_fp32(
+    gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, device: str
+) -> tuple[genreg.GenerativeModel, str]:
+    """genreg with ``train.precision: fp32``, the CPU default before issue 17."""
+    return run_genreg(gate, data, epochs, tmp, device, precision="fp32")
+
+
+def run_plain(
+    gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, device: str
+) -> tuple[genreg.GenerativeModel, str]:
     model = plain_loop.VAE(LATENT, HIDDEN).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     train_loader, test_loader = plain_loop.make_loaders(data.train.images, data.test.images, BATCH)
@@ -165,7 +180,7 @@ def run_plain(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, device
         gate.wait()
         plain_loop.train_epoch(model, train_loader, optimizer, device)
         gate.report(plain_loop.test(model, test_loader, device))
-    return genreg_twin(model.fc1, model.fc21, model.fc22, model.fc3, model.fc4, data.info)
+    return genreg_twin(model.fc1, model.fc21, model.fc22, model.fc3, model.fc4, data.info), "fp32, as written"
 
 
 def pythae_networks():
@@ -197,7 +212,9 @@ def pythae_networks():
     return Encoder(), Decoder()
 
 
-def run_pythae(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, device: str) -> genreg.GenerativeModel:
+def run_pythae(
+    gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, device: str
+) -> tuple[genreg.GenerativeModel, str]:
     from pythae.data.datasets import BaseDataset
     from pythae.models import VAE, VAEConfig
     from pythae.trainers import BaseTrainer, BaseTrainerConfig
@@ -232,7 +249,7 @@ def run_pythae(gate: Gate, data: genreg.DataSplits, epochs: int, tmp: str, devic
         z = torch.randn(8, LATENT, device=device)
         expected = trained.decoder(z)["reconstruction"]
         assert torch.allclose(torch.sigmoid(twin.decoder(z, None)), expected, atol=1e-6)
-    return twin
+    return twin, "fp32, its default"
 
 
 # ---------------------------------------------------------------- the matmul-bound limit
@@ -267,14 +284,19 @@ def matmul_flops(func, shapes) -> int:
     return 2 * a[0] * a[1] * b[1]
 
 
-def matmul_throughput(calls: list[tuple], device: str = "cpu", inner: int = 25, repeats: int = 9) -> float:
-    """Achieved FLOP/s replaying ``calls`` (fresh tensors, same shapes and strides); median of repeats.
+def matmul_throughput(
+    calls: list[tuple], device: str = "cpu", dtype: torch.dtype = torch.float32, inner: int = 25, repeats: int = 9
+) -> float:
+    """Achieved FLOP/s replaying ``calls`` (fresh ``dtype`` tensors, same shapes and strides); median of repeats.
 
     On CUDA the ``inner`` steps are captured as one CUDA graph, so launch overhead is not counted.
     """
     replay = []
     for func, shapes, kwargs in calls:
-        args = [torch.empty_strided(s[0], s[1], device=device).normal_() if isinstance(s, tuple) else s for s in shapes]
+        args = [
+            torch.empty_strided(s[0], s[1], device=device, dtype=dtype).normal_() if isinstance(s, tuple) else s
+            for s in shapes
+        ]
         replay.append((func, args, kwargs))
     flops = sum(matmul_flops(func, shapes) for func, shapes, _ in calls) * inner
 
@@ -298,6 +320,14 @@ def matmul_throughput(calls: list[tuple], device: str = "cpu", inner: int = 25, 
         sync(device)
         times.append(time.perf_counter() - began)
     return flops / statistics.median(times[1:])
+
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the two matmul-bound limits
+
+
+def gflops(rates: dict[str, float]) -> str:
+    """``fp32 150.2 GFLOP/s, bf16 351.0 GFLOP/s``."""
+    return ", ".join(f"{name} {rate / 1e9:.1f} GFLOP/s" for name, rate in rates.items())
 
 
 def sync(device: str) -> None:
@@ -414,13 +444,15 @@ def gpu(result: dict) -> str:
 
 def report(args, results: dict, limit: dict, info: dict, load: tuple, command: str, wall: float) -> str:
     warm = 1
-    rows = []
+    rows, medians = [], {}
     for name, result in results.items():
         timed = [e["seconds"] for e in result["epochs"][warm:]]
-        seconds = statistics.median(timed)
+        seconds = medians[name] = statistics.median(timed)
         rows.append(
-            f"| {name} | {seconds:.3f} | {', '.join(f'{t:.3f}' for t in timed)} | {limit['images'] / seconds:,.0f} "
-            f"| {seconds / limit['seconds']:.1f}x | {gpu(result)}{result['peak_rss_mib']:.0f} "
+            f"| {name} | {result['trained_in'].split(' (')[0]} | {seconds:.3f} "
+            f"| {', '.join(f'{t:.3f}' for t in timed)} "
+            f"| {limit['images'] / seconds:,.0f} | {seconds / limit['seconds']['fp32']:.2f}x "
+            f"| {seconds / limit['seconds']['bf16']:.2f}x | {gpu(result)}{result['peak_rss_mib']:.0f} "
             f"| {result['peak_rss_mib'] - result['rss_before_mib']:.0f} "
             f"| {result['epochs'][-1]['test_loss']:.2f} | {result['neg_elbo']:.2f} | {result['nll_iwae']:.2f} |"
         )
@@ -433,11 +465,18 @@ def report(args, results: dict, limit: dict, info: dict, load: tuple, command: s
             "'go' to the `on_epoch_end` callback and so also includes the epoch's setup (seeding, `randperm`).\n"
         )
     names = " / ".join(results)
-    columns = ["trainer", "s / epoch (median)", "timed epochs (s)", "images / s", "x limit"]
+    columns = ["trainer", "trained in", "s / epoch (median)", "timed epochs (s)", "images / s"]
+    columns += ["x fp32 limit", "x bf16 limit"]
     columns += ["peak GPU memory (MiB)"] * (args.device == "cuda") + ["peak RSS (MiB)"]
     columns += ["RSS over base (MiB)", "last test loss", f"neg. ELBO (K={args.iw_samples})"]
     columns += [f"IWAE NLL (K={args.iw_samples})"]
     header = "| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|"
+    limits = " and ".join(
+        f"{name} {max(limit['before'][name], limit['after'][name]) / 1e9:.1f} GFLOP/s "
+        f"({limit['before'][name] / 1e9:.1f} before the run, {limit['after'][name] / 1e9:.1f} after): "
+        f"**{limit['seconds'][name]:.3f} s per epoch**"
+        for name in PRECISIONS
+    )
     return f"""
 ## Speed against the peers: `benchmarks/bench_vae.py` (PyTorch's classic MNIST VAE)
 
@@ -454,21 +493,24 @@ def report(args, results: dict, limit: dict, info: dict, load: tuple, command: s
   computes at a time; the order rotates each epoch). {args.epochs} epochs each: the first is a warm-up,
   the time is the median of the other {args.epochs - 1}. Every trainer's epoch includes its own test-set
   evaluation (genreg and the plain loop: one batch of 1,000; pythae: its eval loop, batch 1,000, and its
-  per-epoch deep copy of the best model).
+  per-epoch deep copy of the best model). `genreg` sets nothing but the task (every `train` setting at its
+  default, which here chose {results.get("genreg", {}).get("trained_in", "(not run)")}); `genreg-fp32` sets
+  `train.precision: fp32`.
 - Peak RSS: `ru_maxrss` of the trainer's process at the end of training (before the IWAE); "over base"
   subtracts the same process's peak after imports, loading the data (the 60,000 images are 188 MB)
   and creating a throwaway Adam (whose lazy imports add about 140 MiB), i.e. before the trainer exists.
 - Test NLL: IWAE with K={args.iw_samples} on the 1,000 test images after the last epoch, by
-  `genreg.evaluation.metrics.likelihood_bounds` (seed 0); the plain and pythae layers are copied into a genreg
-  model (pythae: the logits before its decoder's sigmoid, checked equal; last-epoch weights, not
-  pythae's best-on-eval copy). Same draws give the negative ELBO column.
-- Limit: one batch-128 step of the plain model (forward + backward) is {limit["step_flops"] / 1e9:.3f} GFLOP of
-  matmuls (`FlopCounterMode`); x {limit["images"]:,} / 128 = {limit["epoch_flops"] / 1e9:.1f} GFLOP per epoch. Replaying
-  exactly those {limit["calls"]} matmuls (same ops, shapes and strides, median of 9 x 25 steps) achieves
-  {limit["flops_before"] / 1e9:.1f} GFLOP/s before the run and {limit["flops_after"] / 1e9:.1f} GFLOP/s after;
-  with the faster, the matmul-bound limit is **{limit["seconds"]:.3f} s per epoch**
-  ({limit["images"] / limit["seconds"]:,.0f} images/s). It leaves out everything but matmuls (elementwise ops,
-  the loss, Adam, the test evaluation).
+  `genreg.evaluation.metrics.likelihood_bounds` (seed 0, `precision="fp32"` for every trainer); the plain and
+  pythae layers are copied into a genreg model (pythae: the logits before its decoder's sigmoid, checked equal;
+  last-epoch weights, not pythae's best-on-eval copy). Same draws give the negative ELBO column.
+- Limits: one batch-128 step of the plain model (forward + backward) is {limit["step_flops"] / 1e9:.3f} GFLOP of
+  matmuls (`torch.utils.flop_counter.FlopCounterMode`); x {limit["images"]:,} / 128 =
+  {limit["epoch_flops"] / 1e9:.1f} GFLOP per epoch. Replaying exactly those {limit["calls"]} matmuls (same ops,
+  shapes and strides, median of 9 x 25 steps) in each precision achieves {limits}. They leave out everything
+  but matmuls (elementwise ops, the loss, Adam, the test evaluation).
+- Ratios (medians): genreg {ratio(medians, "plain")} the plain loop, {ratio(medians, "pythae")} pythae,
+  {ratio(medians, "genreg-fp32")} genreg in fp32; IWAE NLL of genreg minus genreg-fp32's:
+  {nll_change(results)} nats.
 
 {header}
 {chr(10).join(rows)}
@@ -478,6 +520,19 @@ def report(args, results: dict, limit: dict, info: dict, load: tuple, command: s
 - genreg averages the loss over the batch while the plain loop sums it (as the PyTorch example does);
   with Adam that changes only the effective epsilon.
 """
+
+
+def ratio(medians: dict[str, float], other: str) -> str:
+    """``2.31x faster than`` (genreg's median epoch against ``other``'s), or ``not run against``."""
+    if "genreg" not in medians or other not in medians:
+        return "not run against"
+    return f"{medians[other] / medians['genreg']:.2f}x faster than"
+
+
+def nll_change(results: dict) -> str:
+    if "genreg" not in results or "genreg-fp32" not in results:
+        return "not measured (both genreg trainers are needed)"
+    return f"{results['genreg']['nll_iwae'] - results['genreg-fp32']['nll_iwae']:+.2f}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -499,14 +554,14 @@ def main(argv: list[str] | None = None) -> None:
     began = time.perf_counter()
 
     step_flops, calls = training_step_calls(args.device)
-    flops_before = matmul_throughput(calls, args.device)
-    print(f"matmul FLOPs per step {step_flops / 1e9:.3f} G; achieved {flops_before / 1e9:.1f} GFLOP/s", flush=True)
+    before = {name: matmul_throughput(calls, args.device, dtype) for name, dtype in PRECISIONS.items()}
+    print(f"matmul FLOPs per step {step_flops / 1e9:.3f} G; achieved {gflops(before)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_vae_") as tmp:
         stat_before = cpu_times()
         results = run_interleaved(trainers, args.epochs, args.iw_samples, tmp, args.device)
         steal = steal_fraction(stat_before, cpu_times())
-    flops_after = matmul_throughput(calls, args.device)
-    print(f"achieved {flops_after / 1e9:.1f} GFLOP/s after the run", flush=True)
+    after = {name: matmul_throughput(calls, args.device, dtype) for name, dtype in PRECISIONS.items()}
+    print(f"achieved {gflops(after)} after the run", flush=True)
     images = len(genreg.load_data({"type": "mnist-sample"}).train) * REPEAT
     epoch_flops = step_flops * images / BATCH
     limit = {
@@ -514,9 +569,9 @@ def main(argv: list[str] | None = None) -> None:
         "step_flops": step_flops,
         "epoch_flops": epoch_flops,
         "calls": len(calls),
-        "flops_before": flops_before,
-        "flops_after": flops_after,
-        "seconds": epoch_flops / max(flops_before, flops_after),
+        "before": before,
+        "after": after,
+        "seconds": {name: epoch_flops / max(before[name], after[name]) for name in PRECISIONS},
     }
     contention = (load_before, os.getloadavg()[0], steal)
     text = report(args, results, limit, info, contention, command.strip(), time.perf_counter() - began)

@@ -1,6 +1,6 @@
 """Where one genreg epoch of the ``bench_vae.py`` task spends its time (torch.profiler, CPU).
 
-    python benchmarks/profile_genreg.py [--rows 25]
+    python benchmarks/profile_genreg.py [--rows 25] [--precision auto|fp32|bf16]
 
 Trains one warm-up epoch, then profiles the second (a separate ``genreg.train`` call with
 ``epochs=2``, profiling started from the ``on_epoch_end`` callback) and prints the operators
@@ -29,11 +29,12 @@ MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm"}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=25)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="train.precision")
     args = parser.parse_args()
     torch.manual_seed(SEED)
     data = load_data()
     model = genreg.build_model(GENREG_SPEC, data.info)
-    config = genreg.TrainConfig(epochs=2, batch_size=BATCH, lr=LR, device="cpu")
+    config = genreg.TrainConfig(epochs=2, batch_size=BATCH, lr=LR, device="cpu", precision=args.precision)
     prof = profile(activities=[ProfilerActivity.CPU])
     marks = {}
 

@@ -16,7 +16,7 @@ import torch
 import genreg
 from genreg.evaluation import classifier as clf
 from genreg.evaluation.evaluate import evaluate_model
-from genreg.training import runner
+from genreg.training import precision, runner
 from tests.helpers import (
     EMBEDDING_CVAE,
     EXAMPLES,
@@ -67,6 +67,19 @@ def trained(mnist: genreg.DataSplits, tmp_path_factory: pytest.TempPathFactory) 
         mp.setenv("GENREG_CACHE", str(cache))
         model, accuracy = clf.reference_classifier(MNIST_SPEC, mnist)
     yield Trained(cache, mnist, model, accuracy)
+
+
+@pytest.fixture
+def cpu_has(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Make this CPU report the given capabilities (names as torch's cpuinfo gives them: ``avx512_bf16=True``),
+    asked afresh, so that either branch of ``precision: auto`` runs on any CPU (genreg/training/precision.py)."""
+
+    def report(**capabilities: bool) -> None:
+        monkeypatch.setattr(precision, "_cpu_capabilities", lambda: capabilities)
+        precision.cpu_bf16_instructions.cache_clear()
+
+    yield report
+    precision.cpu_bf16_instructions.cache_clear()
 
 
 @pytest.fixture

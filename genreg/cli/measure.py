@@ -15,13 +15,25 @@ from genreg.cli.options import iw_samples_option, seed_option, split_option
 @iw_samples_option("IWAE samples per image")
 @click.option("--n-per-class", default=100, show_default=True, type=click.IntRange(1), help="cVAE samples per class")
 @seed_option("random seed of the draws")
-def eval_(model_path: str, split_name: str, iw_samples: int, n_per_class: int, seed: int) -> None:
+@click.option(
+    "--precision",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    help="what the decoder's products run in for ELBO and IWAE; auto: bf16 as in training where it moves "
+    "neither by more than 0.1 nat, else fp32",
+)
+def eval_(model_path: str, split_name: str, iw_samples: int, n_per_class: int, seed: int, precision: str) -> None:
     """Measure MODEL_PATH (a run folder or .safetensors file) on its dataset; write eval.json."""
     from genreg.evaluation.evaluate import evaluate_file
     from genreg.evaluation.report import format_table
 
-    result, out = evaluate_file(model_path, split_name, iw_samples=iw_samples, n_per_class=n_per_class, seed=seed)
+    result, out = evaluate_file(
+        model_path, split_name, iw_samples=iw_samples, n_per_class=n_per_class, seed=seed, precision=precision
+    )
     click.echo(format_table({Path(model_path).name: result}))
+    if "precision_note" in result:
+        click.echo(f"ELBO and IWAE in {result['precision_note']}")
     if "conditional_accuracy_per_class" in result:
         per_class = ", ".join(f"{k}: {v:.2f}" for k, v in enumerate(result["conditional_accuracy_per_class"]))
         click.echo(f"conditional accuracy per class ({n_per_class} samples each): {per_class}")

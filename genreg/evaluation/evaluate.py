@@ -47,6 +47,7 @@ def evaluate_model(
     iw_samples: int = 1000,
     n_per_class: int = 100,
     seed: int = 0,
+    precision: str = "auto",
 ) -> dict:
     """Every metric genreg reports for one model on one split of its dataset, as a JSON-ready dict.
 
@@ -60,16 +61,21 @@ def evaluate_model(
     accuracy on the model's reconstructions of the split (``classifier_reconstruction_accuracy``); when
     that is low, ``conditional_accuracy_trusted`` is false and a ``UserWarning`` says why.
     A dynamically binarised split is binarised once, with ``seed``, as in training's test metrics.
+    ``precision`` (``auto``, ``fp32``, ``bf16``) is what the decoder's products run in for the likelihood bounds
+    and the losses: ``auto`` is bf16 where training would use it and where it moves neither bound by more
+    than 0.1 nat, else fp32 (see :func:`~genreg.evaluation.metrics.likelihood_bounds`); ``precision`` and
+    ``precision_note`` in the result say which and why (fp32 for a model without the bounds).
     """
     split = fixed_binarization(getattr(data, split_name), data.binarize, seed)
     model.eval()
     torch.manual_seed(seed)
     result: dict = {"format": EVAL_FORMAT, "model": (model.spec or {}).get("type"), "split": split_name}
     result["images"] = len(split)
-    result["losses"] = average_losses(model, split, TrainConfig(device=str(model.device)))
-    result["units"] = metric_units(model.losses)
     if is_probabilistic(model):
-        result.update(likelihood_bounds(model, split, iw_samples, seed=seed))
+        result.update(likelihood_bounds(model, split, iw_samples, seed=seed, precision=precision))
+    config = TrainConfig(device=str(model.device), precision=result.get("precision", "fp32"))
+    result["losses"] = average_losses(model, split, config)
+    result["units"] = metric_units(model.losses)
     result.update(latent_metrics(posterior(model, split), seed))
     if model.conditional and data_spec is not None:
         result.update(_conditional(model, data, split, data_spec, n_per_class, seed))
@@ -103,6 +109,7 @@ def evaluate_file(
     n_per_class: int = 100,
     seed: int = 0,
     keep_if_possible: bool = False,
+    precision: str = "auto",
 ) -> tuple[dict, Path | None]:
     """Evaluate a model file or run folder on the dataset it records; write and return the JSON.
 
@@ -124,7 +131,14 @@ def evaluate_file(
     model = load_model(file, device=resolve_device("auto"))  # CUDA when present; a bad file is refused before its data
     data_spec, data = recorded_data(file)
     result = evaluate_model(
-        model, data, split_name, data_spec=data_spec, iw_samples=iw_samples, n_per_class=n_per_class, seed=seed
+        model,
+        data,
+        split_name,
+        data_spec=data_spec,
+        iw_samples=iw_samples,
+        n_per_class=n_per_class,
+        seed=seed,
+        precision=precision,
     )
     result["model_checksum"] = read_metadata(file).get(CHECKSUM)
     if out is not None:

@@ -48,9 +48,10 @@ def registered_units(names: Iterable[str]) -> dict[str, str]:
 def metric_rows(result: dict) -> list[tuple[str, str]]:
     """(label, value) for the likelihood and latent-space metrics; a metric a model lacks shows —."""
     k = result.get("iw_samples")
+    in_bf16 = ", bf16" if result.get("precision") == "bf16" else ""  # see likelihood_bounds' precision rule
     rows = [
         ("-ELBO (nats/image)", _number(result.get("neg_elbo"))),
-        ("NLL, IWAE (nats/image)", "—" if k is None else f"{result['nll_iwae']:.2f} (K={k})"),
+        ("NLL, IWAE (nats/image)", "—" if k is None else f"{result['nll_iwae']:.2f} (K={k}{in_bf16})"),
         ("active units", f"{result['active_units']} / {result['latent_dim']}"),
         ("KL(fitted Gaussian ‖ N(0,I))", _number(result["gaussian_kl"], 3)),
         ("MMD² to N(0,I), RBF", _number(result["mmd"], 4)),

@@ -34,7 +34,9 @@ class TrainConfig(StrictModel):
     grad_clip: float | None = Field(None, gt=0, allow_inf_nan=False, description="clip the gradient norm to this value")
     device: DeviceName = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="'auto': bf16 autocast on CUDA when supported, fp32 on CPU"
+        "auto",
+        description="'auto': bf16 autocast where the device multiplies bf16 matrices natively (CUDA with bf16 "
+        "support; a CPU with AVX512-BF16 or AMX-BF16), fp32 elsewhere; 'bf16' or 'fp32' whatever the device",
     )
     compile: Literal["auto"] | StrictBool = Field(
         "auto", description="torch.compile the loss and Adam (fused kernels); 'auto': on CUDA, off on CPU"

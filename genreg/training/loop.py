@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ from genreg.spec.overrides import parse_json
 from genreg.spec.train import TrainConfig
 from genreg.training import distributed
 from genreg.training.callbacks import Callbacks, RunState, RunView, build_callbacks
-from genreg.training.optim import autocast, make_optimizer
+from genreg.training.optim import make_optimizer
+from genreg.training.precision import choose
 from genreg.training.signals import StopRequest, interrupted, stop_requests
 from genreg.training.steps import Steps, make_steps
 
@@ -44,6 +46,7 @@ class TrainResult:
 
     history: list[dict] = field(default_factory=list)
     stopped: str | None = None
+    precision: str = ""  # what the steps ran in, and why: "bf16 autocast (precision auto: this CPU has AVX512-BF16)"
 
 
 def train(
@@ -105,13 +108,15 @@ def train(
     writing_to = folder if world.main else None  # only rank 0 writes the run folder
     if writing_to is not None and start == 0:  # something to resume from even if the first epoch is interrupted
         save_checkpoint(writing_to.checkpoint_path, model, optimizer, 0, spec)
+    if progress and world.main:  # what the progress bar's steps run in, and why
+        tqdm.write(f"training on {device}: {steps.precision.describe()}", file=sys.stderr)
     bar = tqdm(
         total=(config.epochs - start) * steps.count,
         disable=not (progress and world.main),
         unit="step",
         dynamic_ncols=True,
     )
-    result = TrainResult()
+    result = TrainResult(precision=steps.precision.describe())
     hooks.call("on_run_start")
     with stop_requests() as signals:
         loop = Loop(
@@ -307,6 +312,7 @@ def average_losses(
     Each value is in its unit (:func:`genreg.model.losses.metric_units`).
     """
     device = model.device
+    precision = choose(config.precision, device)
     objective = objective_name(model.losses)
     weights = torch.tensor(model.loss_weights(progress), device=device)
     sums = None
@@ -314,7 +320,7 @@ def average_losses(
         for start in range(0, len(split), batch_size):
             x = split.images[start : start + batch_size].to(device)
             condition = model.condition_of(split, slice(start, start + batch_size))
-            with autocast(config, device):
+            with precision.autocast(device):
                 out = model(x, condition)
                 terms = torch.stack([full_precision(v).mean() for v in model.loss_values(x, out).values()])
                 extra = [objective_values(model.losses, x, out).mean()] if objective else []

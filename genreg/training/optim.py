@@ -1,5 +1,5 @@
-"""The optimiser and the numerics of a step: Adam in the fastest form for the device, bf16 autocast, and
-whether steps are compiled or captured as CUDA graphs.
+"""The optimiser and the form of a step: Adam in the fastest form for the device, and whether steps are
+compiled or captured as CUDA graphs (the precision of a step: :mod:`genreg.training.precision`).
 
 Each choice is made once, before training, from ``train.*`` and the device, so the
 step itself asks nothing: ``auto`` means what was measured faster there.
@@ -14,18 +14,6 @@ import torch
 from genreg.model.generative import GenerativeModel
 from genreg.spec.train import TrainConfig
 from genreg.training import distributed
-
-
-def uses_bf16(config: TrainConfig, device: torch.device) -> bool:
-    """bf16 autocast when asked for, or on ``auto`` where CUDA supports bf16."""
-    return config.precision == "bf16" or (
-        config.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-
-
-def autocast(config: TrainConfig, device: torch.device) -> torch.autocast:
-    """The autocast context for ``config`` on ``device`` (disabled for fp32)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(config, device))
 
 
 def auto_on_cuda(setting: str | bool, device: torch.device) -> bool:

@@ -39,6 +39,7 @@ class RunResult:
     data: DataSplits
     history: list[dict]
     stopped: str | None = None  # why a callback ended the run before train.epochs
+    precision: str = ""  # what the steps ran in, and why (see genreg.training.precision)
 
 
 @dataclass
@@ -263,4 +264,4 @@ def _train(spec: Any, ready: Prepared, folder: RunFolder, resume: bool, progress
         callbacks=[*own, *ready.callbacks],
     )
     ready.model.eval()
-    return RunResult(folder.path, ready.model, ready.data, result.history, result.stopped)
+    return RunResult(folder.path, ready.model, ready.data, result.history, result.stopped, result.precision)

@@ -23,7 +23,8 @@ from genreg.errors import GenregError, NonFiniteLossError
 from genreg.model.generative import GenerativeModel
 from genreg.spec.train import TrainConfig
 from genreg.training import distributed
-from genreg.training.optim import OptimizerStep, auto_on_cuda, uses_bf16, uses_cuda_graphs
+from genreg.training.optim import OptimizerStep, auto_on_cuda, uses_cuda_graphs
+from genreg.training.precision import choose
 
 WARMUP_STEPS = 3  # eager steps before capture: lazy initialisation (cuBLAS, compiled kernels) stays out of the graph
 
@@ -76,7 +77,8 @@ class Steps:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.columns = model.condition_of(split) or {}  # the condition columns the model reads, whole
         # decided once, outside the compiled code: a query traced inside it made torch.compile recompile every step
-        self.bf16 = uses_bf16(config, device)
+        self.precision = choose(config.precision, device)
+        self.bf16 = self.precision.bf16
         self.term_means = model.term_means
         if self.world.distributed:  # DDP averages the gradients over ranks during backward
             ids = [device.index] if device.type == "cuda" else None

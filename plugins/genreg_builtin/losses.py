@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -63,10 +62,36 @@ class BCE(Term):
     def log_likelihood(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """log p(x|z) per example: what evaluation's ELBO and IWAE estimates need."""
         logits = full_precision(logits)
-        return -F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype), reduction="none").flatten(1).sum(1)
+        return -BernoulliNLL.apply(logits, x.to(logits.dtype)).flatten(1).sum(1)
 
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
         return -self.log_likelihood(x, out.logits)
+
+
+class BernoulliNLL(torch.autograd.Function):
+    """-log Bernoulli(x; sigmoid(logits)) per element, the value and gradients of
+    ``F.binary_cross_entropy_with_logits(logits, x, reduction="none")`` at a third of its CPU time.
+
+    Forward: ``max(l, 0) - x l + log(1 + exp(-|l|))`` (the stable softplus form); backward:
+    ``sigmoid(l) - x`` for the logits and ``-l`` for x. torch's own kernel computes the last
+    term with ``log1p``, which on x86 CPUs (torch 2.14) is a scalar loop: 520 us for a 128 x 784
+    batch against 170 us here (``benchmarks/RESULTS.md``). ``log`` of ``1 + exp(-|l|)`` instead of
+    ``log1p`` changes a value by at most 6e-8 nats (the rounding of 1 + e), the same size as
+    torch's own error against float64 (tested).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 - autograd's ctx
+        ctx.save_for_backward(logits, x)
+        softplus_tail = logits.abs().neg_().exp_().add_(1).log_()  # log(1 + exp(-|l|))
+        return softplus_tail.add_(logits.clamp_min(0)).sub_(x * logits)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # noqa: ANN001
+        logits, x = ctx.saved_tensors
+        grad_logits = grad * (torch.sigmoid(logits) - x) if ctx.needs_input_grad[0] else None
+        grad_x = -grad * logits if ctx.needs_input_grad[1] else None
+        return grad_logits, grad_x
 
 
 class MSE(Term):

@@ -14,6 +14,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
@@ -22,7 +23,7 @@ from genreg.evaluation.metrics import active_units, posterior
 from genreg.plugin.manager import get_registry
 from genreg.plugin.protocols import LatentSample, ModelOutput
 from genreg.spec import validate_part
-from genreg_builtin.losses import BCE, KLD, MSE, BCEConfig, KLDConfig, MSEConfig
+from genreg_builtin.losses import BCE, KLD, MSE, BCEConfig, BernoulliNLL, KLDConfig, MSEConfig
 
 
 def make_output(
@@ -135,6 +136,28 @@ def test_bce_stays_finite_and_exact_for_huge_logits():
     wrong_huge = torch.tensor([0.0, 1.0]).view(1, 1, 1, 2)
     assert nn.BCELoss(reduction="sum")(torch.sigmoid(huge), wrong_huge).item() == pytest.approx(200.0)
     assert bce_term(wrong_huge, huge).item() == pytest.approx(2000.0)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_the_bernoulli_nll_is_torchs_value_and_gradient_to_float32_rounding(binary: bool) -> None:
+    """BernoulliNLL (log instead of torch's slow log1p) against float64: no worse than torch's own kernel."""
+    torch.manual_seed(0)
+    logits = (torch.randn(64, 784) * 8).requires_grad_()  # confident pixels too: exp(-|l|) down to 1e-20
+    x = torch.rand(64, 784).round() if binary else torch.rand(64, 784)
+    exact = F.binary_cross_entropy_with_logits(logits.double(), x.double(), reduction="none")
+    ours, torchs = BernoulliNLL.apply(logits, x), F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    # float32 rounding of max(l, 0), x l and their difference (a few units in the last place of |l|), plus
+    # 6e-8 for the rounding of 1 + exp(-|l|): the bound torch's own kernel keeps too
+    bound = 4 * 2**-24 * (logits.detach().double().abs() + exact.abs()) + 6e-8
+    assert ((torchs.double() - exact).abs() <= bound).all()
+    assert ((ours.double() - exact).abs() <= bound).all()
+    torch.testing.assert_close(ours.sum(1), torchs.sum(1), rtol=1e-6, atol=1e-4)
+    (grad,) = torch.autograd.grad(ours.sum(), logits)
+    (expected,) = torch.autograd.grad(torchs.sum(), logits)
+    assert torch.equal(grad, expected)  # sigmoid(l) - x, as torch's backward computes it
+    target = x.clone().requires_grad_()
+    (grad_x,) = torch.autograd.grad(BernoulliNLL.apply(logits.detach(), target).sum(), target)
+    torch.testing.assert_close(grad_x, -logits.detach())
 
 
 # --------------------------------------------------------------------------- mse

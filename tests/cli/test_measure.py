@@ -24,7 +24,9 @@ def test_eval_writes_eval_json_and_prints_the_table(study_runs: dict[str, Path])
     assert saved["split"] == "test" and saved["images"] == 1000 and saved["iw_samples"] == 20
     assert saved["nll_iwae"] <= saved["neg_elbo"]
     assert saved["latent_dim"] == 2 and 0 <= saved["active_units"] <= 2
-    assert f"{saved['nll_iwae']:.2f} (K=20)" in result.output and "NLL, IWAE (nats/image)" in result.output
+    in_bf16 = ", bf16" if saved["precision"] == "bf16" else ""  # precision auto: bf16 on a CPU with native bf16
+    assert f"{saved['nll_iwae']:.2f} (K=20{in_bf16})" in result.output and "NLL, IWAE (nats/image)" in result.output
+    assert f"ELBO and IWAE in {saved['precision_note']}" in result.output
     assert "k-NN accuracy" in result.output and "(chance 0.100)" in result.output
 
 

@@ -36,7 +36,10 @@ def test_evaluate_model_reports_the_documented_metrics(evaluations: dict[str, di
     ae, vae = evaluations["ae"], evaluations["vae"]
     assert set(ae) == {"model", "split", "images", "losses", "units"} | LATENT_KEYS
     assert (
-        set(vae) == {"model", "split", "images", "losses", "units", "neg_elbo", "nll_iwae", "iw_samples"} | LATENT_KEYS
+        set(vae)
+        == {"model", "split", "images", "losses", "units", "neg_elbo", "nll_iwae", "iw_samples", "precision"}
+        | {"precision_note"}
+        | LATENT_KEYS
     )
     assert (ae["model"], vae["model"]) == ("ae", "vae")
     for result in (ae, vae):

@@ -6,6 +6,7 @@ Every tolerance below is stated next to the assertion with the reason for its si
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -187,7 +188,7 @@ def test_iwae_recovers_the_exact_log_likelihood_of_a_linear_gaussian_model() -> 
     for x, y in zip(xs, ys, strict=True):
         x, y = x[None], y[None]
         exact_nll = -float(lg.marginal(y).log_prob(x))
-        result = evaluation.likelihood_bounds(lg.model, as_split(x, y), k=4000)
+        result = evaluation.likelihood_bounds(lg.model, as_split(x, y), k=4000, precision="fp32")
         # Importance weights with relative variance ~0.2: the K = 4000 estimate has a standard deviation of
         # ~0.007 nat and a bias of ~3e-5 nat, so 0.05 nat per image is ~7 standard deviations (worst error
         # measured over 60 images x 3 seeds: 0.012 nat).
@@ -210,7 +211,7 @@ def test_iwae_recovers_the_exact_log_likelihood_of_a_linear_gaussian_model() -> 
 def test_iwae_over_a_split_averages_the_exact_log_likelihoods(conditional: bool, k: int, max_rows: int) -> None:
     lg = LinearGaussian(conditional)
     x, y = lg.draws(30)
-    result = evaluation.likelihood_bounds(lg.model, as_split(x, y), k=k, max_rows=max_rows)
+    result = evaluation.likelihood_bounds(lg.model, as_split(x, y), k=k, max_rows=max_rows, precision="fp32")
     assert result["iw_samples"] == k
     # Averages over 30 images of estimates with std ~0.01 nat each.
     assert result["nll_iwae"] == pytest.approx(-float(lg.marginal(y).log_prob(x).mean()), abs=0.03)
@@ -418,3 +419,42 @@ def test_latent_metrics_use_the_aggregate_posterior_not_the_means() -> None:
     metrics = evaluation.latent_metrics(deterministic)
     assert metrics["gaussian_kl"] == evaluation.gaussian_kl_to_standard(means) > 1.0
     assert metrics["active_units"] == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# The precision of the bounds: bf16 where training would use it, if it moves them by 0.1 nat at most
+
+
+def test_auto_measures_the_bounds_in_bf16_within_a_tenth_of_a_nat_of_fp32(
+    cpu_has, digits_vae: genreg.GenerativeModel, digits: genreg.DataSplits
+) -> None:
+    test = digits.test.take(slice(0, 200))
+    exact = evaluation.likelihood_bounds(digits_vae, test, 50, precision="fp32")
+    assert (exact["precision"], exact["precision_note"]) == ("fp32", "fp32 (train.precision fp32)")
+    cpu_has(avx512_bf16=True)
+    auto = evaluation.likelihood_bounds(digits_vae, test, 50)
+    assert auto["precision"] == "bf16"
+    assert "this CPU has AVX512-BF16; " in auto["precision_note"]
+    assert re.search(r"; 0\.\d{3} nats from fp32 on the first 1\d\d images\)$", auto["precision_note"])
+    for bound in ("neg_elbo", "nll_iwae"):
+        assert auto[bound] != exact[bound]  # the decoder ran in bf16 ...
+        assert auto[bound] == pytest.approx(exact[bound], abs=evaluation.BF16_TOLERANCE)  # ... close enough
+    cpu_has(avx512_bf16=False)
+    assert evaluation.likelihood_bounds(digits_vae, test, 50) == {
+        **exact,
+        "precision_note": "fp32 (precision auto: this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX-BF16))",
+    }
+
+
+def test_auto_stays_fp32_and_says_so_when_bf16_moves_the_bounds_too_far(
+    cpu_has, monkeypatch, digits_vae: genreg.GenerativeModel, digits: genreg.DataSplits
+) -> None:
+    test = digits.test.take(slice(0, 150))
+    exact = evaluation.likelihood_bounds(digits_vae, test, 50, precision="fp32")
+    cpu_has(avx512_bf16=True)
+    monkeypatch.setattr(evaluation, "BF16_TOLERANCE", 0.0)  # any change is too much
+    auto = evaluation.likelihood_bounds(digits_vae, test, 50)
+    assert auto["precision"] == "fp32"
+    assert auto["precision_note"].startswith("fp32 (bf16 autocast was ")
+    assert "more than 0.0" in auto["precision_note"]
+    assert (auto["neg_elbo"], auto["nll_iwae"]) == (exact["neg_elbo"], exact["nll_iwae"])  # measured again, in fp32

@@ -27,6 +27,11 @@ def rows_of(table: str) -> dict[str, list[str]]:
     return out
 
 
+def iwae_cell(result: dict, k: int) -> str:
+    """``164.18 (K=20)``, or ``164.18 (K=20, bf16)`` for bounds measured in bf16 (on a CPU with native bf16)."""
+    return f"{result['nll_iwae']:.2f} (K={k}{', bf16' if result['precision'] == 'bf16' else ''})"
+
+
 def test_format_table_has_one_column_per_run(evaluations: dict[str, dict]) -> None:
     table = format_table(evaluations)
     rows = rows_of(table)
@@ -35,7 +40,7 @@ def test_format_table_has_one_column_per_run(evaluations: dict[str, dict]) -> No
     assert rows["bce (nats/image)"] == [f"{evaluations['ae']['losses']['bce']:.2f}", f"{vae['losses']['bce']:.2f}"]
     assert rows["kld (nats/image)"] == ["—", f"{vae['losses']['kld']:.2f}"]
     assert rows["-ELBO (nats/image)"] == ["—", f"{vae['neg_elbo']:.2f}"]
-    assert rows["NLL, IWAE (nats/image)"] == ["—", f"{vae['nll_iwae']:.2f} (K=20)"]
+    assert rows["NLL, IWAE (nats/image)"] == ["—", iwae_cell(vae, 20)]
     assert rows["active units"] == [f"{r['active_units']} / 4" for r in evaluations.values()]
     assert rows["k-NN accuracy (k=5, 5-fold)"][1] == f"{vae['knn_accuracy']:.3f} (chance {vae['chance']:.3f})"
     assert rows["k-NN reads"] == ["codes, 4 dims", f"draws z ~ q, {vae['active_units']} active units"]
@@ -46,7 +51,7 @@ def test_format_table_has_one_row_per_metric(evaluations: dict[str, dict]) -> No
     rows = rows_of(format_table(evaluations))
     nll = [label for label in rows if label.startswith("NLL")]
     assert len(nll) == 1
-    assert rows[nll[0]] == ["—", f"{evaluations['vae']['nll_iwae']:.2f} (K=20)"]
+    assert rows[nll[0]] == ["—", iwae_cell(evaluations["vae"], 20)]
 
 
 def test_markdown_table_matches_the_plain_table(evaluations: dict[str, dict]) -> None:
@@ -105,7 +110,7 @@ def test_compare_warns_when_iwae_estimates_used_different_k(tmp_path: Path) -> N
     with pytest.warns(UserWarning, match=r"different numbers of draws per image \(k2 K=2, k3 K=3\)"):
         table, _ = compare_runs(runs, tmp_path / "compare.png", markdown)
     nll = rows_of(table)["NLL, IWAE (nats/image)"]
-    assert [cell.split(" (")[1] for cell in nll] == ["K=2)", "K=3)"]  # each column says its K
+    assert [cell.split(" (")[1].split(",")[0].rstrip(")") for cell in nll] == ["K=2", "K=3"]  # each says its K
     assert "Note: the NLL, IWAE row mixes estimates" in markdown.read_text()
 
 
