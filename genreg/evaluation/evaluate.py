@@ -62,9 +62,9 @@ def evaluate_model(
     that is low, ``conditional_accuracy_trusted`` is false and a ``UserWarning`` says why.
     A dynamically binarised split is binarised once, with ``seed``, as in training's test metrics.
     ``precision`` (``auto``, ``fp32``, ``bf16``) is what the decoder's products run in for the likelihood bounds
-    and the losses: ``auto`` is bf16 where training would use it and where it moves neither bound by more
-    than 0.1 nat, else fp32 (see :func:`~genreg.evaluation.metrics.likelihood_bounds`); ``precision`` and
-    ``precision_note`` in the result say which and why (fp32 for a model without the bounds).
+    (K draws per image, the slow part): ``auto`` is bf16 where training would use it and where it moves neither
+    bound by more than 0.1 nat, else fp32 (see :func:`~genreg.evaluation.metrics.likelihood_bounds`);
+    ``precision`` and ``precision_note`` in the result say which and why. The losses, one pass, are fp32.
     """
     split = fixed_binarization(getattr(data, split_name), data.binarize, seed)
     model.eval()
@@ -73,8 +73,8 @@ def evaluate_model(
     result["images"] = len(split)
     if is_probabilistic(model):
         result.update(likelihood_bounds(model, split, iw_samples, seed=seed, precision=precision))
-    config = TrainConfig(device=str(model.device), precision=result.get("precision", "fp32"))
-    result["losses"] = average_losses(model, split, config)
+    # one pass over the split, cheap: measured in fp32 whatever the bounds' precision
+    result["losses"] = average_losses(model, split, TrainConfig(device=str(model.device), precision="fp32"))
     result["units"] = metric_units(model.losses)
     result.update(latent_metrics(posterior(model, split), seed))
     if model.conditional and data_spec is not None:

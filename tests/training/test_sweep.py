@@ -80,7 +80,8 @@ def test_grid_trains_every_combination_once_and_compares_them(grid: tuple[Path, 
     header, _, *body = [[cell.strip() for cell in row] for row in rows]
     assert header == ["metric", *NAMES] and (out / "compare.png").stat().st_size > 0
     bce = next(row for row in body if row[0].startswith("bce"))
-    assert [float(v) for v in bce[1:]] == pytest.approx([final_test_loss(out / n) for n in NAMES], abs=0.01)
+    # eval measures in fp32, a run's test metrics in the precision it trained in (bf16 on a CPU with AVX512-BF16)
+    assert [float(v) for v in bce[1:]] == pytest.approx([final_test_loss(out / n) for n in NAMES], abs=0.05)
 
     stamps = model_files(out)
     again = invoke(*args)
