@@ -53,7 +53,9 @@ class Precision:
 def choose(setting: str, device: torch.device) -> Precision:
     """The precision ``setting`` (``auto``, ``fp32`` or ``bf16``: ``train.precision``) means on ``device``."""
     if setting != "auto":
-        return Precision(setting == "bf16", f"train.precision {setting}")
+        emulated = setting == "bf16" and device.type == "cpu" and not cpu_bf16_instructions()
+        slower = "; this CPU has no bf16 matrix instructions, so bf16 is emulated, slower than fp32" if emulated else ""
+        return Precision(setting == "bf16", f"train.precision {setting}{slower}")
     if device.type == "cuda":
         native = torch.cuda.is_bf16_supported()
         return Precision(native, f"precision auto: this GPU {'has' if native else 'lacks'} bf16 support")
