@@ -373,6 +373,8 @@ def run_interleaved(trainers: list[str], epochs: int, k: int, tmp: str, device: 
     def receive(name: str, kind: str) -> dict:
         got, payload = pipes[name].recv()
         if got == "error":
+            for proc in procs.values():  # the others wait for a 'go' that will not come
+                proc.terminate()
             raise RuntimeError(f"{name} worker failed:\n{payload}\n(log: {Path(tmp) / (name + '.log')})")
         assert got == kind, (got, kind)
         return payload

@@ -48,6 +48,7 @@ def evaluate_model(
     n_per_class: int = 100,
     seed: int = 0,
     precision: str = "auto",
+    precision_label: str = "precision",
 ) -> dict:
     """Every metric genreg reports for one model on one split of its dataset, as a JSON-ready dict.
 
@@ -64,18 +65,20 @@ def evaluate_model(
     ``precision`` (``auto``, ``fp32``, ``bf16``) is what the decoder's products run in for the likelihood bounds
     (K draws per image, the slow part): ``auto`` is bf16 where training would use it and where it moves neither
     bound by more than 0.1 nat, else fp32 (see :func:`~genreg.evaluation.metrics.likelihood_bounds`);
-    ``precision`` and ``precision_note`` in the result say which and why. The losses, one pass, are fp32.
+    ``precision`` and ``precision_note`` in the result say which and why (naming the setting as
+    ``precision_label``). The losses, one pass, are fp32.
     """
     split = fixed_binarization(getattr(data, split_name), data.binarize, seed)
     model.eval()
     torch.manual_seed(seed)
     result: dict = {"format": EVAL_FORMAT, "model": (model.spec or {}).get("type"), "split": split_name}
     result["images"] = len(split)
-    if is_probabilistic(model):
-        result.update(likelihood_bounds(model, split, iw_samples, seed=seed, precision=precision))
-    # one pass over the split, cheap: measured in fp32 whatever the bounds' precision
+    # first, right after the seed (their draws do not depend on the bounds' K or precision); one pass, fp32
     result["losses"] = average_losses(model, split, TrainConfig(device=str(model.device), precision="fp32"))
     result["units"] = metric_units(model.losses)
+    if is_probabilistic(model):
+        bounds = likelihood_bounds(model, split, iw_samples, seed=seed, precision=precision, label=precision_label)
+        result.update(bounds)
     result.update(latent_metrics(posterior(model, split), seed))
     if model.conditional and data_spec is not None:
         result.update(_conditional(model, data, split, data_spec, n_per_class, seed))
@@ -130,6 +133,9 @@ def evaluate_file(
         out = _not_kept(exc)
     model = load_model(file, device=resolve_device("auto"))  # CUDA when present; a bad file is refused before its data
     data_spec, data = recorded_data(file)
+    label = "precision"
+    if precision == "auto" and trained_precision(file) == "fp32":  # where training would: this run did not
+        precision, label = "fp32", "the run's train.precision"
     result = evaluate_model(
         model,
         data,
@@ -139,6 +145,7 @@ def evaluate_file(
         n_per_class=n_per_class,
         seed=seed,
         precision=precision,
+        precision_label=label,
     )
     result["model_checksum"] = read_metadata(file).get(CHECKSUM)
     if out is not None:
@@ -149,6 +156,17 @@ def evaluate_file(
                 raise
             out = _not_kept(exc)
     return result, out
+
+
+def trained_precision(file: Path) -> str | None:
+    """The ``train.precision`` the model file's run was trained with, as its metadata records it (None if none)."""
+    try:
+        spec = parse_json(read_metadata(file).get("genreg.spec") or "{}", str(file), GenregError)
+    except GenregError:
+        return None
+    train = spec.get("train") if isinstance(spec, dict) else None
+    value = train.get("precision") if isinstance(train, dict) else None
+    return value if value in ("auto", "fp32", "bf16") else None
 
 
 def _not_kept(exc: OutputError) -> None:

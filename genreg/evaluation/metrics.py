@@ -111,6 +111,7 @@ def likelihood_bounds(
     max_rows: int | None = None,
     seed: int = 0,
     precision: str = "auto",
+    label: str = "precision",
 ) -> dict[str, float | str]:
     """Negative ELBO and IWAE negative log-likelihood (nats per image), from the same ``k`` draws per image.
 
@@ -121,29 +122,37 @@ def likelihood_bounds(
     Images are processed in chunks so that at most ``max_rows`` decoder rows are alive at once (by
     default as many as hold :data:`DECODED_VALUES` values). ``precision`` (``auto``, ``fp32`` or ``bf16``)
     is what the decoder's products run in, chosen as for training (:mod:`genreg.training.precision`); ``auto``
-    keeps bf16 only if, on the first :data:`CHECKED_IMAGES` images (the same draws), it moves neither bound by
-    more than :data:`BF16_TOLERANCE` nats per image, and measures in fp32 otherwise. ``precision`` in the
-    result is ``bf16`` or ``fp32``, ``precision_note`` says why.
+    measures the first :data:`CHECKED_IMAGES` images (rounded up to whole chunks) both ways with the same draws
+    and keeps bf16 for the rest only if it moved neither bound by more than :data:`BF16_TOLERANCE` nats per
+    image. ``precision`` in the result is ``bf16`` or ``fp32``, ``precision_note`` says why (naming the
+    setting as ``label``, e.g. ``--precision``).
     """
     if not is_probabilistic(model):
         raise UsageError("ELBO and IWAE need a Gaussian latent (mu, log_var) and a likelihood term such as 'bce'.")
     model.eval()
     rows = max_rows or max(1, DECODED_VALUES // math.prod(split.images.shape[1:]))
-    chosen = choose(precision, model.device)
+    per_chunk = max(1, rows // k)
+    chosen = choose(precision, model.device, label)
     bf16, note = chosen.bf16, chosen.describe()
-    elbo, iwae = _per_image(model, split, k, rows, seed, bf16)
-    if bf16 and precision == "auto":
-        per_chunk = max(1, rows // k)
-        checked = min(len(split), -(-CHECKED_IMAGES // per_chunk) * per_chunk)  # whole chunks: the same draws
-        exact = _per_image(model, split.take(slice(0, checked)), k, rows, seed, bf16=False)
-        change = max(abs(float((a[:checked] - b).mean())) for a, b in zip((elbo, iwae), exact, strict=True))
+    torch.manual_seed(seed)
+    if not (bf16 and precision == "auto"):
+        elbo, iwae = _per_image(model, split, k, per_chunk, rows, bf16)
+    else:  # the first whole chunks both ways, with the same draws; the rest in the precision that passed
+        checked = min(len(split), -(-CHECKED_IMAGES // per_chunk) * per_chunk)
+        head = split.take(slice(0, checked))
+        in_bf16 = _per_image(model, head, k, per_chunk, rows, bf16=True)
+        torch.manual_seed(seed)
+        in_fp32 = _per_image(model, head, k, per_chunk, rows, bf16=False)  # leaves the RNG where bf16's did
+        change = max(abs(float((a - b).mean())) for a, b in zip(in_bf16, in_fp32, strict=True))
         bf16 = change <= BF16_TOLERANCE
         compared = f"{change:.3f} nats from fp32 on the first {checked} images"
-        if bf16:
-            note = f"bf16 autocast ({chosen.reason}; {compared})"
-        else:
-            note = f"fp32 (bf16 autocast was {compared}, more than {BF16_TOLERANCE})"
-            elbo, iwae = _per_image(model, split, k, rows, seed, bf16=False)
+        note = (
+            f"bf16 autocast ({chosen.reason}; {compared})"
+            if bf16
+            else (f"fp32 (bf16 autocast was {compared}, more than {BF16_TOLERANCE})")
+        )
+        rest = _per_image(model, split.take(slice(checked, None)), k, per_chunk, rows, bf16)
+        elbo, iwae = (torch.cat(pair) for pair in zip(in_bf16 if bf16 else in_fp32, rest, strict=True))
     return {
         "neg_elbo": -float(elbo.mean()),
         "nll_iwae": -float(iwae.mean()),
@@ -154,13 +163,11 @@ def likelihood_bounds(
 
 
 def _per_image(
-    model: GenerativeModel, split: Split, k: int, rows: int, seed: int, bf16: bool
+    model: GenerativeModel, split: Split, k: int, per_chunk: int, rows: int, bf16: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image's ELBO and IWAE estimate (N,) each, float64 on the CPU; the draws depend on ``seed`` and
-    ``rows`` only, so two precisions see the same z."""
-    torch.manual_seed(seed)
-    per_chunk = max(1, rows // k)
-    elbos, iwaes = [], []
+    """Each image's ELBO and IWAE estimate (N,) each, float64 on the CPU, ``per_chunk`` images at a time, from
+    the global RNG's current state: two precisions started from the same state see the same z."""
+    elbos, iwaes = [torch.zeros(0, dtype=torch.float64)], [torch.zeros(0, dtype=torch.float64)]
     for x, condition in batches(model, split, per_chunk):
         weights = torch.cat([log_weights(model, x, condition, part, bf16) for part in _parts(k, rows)])
         elbos.append(weights.mean(0).double().cpu())

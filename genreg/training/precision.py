@@ -4,20 +4,25 @@
 as in Kalamkar et al. 2019, "A Study of BFLOAT16 for Deep Learning Training") where the
 hardware multiplies bf16 matrices natively, fp32 elsewhere:
 
-- CUDA: when ``torch.cuda.is_bf16_supported()`` (Ampere and later).
+- CUDA: on a GPU of compute capability 8.0 or later (Ampere on), which has bf16 tensor cores; older GPUs
+  only emulate bf16.
 - CPU: when the CPU has bf16 matrix instructions, AVX512-BF16 or AMX-BF16, as torch's
   cpuinfo reports them (``torch.cpu.get_capabilities()``), else the ``flags`` of
-  ``/proc/cpuinfo``. Measured on a 2-core AMD EPYC with AVX512-BF16 (``benchmarks/RESULTS.md``):
-  a 128x784 @ 784x400 product runs 2-3x faster in bf16, and a training epoch about 1.5x.
-  Without them torch emulates bf16 in software, slower than fp32, so fp32 stays.
+  ``/proc/cpuinfo``; unless ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) keeps oneDNN, which runs torch's
+  bf16 products on a CPU, below them. Measured on a 2-core AMD EPYC with AVX512-BF16
+  (``benchmarks/RESULTS.md``): a 128x784 @ 784x400 product runs 2.2-2.4x faster in bf16, and a training
+  epoch of the speed benchmark's VAE 1.46-1.56x. Without them bf16 is emulated, slower than fp32, so fp32
+  stays. ARM CPUs keep fp32 (their bf16 path is not measured here).
 
-Under autocast only the matrix products (linear, conv) run in bf16; the weights, their
-gradients, the optimiser's state, every loss term and the KL stay fp32.
+Under autocast the matrix products (linear, conv) run in bf16 and give bf16 outputs (the logits, mu,
+log_var); the weights, their gradients, the optimiser's state and the arithmetic of every loss term and
+of the KL stay fp32, on those outputs.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,19 +55,23 @@ class Precision:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
 
-def choose(setting: str, device: torch.device) -> Precision:
-    """The precision ``setting`` (``auto``, ``fp32`` or ``bf16``: ``train.precision``) means on ``device``."""
+def choose(setting: str, device: torch.device, label: str = "train.precision") -> Precision:
+    """The precision ``setting`` (``auto``, ``fp32`` or ``bf16``) means on ``device``; ``label`` names the setting
+    in the reason (``train.precision``, or an option such as ``--precision``)."""
     if setting != "auto":
         emulated = setting == "bf16" and device.type == "cpu" and not cpu_bf16_instructions()
         slower = "; this CPU has no bf16 matrix instructions, so bf16 is emulated, slower than fp32" if emulated else ""
-        return Precision(setting == "bf16", f"train.precision {setting}{slower}")
-    if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported()
-        return Precision(native, f"precision auto: this GPU {'has' if native else 'lacks'} bf16 support")
+        return Precision(setting == "bf16", f"{label} {setting}{slower}")
+    if device.type == "cuda":  # bf16 tensor cores from compute capability 8.0 (Ampere); before, emulated
+        major, _ = torch.cuda.get_device_capability(device)
+        native = major >= 8
+        return Precision(native, f"precision auto: this GPU {'has' if native else 'lacks'} bf16 tensor cores")
     instructions = cpu_bf16_instructions()
     if instructions:
         return Precision(True, f"precision auto: this CPU has {instructions}")
-    return Precision(False, "precision auto: this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX-BF16)")
+    if capped():
+        return Precision(False, f"precision auto: {capped()} keeps oneDNN below this CPU's bf16 instructions")
+    return Precision(False, "precision auto: this CPU has neither AVX512-BF16 nor AMX-BF16")
 
 
 @functools.cache
@@ -72,8 +81,24 @@ def cpu_bf16_instructions() -> str:
     Asked once per process, of torch's cpuinfo (``torch.cpu.get_capabilities()``) or, on a torch
     without it, of the ``flags`` line of ``/proc/cpuinfo`` (Linux); a CPU neither can describe has none.
     """
+    if capped():
+        return ""
     found = {name for name in NATIVE_BF16 if _cpu_capabilities().get(name)}
     return " and ".join(label for name, label in NATIVE_BF16.items() if name in found)
+
+
+#: values of ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) that keep oneDNN, which runs torch's bf16 products on a
+#: CPU, below its bf16 instructions: bf16 products then run emulated, about 10x slower than fp32 (measured)
+WITHOUT_BF16_ISA = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+def capped() -> str:
+    """``ONEDNN_MAX_CPU_ISA=AVX2`` when the environment caps oneDNN below bf16 instructions; else empty."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        value = os.environ.get(name, "").upper()
+        if value in WITHOUT_BF16_ISA:
+            return f"{name}={value}"
+    return ""
 
 
 def _cpu_capabilities() -> dict[str, bool]:

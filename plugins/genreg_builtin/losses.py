@@ -1,8 +1,8 @@
 """Loss terms, one value per example: reconstruction (bce, mse) and the KL divergence.
 
-Decoders emit logits. ``bce`` is the Bernoulli negative log-likelihood computed
-with ``binary_cross_entropy_with_logits`` (numerically safe, equal to Sigmoid +
-BCE); ``mse`` is the Gaussian alternative on the pixel means sigmoid(logits), a sum
+Decoders emit logits. ``bce`` is the Bernoulli negative log-likelihood, the value and
+gradient of ``binary_cross_entropy_with_logits`` (numerically safe, equal to Sigmoid +
+BCE) computed by :class:`BernoulliNLL`; ``mse`` is the Gaussian alternative on the pixel means sigmoid(logits), a sum
 of squared errors (its NLL, which the objective uses, is 0.5 * mse + 0.5 * D log 2 pi).
 Each term declares its ``unit``; ``log_likelihood`` marks a likelihood term and
 ``kl_divergence`` a KL term, which is what the test objective (``neg_elbo``, ``nll``) sums.
@@ -55,8 +55,9 @@ class Term(nn.Module):
 class BCE(Term):
     """Bernoulli negative log-likelihood of the image, in nats: -sum log p(x|z) over pixels, (B,).
 
-    The decoder emits logits; ``binary_cross_entropy_with_logits`` is the exact NLL for x in {0, 1}
-    (for grey levels in [0, 1] it is the usual cross-entropy, unnormalised: not a continuous Bernoulli).
+    The decoder emits logits; the binary cross-entropy with logits (:class:`BernoulliNLL`, in float32 at least)
+    is the exact NLL for x in {0, 1} (for grey levels in [0, 1] it is the usual cross-entropy, unnormalised: not
+    a continuous Bernoulli).
     """
 
     def log_likelihood(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

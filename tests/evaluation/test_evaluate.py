@@ -15,7 +15,7 @@ import torch
 import genreg
 from genreg.evaluation import evaluate
 from genreg.evaluation import metrics as evaluation
-from genreg.evaluation.evaluate import EVAL_FORMAT, evaluate_file, recorded_evaluation
+from genreg.evaluation.evaluate import EVAL_FORMAT, evaluate_file, evaluate_model, recorded_evaluation
 from genreg.evaluation.report import compare_runs
 from genreg.files.model_files import read_metadata
 from genreg.files.tensors import CHECKSUM
@@ -136,3 +136,27 @@ def test_a_conditional_accuracy_the_classifier_cannot_back_is_flagged(monkeypatc
     assert result["classifier_test_accuracy"] == 0.98
     assert result["classifier_reconstruction_accuracy"] == pytest.approx(1 / 3)
     assert result["conditional_accuracy"] == pytest.approx(1 / 3) and not result["conditional_accuracy_trusted"]
+
+
+def test_the_loss_rows_do_not_depend_on_the_bounds_k_or_precision(digits_vae, digits) -> None:
+    """The one-pass losses are drawn right after the seed, in fp32: K and --precision change the bounds only."""
+    test = genreg.DataSplits(digits.train, digits.test.take(slice(0, 200)), digits.num_classes, digits.binarize)
+    runs = [evaluate_model(digits_vae, test, iw_samples=k, precision=p) for k, p in [(2, "fp32"), (5, "bf16")]]
+    assert runs[0]["losses"] == runs[1]["losses"]
+    assert runs[0]["precision"] == "fp32" and runs[1]["precision"] == "bf16"
+
+
+@pytest.mark.parametrize(
+    ("trained_in", "expected"), [("fp32", "fp32 (the run's train.precision fp32)"), ("auto", "bf16")]
+)
+def test_eval_auto_keeps_a_run_trained_in_fp32_in_fp32(tmp_path, cpu_has, trained_in: str, expected: str) -> None:
+    """``--precision auto`` is bf16 "where training would": not for a run whose spec set train.precision fp32."""
+    cpu_has(avx512_bf16=True)
+    spec = {
+        "model": {"type": "vae", "latent_dim": 2, "encoder": {"type": "mlp", "hidden": [16]}},
+        "data": {"type": "mnist-sample"},
+        "train": {"epochs": 1, "precision": trained_in, "pictures": False},
+    }
+    genreg.run(genreg.load_spec(spec), tmp_path / "run", progress=False)
+    result, _ = evaluate_file(tmp_path / "run", iw_samples=2)
+    assert result["precision_note"].startswith(expected)

@@ -430,7 +430,7 @@ def test_auto_measures_the_bounds_in_bf16_within_a_tenth_of_a_nat_of_fp32(
 ) -> None:
     test = digits.test.take(slice(0, 200))
     exact = evaluation.likelihood_bounds(digits_vae, test, 50, precision="fp32")
-    assert (exact["precision"], exact["precision_note"]) == ("fp32", "fp32 (train.precision fp32)")
+    assert (exact["precision"], exact["precision_note"]) == ("fp32", "fp32 (precision fp32)")
     cpu_has(avx512_bf16=True)
     auto = evaluation.likelihood_bounds(digits_vae, test, 50)
     assert auto["precision"] == "bf16"
@@ -442,7 +442,7 @@ def test_auto_measures_the_bounds_in_bf16_within_a_tenth_of_a_nat_of_fp32(
     cpu_has(avx512_bf16=False)
     assert evaluation.likelihood_bounds(digits_vae, test, 50) == {
         **exact,
-        "precision_note": "fp32 (precision auto: this CPU has no bf16 matrix instructions (AVX512-BF16 or AMX-BF16))",
+        "precision_note": "fp32 (precision auto: this CPU has neither AVX512-BF16 nor AMX-BF16)",
     }
 
 

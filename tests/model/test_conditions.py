@@ -15,6 +15,7 @@ import genreg
 from genreg.errors import ConditionError
 from genreg.files.model_files import read_metadata
 from genreg.viz.samples import sample_images
+from tests.helpers import needs_example_plugin
 
 MLP = {"type": "mlp", "hidden": [64]}
 
@@ -147,6 +148,7 @@ def test_a_legacy_model_file_with_one_conditioner_still_loads(tmp_path: Path, mn
     assert torch.equal(loaded.conditioner.parts[0].table.weight, model.conditioner.parts[0].table.weight)
 
 
+@needs_example_plugin
 def test_the_example_plugins_conditioner_works_beside_another_in_both_modes(mnist) -> None:
     """The third-party 'thermometer' conditioner, unchanged, as one of two conditions."""
     for mode in ("input", "every-layer"):

@@ -15,7 +15,7 @@ from genreg.files.model_files import CHECKPOINT_FORMAT, read_metadata
 from genreg.files.run_folder import RunFolder
 from genreg.training.callbacks import RunView, metric_value
 from genreg.training.runner import prepare
-from tests.helpers import EXAMPLES, ae_with_callbacks
+from tests.helpers import EXAMPLES, ae_with_callbacks, needs_example_plugin
 
 SMALL = ["train.epochs=2", "train.batch_size=256", "model.encoder.hidden=[32]", "model.decoder.hidden=[32]"]
 
@@ -128,6 +128,7 @@ def test_a_third_party_callback_sees_every_hook_in_order(tmp_path: Path) -> None
     assert calls[-1]["stopped"] is None and "stopped" not in result.history[-1]
 
 
+@needs_example_plugin
 def test_on_step_is_called_only_when_a_callback_defines_it(tmp_path: Path) -> None:
     genreg.run(ae_with_callbacks(1, [{"type": "hook-log", "steps": True}]), tmp_path, progress=False)
     steps = [c["step"] for c in hooks_of(tmp_path) if c["hook"] == "on_step"]

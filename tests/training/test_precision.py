@@ -27,9 +27,9 @@ CPU = torch.device("cpu")
     [
         ({"avx512_f": True, "avx512_bf16": True}, True, "this CPU has AVX512-BF16"),
         ({"amx_tile": True, "amx_bf16": True, "avx512_bf16": True}, True, "this CPU has AMX-BF16 and AVX512-BF16"),
-        ({"avx512_f": True, "avx512_bf16": False}, False, "this CPU has no bf16 matrix instructions"),
-        ({"avx2": True}, False, "no bf16 matrix instructions"),
-        ({}, False, "no bf16 matrix instructions"),
+        ({"avx512_f": True, "avx512_bf16": False}, False, "this CPU has neither AVX512-BF16 nor AMX-BF16"),
+        ({"avx2": True}, False, "neither AVX512-BF16 nor AMX-BF16"),
+        ({}, False, "neither AVX512-BF16 nor AMX-BF16"),
     ],
 )
 def test_auto_is_bf16_exactly_where_the_cpu_multiplies_bf16_natively(cpu_has, capabilities, bf16, said) -> None:
@@ -48,6 +48,19 @@ def test_an_explicit_precision_is_kept_whatever_the_cpu(cpu_has, setting: str, n
     assert chosen.name == setting and chosen.reason.startswith(f"train.precision {setting}")
     emulated = setting == "bf16" and not native  # asked for, and slower than fp32 here: the run says so
     assert ("bf16 is emulated, slower than fp32" in chosen.reason) is emulated
+
+
+@pytest.mark.parametrize("variable", ["ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"])
+def test_onednn_capped_below_bf16_keeps_fp32_and_says_why(cpu_has, monkeypatch, variable: str) -> None:
+    """oneDNN runs torch's bf16 products on a CPU: capped to AVX2 it emulates them, about 10x slower than fp32."""
+    monkeypatch.setenv(variable, "avx2")
+    cpu_has(avx512_bf16=True)
+    chosen = precision.choose("auto", CPU)
+    assert not chosen.bf16
+    assert chosen.reason == f"precision auto: {variable}=AVX2 keeps oneDNN below this CPU's bf16 instructions"
+    monkeypatch.setenv(variable, "AVX512_CORE_BF16")
+    cpu_has(avx512_bf16=True)
+    assert precision.choose("auto", CPU).bf16
 
 
 def test_without_torchs_cpuinfo_the_flags_of_proc_cpuinfo_are_read(monkeypatch, tmp_path: Path) -> None:
