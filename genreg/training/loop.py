@@ -67,8 +67,9 @@ def train(
     ``checkpoint.safetensors`` (recording ``spec``); ``resume`` continues from that
     checkpoint, dropping records past it. ``callbacks`` (see :mod:`genreg.training.callbacks`) default to those
     ``config.callbacks`` names. A record is ``{"epoch", "train": {...}, "test": {...},
-    "lr", "seconds"}``: each number measured with the epoch's own settings (the loss
-    weights and learning rate of its last step), the losses per image in each term's
+    "lr", "precision", "seconds"}`` (``precision``: ``bf16`` or ``fp32``, what its steps ran in): each number
+    measured with the epoch's own settings (the loss weights and learning rate of its last step), the losses
+    per image in each term's
     unit (:func:`genreg.model.losses.metric_units`), and ``test`` also holds the
     objective (``neg_elbo`` or ``nll``, see :func:`average_losses`).
 
@@ -232,6 +233,7 @@ class Loop:
             "train": dict(zip(names, (sums / (steps.share * self.world.size)).tolist(), strict=True)),
             "test": average_losses(self.model, self.test_split, config, progress=progress[-1]),  # the last step's
             "lr": config.lr if lrs is None else lrs[-1],
+            "precision": steps.precision.name,  # what this epoch trained in: a resumed run may change machine
             "seconds": round(time.perf_counter() - began, 4),
         }
         state.step = steps.count  # what callbacks see at the epoch's end, with or without an on_step hook

@@ -12,6 +12,7 @@ import torch
 
 import genreg
 from genreg.errors import NonFiniteLossError
+from genreg.files.run_folder import RunFolder
 from genreg.training import precision
 from genreg.training.optim import make_optimizer
 from genreg.training.steps import make_steps
@@ -146,6 +147,7 @@ def test_the_run_says_which_precision_it_trains_in_and_why(cpu_has, tmp_path: Pa
     output = run_cli("run", spec, "--out", tmp_path / "run", "--set", "train.epochs=1")
     line = next(line for line in output.splitlines() if line.startswith("training on cpu: "))
     assert said in line
+    assert RunFolder(tmp_path / "run").read_metrics()[0]["precision"] == ("bf16" if native else "fp32")
     quiet = run_cli("run", spec, "--out", tmp_path / "quiet", "--set", "train.epochs=1", "--quiet")
     assert "training on" not in quiet
     result = genreg.run(genreg.load_spec(str(spec), ["train.epochs=1"]), tmp_path / "py", progress=False)
