@@ -37,31 +37,28 @@ def data_of_size(n: int) -> genreg.DataSplits:
     return genreg.DataSplits(genreg.Split(images, labels), sample.test, sample.num_classes)
 
 
-PRECISION: list[str] = []  # what each size trained in (train.precision auto)
-
-
-def seconds_per_epoch(n: int, epochs: int) -> list[float]:
+def seconds_per_epoch(n: int, epochs: int) -> tuple[list[float], str]:
+    """Each epoch's seconds at ``n`` images, and what the steps trained in (``train.precision`` auto)."""
     data = data_of_size(n)
     torch.manual_seed(0)
     model = genreg.build_model(GENREG_SPEC, data.info)
     config = genreg.TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, device="cpu")  # the rest: defaults
     result = genreg.train(model, data, config, progress=False)
-    PRECISION.append(result.precision)
-    return [record["seconds"] for record in result.history]
+    return [record["seconds"] for record in result.history], result.precision
 
 
-def report(rows: dict[int, list[float]], epochs: int, command: str) -> str:
+def report(rows: dict[int, tuple[list[float], str]], epochs: int, command: str) -> str:
     info = machine("cpu")
     lines = [
         f"\n## Scaling: genreg seconds per epoch at 15k / 60k / 240k images ({datetime.date.today()})\n",
         f"- Machine: {info['cpu']}, {torch.get_num_threads()} threads, torch {torch.__version__}, CPU; every",
-        f"  `train` setting at its default, which chose {', '.join(sorted(set(PRECISION)))}.",
+        f"  `train` setting at its default, which chose {', '.join(sorted({chosen for _, chosen in rows.values()}))}.",
         f"- Command: `{command}`; {epochs} epochs per size, first one a warm-up; each epoch includes its",
         "  test evaluation on the 1,000 bundled test digits (the same cost at every size).\n",
         "| images | s / epoch (median) | epochs (s) | s per 10,000 images |",
         "|---|---|---|---|",
     ]
-    for n, times in rows.items():
+    for n, (times, _) in rows.items():
         median = statistics.median(times[1:])
         listed = ", ".join(f"{t:.2f}" for t in times[1:])
         lines.append(f"| {n:,} | {median:.2f} | {listed} | {median / n * 10_000:.3f} |")

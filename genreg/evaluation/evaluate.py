@@ -23,7 +23,7 @@ from genreg.evaluation.classifier import (
 )
 from genreg.evaluation.metrics import is_probabilistic, latent_metrics, likelihood_bounds, posterior
 from genreg.files.atomic import check_writable, write_json
-from genreg.files.model_files import load_model, model_file, read_metadata
+from genreg.files.model_files import load_model, model_file, read_metadata, read_spec
 from genreg.files.run_folder import RunFolder
 from genreg.files.tensors import CHECKSUM
 from genreg.model.generative import GenerativeModel
@@ -161,10 +161,10 @@ def evaluate_file(
 def trained_precision(file: Path) -> str | None:
     """The ``train.precision`` the model file's run was trained with, as its metadata records it (None if none)."""
     try:
-        spec = parse_json(read_metadata(file).get("genreg.spec") or "{}", str(file), GenregError)
-    except GenregError:
+        spec = read_spec(file)
+    except GenregError:  # a file composed from unregistered parts records no spec
         return None
-    train = spec.get("train") if isinstance(spec, dict) else None
+    train = spec.get("train")
     value = train.get("precision") if isinstance(train, dict) else None
     return value if value in ("auto", "fp32", "bf16") else None
 

@@ -24,7 +24,7 @@ from genreg.data.splits import Split
 from genreg.errors import UsageError
 from genreg.model.conditions import Condition
 from genreg.model.generative import GenerativeModel
-from genreg.training.precision import choose
+from genreg.training.precision import autocast, choose
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -87,7 +87,7 @@ def log_weights(
     z = q.sample((k,))  # (k, B, d)
     flat_z = z.reshape(-1, z.shape[-1])
     flat_c = None if condition is None else condition.repeat(k, *[1] * (condition.dim() - 1))
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+    with autocast(x.device, bf16):
         logits = model.decoder(flat_z.to(x.dtype), flat_c)
     log_px = _likelihood_term(model).log_likelihood(x.repeat(k, 1, 1, 1), logits).view(k, -1)
     log_pz = Normal(0.0, 1.0).log_prob(z).sum(-1)

@@ -52,7 +52,12 @@ class Precision:
 
     def autocast(self, device: torch.device) -> torch.autocast:
         """The autocast context of this choice on ``device`` (disabled for fp32)."""
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        return autocast(device, self.bf16)
+
+
+def autocast(device: torch.device, bf16: bool) -> torch.autocast:
+    """bf16 autocast on ``device`` when ``bf16``, else a disabled context."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def choose(setting: str, device: torch.device, label: str = "train.precision") -> Precision:
@@ -69,8 +74,8 @@ def choose(setting: str, device: torch.device, label: str = "train.precision") -
     instructions = cpu_bf16_instructions()
     if instructions:
         return Precision(True, f"precision auto: this CPU has {instructions}")
-    if capped():
-        return Precision(False, f"precision auto: {capped()} keeps oneDNN below this CPU's bf16 instructions")
+    if cap := capped():
+        return Precision(False, f"precision auto: {cap} keeps oneDNN below this CPU's bf16 instructions")
     return Precision(False, "precision auto: this CPU has neither AVX512-BF16 nor AMX-BF16")
 
 
