@@ -6,10 +6,12 @@ Each section names the files that use it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.metadata as metadata
 import io
 import json
 import os
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -93,6 +95,19 @@ def assert_user_error(result: Result, *fragments: str) -> None:
     assert result.stderr.startswith("Error: ")
     for fragment in fragments:
         assert fragment in result.stderr, (fragment, result.stderr)
+
+
+def read_only_folder(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Make ``folder`` look like a read-only file system to genreg's write probe (``tempfile.TemporaryFile`` in
+    it raises EROFS), as it is for a run on a read-only mount; other folders stay writable."""
+    probe = tempfile.TemporaryFile
+
+    def read_only(*args: Any, dir: Any = None, **kwargs: Any) -> Any:  # noqa: A002 (tempfile's own name)
+        if Path(dir) == folder:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return probe(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
 
 
 # --------------------------------------------------------------------------- data and small runs

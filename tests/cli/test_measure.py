@@ -3,16 +3,13 @@ tables printed."""
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_user_error, invoke
+from tests.helpers import assert_user_error, invoke, read_only_folder
 
 pytestmark = pytest.mark.slow
 
@@ -87,14 +84,7 @@ def test_compare_measures_a_run_on_a_read_only_file_system(tmp_path: Path, monke
     """It refused the run ("cannot write ... eval.json (Read-only file system)"); eval.json is only its cache."""
     run = tmp_path / "run"
     shutil.copytree(BEFORE_LAYOUT / "vae_run", run)
-    probe = tempfile.TemporaryFile
-
-    def read_only_run(*args, dir=None, **kwargs):  # noqa: A002 (tempfile's own name)
-        if Path(dir) == run:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-        return probe(*args, dir=dir, **kwargs)
-
-    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_run)
+    read_only_folder(monkeypatch, run)
     with pytest.warns(UserWarning, match=r"\(Read-only file system\); the evaluation is shown but not kept"):
         result = invoke("compare", run, "-o", tmp_path / "c.png", "--iw-samples", "2")
     assert result.exit_code == 0, result.output

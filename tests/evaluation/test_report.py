@@ -11,6 +11,7 @@ import pytest
 from genreg.errors import OutputError
 from genreg.evaluation.evaluate import evaluate_file
 from genreg.evaluation.report import compare_runs, format_table, markdown_table, mixed_iwae_samples
+from tests.helpers import read_only_folder
 
 pytestmark = pytest.mark.usefixtures("module_on_one_thread")  # tiny networks: one thread is much faster
 
@@ -156,18 +157,7 @@ def test_compare_refuses_a_table_or_picture_it_cannot_or_must_not_write_before_m
 def test_compare_measures_a_run_whose_eval_json_it_cannot_write(vae_run: Path, monkeypatch) -> None:
     """On a read-only file system compare refused the run ("cannot write ... eval.json"): eval.json is only its
     cache, so it measures the run, says in one warning line that nothing was kept, and writes its own outputs."""
-    import errno
-    import os
-    import tempfile
-
-    probe = tempfile.TemporaryFile
-
-    def read_only_run(*args, dir=None, **kwargs):  # noqa: A002 (tempfile's own name)
-        if Path(dir) == vae_run:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-        return probe(*args, dir=dir, **kwargs)
-
-    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_run)
+    read_only_folder(monkeypatch, vae_run)
     out = vae_run.parent / "out"
     out.mkdir()
     with pytest.warns(UserWarning) as caught:
