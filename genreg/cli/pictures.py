@@ -1,5 +1,8 @@
 """``genreg sample``, ``transfer`` and ``latent``: pictures of a trained model, written as PNG files (or any
-format matplotlib writes), or their numbers as ``.npz``/``.npy`` (see :mod:`genreg.viz.arrays`)."""
+format matplotlib writes), or their numbers as ``.npz``/``.npy`` (see :mod:`genreg.viz.arrays`).
+
+A model of vectors (a table's rows) draws its samples as a heatmap, a row per sample and a column per
+feature, above each class's mean profile (see :mod:`genreg.viz.heatmaps`)."""
 
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ classes_option = click.option(
     help="hold a condition column at a value, e.g. ink=0.15 or label=3 (repeatable)",
 )
 @click.option("--grid", is_flag=True, help="decode a grid over the prior's quantiles (2-D latents)")
-@click.option("--interpolate", nargs=2, type=int, metavar="A B", help="decode the line between test images A and B")
+@click.option("--interpolate", nargs=2, type=int, metavar="A B", help="decode the line between test samples A and B")
 @classes_option
 @click.option("--rows", type=click.IntRange(1), default=10, show_default=True, help="at most this many classes")
 @seed_option("random seed")
@@ -61,8 +64,10 @@ def sample(
     By default: samples from the prior; for a conditional model a row per class (at most --rows
     classes, spread evenly, or those --classes names) and, when it reads a continuous column
     (e.g. ink) that --condition does not set, a column per value of it.
-    --grid: the latent manifold. --interpolate A B: test image A to test image B.
-    -o FILE.npz writes the images (N, C, H, W) in [0, 1] and each one's condition columns.
+    --grid: the latent manifold. --interpolate A B: test sample A to test sample B.
+    Vectors are drawn as heatmap rows (a block per class, above each block's mean profile).
+    -o FILE.npz writes the samples and each one's condition columns: images (N, C, H, W) in [0, 1],
+    or for vectors x (N, F) in the data's units.
     """
     import torch
 
@@ -118,7 +123,9 @@ def transfer(
     Each row is one image (first column) and its latent code decoded under each target: the
     writing style stays, the class (or the column --to names) changes; other columns keep the
     image's own values. --to all: a column per class, at most --columns spread evenly, or those
-    --classes names. -o FILE.npz writes the decoded images (N, C, H, W) in [0, 1] and their conditions.
+    --classes names. Vectors are drawn as heatmap rows, a block per target after the samples themselves.
+    -o FILE.npz writes the decodings and their conditions: images (N, C, H, W) in [0, 1], or for vectors
+    x (N, F) in the data's units.
     """
     from genreg.cli.arguments import transfer_targets
     from genreg.data.loading import recorded_data
@@ -137,7 +144,8 @@ def transfer(
         targets, headers = class_targets(model.conditioner.num_classes, chosen, columns)
     split = getattr(recorded_data(model_path)[1], split_name)
     if n > len(split):
-        raise UsageError(f"-n {n:,}: the {split_name} split of {model_path} has {len(split):,} images; ask for fewer.")
+        what = "samples" if model.data_info.is_vectors else "images"
+        raise UsageError(f"-n {n:,}: the {split_name} split of {model_path} has {len(split):,} {what}; ask for fewer.")
     if is_arrays_path(output):
         save_arrays(transfer_arrays(model, split, targets, headers, n=n, seed=seed), output)
     else:

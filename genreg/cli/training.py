@@ -79,12 +79,11 @@ def validate(spec_file: str, sets: tuple[str, ...], show: bool) -> None:
         click.echo(json.dumps(ready.resolved, indent=2))
         return
     data, model = ready.data, ready.model
-    shape = "x".join(map(str, data.info.image_shape))
     params = sum(p.numel() for p in model.parameters())
     click.echo(
         f"{spec_file}: valid. {ready.resolved['model']['type']} with {params:,} parameters on "
-        f"{ready.resolved['data']['type']}: {len(data.train):,} train / {len(data.test):,} test images of "
-        f"{shape}, {data.num_classes} classes; {ready.resolved['train']['epochs']} epochs."
+        f"{ready.resolved['data']['type']}: {len(data.train):,} train / {len(data.test):,} test "
+        f"{data.info.samples}, {data.num_classes} classes; {ready.resolved['train']['epochs']} epochs."
     )
 
 

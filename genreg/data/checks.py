@@ -99,32 +99,53 @@ def as_split(
     keys: tuple[str, str] = ("images", "labels"),
     layout: Layout = "auto",
 ) -> Split:
-    """Check and convert raw arrays: uint8 0..255 or floats in [0, 1], (N,H,W) or (N,C,H,W).
+    """Check and convert raw arrays: images (N, H, W) or (N, C, H, W), uint8 0..255 or floats in [0, 1]; or
+    vectors (N, F) of finite real numbers.
 
-    ``labels`` must be integers >= 0 or whole-number floats within int64's range. ``columns`` are further
-    condition columns (1-D, one value per image). ``source`` names the file or dataset in every error
-    message, ``keys`` the images' and labels' arrays in it. ``layout`` says how 4-D images are laid out:
-    ``NHWC`` (channels last, as PIL and TensorFlow store them) is transposed; ``auto`` takes (N, C, H, W)
-    but refuses images that look channels-last (see :func:`channels_first`). Raises :class:`DataError`.
+    A 2-D array is N vectors of F features (a table's rows: any finite values, integers and booleans taken
+    as numbers); 3-D and 4-D arrays are images. ``labels`` must be integers >= 0 or whole-number floats
+    within int64's range. ``columns`` are further condition columns (1-D, one value per sample). ``source``
+    names the file or dataset in every error message, ``keys`` the samples' and labels' arrays in it.
+    ``layout`` says how 4-D images are laid out: ``NHWC`` (channels last, as PIL and TensorFlow store them)
+    is transposed; ``auto`` takes (N, C, H, W) but refuses images that look channels-last (see
+    :func:`channels_first`). Raises :class:`DataError`.
     """
     image_what, label_what = _named("images", keys[0]), _named("labels", keys[1])
     images, labels = _tensor(images, image_what, source), _tensor(labels, label_what, source)
     if images.dim() == 3:
         images = images.unsqueeze(1)
     images = channels_first(images, layout, image_what, source)
-    if images.dim() != 4 or 0 in images.shape[1:]:
+    if images.dim() not in (2, 4) or 0 in images.shape[1:]:
         raise DataError(
-            f"{source}: {image_what} must have shape (N, H, W) or (N, C, H, W) with C, H and W at least 1, "
-            f"got {tuple(images.shape)}."
+            f"{source}: {image_what} must have shape (N, H, W) or (N, C, H, W) for images, or (N, F) for vectors "
+            f"of F features, with every size at least 1; got {tuple(images.shape)}."
         )
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         raise DataError(
-            f"{source}: {label_what} must be a 1-D array with one label per image "
+            f"{source}: {label_what} must be a 1-D array with one label per sample "
             f"({images.shape[0]}), got shape {tuple(labels.shape)}."
         )
     labels = _class_indices(labels, label_what, source)
     checked = {name: as_column(values, name, images.shape[0], source) for name, values in (columns or {}).items()}
+    if images.dim() == 2:
+        return Split(_features(images, _named("vectors", keys[0]), source), labels, checked)
     return Split(_pixels(images, image_what, source), labels, checked)
+
+
+def _features(vectors: torch.Tensor, what: str, source: str) -> torch.Tensor:
+    """(N, F) vectors as float32: any finite numbers (integers and booleans as numbers); a NaN or an infinity,
+    or a value beyond float32's range, is a :class:`DataError` naming the first row and feature holding one."""
+    single = vectors.float()
+    bad = ~torch.isfinite(single)
+    index = _first(bad)
+    if index is not None:
+        row, feature = divmod(index, vectors.shape[1])
+        raise DataError(
+            f"{source}: {what} hold {int(bad.sum())} NaN or infinite values (the first at row {row}, feature "
+            f"{feature}: {float(vectors[row, feature]):g}; float32 ends at 3.4e+38); every feature of every row "
+            "must be a finite number: fill or drop the missing values first."
+        )
+    return single.contiguous()
 
 
 def channels_first(images: torch.Tensor, layout: Layout, what: str, source: str) -> torch.Tensor:
@@ -213,6 +234,11 @@ def finish(train: Split, test: Split, config: DatasetConfig, source: str) -> Dat
     for name, values in train.columns.items():
         if not values.is_floating_point():
             check_classes(name, values, int(max(values.max(), test.columns[name].max())) + 1, source)
+    if config.binarize != "none" and train.images.dim() == 2:
+        raise DataError(
+            f"{source}: binarize '{config.binarize}' draws or rounds pixels in [0, 1]; these samples are vectors of "
+            "real values: set binarize to 'none' (the default)."
+        )
     if config.binarize == "threshold":
         train = train.with_images((train.images > 0.5).float())
         test = test.with_images((test.images > 0.5).float())

@@ -35,7 +35,10 @@ class DatasetConfig(BaseModel):
 
 
 class Split:
-    """Images as float32 in [0, 1], shape (N, C, H, W), and condition columns, one value per image.
+    """Samples and condition columns, one value per sample.
+
+    ``images`` holds the samples as float32: images (N, C, H, W) in [0, 1], or vectors (N, F) of any
+    finite real values (a table's rows, spectra, expression profiles).
 
     ``columns`` maps each column's name to its values (N,): int64 for classes,
     float32 for a continuous quantity. The class labels are the column ``label``
@@ -85,7 +88,8 @@ def column_classes(values: torch.Tensor) -> int:
 class DataInfo:
     """What a model needs to know about its data to be rebuilt without it.
 
-    ``image_shape`` is (C, H, W). ``columns`` names every condition column with its
+    ``image_shape`` is the shape of one sample: (C, H, W) for images, (F,) for vectors
+    (:attr:`is_vectors`). ``columns`` names every condition column with its
     number of classes (0 for a continuous column); the class label's column,
     ``label``, is always there, and ``num_classes`` is its number of classes.
     ``absent`` names, for a class column, the classes the training split has no
@@ -108,6 +112,18 @@ class DataInfo:
     def num_classes(self) -> int:
         """Classes of the label column."""
         return self.columns[LABEL]
+
+    @property
+    def is_vectors(self) -> bool:
+        """Whether a sample is a vector of features (F,) rather than an image (C, H, W)."""
+        return len(self.image_shape) == 1
+
+    @property
+    def samples(self) -> str:
+        """What the samples are, for messages: ``images of 1x28x28`` or ``vectors of 50 features``."""
+        if self.is_vectors:
+            return f"vectors of {self.image_shape[0]} features"
+        return "images of " + "x".join(map(str, self.image_shape))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DataInfo) and (self.image_shape, self.columns) == (other.image_shape, other.columns)

@@ -1,22 +1,27 @@
 """The reference classifier: does a conditional model draw the class it was asked for?
 
 A cVAE's samples can look like digits and still be the wrong digits. To measure
-that, genreg trains a small CNN on the dataset's training split once, caches it
+that, genreg trains a small classifier on the dataset's training split once, caches it
 (one file per dataset, keyed by a hash of the dataset spec), and reports its own
 test accuracy beside every conditional-accuracy figure, so a reader can tell
-how far the classifier itself can be trusted.
+how far the classifier itself can be trusted. For images (C, H, W) it is a small CNN
+(:class:`ReferenceCNN`); for vectors (F,), a table's rows say, an MLP on standardised
+features (:class:`ReferenceMLP`); :func:`reference_network` picks by the sample's shape.
 
 Generated images are not test images: a decoder's are blurry, and a classifier
 that has only seen sharp images can misread samples that look right (issue 16:
 squares, rings and crosses scored 0.39 while the classifier read 97.8% of the
-test images). So the classifier trains on randomly blurred and shifted copies
+test images). So the CNN trains on randomly blurred and shifted copies
 (:func:`train_classifier`), and :func:`reconstruction_accuracy` measures how well it
-reads the model's own reconstructions of test images, whose class is known: when
+reads the model's own reconstructions of test samples, whose class is known: when
 that is low, :func:`trust_warning` says the conditional accuracy is not to be trusted.
+Vectors have no neighbouring pixels to blur or shift, so the MLP trains on the rows as they are;
+the reading of reconstructions guards it all the same.
 
 The cache lives in ``$GENREG_CACHE/classifiers/`` (default ``~/.cache/genreg``).
-Each file is safetensors, written atomically, with the dataset spec, image
-shape, number of classes, training settings and test accuracy in its metadata.
+Each file is safetensors, written atomically, with the dataset spec, sample
+shape (``genreg.image_shape``: (C, H, W) or (F,), which says which network the weights are),
+number of classes, training settings and test accuracy in its metadata.
 A file that cannot be read, or that describes something else, is retrained and
 replaced, never trusted and never a crash.
 """
@@ -40,6 +45,7 @@ from torchvision.transforms.v2 import functional as TF
 from genreg.data.splits import LABEL, DataSplits, Split
 from genreg.errors import GenregError, UsageError
 from genreg.evaluation.metrics import batches
+from genreg.evaluation.networks import MLP, ReferenceClassifier, ReferenceMLP, reference_network
 from genreg.files.tensors import cpu_tensors, read_tensors, save_tensors
 from genreg.limits import check_memory
 from genreg.model.generative import GenerativeModel
@@ -48,58 +54,10 @@ from genreg.version import __version__
 CLASSIFIER_FORMAT = "genreg-classifier/2"
 LEARNING_RATE = 1e-3
 BATCH_SIZE = 128
-POOLED = (7, 7)
 #: The augmentation of ``_augment``, part of a cached file's key: a change of recipe retrains.
 AUGMENTATION = {"blur_sigma": 0.05, "shift": 0.1, "chunk": 32}
 #: Reconstructions read this much less often than test images make the conditional accuracy untrustworthy.
 TRUST_GAP = 0.1
-
-
-class ReferenceCNN(nn.Module):
-    """A small CNN for (C, H, W) images in [0, 1] with H, W >= 8; ``forward`` gives logits.
-
-    Two padded conv blocks (16 and 32 channels, batch norm, ReLU, 2x2 max pool)
-    and a 128-unit head. Padding keeps 8x8 images alive through both poolings,
-    and an adaptive pool fixes the flattened size at 7x7 (a no-op for 28x28
-    images), so one architecture fits any dataset genreg can load. The widths
-    and batch norm are chosen so that 8 epochs on the bundled 4,000 digits
-    reach about 97% test accuracy in well under a minute on two CPU cores.
-    """
-
-    def __init__(self, image_shape: tuple[int, int, int], num_classes: int) -> None:
-        super().__init__()
-        channels, height, width = (int(v) for v in image_shape)
-        if height < 8 or width < 8:
-            raise ValueError(f"ReferenceCNN needs images of at least 8x8 pixels, got {height}x{width}.")
-        if num_classes < 1:
-            raise ValueError(f"ReferenceCNN needs at least one class, got {num_classes}.")
-        self.image_shape = (channels, height, width)
-        self.num_classes = int(num_classes)
-        self.features = nn.Sequential(_conv_block(channels, 16), _conv_block(16, 32))
-        self.pool = nn.AdaptiveAvgPool2d(POOLED)
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(0.25),
-            nn.Linear(32 * POOLED[0] * POOLED[1], 128),
-            nn.ReLU(),
-            nn.Linear(128, self.num_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.features(x)
-        if tuple(features.shape[-2:]) != POOLED:
-            features = self.pool(features)
-        return self.head(features)
-
-
-def _conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    """3x3 conv (padded) + batch norm + ReLU + 2x2 max pool: halves height and width."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-    )
 
 
 def cache_dir() -> Path:
@@ -138,10 +96,11 @@ def reference_classifier(
     epochs: int = 8,
     seed: int = 0,
     device: str | torch.device = "cpu",
-) -> tuple[ReferenceCNN, float]:
-    """The classifier for this dataset and its test accuracy, from the cache or freshly trained.
+) -> tuple[ReferenceClassifier, float]:
+    """The classifier for this dataset (a CNN for images, an MLP for vectors) and its test accuracy, from the
+    cache or freshly trained.
 
-    A cached file is used only if it was trained for the same spec, image shape,
+    A cached file is used only if it was trained for the same spec, sample shape,
     number of classes, ``epochs`` and ``seed``; anything else (including a
     corrupt or foreign file) is retrained and atomically replaced.
     """
@@ -159,11 +118,13 @@ def reference_classifier(
 
 def train_classifier(
     data: DataSplits, *, epochs: int = 8, seed: int = 0, device: str | torch.device = "cpu", augment: bool = True
-) -> ReferenceCNN:
-    """Train a :class:`ReferenceCNN` on ``data.train`` (Adam, lr 1e-3, batch 128), seeded.
+) -> ReferenceClassifier:
+    """Train the :func:`reference_network` for ``data`` on ``data.train`` (Adam, lr 1e-3, batch 128), seeded.
 
-    With ``augment`` (genreg's recipe) every batch is blurred and shifted by ``_augment`` first;
-    ``augment=False`` trains on the images as they are (for comparison: benchmarks/classifier_blur.py).
+    Images: a :class:`ReferenceCNN` for ``epochs`` epochs; with ``augment`` (genreg's recipe) every batch is
+    blurred and shifted by ``_augment`` first, ``augment=False`` trains on the images as they are (for
+    comparison: benchmarks/classifier_blur.py). Vectors: a :class:`ReferenceMLP` standardised by the training
+    split, for ``epochs`` epochs but at least ``MLP["min_steps"]`` steps, never augmented.
     The whole split sits on the device and batches are sliced out of it. The
     caller's RNG state is left untouched, so asking for the classifier does not
     change what a seeded experiment draws afterwards.
@@ -173,20 +134,34 @@ def train_classifier(
     device = torch.device(device)
     with torch.random.fork_rng(devices=_cuda_indices(device)):
         torch.manual_seed(seed)
-        classifier = ReferenceCNN(data.info.image_shape, data.num_classes).to(device)
-        optimizer = torch.optim.Adam(classifier.parameters(), lr=LEARNING_RATE)
+        classifier = reference_network(data.info.image_shape, data.num_classes).to(device)
         images, labels = data.train.images.to(device), data.train.labels.to(device)
-        classifier.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(labels), device=device)
-            for start in range(0, len(labels), BATCH_SIZE):
-                index = order[start : start + BATCH_SIZE]
-                batch = _augment(images[index]) if augment else images[index]
-                loss = F.cross_entropy(classifier(batch), labels[index])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+        if isinstance(classifier, ReferenceMLP):
+            classifier.standardise_by(images)
+            epochs, augment = max(epochs, _epochs_for_steps(len(labels), MLP["min_steps"])), False
+        _fit(classifier, images, labels, epochs, augment)
     return classifier.eval()
+
+
+def _epochs_for_steps(n: int, steps: int) -> int:
+    """Epochs of ``n`` samples in batches of :data:`BATCH_SIZE` that make at least ``steps`` optimiser steps."""
+    return math.ceil(steps / max(1, math.ceil(n / BATCH_SIZE)))
+
+
+def _fit(classifier: nn.Module, x: torch.Tensor, labels: torch.Tensor, epochs: int, augment: bool) -> None:
+    """Cross-entropy with Adam (lr :data:`LEARNING_RATE`), shuffled batches of :data:`BATCH_SIZE` from the global
+    RNG, images augmented by ``_augment`` if ``augment``; x (N, ...) and labels (N,) on the classifier's device."""
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=LEARNING_RATE)
+    classifier.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(labels), device=labels.device)
+        for start in range(0, len(labels), BATCH_SIZE):
+            index = order[start : start + BATCH_SIZE]
+            batch = _augment(x[index]) if augment else x[index]
+            loss = F.cross_entropy(classifier(batch), labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
 
 
 def _augment(images: torch.Tensor) -> torch.Tensor:
@@ -219,7 +194,7 @@ def _cuda_indices(device: torch.device) -> list[int]:
 
 @torch.no_grad()
 def classify(classifier: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Predicted class of each image, on the images' device; batched so big sets fit in memory."""
+    """Predicted class (N,) of each sample (N, C, H, W) or (N, F), on their device; batched so big sets fit."""
     param = next(classifier.parameters())
     was_training = classifier.training
     classifier.eval()
@@ -244,7 +219,7 @@ def accuracy(classifier: nn.Module, split: Split) -> float:
 
 
 def conditional_accuracy(
-    model: GenerativeModel, classifier: ReferenceCNN, n_per_class: int = 100, seed: int = 0
+    model: GenerativeModel, classifier: ReferenceClassifier, n_per_class: int = 100, seed: int = 0
 ) -> dict[str, Any]:
     """How often ``classifier`` reads a sample asked for class k as class k, per class and overall.
 
@@ -264,10 +239,10 @@ def _class_accuracy(model: GenerativeModel, classifier: nn.Module, k: int, n: in
     return (classify(classifier, images) == k).float().mean().item()
 
 
-def reconstruction_accuracy(model: GenerativeModel, classifier: ReferenceCNN, split: Split) -> float:
+def reconstruction_accuracy(model: GenerativeModel, classifier: ReferenceClassifier, split: Split) -> float:
     """Fraction of the model's reconstructions of ``split`` that ``classifier`` reads as their own label.
 
-    A reconstruction decodes the image's posterior mean (a cVAE's with the image's own condition),
+    A reconstruction decodes the sample's posterior mean (a cVAE's with the sample's own condition),
     so it looks like the model's samples and its class is known: this calibrates the conditional
     accuracy. NaN for an empty split.
     """
@@ -281,14 +256,18 @@ def reconstruction_accuracy(model: GenerativeModel, classifier: ReferenceCNN, sp
     return (torch.cat(predicted).cpu() == split.labels.cpu()).float().mean().item()
 
 
-def trust_warning(test_accuracy: float, reconstruction: float, conditional: float) -> str | None:
-    """Why a conditional accuracy is not to be trusted, or None: reconstructions read >= TRUST_GAP less often."""
+def trust_warning(
+    test_accuracy: float, reconstruction: float, conditional: float, samples: str = "images"
+) -> str | None:
+    """Why a conditional accuracy is not to be trusted, or None: reconstructions read >= TRUST_GAP less often.
+
+    ``samples`` names what the data holds (``images``, ``vectors``) in the message."""
     if not reconstruction < test_accuracy - TRUST_GAP:
         return None
     return (
-        f"the reference classifier reads only {reconstruction:.1%} of this model's reconstructions of test images "
-        f"as their class, against {test_accuracy:.1%} of the test images themselves: it misreads the model's "
-        f"images, so the conditional accuracy ({conditional:.3f}) is not to be trusted."
+        f"the reference classifier reads only {reconstruction:.1%} of this model's reconstructions of test {samples} "
+        f"as their class, against {test_accuracy:.1%} of the test {samples} themselves: it misreads the model's "
+        f"{samples}, so the conditional accuracy ({conditional:.3f}) is not to be trusted."
     )
 
 
@@ -305,27 +284,35 @@ def _check_comparable(model: GenerativeModel, classifier: nn.Module, n_per_class
     pixels = math.prod(shape)
     check_memory(  # one class's samples are drawn at once: the decoder's outputs and their copies
         4 * n_per_class * pixels * 4,
-        f"{n_per_class:,} samples per class of {'x'.join(map(str, shape))} images",
+        f"{n_per_class:,} samples per class of {described(shape)}",
         "ask for fewer samples per class (--n-per-class).",
         UsageError,
     )
 
 
 def _check_shapes(model: GenerativeModel, classifier: nn.Module) -> tuple[int, ...]:
-    """The model's image shape, once it is known to be the classifier's, with the same number of classes."""
+    """The model's sample shape, once it is known to be the classifier's, with the same number of classes."""
     shape, classes = tuple(model.data_info.image_shape), model.data_info.num_classes
     want_shape = getattr(classifier, "image_shape", shape)
     want_classes = getattr(classifier, "num_classes", classes)
     if tuple(want_shape) != shape or want_classes != classes:
         raise ValueError(
-            f"the classifier is for {want_classes} classes of {tuple(want_shape)} images, but the model "
-            f"generates {classes} classes of {shape} images; use the classifier of the model's dataset."
+            f"the classifier is for {want_classes} classes of {described(tuple(want_shape), True)}, but the model "
+            f"generates {classes} classes of {described(shape, True)}; use the classifier of the model's dataset."
         )
     return shape
 
 
+def described(shape: tuple[int, ...], as_tuple: bool = False) -> str:
+    """Samples of ``shape`` in words: ``1x28x28 images`` (or ``(1, 28, 28) images``) or ``vectors of 50 features``."""
+    if len(shape) == 1:
+        return f"vectors of {shape[0]} features"
+    return f"{tuple(shape) if as_tuple else 'x'.join(map(str, shape))} images"
+
+
 def _settings(data_spec: Mapping[str, Any], data: DataSplits, epochs: int, seed: int) -> dict[str, str]:
-    """The metadata a cached file must carry to stand for this request."""
+    """The metadata a cached file must carry to stand for this request; ``genreg.image_shape`` is the sample shape,
+    (C, H, W) for a CNN or (F,) for an MLP, and the recipe names what trained it (a CNN's is as it always was)."""
     return {
         "genreg.format": CLASSIFIER_FORMAT,
         "genreg.data": _canonical(data_spec),
@@ -334,19 +321,26 @@ def _settings(data_spec: Mapping[str, Any], data: DataSplits, epochs: int, seed:
         "genreg.num_classes": str(data.num_classes),
         "genreg.epochs": str(epochs),
         "genreg.seed": str(seed),
-        "genreg.recipe": json.dumps({"lr": LEARNING_RATE, "batch_size": BATCH_SIZE, "augmentation": AUGMENTATION}),
+        "genreg.recipe": json.dumps(_recipe(data.info.is_vectors)),
     }
 
 
+def _recipe(vectors: bool) -> dict[str, Any]:
+    """How the classifier is trained: the CNN's optimiser and augmentation, or the MLP's optimiser and layers."""
+    if vectors:
+        return {"network": "mlp", "lr": LEARNING_RATE, "batch_size": BATCH_SIZE, **MLP}
+    return {"lr": LEARNING_RATE, "batch_size": BATCH_SIZE, "augmentation": AUGMENTATION}
+
+
 def data_digest(data: DataSplits) -> str:
-    """16 hex chars of BLAKE2b over both splits' images and labels (about 0.1 s per 100 MB)."""
+    """16 hex chars of BLAKE2b over both splits' samples and labels (about 0.1 s per 100 MB)."""
     digest = hashlib.blake2b(digest_size=8)
     for tensor in (data.train.images, data.train.labels, data.test.images, data.test.labels):
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
-def _load_cached(path: Path, settings: dict[str, str]) -> tuple[ReferenceCNN, float] | None:
+def _load_cached(path: Path, settings: dict[str, str]) -> tuple[ReferenceClassifier, float] | None:
     """The cached classifier and accuracy, or None if the file is missing, unreadable or for other settings."""
     if not path.is_file():
         return None
@@ -354,16 +348,15 @@ def _load_cached(path: Path, settings: dict[str, str]) -> tuple[ReferenceCNN, fl
         metadata, state = read_tensors(path)  # checksum verified
         if any(metadata.get(key) != value for key, value in settings.items()):
             return None
-        classifier = ReferenceCNN(
-            tuple(json.loads(settings["genreg.image_shape"])), int(settings["genreg.num_classes"])
-        )
+        shape = tuple(json.loads(settings["genreg.image_shape"]))  # (C, H, W): a CNN; (F,): an MLP
+        classifier = reference_network(shape, int(settings["genreg.num_classes"]))
         classifier.load_state_dict(state)
         return classifier, float(metadata["genreg.test_accuracy"])
     except (GenregError, RuntimeError, KeyError, ValueError):  # a corrupt or foreign file is a cache miss
         return None
 
 
-def _save(path: Path, classifier: ReferenceCNN, settings: dict[str, str], test_accuracy: float) -> None:
+def _save(path: Path, classifier: ReferenceClassifier, settings: dict[str, str], test_accuracy: float) -> None:
     """Write the classifier atomically, checksummed; an unwritable cache only costs a retrain next time."""
     metadata = {**settings, "genreg.test_accuracy": repr(test_accuracy), "genreg.version": __version__}
     try:

@@ -1,7 +1,7 @@
 """Measuring a model: every metric genreg reports for it on a split of its dataset, and ``eval.json``.
 
-The numbers come from :mod:`genreg.evaluation.metrics` (likelihood bounds and the
-latent space) and, for a model conditioned on the class label, from
+The numbers come from :mod:`genreg.evaluation.metrics` (likelihood bounds, the
+latent space and, for vectors, the reconstructions' R^2) and, for a model conditioned on the class label, from
 :mod:`genreg.evaluation.classifier` (conditional accuracy).
 """
 
@@ -21,7 +21,13 @@ from genreg.evaluation.classifier import (
     reference_classifier,
     trust_warning,
 )
-from genreg.evaluation.metrics import is_probabilistic, latent_metrics, likelihood_bounds, posterior
+from genreg.evaluation.metrics import (
+    is_probabilistic,
+    latent_metrics,
+    likelihood_bounds,
+    posterior,
+    reconstruction_r2,
+)
 from genreg.files.atomic import check_writable, write_json
 from genreg.files.model_files import load_model, model_file, read_metadata, read_spec
 from genreg.files.run_folder import RunFolder
@@ -52,16 +58,21 @@ def evaluate_model(
 ) -> dict:
     """Every metric genreg reports for one model on one split of its dataset, as a JSON-ready dict.
 
-    ``format`` (:data:`EVAL_FORMAT`), ``losses`` (each term, the total and the objective ``neg_elbo`` or ``nll``,
-    each in its unit: ``units``), for a
-    VAE/cVAE ``neg_elbo`` and ``nll_iwae`` (nats per image, ``iw_samples`` draws: Burda et al. 2016),
+    ``format`` (:data:`EVAL_FORMAT`), ``images`` (how many samples the split holds), ``losses`` (each term, the
+    total and the objective ``neg_elbo`` or ``nll``, each in its unit: ``units``), for a
+    VAE/cVAE ``neg_elbo`` and ``nll_iwae`` (nats per sample, ``iw_samples`` draws: Burda et al. 2016),
     ``active_units``, ``gaussian_kl``, ``mmd``, ``knn_accuracy``, ``knn_on`` (what k-NN read) and
     ``chance`` (see :mod:`genreg.evaluation.metrics`), and for a model conditioned on the label with a
     ``data_spec`` (the resolved dataset spec, which keys the cached reference classifier)
     ``conditional_accuracy`` overall and per class, beside the classifier's own test accuracy and its
     accuracy on the model's reconstructions of the split (``classifier_reconstruction_accuracy``); when
     that is low, ``conditional_accuracy_trusted`` is false and a ``UserWarning`` says why.
-    A dynamically binarised split is binarised once, with ``seed``, as in training's test metrics.
+    For vectors (F,) also ``features`` (F), the R^2 of the reconstructions (posterior means decoded):
+    ``reconstruction_r2`` (the mean over features), ``reconstruction_r2_per_feature`` and ``r2_features`` (see
+    :func:`~genreg.evaluation.metrics.reconstruction_r2`), and every unit per vector (``nats/vector``, where a
+    term declares ``nats/image``: a term's value is per sample). Not for images, whatever their likelihood: they
+    are measured exactly as before, and a pixel's R^2 is undefined where the pixel never varies (an MNIST
+    border). A dynamically binarised split is binarised once, with ``seed``, as in training's test metrics.
     ``precision`` (``auto``, ``fp32``, ``bf16``) is what the decoder's products run in for the likelihood bounds
     (K draws per image, the slow part): ``auto`` is bf16 where training would use it and where it moves neither
     bound by more than 0.1 nat, else fp32 (see :func:`~genreg.evaluation.metrics.likelihood_bounds`);
@@ -76,13 +87,27 @@ def evaluate_model(
     # first, right after the seed (their draws do not depend on the bounds' K or precision); one pass, fp32
     result["losses"] = average_losses(model, split, TrainConfig(device=str(model.device), precision="fp32"))
     result["units"] = metric_units(model.losses)
+    if model.data_info.is_vectors:
+        result["features"] = model.data_info.image_shape[0]
+        result["units"] = per_vector(result["units"])
     if is_probabilistic(model):
         bounds = likelihood_bounds(model, split, iw_samples, seed=seed, precision=precision, label=precision_label)
         result.update(bounds)
+    if model.data_info.is_vectors:
+        result.update(reconstruction_r2(model, split))
     result.update(latent_metrics(posterior(model, split), seed))
     if model.conditional and data_spec is not None:
         result.update(_conditional(model, data, split, data_spec, n_per_class, seed))
     return result
+
+
+def per_vector(units: dict[str, str]) -> dict[str, str]:
+    """Units of a model of vectors: a term's ``.../image`` (what the built-in terms declare; one value per sample)
+    read ``.../vector``, e.g. ``nats/vector``; any other unit as it is."""
+    return {
+        name: unit.removesuffix("/image") + "/vector" if unit.endswith("/image") else unit
+        for name, unit in units.items()
+    }
 
 
 def _conditional(
@@ -92,7 +117,8 @@ def _conditional(
     classifier, accuracy = reference_classifier(data_spec, data)
     conditional = conditional_accuracy(model, classifier, n_per_class, seed)
     reconstruction = reconstruction_accuracy(model, classifier, split)
-    warning = trust_warning(accuracy, reconstruction, conditional["overall"])
+    samples = "vectors" if model.data_info.is_vectors else "images"
+    warning = trust_warning(accuracy, reconstruction, conditional["overall"], samples)
     if warning:
         warnings.warn(warning, stacklevel=3)
     return {

@@ -1,8 +1,14 @@
 """What AE, VAE and cVAE do to the latent space, in numbers.
 
+Every sample is an image (C, H, W) or a vector of features (F,) (``DataInfo.is_vectors``); nothing here
+depends on which, except the words it writes.
+
 Likelihood: the negative ELBO and the importance-weighted (IWAE) estimate of the
 negative log-likelihood (Burda, Grosse & Salakhutdinov 2016, "Importance Weighted
-Autoencoders"), both in nats per image. Latent space: active units (also Burda et
+Autoencoders"), both in nats per sample, from the model's likelihood term (``bce`` for
+images, ``gaussian`` for real-valued vectors, any term with ``log_likelihood``).
+Reconstruction, for vectors: the coefficient of determination R^2 of each feature
+(:func:`reconstruction_r2`). Latent space: active units (also Burda et
 al. 2016), how far the aggregate posterior is from N(0, I) (a fitted Gaussian's
 KL, and the MMD of Gretton et al. 2012, "A Kernel Two-Sample Test"), and how well
 a k-NN classifier reads the class off the latent codes the decoder gets (next to the
@@ -62,7 +68,9 @@ def _likelihood_term(model: GenerativeModel):
     for term in model.losses:
         if hasattr(term, "log_likelihood"):
             return term
-    raise UsageError("this model has no reconstruction term with a log-likelihood (such as 'bce'); cannot compute it.")
+    raise UsageError(
+        "this model has no reconstruction term with a log-likelihood (such as 'bce' or 'gaussian'); cannot compute it."
+    )
 
 
 def is_probabilistic(model: GenerativeModel) -> bool:
@@ -75,10 +83,12 @@ def is_probabilistic(model: GenerativeModel) -> bool:
 def log_weights(
     model: GenerativeModel, x: torch.Tensor, condition: Condition | None, k: int, bf16: bool = False
 ) -> torch.Tensor:
-    """log p(x|z) + log p(z) - log q(z|x) for ``k`` draws z ~ q(z|x) per image: shape (k, B).
+    """log p(x|z) + log p(z) - log q(z|x) for ``k`` draws z ~ q(z|x) per sample: shape (k, B), nats.
 
-    The prior is N(0, I) and q is the encoder's diagonal Gaussian, both in fp32; with ``bf16`` the decoder's
-    matrix products (the k x B rows, the bulk of the work) run under bf16 autocast, its likelihood in fp32.
+    ``x`` is (B, C, H, W) images or (B, F) vectors; log p(x|z) is the likelihood term's ``log_likelihood``
+    (every constant included, e.g. a Gaussian's -0.5 log 2 pi sigma^2 per feature). The prior is N(0, I) and q is
+    the encoder's diagonal Gaussian, both in fp32; with ``bf16`` the decoder's matrix products (the k x B rows, the
+    bulk of the work) run under bf16 autocast, its likelihood in fp32.
     """
     condition = model.condition(condition)
     params = model.latent(model.encoder(x, condition if model.condition_encoder else None)).params
@@ -89,7 +99,7 @@ def log_weights(
     flat_c = None if condition is None else condition.repeat(k, *[1] * (condition.dim() - 1))
     with autocast(x.device, bf16):
         logits = model.decoder(flat_z.to(x.dtype), flat_c)
-    log_px = _likelihood_term(model).log_likelihood(x.repeat(k, 1, 1, 1), logits).view(k, -1)
+    log_px = _likelihood_term(model).log_likelihood(x.repeat(k, *[1] * (x.dim() - 1)), logits).view(k, -1)
     log_pz = Normal(0.0, 1.0).log_prob(z).sum(-1)
     return log_px + log_pz - q.log_prob(z).sum(-1)
 
@@ -113,7 +123,7 @@ def likelihood_bounds(
     precision: str = "auto",
     label: str = "precision",
 ) -> dict[str, float | str]:
-    """Negative ELBO and IWAE negative log-likelihood (nats per image), from the same ``k`` draws per image.
+    """Negative ELBO and IWAE negative log-likelihood (nats per sample), from the same ``k`` draws per sample.
 
     IWAE: -log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al. 2016), which
     tightens towards -log p(x) as k grows; the ELBO is the mean of the same log weights.
@@ -128,7 +138,9 @@ def likelihood_bounds(
     setting as ``label``, e.g. ``--precision``).
     """
     if not is_probabilistic(model):
-        raise UsageError("ELBO and IWAE need a Gaussian latent (mu, log_var) and a likelihood term such as 'bce'.")
+        raise UsageError(
+            "ELBO and IWAE need a Gaussian latent (mu, log_var) and a likelihood term such as 'bce' or 'gaussian'."
+        )
     model.eval()
     rows = max_rows or max(1, DECODED_VALUES // math.prod(split.images.shape[1:]))
     per_chunk = max(1, rows // k)
@@ -145,7 +157,7 @@ def likelihood_bounds(
         in_fp32 = _per_image(model, head, k, per_chunk, rows, bf16=False)  # leaves the RNG where bf16's did
         change = max(abs(float((a - b).mean())) for a, b in zip(in_bf16, in_fp32, strict=True))
         bf16 = change <= BF16_TOLERANCE
-        compared = f"{change:.3f} nats from fp32 on the first {checked} images"
+        compared = f"{change:.3f} nats from fp32 on the first {checked} {_noun(split)}"
         note = (
             f"bf16 autocast ({chosen.reason}; {compared})"
             if bf16
@@ -179,6 +191,53 @@ def _parts(k: int, max_rows: int) -> list[int]:
     """Split ``k`` draws into pieces of at most ``max_rows`` (for one image at a time when k is huge)."""
     size = max(1, min(k, max_rows))
     return [size] * (k // size) + ([k % size] if k % size else [])
+
+
+def _noun(split: Split) -> str:
+    """What the split's samples are called in a message: ``images`` (N, C, H, W) or ``vectors`` (N, F)."""
+    return "vectors" if split.images.dim() == 2 else "images"
+
+
+def r2_per_feature(x: torch.Tensor, reconstructed: torch.Tensor) -> torch.Tensor:
+    """The coefficient of determination of each feature, (F,) float64: 1 - SS_res / SS_tot.
+
+    ``x`` and ``reconstructed`` are (N, F) (or (N, ...), flattened to features). SS_res = sum_n (x - x_hat)^2 and
+    SS_tot = sum_n (x - mean_n x)^2 per feature, the mean taken over these N rows: the R^2 of regression
+    (e.g. Draper & Smith, "Applied Regression Analysis"; scikit-learn's ``r2_score`` per output). 1 is a
+    perfect reconstruction, 0 no better than the feature's mean, below 0 worse. A feature that does not vary
+    over the rows (SS_tot = 0, or fewer than 2 rows) has no R^2: NaN.
+    """
+    x, reconstructed = x.flatten(1).double(), reconstructed.flatten(1).double()
+    residual = (x - reconstructed).square().sum(0)
+    total = (x - x.mean(0)).square().sum(0)
+    return torch.where(total > 0, 1 - residual / total.clamp_min(torch.finfo(total.dtype).tiny), math.nan)
+
+
+@torch.no_grad()
+def reconstructions(model: GenerativeModel, split: Split, batch_size: int = 1000) -> torch.Tensor:
+    """The model's reconstruction of every sample of ``split``, float32 on the CPU, of the split's shape: the
+    decoding (the likelihood's mean, in the data's units) of each sample's posterior mean, with its own condition."""
+    with model.evaluating():
+        parts = [model.reconstruct(x, condition).float().cpu() for x, condition in batches(model, split, batch_size)]
+    return torch.cat(parts) if parts else torch.zeros(0, *split.images.shape[1:])
+
+
+def reconstruction_r2(model: GenerativeModel, split: Split) -> dict[str, float | int | list[float | None] | None]:
+    """R^2 of the model's reconstructions of ``split``, per feature and its mean over features (see
+    :func:`r2_per_feature`); measured for vectors, whose features are real numbers in their own units.
+
+    The reconstruction decodes the posterior mean (:func:`reconstructions`), so the figure says how much of
+    each feature's variance over the split the code keeps. Returns ``reconstruction_r2`` (the mean over the
+    features that vary; None if none does), ``reconstruction_r2_per_feature`` (F values, None for a feature
+    that does not vary) and ``r2_features`` (how many features the mean is over).
+    """
+    r2 = r2_per_feature(split.images, reconstructions(model, split))
+    defined = r2[~r2.isnan()]
+    return {
+        "reconstruction_r2": float(defined.mean()) if len(defined) else None,
+        "reconstruction_r2_per_feature": [None if math.isnan(v) else v for v in r2.tolist()],
+        "r2_features": len(defined),
+    }
 
 
 def active_mask(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> torch.Tensor:

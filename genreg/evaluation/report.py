@@ -46,12 +46,15 @@ def registered_units(names: Iterable[str]) -> dict[str, str]:
 
 
 def metric_rows(result: dict) -> list[tuple[str, str]]:
-    """(label, value) for the likelihood and latent-space metrics; a metric a model lacks shows —."""
+    """(label, value) for the likelihood, reconstruction (vectors) and latent-space metrics; a metric a model lacks
+    shows —. The bounds are in nats per image, or per vector for an evaluation of vectors (one with ``features``)."""
     k = result.get("iw_samples")
     in_bf16 = ", bf16" if result.get("precision") == "bf16" else ""  # see likelihood_bounds' precision rule
+    per = "vector" if "features" in result else "image"
     rows = [
-        ("-ELBO (nats/image)", _number(result.get("neg_elbo"))),
-        ("NLL, IWAE (nats/image)", "—" if k is None else f"{result['nll_iwae']:.2f} (K={k}{in_bf16})"),
+        (f"-ELBO (nats/{per})", _number(result.get("neg_elbo"))),
+        (f"NLL, IWAE (nats/{per})", "—" if k is None else f"{result['nll_iwae']:.2f} (K={k}{in_bf16})"),
+        *r2_rows(result),
         ("active units", f"{result['active_units']} / {result['latent_dim']}"),
         ("KL(fitted Gaussian ‖ N(0,I))", _number(result["gaussian_kl"], 3)),
         ("MMD² to N(0,I), RBF", _number(result["mmd"], 4)),
@@ -64,6 +67,17 @@ def metric_rows(result: dict) -> list[tuple[str, str]]:
         doubt = "" if result["conditional_accuracy_trusted"] else "; NOT TRUSTED"
         rows.append(("conditional accuracy", f"{result['conditional_accuracy']:.3f} ({trust}{doubt})"))
     return rows
+
+
+def r2_rows(result: dict) -> list[tuple[str, str]]:
+    """The reconstruction R^2 row of an evaluation of vectors (none for images): the mean over the features that
+    vary on the split, and over how many of the ``features`` it is."""
+    if "reconstruction_r2" not in result:
+        return []
+    over, features = result.get("r2_features"), result.get("features")
+    left_out = f"; {features - over} constant left out" if over is not None and features and over < features else ""
+    count = "" if over is None else f" ({over} features{left_out})"
+    return [("reconstruction R², mean over features", _number(result["reconstruction_r2"], 3) + count)]
 
 
 def table_cells(results: dict[str, dict]) -> tuple[list[str], list[list[str]]]:

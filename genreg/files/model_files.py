@@ -57,7 +57,7 @@ _Classes = Annotated[int, Field(strict=True, ge=0, le=MAX_SIZE)]  # 0: a continu
 class RecordedData(BaseModel):
     """A model file's ``genreg.data`` record (:meth:`DataInfo.to_json`), validated before anything is built."""
 
-    image_shape: list[_Size] = Field(min_length=3, max_length=3, description="(C, H, W)")
+    image_shape: list[_Size] = Field(min_length=1, max_length=3, description="(C, H, W) images or (F,) vectors")
     num_classes: _Classes
     columns: dict[str, _Classes] = {}
     absent: dict[str, list[Annotated[int, Field(strict=True, ge=0, le=MAX_SIZE)]]] = {}  # classes with no rows
@@ -65,6 +65,8 @@ class RecordedData(BaseModel):
     @field_validator("image_shape")
     @classmethod
     def _bounded(cls, shape: list[int]) -> list[int]:
+        if len(shape) == 2:
+            raise ValueError(f"a sample is an image (C, H, W) or a vector (F,), not {shape}")
         if math.prod(shape) > MAX_SIZE:
             raise ValueError(f"an image of {shape} holds over 2**31 values")
         return shape

@@ -7,6 +7,7 @@ builds every one of them.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -89,7 +90,7 @@ def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeM
         condition_dim=condition_dim,
         output_shape=data.image_shape,
     )
-    losses = [registry.build("loss", term) for term in config.losses]
+    losses = [build_term(registry, term, data.image_shape) for term in config.losses]
     return GenerativeModel(
         encoder=encoder,
         latent=latent,
@@ -100,6 +101,14 @@ def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeM
         condition_encoder=config.condition_encoder,
         spec=spec,
     )
+
+
+def build_term(registry: Registry, config: Any, sample_shape: tuple[int, ...]) -> Any:
+    """The loss term ``config`` names; given the shape of one sample as ``output_shape`` if its factory takes it
+    (a likelihood with a parameter per feature, e.g. ``gaussian`` with a learned variance)."""
+    factory = registry.get("loss", config.type).factory
+    takes_shape = "output_shape" in inspect.signature(factory).parameters
+    return registry.build("loss", config, **({"output_shape": sample_shape} if takes_shape else {}))
 
 
 def _listed(item: Any) -> list[Any]:

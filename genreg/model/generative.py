@@ -22,7 +22,7 @@ from genreg.data.splits import LABEL, DataInfo, Split
 from genreg.errors import AssemblyError, ConditionError
 from genreg.model.conditions import Condition, Conditions, is_continuous
 from genreg.model.inputs import Codes, Given, Images, Labels, as_codes, as_images, condition_values
-from genreg.model.losses import full_precision, weight_schedule
+from genreg.model.losses import full_precision, likelihood_mean, weight_schedule
 from genreg.plugin.protocols import LatentSample, ModelOutput
 
 
@@ -155,13 +155,13 @@ class GenerativeModel(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: Images, condition: Given | None = None) -> torch.Tensor:
-        """The deterministic latent code of each image, its posterior mean: x (B, C, H, W) -> (B, latent_dim), or
-        one image (C, H, W) -> (latent_dim,), float32 on the model's device.
+        """The deterministic latent code of each sample, its posterior mean: x (B, C, H, W) or (B, F) ->
+        (B, latent_dim), or one sample -> (latent_dim,), float32 on the model's device.
 
-        ``x`` is a torch tensor or numpy array, uint8 (0..255) or float in [0, 1], on any device (see
-        :func:`~genreg.model.inputs.as_images`); ``condition`` one value per image, or one for all (see
-        :meth:`given`). Raises :class:`~genreg.errors.InputError` for images of another shape, dtype or range, and
-        :class:`~genreg.errors.ConditionError` for a condition the model cannot take.
+        ``x`` is a torch tensor or numpy array on any device: images uint8 (0..255) or float in [0, 1], vectors
+        finite real numbers (see :func:`~genreg.model.inputs.as_images`); ``condition`` one value per sample, or
+        one for all (see :meth:`given`). Raises :class:`~genreg.errors.InputError` for samples of another shape,
+        dtype or range, and :class:`~genreg.errors.ConditionError` for a condition the model cannot take.
         """
         x, batched = self.images(x)
         needed = self.condition_encoder or condition is not None  # a q(z|x) encoder needs none, but checks one
@@ -174,8 +174,10 @@ class GenerativeModel(nn.Module):
 
     @torch.no_grad()
     def decode(self, z: Codes, condition: Given | None = None) -> torch.Tensor:
-        """Latent codes z (B, latent_dim), or one (latent_dim,), -> pixel means (B, C, H, W), or (C, H, W), in [0, 1]:
-        the sigmoid of the decoder's logits, float32 on the model's device.
+        """Latent codes z (B, latent_dim), or one (latent_dim,), -> the decoded samples, float32 on the model's device:
+        the mean of the likelihood (its term's ``mean``): pixel means (B, C, H, W) in [0, 1] for Bernoulli images
+        (the sigmoid of the logits), or (B, F) vectors in the data's units for a Gaussian; without the batch axis
+        for one code.
 
         ``z`` is a torch tensor or numpy array of finite real numbers, on any device; ``condition`` as for
         :meth:`encode`. Raises :class:`~genreg.errors.InputError` for codes of another shape, a dtype that is not a
@@ -187,13 +189,14 @@ class GenerativeModel(nn.Module):
         return images if batched else images[0]
 
     def _decode(self, z: torch.Tensor, condition: dict[str, torch.Tensor] | None) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(z, self.condition(condition)).float())
+        return likelihood_mean(self.losses, self.decoder(z, self.condition(condition)).float())
 
     @torch.no_grad()
     def sample(
         self, n: int | None = None, labels: Labels | None = None, condition: Given | None = None
     ) -> torch.Tensor:
-        """Decode draws z ~ p(z) (the latent's prior, N(0, I) for the built-ins): images (n, C, H, W) in [0, 1].
+        """Decode draws z ~ p(z) (the latent's prior, N(0, I) for the built-ins): samples (n, *sample shape), as
+        :meth:`decode` gives them (images (n, C, H, W) in [0, 1], or vectors (n, F) in the data's units).
 
         A conditional model needs a condition (see :meth:`given`): one value per image sets n,
         one value for all takes n from ``n`` (1 without it). ``labels`` (class indices: an int,
@@ -213,8 +216,9 @@ class GenerativeModel(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: Images, condition: Given | None = None) -> torch.Tensor:
-        """x (B, C, H, W), or one image (C, H, W), -> the decoding of each image's posterior mean, of x's shape, in
-        [0, 1]. ``x`` and ``condition`` are what :meth:`encode` takes; it raises what :meth:`encode` raises."""
+        """x (B, C, H, W) or (B, F), or one sample, -> the decoding (see :meth:`decode`) of each sample's posterior
+        mean, of x's shape. ``x`` and ``condition`` are what :meth:`encode` takes; it raises what :meth:`encode`
+        raises."""
         x, batched = self.images(x)
         given = self.given(condition, len(x))
         images = self._decode(self._encode(x, given), given)

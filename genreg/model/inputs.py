@@ -30,7 +30,7 @@ def as_images(
     x: Images, shape: Sequence[int], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, bool]:
     """Images as users hold them -> (B, C, H, W) of ``dtype`` on ``device`` in [0, 1], and whether x had the batch
-    axis; ``shape`` is the model's (C, H, W).
+    axis; ``shape`` is the model's (C, H, W). For a model of vectors (``shape`` (F,)) see :func:`as_vectors`.
 
     ``x`` is a torch tensor (on any device) or a numpy array, of shape (C, H, W) for one image or (B, C, H, W):
     uint8 is read as 0..255 and divided by 255, floats (any precision) must be finite and lie in [0, 1], as in
@@ -38,6 +38,8 @@ def as_images(
     given: another shape (naming the expected one), another dtype (bool, complex, other integers), NaN or
     infinite values, or floats outside [0, 1].
     """
+    if len(shape) == 1:
+        return as_vectors(x, shape, device, dtype)
     x, batched = _batch(_tensor(x, "x", InputError), shape, "x", f"images of shape (C, H, W) = {tuple(shape)}")
     if x.dtype != torch.uint8 and not x.is_floating_point():
         whole = "" if x.dtype == torch.bool or x.is_complex() else " (whole numbers 0..255: convert them to uint8)"
@@ -56,6 +58,19 @@ def as_images(
     return x.to(dtype), batched
 
 
+def as_vectors(
+    x: Images, shape: Sequence[int], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, bool]:
+    """Vectors as users hold them -> (B, F) of ``dtype`` on ``device``, and whether x had the batch axis;
+    ``shape`` is the model's (F,).
+
+    ``x`` is a tensor (any device) or numpy array of shape (F,) or (B, F), of finite real numbers (floats of any
+    precision, integers), in the units the model's data was given in. Raises :class:`~genreg.errors.InputError`
+    for another shape (naming the expected one), a bool or complex dtype, or NaN or infinite values.
+    """
+    return _real_numbers(x, tuple(shape), "x", f"vectors of {shape[0]} features", "vectors", device, dtype)
+
+
 def as_codes(
     z: Codes, dim: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, bool]:
@@ -65,13 +80,29 @@ def as_codes(
     numbers (floats of any precision, or integers). Raises :class:`~genreg.errors.InputError` for another
     shape (naming the expected one), a bool or complex dtype, or NaN or infinite values.
     """
-    z, batched = _batch(_tensor(z, "z", InputError), (dim,), "z", f"latent codes of shape (latent_dim,) = ({dim},)")
-    if z.dtype == torch.bool or z.is_complex():
-        raise InputError(f"z has dtype {z.dtype}; latent codes are real numbers (floats, or integers).")
-    z = z.to(device, dtype)
-    if not torch.isfinite(z).all():
-        raise InputError("z holds NaN or infinite values; latent codes must be finite.")
-    return z, batched
+    what = f"latent codes of shape (latent_dim,) = ({dim},)"
+    return _real_numbers(z, (dim,), "z", what, "latent codes", device, dtype)
+
+
+def _real_numbers(
+    value: Images,
+    item: tuple[int, ...],
+    name: str,
+    what: str,
+    kind: str,
+    device: torch.device | str,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, bool]:
+    """``value`` (one item of shape ``item``, or a batch of them) as finite real numbers of ``dtype`` on ``device``,
+    and whether it had the batch axis; an :class:`~genreg.errors.InputError` names ``name`` and says ``kind`` (what
+    the items are) must be real and finite."""
+    value, batched = _batch(_tensor(value, name, InputError), item, name, what)
+    if value.dtype == torch.bool or value.is_complex():
+        raise InputError(f"{name} has dtype {value.dtype}; {kind} are real numbers (floats, or integers).")
+    value = value.to(device, dtype)
+    if not torch.isfinite(value).all():
+        raise InputError(f"{name} holds NaN or infinite values; {kind} must be finite.")
+    return value, batched
 
 
 def condition_values(condition: Mapping[str, object], n: int | None) -> dict[str, torch.Tensor]:

@@ -90,6 +90,15 @@ def is_likelihood(term: Any) -> bool:
     return callable(getattr(term, "log_likelihood", None))
 
 
+def likelihood_mean(terms: Iterable[Any], output: torch.Tensor) -> torch.Tensor:
+    """The decoded sample for the decoder's ``output``: the mean of the first likelihood term's distribution, in the
+    units of the data (a term's ``mean(output)``; for a term without one, output is taken as Bernoulli logits and
+    the mean is their sigmoid), of ``output``'s shape."""
+    term = next((t for t in terms if is_likelihood(t)), None)
+    mean = getattr(term, "mean", None)
+    return mean(output) if callable(mean) else torch.sigmoid(output)
+
+
 def is_kl(term: Any) -> bool:
     """Whether a term is a KL divergence of the posterior: it has ``kl_divergence(out)`` -> (B,) nats."""
     return callable(getattr(term, "kl_divergence", None))

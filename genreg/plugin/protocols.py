@@ -98,14 +98,18 @@ class Latent(Protocol):
 
 @runtime_checkable
 class Decoder(Protocol):
-    """z (B, latent_dim) and condition or None -> logits (B, C, H, W)."""
+    """z (B, latent_dim) and condition or None -> the likelihood's parameters, of the sample's shape: (B, C, H, W)
+    for images (Bernoulli logits, say), (B, F) for vectors (a Gaussian's mean, say)."""
 
     def __call__(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor: ...
 
 
 @runtime_checkable
 class LossTerm(Protocol):
-    """x (B, C, H, W) and the :class:`ModelOutput` -> one value per example, shape (B,), floats.
+    """x (B, C, H, W) or (B, F) and the :class:`ModelOutput` -> one value per example, shape (B,), floats.
+
+    A factory that takes an ``output_shape`` keyword gets the shape of one sample ((C, H, W) or (F,)),
+    for a term with a parameter per feature (``gaussian`` with a learned variance).
 
     ``requires`` names the latent params it reads. Optional attributes genreg reads:
 
@@ -123,6 +127,10 @@ class LossTerm(Protocol):
       records sums the NLLs and KLs with weight 1 (``test.neg_elbo``, or
       ``test.nll`` without a KL term); a term with neither method (a regulariser) is
       left out of it, but counts in the weighted total ``test.loss``.
+    - ``mean(output)``: for a likelihood term, the decoded sample the decoder's
+      output stands for (the distribution's mean, in the units of the data):
+      what ``decode``, ``sample``, ``reconstruct`` and the pictures show. Without
+      it the output is taken as Bernoulli logits and the mean is their sigmoid.
     """
 
     config: object

@@ -64,8 +64,7 @@ def prepare(spec: Any) -> Prepared:
     try:
         model = build_model(spec.model, data.info)
     except AssemblyError as exc:  # parts that do not fit the data: say which data
-        shape = "x".join(map(str, data.info.image_shape))
-        about = f"The data, {data.source or spec.data.type}, has {data.num_classes} classes and images of {shape}."
+        about = f"The data, {data.source or spec.data.type}, has {data.num_classes} classes and {data.info.samples}."
         raise AssemblyError(f"{exc} {about}") from None
     learning_rate_schedule(spec.train)  # a schedule that cannot be built fails now, not after the folder is written
     callbacks = build_callbacks(spec.train.callbacks)

@@ -1,8 +1,9 @@
 """The numbers behind each picture, for ``-o FILE.npz`` (:func:`~genreg.viz.figures.save_arrays`).
 
 Each function takes the arguments of the picture function of the same name and
-returns what it would draw as tensors by name: images as float32 (N, C, H, W) in
-[0, 1], each beside its condition, one value per image and column.
+returns what it would draw as tensors by name: images as float32 ``images`` (N, C, H, W)
+in [0, 1], or vectors as float32 ``x`` (N, F) in the data's units (the name a ``.npz``
+dataset gives them), each beside its condition, one value per sample and column.
 """
 
 from __future__ import annotations
@@ -27,24 +28,25 @@ def samples_arrays(
     classes: Sequence[int] | None = None,
     rows: int = MAX_ROWS,
 ) -> Arrays:
-    """:func:`~genreg.viz.samples.samples_figure`'s images and each one's condition column by column."""
+    """:func:`~genreg.viz.samples.samples_figure`'s samples (``images`` or ``x``: see :func:`samples_key`) and each
+    one's condition column by column."""
     grid = sample_images(model, n if model.conditional else n * n, fixed, classes, rows)
-    return {"images": grid.images, **grid.conditions}
+    return {samples_key(model): grid.images, **grid.conditions}
 
 
 def manifold_arrays(model: GenerativeModel, n: int = 15, fixed: Mapping[str, Value] | None = None) -> Arrays:
-    """:func:`~genreg.viz.explore.manifold_figure`'s images, row by row, and their latent codes ``z`` (n*n, 2)."""
+    """:func:`~genreg.viz.explore.manifold_figure`'s samples, row by row, and their latent codes ``z`` (n*n, 2)."""
     images, z = manifold_images(model, n, fixed)
-    return {"images": images, "z": z, **_repeated(model, len(z), fixed)}
+    return {samples_key(model): images, "z": z, **_repeated(model, len(z), fixed)}
 
 
 def interpolation_arrays(
     model: GenerativeModel, split: Split, a: int, b: int, steps: int = 10, fixed: Mapping[str, Value] | None = None
 ) -> Arrays:
-    """:func:`~genreg.viz.explore.interpolation_figure`'s row: image a, the ``steps`` decodings, image b, and the
+    """:func:`~genreg.viz.explore.interpolation_figure`'s row: sample a, the ``steps`` decodings, sample b, and the
     condition the decodings share (``steps`` values per column)."""
     row, condition = interpolation_images(model, split, a, b, steps, fixed)
-    return {"images": row, **(condition or {})}
+    return {samples_key(model): row, **(condition or {})}
 
 
 def transfer_arrays(
@@ -57,7 +59,8 @@ def transfer_arrays(
 ) -> Arrays:
     """:func:`~genreg.viz.explore.transfer_figure`'s numbers: ``images`` (n*T, C, H, W), image i's decodings under
     the T targets in rows i*T..i*T+T-1, with ``index`` (n*T,) the split's image each came from and every column
-    it was decoded with; ``originals`` (n, C, H, W) are those images, ``original_index`` (n,) their indices."""
+    it was decoded with; ``originals`` (n, C, H, W) are those images, ``original_index`` (n,) their indices.
+    For vectors, ``x`` (n*T, F) and ``originals`` (n, F), in the data's units."""
     chosen, x, decoded, condition = transfer_images(model, split, targets, n, seed, len(headers))
     count = decoded.shape[1]
     under = {
@@ -67,7 +70,7 @@ def transfer_arrays(
         for column, values in condition.items()
     }
     return {
-        "images": decoded.flatten(0, 1),
+        samples_key(model): decoded.flatten(0, 1),
         "index": chosen.repeat_interleave(count),
         **under,
         "originals": x,
@@ -79,6 +82,12 @@ def latent_arrays(model: GenerativeModel, split: Split) -> Arrays:
     """:func:`~genreg.viz.latent.latent_scatter_figure`'s numbers: the posterior means ``mu`` (N, latent_dim) of
     the split's images (all dimensions, not the two drawn) and every column of the split (N,)."""
     return {"mu": posterior(model, split).mu, **split.condition()}
+
+
+def samples_key(model: GenerativeModel) -> str:
+    """The name of the decoded samples: ``images`` (N, C, H, W) in [0, 1], or for vectors ``x`` (N, F) in the
+    data's units, as a ``.npz`` dataset names them."""
+    return "x" if model.data_info.is_vectors else "images"
 
 
 def _repeated(model: GenerativeModel, count: int, fixed: Mapping[str, Value] | None) -> Arrays:

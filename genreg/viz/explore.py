@@ -5,6 +5,10 @@ draws from the prior, so what they show is the decoder itself: how smoothly it
 maps the latent space onto images. A request that cannot be drawn (a grid of a
 3-D latent, an image index past the split) is a :class:`~genreg.errors.UsageError`;
 a condition the model does not know, a :class:`~genreg.errors.ConditionError`.
+
+Vectors (a table's rows) are drawn as heatmap rows (:mod:`~genreg.viz.heatmaps`), in the order the
+images of a grid would be: the manifold as n blocks of n rows (one block per z2, z1 growing in each),
+an interpolation as sample a, the path, sample b; transfer as a block per target.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from genreg.errors import ConditionError, UsageError
 from genreg.model.conditions import Conditions
 from genreg.model.generative import GenerativeModel
 from genreg.viz.figures import check_grid, grid_figure
+from genreg.viz.heatmaps import heatmap_figure
 from genreg.viz.samples import Value, value_label
 
 #: The manifold spans these prior probabilities: the ends are left out because Phi^-1(0) and
@@ -46,16 +51,22 @@ def manifold_figure(model: GenerativeModel, n: int = 15, fixed: Mapping[str, Val
 
     That condition is ``fixed``; a model conditioned on the label needs its class
     there, because no class is a fair default for a picture of one class's
-    manifold. Other columns left out take class 0 or their training mean.
+    manifold. Other columns left out take class 0 or their training mean. Vectors: a heatmap of n blocks of
+    n rows, a block per z2 (top: highest), z1 growing down each block.
     """
-    images, _ = manifold_images(model, n, fixed)
+    images, z = manifold_images(model, n, fixed)
+    if model.data_info.is_vectors:
+        blocks = [(f"z2={value:+.2f}", n) for value in z[::n, 1].tolist()]
+        ylabel = f"z1 from {z[0, 0]:.2f} to {z[n - 1, 0]:.2f} in each block"
+        return heatmap_figure(images, blocks, ylabel, f"latent grid decoded: {n} x {n} codes", profile=False)
     return grid_figure(images, ncol=n)
 
 
 def manifold_images(
     model: GenerativeModel, n: int = 15, fixed: Mapping[str, Value] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """What :func:`manifold_figure` draws: the decoded images (n*n, C, H, W) in [0, 1] and their codes (n*n, 2)."""
+    """What :func:`manifold_figure` draws: the decoded images (n*n, C, H, W) in [0, 1], or vectors (n*n, F) in the
+    data's units, and their codes (n*n, 2)."""
     dim = model.latent.dim
     if dim != 2:
         raise UsageError(
@@ -96,23 +107,28 @@ def interpolation_figure(
     Each image is encoded to its posterior mean (with its own condition for a conditional model).
     A conditional decoder needs one condition for the whole row, so that the row shows the latent
     path alone rather than a change of condition: image ``a``'s, with the columns in ``fixed``
-    replaced. The row is then labelled with its class.
+    replaced. The row is then labelled with its class. Vectors: a heatmap of sample ``a``, the ``steps`` rows
+    of the path, sample ``b``, top to bottom.
     """
     row, decode_as = interpolation_images(model, split, a, b, steps, fixed)
     row_labels = None if decode_as is None or LABEL not in decode_as else [value_label(LABEL, decode_as[LABEL][0])]
+    if model.data_info.is_vectors:
+        blocks = [(f"sample {a}", 1), (f"{steps} steps", steps), (f"sample {b}", 1)]
+        ylabel = f"decoded as {row_labels[0]}" if row_labels else "decoded"
+        return heatmap_figure(row, blocks, ylabel, f"interpolation from sample {a} to sample {b}", profile=False)
     return grid_figure(row, ncol=steps + 2, row_labels=row_labels)
 
 
 def interpolation_images(
     model: GenerativeModel, split: Split, a: int, b: int, steps: int = 10, fixed: Mapping[str, Value] | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
-    """What :func:`interpolation_figure` draws: its row (steps + 2, C, H, W) in [0, 1], and the condition the
-    codes were decoded with (None for a model that reads none)."""
-    size = len(split)
+    """What :func:`interpolation_figure` draws: its row (steps + 2, C, H, W) in [0, 1], or (steps + 2, F) vectors
+    in the data's units, and the condition the codes were decoded with (None for a model that reads none)."""
+    size, what = len(split), "sample" if model.data_info.is_vectors else "image"
     for name, index in (("a", a), ("b", b)):
         if not 0 <= index < size:
             raise UsageError(
-                f"image index {name}={index} is out of range: the split has {size} images (0..{size - 1})."
+                f"{what} index {name}={index} is out of range: the split has {size} {what}s (0..{size - 1})."
             )
     refuse_unread(model, fixed or {})
     check_grid(1, steps + 2, model.data_info.image_shape)
@@ -161,19 +177,33 @@ def transfer_figure(
     targets. One row per image: the image itself, then one column per target, all
     decoded from that image's latent code (encoded with its own condition), so the
     style stays and the condition changes. Rows are labelled with the image's own
-    condition. Raises :class:`UsageError` for a model that is not conditional.
+    condition. Raises :class:`UsageError` for a model that is not conditional. Vectors: a heatmap of
+    ``n + n * T`` rows, a block per target, after a block of the samples themselves (the same samples, in the
+    same order, in every block), above each block's mean profile.
     """
     chosen, x, images, condition = transfer_images(model, split, targets, n, seed, len(headers))
+    if model.data_info.is_vectors:
+        return transfer_heatmap(x, images, headers)
     grid = torch.cat([x.float().unsqueeze(1), images.float()], dim=1).flatten(0, 1)
     rows = [own_label(condition, i) + " →" for i in range(len(chosen))]
     return grid_figure(grid, ncol=len(headers) + 1, row_labels=rows, column_labels=["image", *headers])
+
+
+def transfer_heatmap(x: torch.Tensor, decoded: torch.Tensor, headers: list[str]) -> Any:
+    """Vectors x (n, F) and their decodings (n, T, F) under the T targets ``headers`` names, in the data's units,
+    as a heatmap of T + 1 blocks of n rows (x, then each target's), above each block's mean profile."""
+    n = len(x)
+    blocks = [("as given", n), *((f"as {header}", n) for header in headers)]
+    rows = torch.cat([x.float(), decoded.float().transpose(0, 1).flatten(0, 1)])
+    return heatmap_figure(rows, blocks, f"the same {n} samples in each", "transfer")
 
 
 def transfer_images(
     model: GenerativeModel, split: Split, targets: Mapping[str, torch.Tensor], n: int, seed: int, count: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """What :func:`transfer_figure` draws for ``count`` targets: the chosen images' indices (n,), the images
-    (n, C, H, W), their decodings under each target (n, count, C, H, W) in [0, 1], and their own conditions.
+    (n, C, H, W), their decodings under each target (n, count, C, H, W) in [0, 1], and their own conditions;
+    for vectors, the samples (n, F) and their decodings (n, count, F) in the data's units.
 
     Raises :class:`UsageError` for an ``n`` beyond the split's size (no image is drawn twice)."""
     if not model.conditional:

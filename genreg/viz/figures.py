@@ -72,12 +72,16 @@ def _grid_inches(rows: int, columns: int) -> tuple[float, float]:
 
 def check_grid(rows: int, columns: int, image_shape: tuple[int, ...]) -> None:
     """Refuse, before any image is decoded, a :func:`grid_figure` of ``rows`` x ``columns`` images of
-    ``image_shape`` (C, H, W) that cannot be drawn here.
+    ``image_shape`` (C, H, W) that cannot be drawn here; for vectors (``image_shape`` (F,)), a heatmap of
+    ``rows * columns`` samples (see :func:`check_heatmap`).
 
     Raises :class:`UsageError` naming the limit: a picture more than :data:`MAX_PIXELS` wide or tall
     (matplotlib's own limit), or one whose images and pixels need more memory than this process can
     still allocate (see :func:`genreg.limits.available_memory`).
     """
+    if len(image_shape) == 1:
+        check_heatmap(rows * columns, image_shape[0])
+        return
     width, height = _grid_inches(rows, columns)
     grid = f"a picture of {rows:,} x {columns:,} images"
     if max(width, height) * DPI > MAX_PIXELS:
@@ -90,6 +94,17 @@ def check_grid(rows: int, columns: int, image_shape: tuple[int, ...]) -> None:
     decoded = 8 * rows * columns * channels * h * w * 4  # float32 decoder outputs, their copies and activations
     drawn = 3 * 4 * rows * (h + 2) * columns * (w + 2) + 4 * round(width * DPI) * round(height * DPI)
     check_memory(decoded + drawn, grid, "ask for fewer images.", UsageError)
+
+
+def check_heatmap(samples: int, features: int) -> None:
+    """Refuse, before any vector is decoded, a heatmap of ``samples`` vectors of ``features`` values whose
+    decoding and drawing need more memory than this process can still allocate (:class:`UsageError`).
+
+    Its size in pixels is bounded whatever the number of samples (matplotlib resamples the heatmap), so
+    memory is the only limit.
+    """
+    needed = 12 * 4 * samples * features  # float32 decoder outputs, their copies and activations, and colours
+    check_memory(needed, f"a picture of {samples:,} samples of {features:,} features", "ask for fewer.", UsageError)
 
 
 def show_grid(ax: Any, images: torch.Tensor, ncol: int) -> None:

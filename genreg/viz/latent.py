@@ -16,6 +16,7 @@ from genreg.evaluation.metrics import posterior
 from genreg.model.conditions import default_value
 from genreg.model.generative import GenerativeModel
 from genreg.viz.figures import pyplot, show_grid
+from genreg.viz.heatmaps import show_heatmap
 from genreg.viz.samples import sample_images
 
 
@@ -106,16 +107,20 @@ def comparison_figure(runs: dict[str, tuple[GenerativeModel, Split]], n_samples:
 
 
 def _sample_strip(ax, model: GenerativeModel, n: int, seed: int) -> None:
-    """A row of at most ``n`` prior samples, titled with what the row shows."""
+    """A row of at most ``n`` prior samples, titled with what the row shows; vectors (n, F) as a heatmap of a row
+    per sample, its colours spanning the run's own samples."""
     torch.manual_seed(seed)
     images, title = strip_samples(model, n)
-    show_grid(ax, images, ncol=images.shape[0])
+    if model.data_info.is_vectors:
+        show_heatmap(ax, images)
+    else:
+        show_grid(ax, images, ncol=images.shape[0])
     ax.set_axis_off()
     ax.set_title(title, fontsize=8)
 
 
 def strip_samples(model: GenerativeModel, n: int) -> tuple[torch.Tensor, str]:
-    """Samples for one row, and its title.
+    """Samples for one row: images (n, C, H, W) in [0, 1] or vectors (n, F) in the data's units, and its title.
 
     A model conditioned on the label shows one sample of each class, of at most ``n`` classes spread
     evenly (its other columns at class 0 or their training mean), since the class is what one

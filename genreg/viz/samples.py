@@ -5,6 +5,9 @@ most :data:`MAX_ROWS` of them, spread evenly, unless the classes are chosen) and
 when the model reads a continuous column (``ink``), a column per value of it, all
 decoded from one latent draw per row, so a row shows the quantity growing and
 nothing else changing.
+
+Vectors (a table's rows) are drawn as a heatmap instead (:mod:`~genreg.viz.heatmaps`): each grid row
+becomes a labelled block of rows, one per sample, above each block's mean profile.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from genreg.errors import PictureWarning, UsageError
 from genreg.model.conditions import Conditions, default_value, is_continuous, value_range
 from genreg.model.generative import GenerativeModel
 from genreg.viz.figures import check_grid, grid_figure
+from genreg.viz.heatmaps import heatmap_figure
 
 Value = int | float  # one condition value: a class index or a continuous quantity
 
@@ -29,9 +33,10 @@ MAX_ROWS = 10
 
 
 class SampleGrid(NamedTuple):
-    """Sampled images (N, C, H, W) in grid order, what each row and each column shows (None: plain draws), every
-    image's condition ``{column: (N,) values}`` (empty for an unconditional model), and a title saying which
-    classes a grid of some of them shows (None when it shows them all)."""
+    """Sampled images (N, C, H, W) in [0, 1], or vectors (N, F) in the data's units, in grid order, what each row
+    and each column shows (None: plain draws), every image's condition ``{column: (N,) values}`` (empty for an
+    unconditional model), and a title saying which classes a grid of some of them shows (None when it shows them
+    all)."""
 
     images: torch.Tensor
     row_labels: list[str] | None
@@ -112,7 +117,8 @@ def sample_images(
     classes: Sequence[int] | None = None,
     rows: int = MAX_ROWS,
 ) -> SampleGrid:
-    """Prior samples (N, C, H, W) in [0, 1] for a grid of ``n`` columns, with its labels and conditions.
+    """Prior samples for a grid of ``n`` columns, with its labels and conditions: images (N, C, H, W) in [0, 1],
+    or vectors (N, F) in the data's units.
 
     Unconditional: ``n`` samples. Conditional: the grid of :func:`grid_conditions`
     (a single class if ``fixed`` holds the label; else ``classes`` or at most ``rows`` of them);
@@ -171,18 +177,31 @@ def samples_figure(
 ) -> Any:
     """The sample grid: n x n draws for an unconditional model; for a conditional one, :func:`sample_images`'
     grid of ``classes`` or at most ``rows`` classes, labelled, its title naming the classes of a subset.
+    Vectors are drawn as a heatmap: each grid row a block of samples, above each block's mean profile.
     Raises :class:`~genreg.errors.ConditionError` for a ``fixed`` value the model does not read,
     :class:`~genreg.errors.UsageError` for a grid too large to draw (see :func:`check_grid`)."""
     if not model.conditional:
         check_grid(n, n, model.data_info.image_shape)
     grid = sample_images(model, n if model.conditional else n * n, fixed, classes, rows)
+    if model.data_info.is_vectors:
+        return samples_heatmap(grid, n)
     return grid_figure(
         grid.images, ncol=n, row_labels=grid.row_labels, column_labels=grid.column_labels, title=grid.title
     )
 
 
+def samples_heatmap(grid: SampleGrid, n: int) -> Any:
+    """A :class:`SampleGrid` of vectors (rows * n, F) as a heatmap: a block of ``n`` samples per grid row (class),
+    in the order of its columns, above each block's mean profile."""
+    blocks = [(label, n) for label in grid.row_labels] if grid.row_labels else None
+    order = f", {grid.column_labels[0]} to {grid.column_labels[-1]}" if grid.column_labels else ""
+    ylabel = f"{n} samples each{order}" if blocks else f"sample{order}"
+    return heatmap_figure(grid.images, blocks, ylabel, grid.title or "samples from the prior")
+
+
 def reconstructions_figure(model: GenerativeModel, split: Split, n: int = 8) -> Any:
-    """``n`` images of ``split`` above their reconstructions: what the model keeps of an image.
+    """``n`` images of ``split`` above their reconstructions: what the model keeps of an image (for vectors, a
+    heatmap of the two blocks of rows, above the mean profile of each).
 
     The images are spread evenly over the split rather than its first ``n``, so a
     split stored class by class (as the bundled sample is) shows several classes.
@@ -192,4 +211,7 @@ def reconstructions_figure(model: GenerativeModel, split: Split, n: int = 8) -> 
     x = split.images[index].to(model.device)
     with model.evaluating():
         decoded = model.reconstruct(x, model.condition_of(split, index))
+    if model.data_info.is_vectors:
+        blocks, rows = [("input", len(index)), ("reconstruction", len(index))], f"the same {len(index)} samples in both"
+        return heatmap_figure(torch.cat([x, decoded]), blocks, rows, "reconstructions")
     return grid_figure(torch.cat([x, decoded]), ncol=len(index), row_labels=["input", "reconstruction"])

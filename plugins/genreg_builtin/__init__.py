@@ -20,6 +20,8 @@ def register_components(register):
     register("latent", "deterministic", latents.DeterministicLatent, latents.DeterministicConfig)
     register("latent", "gaussian", latents.GaussianLatent, latents.GaussianConfig)
     register("loss", "bce", losses.BCE, losses.BCEConfig)
+    register("loss", "bernoulli", losses.BCE, losses.BCEConfig)
+    register("loss", "gaussian", losses.Gaussian, losses.GaussianConfig)
     register("loss", "mse", losses.MSE, losses.MSEConfig)
     register("loss", "kld", losses.KLD, losses.KLDConfig)
     register("dataset", "mnist-sample", datasets.load_mnist_sample, datasets.MnistSampleConfig)

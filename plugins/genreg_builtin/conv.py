@@ -45,6 +45,16 @@ class ConvDecoderConfig(BaseModel):
     condition: Injection = Field("input", description=INJECTION_HELP)
 
 
+def image_sides(shape: tuple[int, ...], slot: str) -> tuple[int, int, int]:
+    """(C, H, W) of the data's samples; vectors (F,) are an :class:`AssemblyError` pointing to the mlp parts."""
+    if len(shape) != 3:
+        raise AssemblyError(
+            f"{slot} 'conv' convolves images (C, H, W), but the data's samples are vectors of shape {tuple(shape)} "
+            f"(a table's rows, say): use the 'mlp' {slot} for vectors."
+        )
+    return tuple(shape)
+
+
 def spatial_sizes(size: int, layers: int) -> list[int]:
     """Sizes after each halving: ``[size, size // 2, ...]`` (``layers + 1`` entries)."""
     sizes = [size]
@@ -64,7 +74,7 @@ class ConvEncoder(nn.Module):
     def __init__(self, config: ConvEncoderConfig, *, input_shape: tuple[int, int, int], condition_dim: int = 0) -> None:
         super().__init__()
         self.config = config
-        c, h, w = input_shape
+        c, h, w = image_sides(input_shape, "encoder")
         act = ACTIVATIONS[config.activation]
         n = len(config.channels)
         extra = injected(config.condition, condition_dim, n + 1)
@@ -88,7 +98,7 @@ class ConvDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
-        c, h, w = output_shape
+        c, h, w = image_sides(output_shape, "decoder")
         n = len(config.channels)
         hs, ws = spatial_sizes(h, n), spatial_sizes(w, n)
         self.start = (config.channels[0], hs[-1], ws[-1])

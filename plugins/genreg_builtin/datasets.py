@@ -189,10 +189,11 @@ def load_fashion_mnist(config: FashionMNISTConfig) -> DataSplits:
 
 
 class NpzConfig(DatasetConfig):
-    """Your own images and labels from a .npz file (optionally a second file for the test split).
+    """Your own images or vectors and labels from a .npz file (optionally a second file for the test split).
 
     ``path``: a ``.npz`` with ``images`` of shape (N, H, W) or (N, C, H, W), uint8
-    0..255 or float in [0, 1], and 1-D integer ``labels``; ``layout: "NHWC"`` reads
+    0..255 or float in [0, 1], or else ``x``: vectors (N, F) of any finite real
+    numbers (a table's rows), and 1-D integer ``labels``; ``layout: "NHWC"`` reads
     channels-last images (N, H, W, C) instead, and the default ``auto`` refuses images
     that look channels-last (last axis 1, 3 or 4 and axis 1 not); ``images_key`` /
     ``labels_key`` rename those arrays. ``columns``: more 1-D arrays (one value per
@@ -204,6 +205,7 @@ class NpzConfig(DatasetConfig):
 
     path: str = Field(description="the .npz file with images and labels")
     images_key: str = Field("images", description="name of the images array")
+    x_key: str = Field("x", description="name of the vectors array (N, F), read when the images array is absent")
     labels_key: str = Field("labels", description="name of the labels array")
     layout: Layout = Field(
         "auto", description="'NCHW', 'NHWC' (channels last), or 'auto': NCHW, refusing arrays that look NHWC"
@@ -248,32 +250,37 @@ def _read_npz(path: str, config: NpzConfig) -> Split:
         raise DataError(f"{path}: not a .npz archive; save images and labels with numpy.savez(_compressed).")
     try:
         with zipfile.ZipFile(path) as archive:
-            images, labels, columns = _arrays(archive, path, config)
+            samples_key = _samples_key(archive.namelist(), config)
+            images, labels, columns = _arrays(archive, path, config, samples_key)
     except MemoryError as error:
         raise DataError(f"{path}: too large to load into this machine's memory ({first_line(error)}).") from None
     except _UNREADABLE as error:
         raise DataError(f"{path}: not a valid .npz file ({first_line(error)}).") from error
-    keys = (config.images_key, config.labels_key)
+    keys = (samples_key, config.labels_key)
     return as_split(images, labels, path, columns, keys=keys, layout=config.layout)
 
 
 def _arrays(
-    archive: zipfile.ZipFile, path: str, config: NpzConfig
+    archive: zipfile.ZipFile, path: str, config: NpzConfig, samples_key: str
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """The images, labels and column arrays of an open archive, every header checked before any data is read.
+    """The samples (``samples_key``), labels and column arrays of an open archive, every header checked before
+    any data is read.
 
     Raises :class:`DataError` listing the arrays present when one is missing, or naming the array whose
     header is damaged or claims more than the file or this machine's memory holds.
     """
     names = archive.namelist()
     members = {}
-    for key, option in [(config.images_key, "images_key"), (config.labels_key, "labels_key")] + [
+    for key, option in [(samples_key, "images_key"), (config.labels_key, "labels_key")] + [
         (name, "columns") for name in config.columns
     ]:
         members[key] = next((name for name in (key, f"{key}.npy") if name in names), None)
         if members[key] is None:
             present = ", ".join(repr(name.removesuffix(".npy")) for name in names) or "none"
-            raise DataError(f"{path}: no array named '{key}' (named in `{option}`); arrays present: {present}.")
+            vectors = f" (nor '{config.x_key}', `x_key`, for vectors)" if key == config.images_key else ""
+            raise DataError(
+                f"{path}: no array named '{key}' (named in `{option}`){vectors}; arrays present: {present}."
+            )
     needed = sum(_claimed_bytes(archive, member, key, path) for key, member in members.items())
     what = f"{path}: loading the arrays {', '.join(map(repr, members))}"
     check_memory(needed, what, "use a smaller file or a machine with more memory.", DataError)
@@ -281,7 +288,13 @@ def _arrays(
     for key, member in members.items():
         with archive.open(member) as stream:
             arrays[key] = npy.read_array(stream, allow_pickle=False)
-    return arrays[config.images_key], arrays[config.labels_key], {name: arrays[name] for name in config.columns}
+    return arrays[samples_key], arrays[config.labels_key], {name: arrays[name] for name in config.columns}
+
+
+def _samples_key(names: list[str], config: NpzConfig) -> str:
+    """The array holding the samples: ``images_key`` where the archive has it, else ``x_key`` where it has that."""
+    held = {name.removesuffix(".npy") for name in names}
+    return config.x_key if config.images_key not in held and config.x_key in held else config.images_key
 
 
 def _claimed_bytes(archive: zipfile.ZipFile, member: str, key: str, path: str) -> int:

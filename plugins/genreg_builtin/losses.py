@@ -1,6 +1,10 @@
-"""Loss terms, one value per example: reconstruction (bce, mse) and the KL divergence.
+"""Loss terms, one value per example: reconstruction (bernoulli alias bce, gaussian, mse) and the KL divergence.
 
-Decoders emit logits. ``bce`` is the Bernoulli negative log-likelihood, the value and
+A reconstruction term reads the decoder's output as the parameters of its likelihood and says, in
+``mean(output)``, what the decoded sample is (the likelihood's mean, in the units of the data).
+``gaussian`` reads it as the mean of N(x; mean, sigma^2) per feature (sigma fixed or learned per feature),
+for real-valued data such as a table's standardised columns. For images the decoder emits logits:
+``bce`` (also registered as ``bernoulli``) is the Bernoulli negative log-likelihood, the value and
 gradient of ``binary_cross_entropy_with_logits`` (numerically safe, equal to Sigmoid +
 BCE) computed by :class:`BernoulliNLL`; ``mse`` is the Gaussian alternative on the pixel means sigmoid(logits), a sum
 of squared errors (its NLL, which the objective uses, is 0.5 * mse + 0.5 * D log 2 pi).
@@ -11,11 +15,14 @@ Each term declares its ``unit``; ``log_likelihood`` marks a likelihood term and
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from pydantic import Field
 from torch import nn
+from torch.distributions import Normal
 
+from genreg.errors import AssemblyError
 from genreg.model.losses import NATS, LossTermConfig, full_precision
 from genreg.plugin.protocols import LatentSample, ModelOutput
 
@@ -24,8 +31,19 @@ class BCEConfig(LossTermConfig):
     """Bernoulli reconstruction: BCE with logits, summed over pixels."""
 
 
+class GaussianConfig(LossTermConfig):
+    """Gaussian reconstruction: -log N(x; mean, sigma^2) summed over features; the decoder emits the mean."""
+
+    variance: Literal["fixed", "learned"] = Field(
+        "fixed", description="'fixed': sigma as given; 'learned': one sigma per feature, trained with the model"
+    )
+    sigma: float = Field(
+        1.0, gt=0, allow_inf_nan=False, description="the standard deviation (fixed), or its starting value (learned)"
+    )
+
+
 class MSEConfig(LossTermConfig):
-    """Gaussian reconstruction: squared error of sigmoid(logits), summed over pixels."""
+    """Squared error of sigmoid(logits) for images in [0, 1], summed over pixels: not a likelihood (see gaussian)."""
 
 
 class KLDConfig(LossTermConfig):
@@ -68,6 +86,43 @@ class BCE(Term):
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
         return -self.log_likelihood(x, out.logits)
 
+    @staticmethod
+    def mean(logits: torch.Tensor) -> torch.Tensor:
+        """The Bernoulli means sigmoid(logits): the decoded image's pixels in [0, 1], of the logits' shape."""
+        return torch.sigmoid(logits)
+
+
+class Gaussian(Term):
+    """Gaussian negative log-likelihood in nats, every constant included: -sum_f log N(x_f; mean_f, sigma_f^2), (B,).
+
+    The decoder's output is the mean, in the units of the data. ``sigma`` is one fixed value, or with
+    ``variance: learned`` one per feature (a parameter of shape ``output_shape``, kept as log sigma and
+    trained with the model; Nix & Weigend 1994). Computed by ``torch.distributions.Normal.log_prob`` in
+    float32 at least.
+    """
+
+    def __init__(self, config: GaussianConfig, *, output_shape: tuple[int, ...]) -> None:
+        super().__init__(config)
+        log_sigma = torch.full(tuple(output_shape), math.log(config.sigma))
+        if config.variance == "learned":
+            self.log_sigma = nn.Parameter(log_sigma)
+        else:
+            self.register_buffer("log_sigma", log_sigma)
+
+    def log_likelihood(self, x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) per example (B,), nats: x and means (B, *output_shape)."""
+        means = full_precision(means)
+        likelihood = Normal(means, self.log_sigma.float().exp(), validate_args=False)
+        return likelihood.log_prob(x.to(means.dtype)).flatten(1).sum(1)
+
+    def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
+        return -self.log_likelihood(x, out.logits)
+
+    @staticmethod
+    def mean(means: torch.Tensor) -> torch.Tensor:
+        """The decoder's output itself: the Gaussian's mean, in the units of the data."""
+        return means
+
 
 class BernoulliNLL(torch.autograd.Function):
     """-log Bernoulli(x; sigmoid(logits)) per element, the value and gradients of
@@ -100,6 +155,14 @@ class MSE(Term):
 
     unit = "squared error/image"
 
+    def __init__(self, config: MSEConfig, *, output_shape: tuple[int, ...] | None = None) -> None:
+        super().__init__(config)
+        if output_shape is not None and len(output_shape) == 1:
+            raise AssemblyError(
+                f"loss 'mse' compares sigmoid(output) with images in [0, 1], but the data's samples are vectors of "
+                f"shape {tuple(output_shape)}; use the 'gaussian' likelihood (an exact NLL in nats) for real values."
+            )
+
     def log_likelihood(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """log N(x; sigmoid(logits), I) per example: the unit-variance Gaussian this term implies."""
         sse = self.forward(x, ModelOutput(logits, LatentSample(logits)))
@@ -108,6 +171,11 @@ class MSE(Term):
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
         means = torch.sigmoid(full_precision(out.logits))
         return (means - x.to(means.dtype)).square().flatten(1).sum(1)
+
+    @staticmethod
+    def mean(logits: torch.Tensor) -> torch.Tensor:
+        """sigmoid(logits): the pixel means this term compares with the image."""
+        return torch.sigmoid(logits)
 
 
 class KLD(Term):

@@ -29,7 +29,7 @@ WEIGHTED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
 
 
 class MLPEncoderConfig(BaseModel):
-    """Fully connected encoder: flattened image (+ condition) through hidden layers."""
+    """Fully connected encoder: the flattened sample, image or vector (+ condition), through hidden layers."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -41,7 +41,7 @@ class MLPEncoderConfig(BaseModel):
 
 
 class MLPDecoderConfig(MLPEncoderConfig):
-    """Fully connected decoder: z (+ condition) through hidden layers to pixel logits."""
+    """Fully connected decoder: z (+ condition) through hidden layers to the likelihood's parameters per value."""
 
     hidden: list[PositiveInt] = Field(
         default_factory=lambda: [256, 512], min_length=1, description="hidden layer widths, latent side first"
@@ -87,7 +87,8 @@ def mlp(sizes: list[int], activation: str, last_activation: bool, extra: list[in
 
 
 class MLPEncoder(nn.Module):
-    """Flatten the image, then fully connected layers, with the condition appended per ``config.condition``."""
+    """Flatten the sample (an image (C, H, W) or a vector (F,)), then fully connected layers, with the condition
+    appended per ``config.condition``."""
 
     def __init__(self, config: MLPEncoderConfig, *, input_shape: tuple[int, ...], condition_dim: int = 0) -> None:
         super().__init__()
@@ -101,7 +102,8 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """z through fully connected layers to one logit per pixel, with the condition per ``config.condition``."""
+    """z through fully connected layers to one output per value of the sample (a pixel's logit, a feature's
+    Gaussian mean), shaped as the sample, with the condition per ``config.condition``."""
 
     def __init__(
         self, config: MLPDecoderConfig, *, latent_dim: int, condition_dim: int = 0, output_shape: tuple[int, ...]

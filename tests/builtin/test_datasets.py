@@ -284,7 +284,7 @@ def test_npz_missing_key_lists_keys_present(tmp_path):
 
 def test_npz_wrong_label_length(tmp_path):
     path = _save(tmp_path / "d.npz", images=np.zeros((3, 4, 4), np.uint8), labels=np.array([0, 1]))
-    with pytest.raises(DataError, match="one label per image") as caught:
+    with pytest.raises(DataError, match="one label per sample") as caught:
         load_npz(NpzConfig(path=path))
     assert path in str(caught.value)
 

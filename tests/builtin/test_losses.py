@@ -307,3 +307,56 @@ def test_the_kl_of_the_objective_is_the_plain_kl_under_free_bits():
     floored = KLD(KLDConfig(free_bits=1.0))
     assert torch.allclose(floored.kl_divergence(out), exact, atol=1e-6)
     assert floored(torch.zeros(8, 1, 1, 1), out).mean().item() == pytest.approx(3.0)
+
+
+# --------------------------------------------------------------------------- likelihoods of issue 18
+
+
+def test_gaussian_nll_is_the_closed_form_with_every_constant() -> None:
+    torch.manual_seed(0)
+    x, means = torch.randn(6, 5) * 3 + 10, torch.randn(6, 5) * 3 + 10
+    sigma = 0.5
+    term = get_registry().build("loss", validate_part("loss", {"type": "gaussian", "sigma": sigma}), output_shape=(5,))
+    closed = (0.5 * ((x - means) / sigma).square() + math.log(sigma) + 0.5 * math.log(2 * math.pi)).sum(1)
+    values = term(x, make_output(logits=means, mu=torch.zeros(6, 2), log_var=torch.zeros(6, 2)))
+    assert values.shape == (6,)
+    torch.testing.assert_close(values, closed, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(values, -Normal(means, sigma).log_prob(x).sum(1), rtol=1e-5, atol=1e-5)
+
+
+def test_a_learned_gaussian_variance_is_one_trained_parameter_per_feature() -> None:
+    registry = get_registry()
+    learned = registry.build(
+        "loss", validate_part("loss", {"type": "gaussian", "variance": "learned", "sigma": 2.0}), output_shape=(3, 4)
+    )
+    fixed = registry.build("loss", validate_part("loss", {"type": "gaussian"}), output_shape=(3, 4))
+    assert [p.shape for p in learned.parameters()] == [(3, 4)] and list(fixed.parameters()) == []
+    torch.testing.assert_close(learned.log_sigma.exp(), torch.full((3, 4), 2.0))
+    x, means = torch.randn(8, 3, 4), torch.zeros(8, 3, 4)
+    learned(x, make_output(logits=means, mu=torch.zeros(8, 2), log_var=torch.zeros(8, 2))).sum().backward()
+    # d/d log sigma of sum_f (0.5 (x - m)^2 / sigma^2 + log sigma) = 1 - (x - m)^2 / sigma^2, summed over the batch
+    torch.testing.assert_close(learned.log_sigma.grad, (1 - x.square() / 4).sum(0), rtol=1e-5, atol=1e-5)
+
+
+def test_bernoulli_is_bce_and_equals_torch_distributions() -> None:
+    registry = get_registry()
+    bernoulli = registry.build("loss", validate_part("loss", {"type": "bernoulli"}))
+    assert type(bernoulli) is BCE
+    torch.manual_seed(0)
+    logits, x = torch.randn(5, 1, 4, 4) * 4, torch.randint(0, 2, (5, 1, 4, 4)).float()
+    out = make_output(logits=logits, mu=torch.zeros(5, 2), log_var=torch.zeros(5, 2))
+    exact = -torch.distributions.Bernoulli(logits=logits).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(bernoulli(x, out), exact, rtol=1e-5, atol=1e-5)
+
+
+def test_each_likelihood_says_what_the_decoded_sample_is() -> None:
+    from genreg.model.losses import likelihood_mean
+
+    registry = get_registry()
+    output = torch.tensor([[-3.0, 0.0, 7.5]])
+    gaussian = registry.build("loss", validate_part("loss", {"type": "gaussian"}), output_shape=(3,))
+    kld = registry.build("loss", validate_part("loss", {"type": "kld"}))
+    assert torch.equal(likelihood_mean([kld, gaussian], output), output)  # the mean itself, in the data's units
+    bce = registry.build("loss", validate_part("loss", {"type": "bce"}))
+    assert torch.equal(likelihood_mean([bce, kld], output), torch.sigmoid(output))
+    assert torch.equal(likelihood_mean([kld], output), torch.sigmoid(output))  # no likelihood: logits, as before

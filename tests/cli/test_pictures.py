@@ -355,3 +355,73 @@ def test_transfer_and_latent_write_their_numbers(cvae_run: Path, tmp_path: Path)
     assert result.exit_code == 0, result.output
     with np.load(tmp_path / "l.npz") as saved:
         assert saved["mu"].shape == (1000, 2) and saved["label"].shape == (1000,)
+
+
+# --------------------------------------------------------------------------- vectors: a table's rows
+
+
+@pytest.fixture(scope="module")
+def vector_run(tmp_path_factory) -> Path:
+    """A two-epoch run of a cVAE of 300 vectors of 12 features around 100, in 3 classes, from a .npz file."""
+    import numpy as np
+
+    from tests.viz.vectors import SPECS, table
+
+    folder = tmp_path_factory.mktemp("vectors")
+    x, labels = table()
+    np.savez(folder / "table.npz", x=x, labels=labels)
+    spec = {"model": SPECS["cvae"], "data": {"type": "npz", "path": str(folder / "table.npz")}, "train": {"epochs": 2}}
+    (folder / "spec.json").write_text(json.dumps(spec))
+    result = invoke("run", folder / "spec.json", "--out", folder / "run", "--quiet")
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+def test_a_run_of_vectors_draws_its_samples_and_latent_pictures(vector_run) -> None:
+    """`genreg run` of vectors trained, then failed: samples.png could not be drawn (an image grid of vectors)."""
+    for name in ("samples.png", "latent.png"):
+        assert (vector_run / name).read_bytes()[:4] == PNG and (vector_run / name).stat().st_size > 10_000
+
+
+def test_sample_of_vectors_to_npz_writes_what_model_sample_draws(vector_run, tmp_path) -> None:
+    import numpy as np
+
+    from tests.viz.vectors import FEATURES
+
+    result = invoke("sample", vector_run, "-n", 3, "--seed", 5, "-o", tmp_path / "x.npz")
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "x.npz") as saved:
+        assert sorted(saved) == ["label", "x"] and saved["x"].shape == (9, FEATURES) and saved["x"].dtype == np.float32
+        assert saved["label"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+        model = genreg.load_model(vector_run)
+        torch.manual_seed(5)
+        assert np.allclose(saved["x"], model.sample(labels=saved["label"]).numpy())
+    too_many = invoke("transfer", vector_run, "-n", 61, "-o", tmp_path / "t.npz")
+    assert_user_error(too_many, f"-n 61: the test split of {vector_run} has 60 samples; ask for fewer.")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sample", "-n", 2],
+        ["sample", "--grid", "-n", 3, "--label", 1],
+        ["sample", "--interpolate", 0, 5, "-n", 4],
+        ["transfer", "-n", 3],
+        ["latent", "--split", "train"],
+    ],
+)
+@pytest.mark.parametrize("suffix", [".png", ".npz"])
+def test_every_picture_of_vectors_and_its_numbers_are_written(vector_run, tmp_path, args, suffix) -> None:
+    import numpy as np
+
+    from tests.viz.vectors import FEATURES
+
+    out = tmp_path / f"out{suffix}"
+    result = invoke(args[0], vector_run, *args[1:], "-o", out)
+    assert result.exit_code == 0, result.output
+    if suffix == ".png":
+        assert out.read_bytes()[:4] == PNG
+        return
+    with np.load(out) as saved:
+        key, size = ("mu", 2) if args[0] == "latent" else ("x", FEATURES)  # the latent codes, or vectors
+        assert saved[key].ndim == 2 and saved[key].shape[1] == size, {name: a.shape for name, a in saved.items()}

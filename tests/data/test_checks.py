@@ -26,11 +26,11 @@ def nan_images() -> np.ndarray:
 
 
 BAD_DATA = {
-    "flat images": ({"images": np.zeros((N, 64), np.uint8)}, "images must have shape (N, H, W) or (N, C, H, W)"),
+    "one value per sample": ({"images": np.zeros(N, np.uint8)}, "images must have shape (N, H, W) or (N, C, H, W)"),
     "5-D images": ({"images": np.zeros((N, 1, 1, 8, 8), np.uint8)}, "got (40, 1, 1, 8, 8)"),
-    "zero-width images": ({"images": np.zeros((N, 8, 0), np.uint8)}, "with C, H and W at least 1, got (40, 1, 8, 0)"),
-    "labels per row": ({"labels": np.zeros((N, 1), np.int64)}, "one label per image (40), got shape (40, 1)"),
-    "too few labels": ({"labels": np.zeros(N - 1, np.int64)}, "one label per image (40), got shape (39,)"),
+    "zero-width images": ({"images": np.zeros((N, 8, 0), np.uint8)}, "with every size at least 1; got (40, 1, 8, 0)"),
+    "labels per row": ({"labels": np.zeros((N, 1), np.int64)}, "one label per sample (40), got shape (40, 1)"),
+    "too few labels": ({"labels": np.zeros(N - 1, np.int64)}, "one label per sample (40), got shape (39,)"),
     "NaN pixels": ({"images": nan_images()}, "2 of 40 images contain NaN or infinite pixels (the first is image 3)"),
     "NaN labels": ({"labels": np.full(N, np.nan)}, "labels contain NaN or infinite values"),
     "fractional labels": ({"labels": np.full(N, 0.5)}, "labels contain fractional values, the first 0.5 at index 0"),

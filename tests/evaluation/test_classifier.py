@@ -3,6 +3,7 @@ bad cache files, and its conditional accuracy tells a model drawing the asked cl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,13 @@ from safetensors.torch import save_file
 
 import genreg
 from genreg.evaluation import classifier as clf
+from genreg.evaluation import networks
 from genreg.files.tensors import read_tensors, save_tensors
 from genreg_builtin.conditioners import OneHot, OneHotConfig
 from genreg_builtin.latents import GaussianConfig, GaussianLatent
-from genreg_builtin.losses import BCE, BCEConfig
-from tests.helpers import MNIST_SPEC, Trained
+from genreg_builtin.losses import BCE, BCEConfig, Gaussian
+from genreg_builtin.losses import GaussianConfig as GaussianTermConfig
+from tests.helpers import MNIST_SPEC, Trained, single_thread
 
 SHAPE = (1, 28, 28)
 # the spec of a dataset genreg does not load itself: the first 1,000 / 400 digits of mnist-sample
@@ -47,7 +50,7 @@ def count_training(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = clf.train_classifier
 
-    def counted(*args: object, **kwargs: object) -> clf.ReferenceCNN:
+    def counted(*args: object, **kwargs: object) -> networks.ReferenceCNN:
         calls.append(1)
         return real(*args, **kwargs)
 
@@ -65,13 +68,13 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32), (1, 9, 13), (2, 64, 48)])
 def test_cnn_gives_logits_for_any_image_size(shape: tuple[int, int, int]) -> None:
-    model = clf.ReferenceCNN(shape, num_classes=7).eval()
+    model = networks.ReferenceCNN(shape, num_classes=7).eval()
     assert model(torch.rand(5, *shape)).shape == (5, 7)
 
 
 def test_cnn_rejects_images_too_small() -> None:
     with pytest.raises(ValueError, match="at least 8x8"):
-        clf.ReferenceCNN((1, 7, 28), num_classes=10)
+        networks.ReferenceCNN((1, 7, 28), num_classes=10)
 
 
 @pytest.mark.slow
@@ -142,19 +145,19 @@ def test_training_is_seeded_and_leaves_global_rng_alone(small: genreg.DataSplits
     assert not same_weights(first, clf.train_classifier(small, epochs=1, seed=6))
 
 
-def write_garbage(path: Path, model: clf.ReferenceCNN) -> None:
+def write_garbage(path: Path, model: networks.ReferenceCNN) -> None:
     path.write_bytes(b"this is not a safetensors file")
 
 
-def write_truncated(path: Path, model: clf.ReferenceCNN) -> None:
+def write_truncated(path: Path, model: networks.ReferenceCNN) -> None:
     path.write_bytes(path.read_bytes()[:500])
 
 
-def write_foreign(path: Path, model: clf.ReferenceCNN) -> None:
+def write_foreign(path: Path, model: networks.ReferenceCNN) -> None:
     save_file({"weight": torch.zeros(3)}, str(path), metadata={"format": "pt"})
 
 
-def write_wrong_weights(path: Path, model: clf.ReferenceCNN) -> None:
+def write_wrong_weights(path: Path, model: networks.ReferenceCNN) -> None:
     """The right metadata over weights of a different network: must not be trusted."""
     from safetensors import safe_open
 
@@ -346,9 +349,9 @@ def test_unconditional_model_is_refused(trained: Trained) -> None:
 def test_classifier_for_another_dataset_is_refused() -> None:
     model = genreg.build_model({"type": "cvae", "latent_dim": 2}, genreg.DataInfo(SHAPE, 10))
     with pytest.raises(ValueError, match="5 classes"):
-        clf.conditional_accuracy(model, clf.ReferenceCNN(SHAPE, num_classes=5))
+        clf.conditional_accuracy(model, networks.ReferenceCNN(SHAPE, num_classes=5))
     with pytest.raises(ValueError, match="n_per_class"):
-        clf.conditional_accuracy(model, clf.ReferenceCNN(SHAPE, num_classes=10), n_per_class=0)
+        clf.conditional_accuracy(model, networks.ReferenceCNN(SHAPE, num_classes=10), n_per_class=0)
 
 
 @pytest.mark.slow
@@ -363,3 +366,161 @@ def test_reconstruction_accuracy_is_the_classifiers_reading_of_what_the_model_dr
     assert fixed == pytest.approx(0.1, abs=0.02)
     assert clf.trust_warning(trained.accuracy, fixed, 0.1) is not None
     assert clf.trust_warning(0.98, 0.9, 0.9) is None  # 8 points below the test images: within TRUST_GAP
+
+
+# --- vectors: the MLP ------------------------------------------------------------------------
+
+FEATURES = 12
+VECTOR_SPEC = {"type": "npz", "path": "table.npz", "binarize": "none"}  # any spec: it only names the cache file
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """This test on one intra-op thread: the MLP's 500 small steps take 0.5 s, against 15 s on two busy cores."""
+    with single_thread():
+        yield
+
+
+def separable_vectors(n_train: int = 300, n_test: int = 150, seed: int = 0) -> genreg.DataSplits:
+    """Three classes of 12-feature vectors in their own units (~1000 +- 300 per feature): the class centres lie
+    ~4 noise standard deviations apart along every feature, so a linear read of the standardised features
+    separates them (a nearest-centre rule is right ~99.9% of the time)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 2.0 * torch.randn(3, FEATURES, generator=g)
+
+    def split(n: int) -> genreg.Split:
+        labels = torch.arange(n) % 3
+        x = centres[labels] + torch.randn(n, FEATURES, generator=g)
+        return genreg.Split(1000.0 + 300.0 * x, labels)
+
+    return genreg.DataSplits(split(n_train), split(n_test), 3)
+
+
+def test_reference_network_is_an_mlp_for_vectors_and_a_cnn_for_images() -> None:
+    assert isinstance(networks.reference_network((FEATURES,), 3), networks.ReferenceMLP)
+    assert isinstance(networks.reference_network(SHAPE, 10), networks.ReferenceCNN)
+    mlp = networks.ReferenceMLP((FEATURES,), num_classes=4).eval()
+    assert mlp(torch.randn(5, FEATURES)).shape == (5, 4) and mlp.image_shape == (FEATURES,)
+    with pytest.raises(ValueError, match=r"vectors of shape \(F,\)"):
+        networks.ReferenceMLP((1, 8, 8), num_classes=3)
+
+
+def test_mlp_standardises_each_feature_by_the_training_split() -> None:
+    data = separable_vectors()
+    mlp = networks.ReferenceMLP((FEATURES,), 3)
+    mlp.standardise_by(torch.cat([data.train.images, torch.full((300, 1), 5.0)], 1)[:, 1:])  # last feature constant
+    x = data.train.images.double()
+    torch.testing.assert_close(mlp.shift[:-1].double(), x[:, 1:].mean(0), rtol=1e-6, atol=1e-3)
+    torch.testing.assert_close(mlp.scale[:-1].double(), x[:, 1:].std(0), rtol=1e-6, atol=1e-4)
+    assert (mlp.shift[-1], mlp.scale[-1]) == (5.0, 1.0)  # a constant feature is shifted, never divided by 0
+    # forward reads the standardised features: data in other units, standardised alike, give the same logits
+    x = data.test.images
+    logits = mlp.eval()(x)
+    with torch.no_grad():
+        mlp.shift.mul_(3).add_(7)
+        mlp.scale.mul_(3)
+    torch.testing.assert_close(mlp(3 * x + 7), logits, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_mlp_reads_separable_vectors_in_any_units() -> None:
+    data = separable_vectors()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    mlp = clf.train_classifier(data, epochs=1, seed=0)  # at least MLP["min_steps"] steps: 167 epochs of 3 batches
+    assert torch.equal(torch.rand(3), expected)  # the caller's RNG is left alone
+    assert isinstance(mlp, networks.ReferenceMLP) and not mlp.training
+    # Measured 0.993-1.000 over 5 data and training seeds (a nearest-centre rule: 1.000).
+    assert clf.accuracy(mlp, data.test) >= 0.97
+    assert clf._epochs_for_steps(300, networks.MLP["min_steps"]) == 167
+    untrained = networks.reference_network((FEATURES,), 3)
+    assert clf.accuracy(untrained, data.test) < 0.8  # what the training bought: untrained, chance (0.09-0.39)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_mlp_is_cached_with_its_sample_shape_and_reloaded(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = separable_vectors()
+    calls = count_training(monkeypatch)
+    first, accuracy = clf.reference_classifier(VECTOR_SPEC, data)
+    metadata, _ = read_tensors(clf.classifier_path(VECTOR_SPEC))
+    assert metadata["genreg.image_shape"] == f"[{FEATURES}]" and metadata["genreg.num_classes"] == "3"
+    assert '"network": "mlp"' in metadata["genreg.recipe"] and len(calls) == 1
+    forbid_training(monkeypatch)
+    again, same = clf.reference_classifier(VECTOR_SPEC, data)
+    assert isinstance(again, networks.ReferenceMLP) and same == accuracy >= 0.97
+    assert same_weights(again, first)  # the standardisation buffers too
+    assert torch.equal(again.shift, first.shift) and torch.equal(again.scale, first.scale)
+
+
+def test_a_cnn_file_written_before_vectors_is_still_read(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CNN's cache metadata is what genreg wrote before it knew vectors: those files are used, not retrained."""
+    split = genreg.Split(torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(40) % 2)
+    data = genreg.DataSplits(split, split, 2)
+    cnn = networks.ReferenceCNN((1, 8, 8), 2).eval()
+    old_recipe = '{"lr": 0.001, "batch_size": 128, "augmentation": {"blur_sigma": 0.05, "shift": 0.1, "chunk": 32}}'
+    metadata = {
+        "genreg.format": "genreg-classifier/2",
+        "genreg.data": '{"binarize":"none","type":"mnist-sample"}',
+        "genreg.data_digest": clf.data_digest(data),
+        "genreg.image_shape": "[1, 8, 8]",
+        "genreg.num_classes": "2",
+        "genreg.epochs": "8",
+        "genreg.seed": "0",
+        "genreg.recipe": old_recipe,
+        "genreg.test_accuracy": "0.625",
+        "genreg.version": "0.0.0",
+    }
+    clf.classifier_path(MNIST_SPEC).parent.mkdir(parents=True)
+    save_tensors(clf.classifier_path(MNIST_SPEC), {k: v.contiguous() for k, v in cnn.state_dict().items()}, metadata)
+    forbid_training(monkeypatch)
+    loaded, accuracy = clf.reference_classifier(MNIST_SPEC, data)
+    assert isinstance(loaded, networks.ReferenceCNN) and accuracy == 0.625 and same_weights(loaded, cnn)
+
+
+class ClassCentres(torch.nn.Module):
+    """A "decoder" of vectors that ignores z: the asked class's centre (or always class ``fixed``'s)."""
+
+    def __init__(self, centres: torch.Tensor, fixed: int | None = None) -> None:
+        super().__init__()
+        self.register_buffer("centres", centres)
+        self.fixed = fixed
+
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        classes = condition.argmax(1) if self.fixed is None else torch.full((len(z),), self.fixed)
+        return self.centres[classes] + 0 * z[:, :1]
+
+
+class ConcatCondition(torch.nn.Module):
+    """Encoder: the features beside the one-hot condition."""
+
+    out_features = FEATURES + 3
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        return torch.cat([x, condition], 1)
+
+
+def vector_cvae(data: genreg.DataSplits, fixed: int | None = None) -> genreg.GenerativeModel:
+    """A cVAE of vectors whose samples and reconstructions are class centres: the asked class's, or ``fixed``'s."""
+    centres = torch.stack([data.train.images[data.train.labels == k].mean(0) for k in range(3)])
+    return genreg.GenerativeModel(
+        conditioner=OneHot(OneHotConfig(), num_classes=3),
+        encoder=ConcatCondition(),
+        latent=GaussianLatent(GaussianConfig(), in_features=FEATURES + 3, dim=2),
+        decoder=ClassCentres(centres, fixed),
+        losses=[Gaussian(GaussianTermConfig(), output_shape=(FEATURES,))],
+        data=data.info,
+    )
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_conditional_accuracy_of_vectors_tells_the_asked_class_from_a_fixed_one() -> None:
+    data = separable_vectors()
+    mlp = clf.train_classifier(data, epochs=1)
+    right, wrong = vector_cvae(data), vector_cvae(data, fixed=2)
+    assert clf.conditional_accuracy(right, mlp, n_per_class=20)["overall"] == 1.0
+    assert clf.conditional_accuracy(wrong, mlp, n_per_class=20)["per_class"] == [0.0, 0.0, 1.0]
+    assert clf.reconstruction_accuracy(right, mlp, data.test) == 1.0
+    assert clf.reconstruction_accuracy(wrong, mlp, data.test) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match=r"3 classes of vectors of 8 features, but the model generates 3 classes of "):
+        clf.conditional_accuracy(right, networks.ReferenceMLP((8,), 3))

@@ -169,3 +169,45 @@ def test_compare_measures_a_run_whose_eval_json_it_cannot_write(vae_run: Path, m
     assert written == [out / "c.png", out / "c.md"] and "NLL, IWAE" in table
     with pytest.raises(OutputError, match=r"the evaluation file .*eval\.json: cannot write in"):
         evaluate_file(vae_run, iw_samples=2)  # genreg eval's job is to write it: refused, before any work
+
+
+def vector_result(**changes: object) -> dict:
+    """An evaluation of a VAE of 5-feature vectors, as ``evaluate_model`` writes it."""
+    result = {
+        "model": "vae",
+        "losses": {"loss": 30.5, "gaussian": 28.25, "kld": 2.25, "neg_elbo": 30.5},
+        "units": {"loss": "nats/vector", "gaussian": "nats/vector", "kld": "nats/vector", "neg_elbo": "nats/vector"},
+        "features": 5,
+        "neg_elbo": 30.4,
+        "nll_iwae": 29.9,
+        "iw_samples": 100,
+        "precision": "fp32",
+        "reconstruction_r2": 0.7312,
+        "reconstruction_r2_per_feature": [0.5, 0.9, 0.7, 0.8, 0.7612],
+        "r2_features": 5,
+        "latent_dim": 2,
+        "active_units": 2,
+        "gaussian_kl": 0.1,
+        "mmd": 0.01,
+        "knn_accuracy": 0.9,
+        "knn_on": "draws z ~ q, 2 active units",
+        "chance": 0.34,
+    }
+    return result | changes
+
+
+def test_the_table_of_vectors_says_nats_per_vector_and_shows_the_r2() -> None:
+    rows = rows_of(format_table({"table": vector_result()}))
+    assert rows["gaussian (nats/vector)"] == ["28.25"] and rows["kld (nats/vector)"] == ["2.25"]
+    assert rows["-ELBO (nats/vector)"] == ["30.40"] and rows["NLL, IWAE (nats/vector)"] == ["29.90 (K=100)"]
+    assert rows["reconstruction R², mean over features"] == ["0.731 (5 features)"]
+    assert not any("image" in label for label in rows)
+
+
+def test_the_r2_row_says_which_features_it_leaves_out_and_images_have_none(evaluations: dict[str, dict]) -> None:
+    per_feature = [0.5, None, 0.7, None, 0.9]
+    result = vector_result(reconstruction_r2_per_feature=per_feature, r2_features=3, reconstruction_r2=0.7)
+    rows = rows_of(format_table({"table": result, **evaluations}))
+    assert rows["reconstruction R², mean over features"] == ["0.700 (3 features; 2 constant left out)", "—", "—"]
+    assert rows["-ELBO (nats/image)"] == ["—", "—", f"{evaluations['vae']['neg_elbo']:.2f}"]
+    assert not any("R²" in label for label in rows_of(format_table(evaluations)))
