@@ -131,6 +131,10 @@ class LossTerm(Protocol):
       output stands for (the distribution's mean, in the units of the data):
       what ``decode``, ``sample``, ``reconstruct`` and the pictures show. Without
       it the output is taken as Bernoulli logits and the mean is their sigmoid.
+    - ``check_data(samples, source)``: called by ``genreg run`` / ``validate`` with the
+      training samples before any work; raise :class:`~genreg.errors.DataError` for data
+      the term cannot describe, or warn (``bernoulli`` refuses values outside [0, 1];
+      ``gaussian`` warns about features of large scale).
     """
 
     config: object

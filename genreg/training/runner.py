@@ -66,6 +66,7 @@ def prepare(spec: Any) -> Prepared:
     except AssemblyError as exc:  # parts that do not fit the data: say which data
         about = f"The data, {data.source or spec.data.type}, has {data.num_classes} classes and {data.info.samples}."
         raise AssemblyError(f"{exc} {about}") from None
+    check_data(model, data)
     learning_rate_schedule(spec.train)  # a schedule that cannot be built fails now, not after the folder is written
     callbacks = build_callbacks(spec.train.callbacks)
     for callback in callbacks:
@@ -89,6 +90,15 @@ def resolve_spec(raw: dict, info: DataInfo, source: str | Path = "spec") -> dict
         warnings.simplefilter("ignore")  # warnings about the spec were given when the run started
         model = build_model(spec.model, info)
     return {**spec.model_dump(mode="json"), "model": model.spec}
+
+
+def check_data(model: GenerativeModel, data: DataSplits) -> None:
+    """Let each loss term with a ``check_data(samples, source)`` look at the training samples before any work: a
+    likelihood refuses data it cannot describe (Bernoulli outside [0, 1]) or warns about its scale."""
+    for term in model.losses:
+        check = getattr(term, "check_data", None)
+        if callable(check):
+            check(data.train.images, data.source or "the data")
 
 
 def space_needed(model: GenerativeModel) -> int:

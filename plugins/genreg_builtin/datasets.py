@@ -271,13 +271,14 @@ def _arrays(
     """
     names = archive.namelist()
     members = {}
-    for key, option in [(samples_key, "images_key"), (config.labels_key, "labels_key")] + [
+    samples_option = "images_key" if samples_key == config.images_key else "x_key"
+    for key, option in [(samples_key, samples_option), (config.labels_key, "labels_key")] + [
         (name, "columns") for name in config.columns
     ]:
         members[key] = next((name for name in (key, f"{key}.npy") if name in names), None)
         if members[key] is None:
             present = ", ".join(repr(name.removesuffix(".npy")) for name in names) or "none"
-            vectors = f" (nor '{config.x_key}', `x_key`, for vectors)" if key == config.images_key else ""
+            vectors = f" (nor '{config.x_key}', `x_key`, for vectors)" if option == "images_key" else ""
             raise DataError(
                 f"{path}: no array named '{key}' (named in `{option}`){vectors}; arrays present: {present}."
             )
@@ -294,6 +295,8 @@ def _arrays(
 def _samples_key(names: list[str], config: NpzConfig) -> str:
     """The array holding the samples: ``images_key`` where the archive has it, else ``x_key`` where it has that."""
     held = {name.removesuffix(".npy") for name in names}
+    if "x_key" in config.model_fields_set and "images_key" not in config.model_fields_set:
+        return config.x_key  # the user named the vectors: a missing one is reported under that name
     return config.x_key if config.images_key not in held and config.x_key in held else config.images_key
 
 

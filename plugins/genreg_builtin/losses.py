@@ -15,6 +15,7 @@ Each term declares its ``unit``; ``log_likelihood`` marks a likelihood term and
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
@@ -22,9 +23,12 @@ from pydantic import Field
 from torch import nn
 from torch.distributions import Normal
 
-from genreg.errors import AssemblyError
+from genreg.errors import AssemblyError, DataError, DataWarning
 from genreg.model.losses import NATS, LossTermConfig, full_precision
 from genreg.plugin.protocols import LatentSample, ModelOutput
+
+#: A feature whose training mean or standard deviation is larger than this is a warning under the Gaussian likelihood.
+LARGE_SCALE = 10.0
 
 
 class BCEConfig(LossTermConfig):
@@ -91,6 +95,17 @@ class BCE(Term):
         """The Bernoulli means sigmoid(logits): the decoded image's pixels in [0, 1], of the logits' shape."""
         return torch.sigmoid(logits)
 
+    @staticmethod
+    def check_data(samples: torch.Tensor, source: str) -> None:
+        """Refuse training samples outside [0, 1], where a Bernoulli likelihood is no likelihood (its "NLL" goes
+        negative): raises :class:`~genreg.errors.DataError` naming ``source`` and the range found."""
+        low, high = float(samples.min()), float(samples.max())
+        if low < 0 or high > 1:
+            raise DataError(
+                f"{source}: the Bernoulli likelihood (loss 'bce' / 'bernoulli') reads values in [0, 1], but the "
+                f"training samples range over [{low:.4g}, {high:.4g}]; use the 'gaussian' likelihood for real values."
+            )
+
 
 class Gaussian(Term):
     """Gaussian negative log-likelihood in nats, every constant included: -sum_f log N(x_f; mean_f, sigma_f^2), (B,).
@@ -122,6 +137,22 @@ class Gaussian(Term):
     def mean(means: torch.Tensor) -> torch.Tensor:
         """The decoder's output itself: the Gaussian's mean, in the units of the data."""
         return means
+
+    @staticmethod
+    def check_data(samples: torch.Tensor, source: str) -> None:
+        """Warn (:class:`~genreg.errors.DataWarning`) when some feature's training mean or standard deviation
+        exceeds :data:`LARGE_SCALE`: a decoder that starts near 0 fits such data slowly or overflows."""
+        flat = samples.flatten(1).double()
+        means, spreads = flat.mean(0).abs(), flat.std(0) if len(flat) > 1 else flat.new_zeros(flat.shape[1])
+        worst = int(torch.maximum(means, spreads).argmax())
+        if max(float(means[worst]), float(spreads[worst])) > LARGE_SCALE:
+            warnings.warn(
+                f"{source}: feature {worst} has mean {float(flat[:, worst].mean()):.4g} and standard deviation "
+                f"{float(spreads[worst]):.4g}; the Gaussian decoder starts near 0 and may fit such values poorly or "
+                "overflow: standardise each feature (subtract its mean, divide by its standard deviation) first.",
+                DataWarning,
+                stacklevel=2,
+            )
 
 
 class BernoulliNLL(torch.autograd.Function):

@@ -9,6 +9,7 @@ is refused before training, naming the file and what would be valid.
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from click.testing import CliRunner
 import genreg
 from genreg.cli import cli
 from genreg.data import as_split
-from genreg.errors import AssemblyError, DataError, InputError
+from genreg.errors import AssemblyError, DataError, DataWarning, InputError
 from tests.helpers import assert_user_error
 
 ROWS, FEATURES = 90, 7
@@ -144,3 +145,34 @@ def test_a_vector_model_refuses_inputs_of_another_width_or_nan(tmp_path) -> None
         model.encode(np.zeros((3, FEATURES + 1), np.float32))
     with pytest.raises(InputError, match="x holds NaN or infinite values"):
         model.encode(np.full((2, FEATURES), np.nan, np.float32))
+
+
+def test_an_x_key_the_user_set_is_the_array_named_when_missing(tmp_path) -> None:
+    path = write_table(tmp_path / "t.npz")
+    with pytest.raises(DataError, match=r"no array named 'X' \(named in `x_key`\); arrays present: 'x', 'labels'"):
+        genreg.load_data({"type": "npz", "path": path, "x_key": "X"})
+
+
+def test_bernoulli_refuses_real_values_before_training(tmp_path, no_training) -> None:
+    spec = tmp_path / "spec.json"
+    data = {"type": "npz", "path": write_table(tmp_path / "t.npz")}
+    model = {**VAE, "losses": [{"type": "bernoulli"}, {"type": "kld"}]}
+    spec.write_text(json.dumps({"model": model, "data": data, "train": {"epochs": 1}}))
+    for command in (["validate", str(spec)], ["run", str(spec), "--out", str(tmp_path / "run"), "--quiet"]):
+        result = CliRunner().invoke(cli, command)
+        assert_user_error(result, f"{data['path']}: the Bernoulli likelihood", "use the 'gaussian' likelihood")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_gaussian_warns_about_features_of_large_scale(tmp_path, no_training) -> None:
+    x, labels = table()
+    spec = tmp_path / "spec.json"
+    data = {"type": "npz", "path": write_table(tmp_path / "t.npz", x=x * 10)}
+    spec.write_text(json.dumps({"model": VAE, "data": data, "train": {"epochs": 1}}))
+    with pytest.warns(DataWarning, match=r"feature \d has mean .*standardise each feature"):
+        CliRunner().invoke(cli, ["validate", str(spec)])
+    centred = write_table(tmp_path / "u.npz", x=x - 14)
+    spec.write_text(json.dumps({"model": VAE, "data": {**data, "path": centred}}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        assert CliRunner().invoke(cli, ["validate", str(spec)]).exit_code == 0  # means -4 to 4, sd about 3
