@@ -119,11 +119,15 @@ class DataInfo:
         return len(self.image_shape) == 1
 
     @property
+    def noun(self) -> str:
+        """What one calls the samples in a message: ``vectors`` or ``images``."""
+        return "vectors" if self.is_vectors else "images"
+
+    @property
     def samples(self) -> str:
         """What the samples are, for messages: ``images of 1x28x28`` or ``vectors of 50 features``."""
-        if self.is_vectors:
-            return f"vectors of {self.image_shape[0]} features"
-        return "images of " + "x".join(map(str, self.image_shape))
+        size = f"{self.image_shape[0]} features" if self.is_vectors else "x".join(map(str, self.image_shape))
+        return f"{self.noun} of {size}"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DataInfo) and (self.image_shape, self.columns) == (other.image_shape, other.columns)

@@ -117,8 +117,7 @@ def _conditional(
     classifier, accuracy = reference_classifier(data_spec, data)
     conditional = conditional_accuracy(model, classifier, n_per_class, seed)
     reconstruction = reconstruction_accuracy(model, classifier, split)
-    samples = "vectors" if model.data_info.is_vectors else "images"
-    warning = trust_warning(accuracy, reconstruction, conditional["overall"], samples)
+    warning = trust_warning(accuracy, reconstruction, conditional["overall"], model.data_info.noun)
     if warning:
         warnings.warn(warning, stacklevel=3)
     return {

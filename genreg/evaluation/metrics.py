@@ -157,7 +157,7 @@ def likelihood_bounds(
         in_fp32 = _per_image(model, head, k, per_chunk, rows, bf16=False)  # leaves the RNG where bf16's did
         change = max(abs(float((a - b).mean())) for a, b in zip(in_bf16, in_fp32, strict=True))
         bf16 = change <= BF16_TOLERANCE
-        compared = f"{change:.3f} nats from fp32 on the first {checked} {_noun(split)}"
+        compared = f"{change:.3f} nats from fp32 on the first {checked} {model.data_info.noun}"
         note = (
             f"bf16 autocast ({chosen.reason}; {compared})"
             if bf16
@@ -191,11 +191,6 @@ def _parts(k: int, max_rows: int) -> list[int]:
     """Split ``k`` draws into pieces of at most ``max_rows`` (for one image at a time when k is huge)."""
     size = max(1, min(k, max_rows))
     return [size] * (k // size) + ([k % size] if k % size else [])
-
-
-def _noun(split: Split) -> str:
-    """What the split's samples are called in a message: ``images`` (N, C, H, W) or ``vectors`` (N, F)."""
-    return "vectors" if split.images.dim() == 2 else "images"
 
 
 def r2_per_feature(x: torch.Tensor, reconstructed: torch.Tensor) -> torch.Tensor:

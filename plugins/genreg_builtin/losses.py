@@ -99,7 +99,7 @@ class BCE(Term):
     def check_data(samples: torch.Tensor, source: str) -> None:
         """Refuse training samples outside [0, 1], where a Bernoulli likelihood is no likelihood (its "NLL" goes
         negative): raises :class:`~genreg.errors.DataError` naming ``source`` and the range found."""
-        low, high = float(samples.min()), float(samples.max())
+        low, high = (float(bound) for bound in torch.aminmax(samples))  # one pass
         if low < 0 or high > 1:
             raise DataError(
                 f"{source}: the Bernoulli likelihood (loss 'bce' / 'bernoulli') reads values in [0, 1], but the "
@@ -142,12 +142,13 @@ class Gaussian(Term):
     def check_data(samples: torch.Tensor, source: str) -> None:
         """Warn (:class:`~genreg.errors.DataWarning`) when some feature's training mean or standard deviation
         exceeds :data:`LARGE_SCALE`: a decoder that starts near 0 fits such data slowly or overflows."""
-        flat = samples.flatten(1).double()
-        means, spreads = flat.mean(0).abs(), flat.std(0) if len(flat) > 1 else flat.new_zeros(flat.shape[1])
-        worst = int(torch.maximum(means, spreads).argmax())
-        if max(float(means[worst]), float(spreads[worst])) > LARGE_SCALE:
+        flat = samples.flatten(1)  # a view: no float64 copy of a large table
+        spreads, means = torch.std_mean(flat, 0) if len(flat) > 1 else (torch.zeros_like(flat[0]), flat[0])
+        scale = torch.maximum(means.abs(), spreads)
+        worst = int(scale.argmax())
+        if float(scale[worst]) > LARGE_SCALE:
             warnings.warn(
-                f"{source}: feature {worst} has mean {float(flat[:, worst].mean()):.4g} and standard deviation "
+                f"{source}: feature {worst} has mean {float(means[worst]):.4g} and standard deviation "
                 f"{float(spreads[worst]):.4g}; the Gaussian decoder starts near 0 and may fit such values poorly or "
                 "overflow: standardise each feature (subtract its mean, divide by its standard deviation) first.",
                 DataWarning,
