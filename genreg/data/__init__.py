@@ -12,7 +12,6 @@ __all__ = [
     "DataSplits",
     "DatasetConfig",
     "Split",
-    "as_column",
     "as_split",
     "column_classes",
     "finish",
@@ -22,7 +21,7 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "LABEL": "genreg.data.columns",
-        **dict.fromkeys(["as_column", "as_split", "finish"], "genreg.data.checks"),
+        **dict.fromkeys(["as_split", "finish"], "genreg.data.checks"),
         **dict.fromkeys(
             ["DataInfo", "DataSplits", "DatasetConfig", "Split", "column_classes", "fixed_binarization"],
             "genreg.data.splits",

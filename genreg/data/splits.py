@@ -5,20 +5,28 @@ the resident tensors instead of running a per-sample ``DataLoader``.
 
 Besides the images, a split holds condition columns, one value per image: the
 class label (column ``label``) and any others a dataset provides, e.g. the
-derived ``ink`` of the MNIST datasets or arrays named in an ``npz`` spec. An
-integer column holds classes 0..K-1; a float column is a continuous quantity.
+derived ``ink`` of the MNIST datasets or arrays named in an ``npz`` spec. A class
+column holds class indices 0..K-1; a float column is a continuous quantity. A class
+column whose values in the data are not 0..K-1 (strings such as "CD14+ Monocyte",
+ids such as 3000 and 7000) has a vocabulary: the sorted values, class k being the
+k-th. Samples of vectors may carry a fitted :class:`~genreg.data.transforms.Transform`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from genreg.data.columns import LABEL
+from genreg.data.transforms import Step, Transform
+from genreg.errors import ConditionError
+
+#: A class's value in the data: a string ("CD14+ Monocyte") or an integer id.
+ClassValue = str | int
 
 
 class DatasetConfig(BaseModel):
@@ -27,11 +35,23 @@ class DatasetConfig(BaseModel):
     ``binarize``: ``none`` keeps grey levels in [0, 1]; ``dynamic`` draws a fresh
     Bernoulli sample of every training image each time it is used (the usual
     regulariser for Bernoulli VAEs); ``threshold`` rounds every image once.
+    ``transform``: steps applied in order to vector features, fitted on the training
+    split and kept with the model (see :mod:`genreg.data.transforms`), e.g.
+    ``["log1p", "standardize"]``.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     binarize: Literal["none", "dynamic", "threshold"] = "none"
+    transform: Step | list[Step] = Field(
+        "none", description="'log1p', 'standardize', 'minmax' or a list of them, in order; fitted on the training split"
+    )
+
+    @property
+    def transform_steps(self) -> list[str]:
+        """``transform`` as a list of steps, ``none`` left out."""
+        steps = [self.transform] if isinstance(self.transform, str) else self.transform
+        return [step for step in steps if step != "none"]
 
 
 class Split:
@@ -43,11 +63,23 @@ class Split:
     ``columns`` maps each column's name to its values (N,): int64 for classes,
     float32 for a continuous quantity. The class labels are the column ``label``
     (``labels`` for short); ``Split(images, labels, columns)`` puts them there.
+    ``vocabularies`` maps a class column whose values in the data are not its indices
+    to those values, sorted (class k is ``vocabularies[column][k]``). ``labelled`` is
+    False for data without class labels (the column ``label`` then holds one class, 0).
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, columns: Mapping[str, torch.Tensor] = ()) -> None:
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        columns: Mapping[str, torch.Tensor] = (),
+        vocabularies: Mapping[str, Sequence[ClassValue]] = (),
+        labelled: bool = True,
+    ) -> None:
         self.images = images
         self.columns = {LABEL: labels, **{name: values for name, values in dict(columns).items() if name != LABEL}}
+        self.vocabularies = {name: list(values) for name, values in dict(vocabularies).items()}
+        self.labelled = labelled
 
     @property
     def labels(self) -> torch.Tensor:
@@ -73,9 +105,8 @@ class Split:
         """Every condition column at ``index``: what a model's conditioners read."""
         return {name: values[index] for name, values in self.columns.items()}
 
-    @staticmethod
-    def _with(images: torch.Tensor, columns: Mapping[str, torch.Tensor]) -> Split:
-        return Split(images, columns[LABEL], columns)
+    def _with(self, images: torch.Tensor, columns: Mapping[str, torch.Tensor]) -> Split:
+        return Split(images, columns[LABEL], columns, self.vocabularies, self.labelled)
 
 
 def column_classes(values: torch.Tensor) -> int:
@@ -95,6 +126,11 @@ class DataInfo:
     ``absent`` names, for a class column, the classes the training split has no
     image of (so that a picture of one can say the model never saw it); it
     describes the data, not the model, and is no part of equality.
+    ``vocabularies`` gives, for a class column whose values are not its indices, the
+    value of each class (sorted strings or integer ids); ``features`` names the
+    features of vectors when the data names them; ``labelled`` is False for data
+    without class labels; ``transform`` is the fitted transform of vector features
+    (:class:`~genreg.data.transforms.Transform`), or None.
     """
 
     def __init__(
@@ -103,10 +139,19 @@ class DataInfo:
         num_classes: int,
         columns: Mapping[str, int] = (),
         absent: Mapping[str, Sequence[int]] = (),
+        *,
+        vocabularies: Mapping[str, Sequence[ClassValue]] = (),
+        features: Sequence[str] | None = None,
+        labelled: bool = True,
+        transform: Transform | None = None,
     ) -> None:
         self.image_shape = tuple(int(size) for size in image_shape)
         self.columns = {LABEL: int(num_classes), **{k: int(v) for k, v in dict(columns).items() if k != LABEL}}
         self.absent = {str(k): sorted(int(c) for c in v) for k, v in dict(absent).items() if len(v)}
+        self.vocabularies = {str(k): list(v) for k, v in dict(vocabularies).items()}
+        self.features = None if features is None else [str(name) for name in features]
+        self.labelled = bool(labelled)
+        self.transform = transform
 
     @property
     def num_classes(self) -> int:
@@ -129,21 +174,70 @@ class DataInfo:
         size = f"{self.image_shape[0]} features" if self.is_vectors else "x".join(map(str, self.image_shape))
         return f"{self.noun} of {size}"
 
+    def class_names(self, column: str = LABEL) -> list[str]:
+        """How each class of a class column is called, in class order: its value in the data (``"CD14+ Monocyte"``,
+        ``"3000"``), or its index for a column without a vocabulary (``"0"``, ``"1"``, ...)."""
+        vocabulary = self.vocabularies.get(column)
+        return [str(value) for value in vocabulary] if vocabulary else [str(k) for k in range(self.columns[column])]
+
+    def class_index(self, column: str, value: object) -> int:
+        """The class of ``value``, a value of class column ``column`` as the data holds it (for a column with a
+        vocabulary: one of its strings or ids, or the text of an id: ``"3000"``; else the class index itself).
+
+        Raises :class:`~genreg.errors.ConditionError` naming the column and listing its values when the vocabulary
+        does not hold ``value``.
+        """
+        vocabulary = self.vocabularies.get(column)
+        if not vocabulary:
+            return int(value)
+        if value in vocabulary and not isinstance(value, bool):
+            return vocabulary.index(value)
+        texts = [str(known) for known in vocabulary]
+        if str(value) in texts:
+            return texts.index(str(value))
+        shown = ", ".join(repr(known) for known in vocabulary[:30]) + (" ..." if len(vocabulary) > 30 else "")
+        raise ConditionError(
+            f"column '{column}' has no class {value!r}: the model knows the {len(vocabulary)} values of its training "
+            f"data: {shown}."
+        )
+
+    def _compared(self) -> tuple:
+        transform = None if self.transform is None else self.transform.to_json()
+        return self.image_shape, self.columns, self.vocabularies, self.labelled, transform
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, DataInfo) and (self.image_shape, self.columns) == (other.image_shape, other.columns)
+        return isinstance(other, DataInfo) and self._compared() == other._compared()
 
     def __repr__(self) -> str:
         return f"DataInfo(image_shape={self.image_shape}, columns={self.columns})"
 
     def to_json(self) -> dict:
-        """As JSON; ``absent`` only when some class lacks training images (files of complete data are unchanged)."""
+        """As JSON; ``absent``, ``vocabularies``, ``features``, ``labelled`` and ``transform`` only when they say
+        something (files of complete, labelled, untransformed images are unchanged)."""
         value = {"image_shape": list(self.image_shape), "num_classes": self.num_classes, "columns": self.columns}
-        return {**value, "absent": self.absent} if self.absent else value
+        optional = {
+            "absent": self.absent,
+            "vocabularies": self.vocabularies,
+            "features": self.features,
+            "labelled": None if self.labelled else False,
+            "transform": None if self.transform is None else self.transform.to_json(),
+        }
+        return {**value, **{key: item for key, item in optional.items() if item is not None and item != {}}}
 
     @classmethod
     def from_json(cls, value: dict) -> DataInfo:
         columns = {str(k): int(v) for k, v in value.get("columns", {}).items()}
-        return cls(tuple(value["image_shape"]), int(value["num_classes"]), columns, value.get("absent", {}))
+        transform = value.get("transform")
+        return cls(
+            tuple(value["image_shape"]),
+            int(value["num_classes"]),
+            columns,
+            value.get("absent", {}),
+            vocabularies=value.get("vocabularies", {}),
+            features=value.get("features"),
+            labelled=value.get("labelled", True),
+            transform=None if transform is None else Transform.from_json(transform),
+        )
 
 
 def absent_classes(values: torch.Tensor, count: int) -> list[int]:
@@ -168,6 +262,8 @@ class DataSplits:
     num_classes: int
     binarize: str = "none"
     source: str = ""
+    features: list[str] | None = None
+    transform: Transform | None = field(default=None, repr=False)
 
     @property
     def info(self) -> DataInfo:
@@ -182,7 +278,16 @@ class DataSplits:
             for name, values in self.train.columns.items()
             if not values.is_floating_point() and len(values)
         }
-        return DataInfo(tuple(self.train.images.shape[1:]), self.num_classes, counts, absent)
+        return DataInfo(
+            tuple(self.train.images.shape[1:]),
+            self.num_classes,
+            counts,
+            absent,
+            vocabularies=self.train.vocabularies,
+            features=self.features,
+            labelled=self.train.labelled,
+            transform=self.transform,
+        )
 
 
 def fixed_binarization(split: Split, binarize: str, seed: int = 0) -> Split:

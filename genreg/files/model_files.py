@@ -13,17 +13,17 @@ not its contents.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import torch
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import ValidationError
 from safetensors import safe_open
 
 from genreg.data.splits import DataInfo
 from genreg.errors import GenregError, ModelFileError, first_line, special_file
+from genreg.files.records import RecordedData, oversized
 from genreg.files.run_folder import RunFolder
 from genreg.files.tensors import (
     CHECKSUM,
@@ -48,28 +48,6 @@ from genreg.version import __version__
 MODEL_FORMAT = "genreg-model/2"
 CHECKPOINT_FORMAT = "genreg-checkpoint/2"
 READABLE_VERSIONS = ("1", "2")
-MAX_SIZE = 2**31  # no size a model file records (a dimension, a number of classes, an image's values) is larger
-
-_Size = Annotated[int, Field(strict=True, ge=1, le=MAX_SIZE)]
-_Classes = Annotated[int, Field(strict=True, ge=0, le=MAX_SIZE)]  # 0: a continuous column
-
-
-class RecordedData(BaseModel):
-    """A model file's ``genreg.data`` record (:meth:`DataInfo.to_json`), validated before anything is built."""
-
-    image_shape: list[_Size] = Field(min_length=1, max_length=3, description="(C, H, W) images or (F,) vectors")
-    num_classes: _Classes
-    columns: dict[str, _Classes] = {}
-    absent: dict[str, list[Annotated[int, Field(strict=True, ge=0, le=MAX_SIZE)]]] = {}  # classes with no rows
-
-    @field_validator("image_shape")
-    @classmethod
-    def _bounded(cls, shape: list[int]) -> list[int]:
-        if len(shape) == 2:
-            raise ValueError(f"a sample is an image (C, H, W) or a vector (F,), not {shape}")
-        if math.prod(shape) > MAX_SIZE:
-            raise ValueError(f"an image of {shape} holds over 2**31 values")
-        return shape
 
 
 def _plugins(model: GenerativeModel, spec: dict | None) -> dict[str, str]:
@@ -221,7 +199,7 @@ def _recorded(path: Path, metadata: dict[str, str]) -> tuple[dict, DataInfo]:
     """The spec and data description a genreg file records, or an error saying they are damaged or out of bounds.
 
     Both are read with genreg's bounded JSON reader; the data description's sizes are validated
-    (:class:`RecordedData`), and no integer of the model's spec may exceed :data:`MAX_SIZE`.
+    (:class:`RecordedData`), and no integer of the model's spec may exceed :data:`~genreg.files.records.MAX_SIZE`.
     """
     try:
         spec, data = _record(path, metadata, "genreg.spec"), _record(path, metadata, "genreg.data")
@@ -232,32 +210,20 @@ def _recorded(path: Path, metadata: dict[str, str]) -> tuple[dict, DataInfo]:
             f"{path}: its genreg metadata is damaged ({type(exc).__name__}: {exc}); "
             "it was not written by genreg, or was edited afterwards."
         ) from None
-    oversized = _oversized(spec["model"])
-    if oversized:
-        raise ModelFileError(f"{path} records {oversized}, beyond any model genreg builds (at most 2**31).")
+    too_big = oversized(spec["model"])
+    if too_big:
+        raise ModelFileError(f"{path} records {too_big}, beyond any model genreg builds (at most 2**31).")
     try:
         recorded = RecordedData.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'it'}: {e['msg']}" for e in exc.errors())
         raise ModelFileError(f"{path}: its recorded data description (genreg.data) is invalid: {problems}.") from None
-    return spec, DataInfo(tuple(recorded.image_shape), recorded.num_classes, recorded.columns, recorded.absent)
+    return spec, DataInfo.from_json(recorded.model_dump(exclude_none=True))
 
 
 def _record(path: Path, metadata: dict[str, str], key: str) -> Any:
     """One JSON record of a file's metadata, read within genreg's bounds (:func:`~genreg.spec.overrides.parse_json`)."""
     return parse_json(metadata[key], f"{path} (metadata {key})", ModelFileError)
-
-
-def _oversized(model_spec: dict) -> str:
-    """``model.<key> = <value>`` for the first integer of a model spec beyond :data:`MAX_SIZE`, else ``""``."""
-    stack: list[tuple[Any, str]] = [(model_spec, "model")]
-    while stack:
-        node, where = stack.pop()
-        if isinstance(node, int) and not isinstance(node, bool) and abs(node) > MAX_SIZE:
-            return f"{where} = {node}"
-        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-        stack.extend((item, f"{where}.{key}") for key, item in items)
-    return ""
 
 
 def missing_plugins(metadata: dict[str, str]) -> str:

@@ -18,7 +18,7 @@ from genreg.data.splits import DataInfo
 from genreg.errors import AssemblyError, ModelFileError
 from genreg.model.conditions import Conditions, is_continuous
 from genreg.model.generative import GenerativeModel, describe
-from genreg.model.losses import check_term_values
+from genreg.model.losses import check_term_values, decoder_output_shape, is_likelihood, likelihood_mean, parameter_maps
 from genreg.plugin.manager import get_registry
 from genreg.plugin.registry import Registry
 from genreg.spec.parts import OneOrMore, Part, StrictModel
@@ -64,8 +64,12 @@ def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeM
     """Build the parts a composed config names, with the data's shape and condition columns.
 
     The registered factory of every recipe built from parts (``ae``, ``vae``, ``cvae``,
-    ``custom``). Raises :class:`AssemblyError` when parts do not fit each other or the
-    data (a condition column the data lacks, a part that fails on a dummy batch).
+    ``custom``). The loss terms are built before the decoder, whose ``output_shape`` holds as many
+    parameter maps of the sample's shape, stacked along the first axis, as the likelihood reads
+    (its ``parameter_maps``: (2F,) or (2C, H, W) for a ``gaussian`` with ``variance: per-sample``;
+    see :func:`genreg.model.losses.parameter_maps`). Raises :class:`AssemblyError` when parts do
+    not fit each other or the data (a condition column the data lacks, likelihood terms that ask
+    for different numbers of maps, a part that fails on a dummy batch).
     """
     registry = get_registry()
     spec = config.model_dump(mode="json")
@@ -83,14 +87,15 @@ def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeM
         "encoder", config.encoder, input_shape=data.image_shape, condition_dim=encoder_condition_dim
     )
     latent = registry.build("latent", config.latent, in_features=encoder.out_features, dim=config.latent_dim)
+    # the loss terms first: the decoder emits as many parameter maps as the likelihood reads, along axis 1
+    losses = [build_term(registry, term, data.image_shape) for term in config.losses]
     decoder = registry.build(
         "decoder",
         config.decoder,
         latent_dim=config.latent_dim,
         condition_dim=condition_dim,
-        output_shape=data.image_shape,
+        output_shape=decoder_output_shape(data.image_shape, parameter_maps(losses)),
     )
-    losses = [build_term(registry, term, data.image_shape) for term in config.losses]
     return GenerativeModel(
         encoder=encoder,
         latent=latent,
@@ -160,7 +165,8 @@ def build_model(model_spec: dict | Any, data: DataInfo) -> GenerativeModel:
 
 def check_loss_terms(model: GenerativeModel) -> None:
     """Run the loss terms on a dummy batch of two images and refuse a value that is not (2,) (or () for a
-    batch-level term), naming the term's plugin; see :func:`genreg.model.losses.check_term_values`.
+    batch-level term), naming the term's plugin (see :func:`genreg.model.losses.check_term_values`), and a
+    likelihood whose ``mean(output)`` is not of the samples' shape.
 
     Random numbers the forward pass draws (the latent's noise) leave the caller's RNG as it was.
     """
@@ -172,7 +178,16 @@ def check_loss_terms(model: GenerativeModel) -> None:
     with forked, model.evaluating(), torch.no_grad():
         out = model(x, condition)
         values = {term.config.metric_name: _term_value(term, x, out) for term in model.losses}
+        decoded = likelihood_mean(model.losses, out.logits)
     check_term_values(model.losses, values, 2, describe)
+    if tuple(decoded.shape) != tuple(x.shape):
+        term = next((t for t in model.losses if is_likelihood(t)), None)
+        whose = "the sigmoid of the decoder's first map" if term is None else f"{describe(term)}'s mean(output)"
+        raise AssemblyError(
+            f"{whose} has shape {tuple(decoded.shape)} on a batch of 2, but a decoded sample has the data's shape "
+            f"{tuple(x.shape)}; mean(output) returns the likelihood's mean, one parameter map of the decoder's "
+            "output (see genreg.plugin.protocols)."
+        )
 
 
 def _term_value(term: Any, x: torch.Tensor, out: Any) -> Any:

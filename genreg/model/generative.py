@@ -14,16 +14,21 @@ import math
 import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Literal
 
 import torch
 from torch import nn
 
 from genreg.data.splits import LABEL, DataInfo, Split
-from genreg.errors import AssemblyError, ConditionError
+from genreg.errors import AssemblyError, ConditionError, InputError
 from genreg.model.conditions import Condition, Conditions, is_continuous
-from genreg.model.inputs import Codes, Given, Images, Labels, as_codes, as_images, condition_values
-from genreg.model.losses import full_precision, likelihood_mean, weight_schedule
+from genreg.model.inputs import Codes, Given, Images, Labels, as_codes, as_images, classes_of, condition_values
+from genreg.model.losses import decoder_output_shape, full_precision, likelihood_mean, parameter_maps, weight_schedule
 from genreg.plugin.protocols import LatentSample, ModelOutput
+
+#: The units of samples a model method takes and returns: the data's (what users hold, the default), or the
+#: model's own (after the dataset's ``transform``: what splits hold and the likelihood models).
+Units = Literal["data", "model"]
 
 
 class GenerativeModel(nn.Module):
@@ -154,16 +159,17 @@ class GenerativeModel(nn.Module):
         return (means * weights).sum(), dict(zip(self.loss_names, means.unbind(), strict=True))
 
     @torch.no_grad()
-    def encode(self, x: Images, condition: Given | None = None) -> torch.Tensor:
+    def encode(self, x: Images, condition: Given | None = None, *, units: Units = "data") -> torch.Tensor:
         """The deterministic latent code of each sample, its posterior mean: x (B, C, H, W) or (B, F) ->
         (B, latent_dim), or one sample -> (latent_dim,), float32 on the model's device.
 
         ``x`` is a torch tensor or numpy array on any device: images uint8 (0..255) or float in [0, 1], vectors
-        finite real numbers (see :func:`~genreg.model.inputs.as_images`); ``condition`` one value per sample, or
-        one for all (see :meth:`given`). Raises :class:`~genreg.errors.InputError` for samples of another shape,
-        dtype or range, and :class:`~genreg.errors.ConditionError` for a condition the model cannot take.
+        finite real numbers in the data's units (see :func:`~genreg.model.inputs.as_images`; ``units="model"``:
+        already transformed, as a split holds them); ``condition`` one value per sample, or one for all (see
+        :meth:`given`). Raises :class:`~genreg.errors.InputError` for samples of another shape, dtype or range,
+        and :class:`~genreg.errors.ConditionError` for a condition the model cannot take.
         """
-        x, batched = self.images(x)
+        x, batched = self.images(x, units)
         needed = self.condition_encoder or condition is not None  # a q(z|x) encoder needs none, but checks one
         z = self._encode(x, self.given(condition, len(x)) if needed else None)
         return z if batched else z[0]
@@ -173,11 +179,12 @@ class GenerativeModel(nn.Module):
         return self.latent.mean(self.encoder(x, c))
 
     @torch.no_grad()
-    def decode(self, z: Codes, condition: Given | None = None) -> torch.Tensor:
+    def decode(self, z: Codes, condition: Given | None = None, *, units: Units = "data") -> torch.Tensor:
         """Latent codes z (B, latent_dim), or one (latent_dim,), -> the decoded samples, float32 on the model's device:
         the mean of the likelihood (its term's ``mean``): pixel means (B, C, H, W) in [0, 1] for Bernoulli images
-        (the sigmoid of the logits), or (B, F) vectors in the data's units for a Gaussian; without the batch axis
-        for one code.
+        (the sigmoid of the logits), or (B, F) vectors in the data's units for a Gaussian (the dataset's
+        ``transform`` inverted; ``units="model"``: as the likelihood models them); without the batch axis for one
+        code.
 
         ``z`` is a torch tensor or numpy array of finite real numbers, on any device; ``condition`` as for
         :meth:`encode`. Raises :class:`~genreg.errors.InputError` for codes of another shape, a dtype that is not a
@@ -185,7 +192,7 @@ class GenerativeModel(nn.Module):
         model given no condition, say).
         """
         z, batched = self.codes(z)
-        images = self._decode(z, self.given(condition, len(z)))
+        images = self.out_of_model(self._decode(z, self.given(condition, len(z))), units)
         return images if batched else images[0]
 
     def _decode(self, z: torch.Tensor, condition: dict[str, torch.Tensor] | None) -> torch.Tensor:
@@ -193,14 +200,20 @@ class GenerativeModel(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, n: int | None = None, labels: Labels | None = None, condition: Given | None = None
+        self,
+        n: int | None = None,
+        labels: Labels | None = None,
+        condition: Given | None = None,
+        *,
+        units: Units = "data",
     ) -> torch.Tensor:
         """Decode draws z ~ p(z) (the latent's prior, N(0, I) for the built-ins): samples (n, *sample shape), as
-        :meth:`decode` gives them (images (n, C, H, W) in [0, 1], or vectors (n, F) in the data's units).
+        :meth:`decode` gives them (images (n, C, H, W) in [0, 1], or vectors (n, F) in the data's ``units``).
 
         A conditional model needs a condition (see :meth:`given`): one value per image sets n,
-        one value for all takes n from ``n`` (1 without it). ``labels`` (class indices: an int,
-        a list, an array or a tensor) is short for ``condition={"label": labels}``. Raises
+        one value for all takes n from ``n`` (1 without it). ``labels`` (classes as the data holds them: an int
+        or a string, a list or an array; a tensor holds class indices) is short for ``condition={"label": labels}``.
+        Raises
         ``ValueError`` without n, labels or a condition, or for an n that is not an integer >= 0,
         and :class:`~genreg.errors.ConditionError` for a condition the model cannot take.
         """
@@ -212,22 +225,36 @@ class GenerativeModel(nn.Module):
             raise ValueError(f"n is the number of images, an integer >= 0; got {n!r}.")
         given = self.given(condition, None if n is None else int(n))
         n = len(next(iter(given.values()))) if given is not None else int(n)
-        return self._decode(self.latent.sample_prior(n, self.device), given)
+        return self.out_of_model(self._decode(self.latent.sample_prior(n, self.device), given), units)
 
     @torch.no_grad()
-    def reconstruct(self, x: Images, condition: Given | None = None) -> torch.Tensor:
+    def reconstruct(self, x: Images, condition: Given | None = None, *, units: Units = "data") -> torch.Tensor:
         """x (B, C, H, W) or (B, F), or one sample, -> the decoding (see :meth:`decode`) of each sample's posterior
-        mean, of x's shape. ``x`` and ``condition`` are what :meth:`encode` takes; it raises what :meth:`encode`
-        raises."""
-        x, batched = self.images(x)
+        mean, of x's shape, in the same ``units`` as x. ``x`` and ``condition`` are what :meth:`encode` takes; it
+        raises what :meth:`encode` raises."""
+        x, batched = self.images(x, units)
         given = self.given(condition, len(x))
-        images = self._decode(self._encode(x, given), given)
+        images = self.out_of_model(self._decode(self._encode(x, given), given), units)
         return images if batched else images[0]
 
-    def images(self, x: Images) -> tuple[torch.Tensor, bool]:
-        """``x`` as this model's input (see :func:`~genreg.model.inputs.as_images`), and whether it had the batch
-        axis."""
-        return as_images(x, self.data_info.image_shape, self.device, next(self.parameters()).dtype)
+    def images(self, x: Images, units: Units = "data") -> tuple[torch.Tensor, bool]:
+        """``x`` as this model's input (see :func:`~genreg.model.inputs.as_images`), in the model's units (the
+        dataset's ``transform`` applied to samples in the data's ``units``), and whether it had the batch axis."""
+        x, batched = as_images(x, self.data_info.image_shape, self.device, next(self.parameters()).dtype)
+        return (self.into_model(x) if units == "data" else x), batched
+
+    def into_model(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples (B, *sample shape) in the data's units -> the model's: the dataset's ``transform`` (see
+        :mod:`genreg.data.transforms`) applied, or ``x`` itself without one. Raises
+        :class:`~genreg.errors.InputError` for values the transform cannot take (log1p of a value <= -1)."""
+        transform = self.data_info.transform
+        return x if transform is None else transform.apply(x, "x", InputError).to(x.dtype)
+
+    def out_of_model(self, x: torch.Tensor, units: Units = "data") -> torch.Tensor:
+        """Samples (B, *sample shape) in the model's units -> the data's (``units="data"``, the dataset's
+        ``transform`` inverted), or ``x`` itself for ``units="model"`` or a model without a transform."""
+        transform = self.data_info.transform
+        return x if transform is None or units == "model" else transform.invert(x)
 
     def codes(self, z: Codes) -> tuple[torch.Tensor, bool]:
         """``z`` as this model's latent codes (see :func:`~genreg.model.inputs.as_codes`), and whether it had the
@@ -250,7 +277,7 @@ class GenerativeModel(nn.Module):
             return None
         if condition is None:
             self.condition(None)  # raises: the model is conditional
-        values = condition_values(self._columns_given(condition), n)
+        values = condition_values(classes_of(self._columns_given(condition), self.data_info), n)
         checked = self.checked(values)
         parts = zip(self.conditioner.columns, self.conditioner.parts, strict=True)
         return {c: checked[c].float() if is_continuous(part) else checked[c].long() for c, part in parts}
@@ -267,14 +294,17 @@ class GenerativeModel(nn.Module):
         return {self.conditioner.columns[0]: condition}
 
     @torch.no_grad()
-    def transfer(self, x: torch.Tensor, condition: Condition, targets: Condition) -> torch.Tensor:
+    def transfer(
+        self, x: torch.Tensor, condition: Condition, targets: Condition, *, units: Units = "data"
+    ) -> torch.Tensor:
         """Counterfactual decoding: each image's latent code decoded under every target condition.
 
         Image i is encoded with its own condition to its posterior mean z_i; the result's
         row i, shape (T, *image_shape), decodes that same z_i under each of the T targets,
         so what the latent code carries (the writing style) stays and the condition
         changes. ``targets`` is a tensor of T classes, or {column: T values} for the
-        columns to change; the columns it leaves out keep each image's own values.
+        columns to change; the columns it leaves out keep each image's own values. ``x``
+        and the result are in the same ``units``.
         """
         if self.conditioner is None:
             raise ConditionError("this model is not conditional: it takes no condition.")
@@ -288,13 +318,13 @@ class GenerativeModel(nn.Module):
                 f"cannot transfer to column(s) {', '.join(unknown)}: the model reads {', '.join(own)}."
             )
         count = len(next(iter(targets.values())))
-        z = self._encode(self.images(x)[0], own)
+        z = self._encode(self.images(x, units)[0], own)
         decoded_under = {
             column: targets[column].repeat(len(z)) if column in targets else values.repeat_interleave(count)
             for column, values in own.items()
         }
         decoded = self._decode(z.repeat_interleave(count, dim=0), self.checked(decoded_under))
-        return decoded.view(len(z), count, *decoded.shape[1:])
+        return self.out_of_model(decoded, units).view(len(z), count, *decoded.shape[1:])
 
     def checked(self, condition: Condition) -> dict[str, torch.Tensor]:
         """``condition`` as {column: values} on the model's device, each value one the model knows."""
@@ -322,6 +352,7 @@ class GenerativeModel(nn.Module):
     def _check_shapes(self) -> None:
         """Run two dummy images through the parts, naming the part that fails or whose output is off."""
         shape = self.data_info.image_shape
+        maps = parameter_maps(self.losses)
         with self.evaluating(), torch.no_grad():
             x = torch.zeros(2, *shape, device=self.device)
             c = None
@@ -337,7 +368,8 @@ class GenerativeModel(nn.Module):
             if not isinstance(latent, LatentSample):
                 raise AssemblyError(f"{describe(self.latent)} must return a genreg.LatentSample.")
             _expect(self.latent, latent.z, (2, self.latent.dim), "z")
-            _expect(self.decoder, _trial(self.decoder, latent.z, c), (2, *shape), "logits")
+            what = "logits" if maps == 1 else f"parameters ({maps} maps of the likelihood, stacked along axis 1)"
+            _expect(self.decoder, _trial(self.decoder, latent.z, c), (2, *decoder_output_shape(shape, maps)), what)
 
 
 def _trial(part: nn.Module, *inputs: object) -> object:

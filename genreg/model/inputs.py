@@ -11,11 +11,13 @@ given and what would be valid. Training never comes here: the loop feeds the mod
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
+from genreg.data.splits import DataInfo
 from genreg.errors import ConditionError, InputError
 
 #: Images (``encode``, ``reconstruct``) or latent codes (``decode``): a tensor (any device) or a numpy array.
@@ -103,6 +105,22 @@ def _real_numbers(
     if not torch.isfinite(value).all():
         raise InputError(f"{name} holds NaN or infinite values; {kind} must be finite.")
     return value, batched
+
+
+def classes_of(condition: Mapping[str, object], info: DataInfo) -> dict[str, object]:
+    """``condition`` with the values of each class column that has a vocabulary in ``info`` (strings, ids as the
+    data holds them) as their classes; a tensor holds classes already and is kept. Raises
+    :class:`~genreg.errors.ConditionError` for a value the vocabulary does not hold (see
+    :meth:`~genreg.data.splits.DataInfo.class_index`)."""
+    mapped = dict(condition)
+    for column, values in condition.items():
+        if column not in info.vocabularies or isinstance(values, torch.Tensor):
+            continue
+        if isinstance(values, (str, bytes, numbers.Number)):
+            mapped[column] = info.class_index(column, values)
+        else:
+            mapped[column] = [info.class_index(column, value) for value in list(values)]
+    return mapped
 
 
 def condition_values(condition: Mapping[str, object], n: int | None) -> dict[str, torch.Tensor]:

@@ -90,13 +90,59 @@ def is_likelihood(term: Any) -> bool:
     return callable(getattr(term, "log_likelihood", None))
 
 
+def term_maps(term: Any) -> int:
+    """How many parameter maps a loss term reads from the decoder: its ``parameter_maps`` (1 when it declares none).
+
+    Raises :class:`AssemblyError` for a value that is not an integer >= 1.
+    """
+    maps = getattr(term, "parameter_maps", 1)
+    if isinstance(maps, bool) or not isinstance(maps, int) or maps < 1:
+        raise AssemblyError(
+            f"loss term '{_term_name(term)}' declares parameter_maps={maps!r}; it must be an integer >= 1."
+        )
+    return maps
+
+
+def _term_name(term: Any) -> str:
+    """The name a term is logged under, or its class name for one without a config."""
+    return getattr(getattr(term, "config", None), "metric_name", None) or type(term).__name__
+
+
+def parameter_maps(terms: Iterable[Any]) -> int:
+    """How many parameter maps the decoder emits for these loss terms, stacked along axis 1 of its output: what
+    every likelihood term (and any other term that declares ``parameter_maps``) asks for; 1 without any.
+
+    A Bernoulli or fixed-variance Gaussian likelihood reads one map (the logits, the mean); ``gaussian`` with
+    ``variance: per-sample`` reads two (the mean and the scale). Raises :class:`AssemblyError` when the terms ask
+    for different counts: the decoder has one output.
+    """
+    asks = [(t, term_maps(t)) for t in terms if is_likelihood(t) or hasattr(t, "parameter_maps")]
+    counts = {maps for _, maps in asks}
+    if len(counts) > 1:
+        listed = ", ".join(f"'{_term_name(t)}' reads {maps}" for t, maps in asks)
+        raise AssemblyError(
+            f"the loss terms ask the decoder for different numbers of parameter maps ({listed}), but the decoder "
+            "has one output; use likelihood terms that read the same maps (e.g. one likelihood term only)."
+        )
+    return counts.pop() if counts else 1
+
+
+def decoder_output_shape(sample_shape: tuple[int, ...], maps: int) -> tuple[int, ...]:
+    """The shape of one decoder output for samples of ``sample_shape``: ``maps`` parameter maps stacked along the
+    first axis, (maps * C, H, W) for images (C, H, W) and (maps * F,) for vectors (F,)."""
+    return (maps * sample_shape[0], *sample_shape[1:])
+
+
 def likelihood_mean(terms: Iterable[Any], output: torch.Tensor) -> torch.Tensor:
     """The decoded sample for the decoder's ``output``: the mean of the first likelihood term's distribution, in the
-    units of the data (a term's ``mean(output)``; for a term without one, output is taken as Bernoulli logits and
-    the mean is their sigmoid), of ``output``'s shape."""
+    units of the data, of the sample's shape: the term's ``mean(output)``. For a term without one, output's first
+    parameter map (all of it for a term that reads one) is taken as Bernoulli logits and the mean is their sigmoid."""
+    terms = list(terms)
     term = next((t for t in terms if is_likelihood(t)), None)
     mean = getattr(term, "mean", None)
-    return mean(output) if callable(mean) else torch.sigmoid(output)
+    if callable(mean):
+        return mean(output)
+    return torch.sigmoid(output.chunk(parameter_maps(terms), dim=1)[0])
 
 
 def is_kl(term: Any) -> bool:

@@ -7,7 +7,7 @@ conditioner   ``factory(config, num_classes=int)``                            :c
 encoder       ``factory(config, input_shape=(C,H,W), condition_dim=int)``     :class:`Encoder`
 latent        ``factory(config, in_features=int, dim=int)``                   :class:`Latent`
 decoder       ``factory(config, latent_dim=int, condition_dim=int,            :class:`Decoder`
-              output_shape=(C,H,W))``
+              output_shape=(maps*C,H,W))``
 loss          ``factory(config)``                                             :class:`LossTerm`
 dataset       ``factory(config)``                                             :class:`genreg.data.DataSplits`
 model         ``factory(config, data=DataInfo)``                              :class:`genreg.GenerativeModel`
@@ -16,6 +16,10 @@ callback      ``factory(config)``                                             ho
 ============  ==============================================================  ========================
 
 ``condition_dim`` is 0 and the condition argument ``None`` for unconditional models.
+A decoder's ``output_shape`` is the sample's shape (C, H, W) or (F,) with its first axis
+multiplied by the number of parameter maps the likelihood term reads (its
+``parameter_maps``, 1 unless it says otherwise): (2C, H, W) or (2F,) for ``gaussian``
+with ``variance: per-sample``, which reads a mean and a scale.
 A model may have several conditioners, each reading one data column (its spec's
 ``column``, default ``label``); the encoder and decoder get their vectors
 concatenated, so ``condition_dim`` is the sum of their ``dim``. For a continuous
@@ -40,7 +44,8 @@ class LatentSample:
 
 @dataclass
 class ModelOutput:
-    """One forward pass: decoder logits in the data's shape plus the latent sample."""
+    """One forward pass: the decoder's output (logits in the data's shape, or the likelihood's parameter maps
+    stacked along axis 1) plus the latent sample."""
 
     logits: torch.Tensor
     latent: LatentSample
@@ -98,8 +103,10 @@ class Latent(Protocol):
 
 @runtime_checkable
 class Decoder(Protocol):
-    """z (B, latent_dim) and condition or None -> the likelihood's parameters, of the sample's shape: (B, C, H, W)
-    for images (Bernoulli logits, say), (B, F) for vectors (a Gaussian's mean, say)."""
+    """z (B, latent_dim) and condition or None -> the likelihood's parameters, (B, *output_shape): of the sample's
+    shape, (B, C, H, W) for images (Bernoulli logits, say), (B, F) for vectors (a Gaussian's mean, say), when the
+    likelihood reads one parameter map; with ``parameter_maps = k``, k maps stacked along axis 1, (B, k C, H, W)
+    or (B, k F) (a Gaussian's mean and scale for k = 2)."""
 
     def __call__(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor: ...
 
@@ -121,16 +128,27 @@ class LossTerm(Protocol):
       the batch's codes and the prior, say) and returns one value, shape (); it is
       averaged over the batches, weighted by their sizes. Without it, any shape but
       (B,) is refused when the model is assembled (on a batch of 2), naming the plugin.
-    - ``log_likelihood(x, logits)`` -> (B,) nats: the term is a reconstruction
-      likelihood (its forward is then -log p(x|z)); ``kl_divergence(out)`` -> (B,) nats:
-      the term is the posterior's KL to the prior. The test objective every epoch
+    - ``log_likelihood(x, output)`` -> (B,) nats, ``output`` the decoder's: the term is
+      a reconstruction likelihood (its forward is then -log p(x|z)); evaluation's ELBO
+      and IWAE read it, so it is exact, every constant included.
+      ``kl_divergence(out)`` -> (B,) nats: the term is the posterior's KL to the
+      prior. The test objective every epoch
       records sums the NLLs and KLs with weight 1 (``test.neg_elbo``, or
       ``test.nll`` without a KL term); a term with neither method (a regulariser) is
       left out of it, but counts in the weighted total ``test.loss``.
+    - ``parameter_maps`` (int, default 1): how many parameter maps of the sample's
+      shape the term reads from the decoder. genreg builds the loss terms first and
+      asks the decoder for ``output_shape`` (k C, H, W) or (k F,), the k maps
+      stacked along axis 1, so ``log_likelihood`` gets (B, k C, H, W) or (B, k F)
+      and splits it with ``output.chunk(k, dim=1)`` (``gaussian`` with
+      ``variance: per-sample`` has 2: the mean and the scale). Every likelihood term
+      of a model (and any term that declares it) must ask for the same count, or
+      assembly raises :class:`~genreg.errors.AssemblyError`.
     - ``mean(output)``: for a likelihood term, the decoded sample the decoder's
-      output stands for (the distribution's mean, in the units of the data):
-      what ``decode``, ``sample``, ``reconstruct`` and the pictures show. Without
-      it the output is taken as Bernoulli logits and the mean is their sigmoid.
+      output stands for (the distribution's mean, in the units of the data, of the
+      sample's shape: one map): what ``decode``, ``sample``, ``reconstruct`` and the
+      pictures show. Without it the output's first map is taken as Bernoulli logits
+      and the mean is their sigmoid.
     - ``check_data(samples, source)``: called by ``genreg run`` / ``validate`` with the
       training samples before any work; raise :class:`~genreg.errors.DataError` for data
       the term cannot describe, or warn (``bernoulli`` refuses values outside [0, 1];

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from genreg.data.columns import LABEL
 from genreg.data.loading import load_data
 from genreg.data.splits import DataInfo, DataSplits
 from genreg.errors import AssemblyError, PictureError, RunFolderError, first_line
@@ -93,8 +94,14 @@ def resolve_spec(raw: dict, info: DataInfo, source: str | Path = "spec") -> dict
 
 
 def check_data(model: GenerativeModel, data: DataSplits) -> None:
-    """Let each loss term with a ``check_data(samples, source)`` look at the training samples before any work: a
-    likelihood refuses data it cannot describe (Bernoulli outside [0, 1]) or warns about its scale."""
+    """Before any work: a model conditioned on the class label needs labelled data (an :class:`AssemblyError`
+    otherwise); each loss term with a ``check_data(samples, source)`` looks at the training samples (a likelihood
+    refuses data it cannot describe, Bernoulli outside [0, 1], or warns about its scale)."""
+    if model.conditional and LABEL in model.conditioner.columns and not data.info.labelled:
+        raise AssemblyError(
+            f"the model is conditioned on the class label (column '{LABEL}'), but the data, {data.source or 'given'}, "
+            "has no labels: give the dataset a label column or array, or train an unconditional model (ae, vae)."
+        )
     for term in model.losses:
         check = getattr(term, "check_data", None)
         if callable(check):

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 import genreg
 from genreg.model.assembly import ComposedModelConfig, compose_model
-from genreg_builtin import callbacks, conditioners, conv, datasets, latents, losses, mlp, recipes, schedules, trackers
+from genreg_builtin import (
+    callbacks,
+    conditioners,
+    conv,
+    datasets,
+    latents,
+    losses,
+    mlp,
+    recipes,
+    schedules,
+    tables,
+    trackers,
+)
 
 
 @genreg.hookimpl
@@ -28,6 +40,8 @@ def register_components(register):
     register("dataset", "mnist", datasets.load_mnist, datasets.MNISTConfig)
     register("dataset", "fashion-mnist", datasets.load_fashion_mnist, datasets.FashionMNISTConfig)
     register("dataset", "npz", datasets.load_npz, datasets.NpzConfig)
+    register("dataset", "table", tables.load_table, tables.TableConfig)
+    register("dataset", "anndata", tables.load_anndata, tables.AnnDataConfig)
     register("model", "ae", compose_model, recipes.AEConfig)
     register("model", "vae", compose_model, recipes.VAEConfig)
     register("model", "cvae", compose_model, recipes.CVAEConfig)

@@ -29,8 +29,8 @@ def _resolve_classes(config: OneHotConfig, num_classes: int, name: str) -> int:
         return num_classes
     if config.num_classes < num_classes:
         raise AssemblyError(
-            f"conditioner '{name}': num_classes={config.num_classes}, but the dataset has labels "
-            f"up to {num_classes - 1}; set num_classes >= {num_classes} or null (the dataset's)."
+            f"conditioner '{name}': num_classes={config.num_classes}, but the dataset's column has {num_classes} "
+            f"classes; set num_classes >= {num_classes} or null (the dataset's)."
         )
     return config.num_classes
 

@@ -46,11 +46,14 @@ class ConvDecoderConfig(BaseModel):
 
 
 def image_sides(shape: tuple[int, ...], slot: str) -> tuple[int, int, int]:
-    """(C, H, W) of the data's samples; vectors (F,) are an :class:`AssemblyError` pointing to the mlp parts."""
+    """(C, H, W) of the encoder's input or the decoder's output; vectors are an :class:`AssemblyError` pointing to
+    the mlp parts."""
     if len(shape) != 3:
+        # the decoder's output holds the likelihood's parameter maps, (maps * F,): not always the samples' shape
+        shape_of = "of shape" if slot == "encoder" else "for which it would emit the shape"
         raise AssemblyError(
-            f"{slot} 'conv' convolves images (C, H, W), but the data's samples are vectors of shape {tuple(shape)} "
-            f"(a table's rows, say): use the 'mlp' {slot} for vectors."
+            f"{slot} 'conv' convolves images (C, H, W), but the data's samples are vectors (a table's rows, say), "
+            f"{shape_of} {tuple(shape)}: use the 'mlp' {slot} for vectors."
         )
     return tuple(shape)
 
@@ -91,7 +94,11 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """A dense layer on z and the condition to a small feature map, then transposed convolutions to logits."""
+    """A dense layer on z and the condition to a small feature map, then transposed convolutions to logits.
+
+    ``output_shape`` is (maps * C, H, W): the last convolution emits as many channels as the likelihood's
+    parameter maps hold (C for Bernoulli logits, 2C for a Gaussian's per-pixel mean and scale).
+    """
 
     def __init__(
         self, config: ConvDecoderConfig, *, latent_dim: int, condition_dim: int = 0, output_shape: tuple[int, int, int]

@@ -193,11 +193,13 @@ class NpzConfig(DatasetConfig):
 
     ``path``: a ``.npz`` with ``images`` of shape (N, H, W) or (N, C, H, W), uint8
     0..255 or float in [0, 1], or else ``x``: vectors (N, F) of any finite real
-    numbers (a table's rows), and 1-D integer ``labels``; ``layout: "NHWC"`` reads
+    numbers (a table's rows), and 1-D ``labels`` (integer ids or strings, mapped to
+    classes through a sorted vocabulary when they are not 0..K-1; an archive
+    without ``labels`` is unlabelled data, one class); ``layout: "NHWC"`` reads
     channels-last images (N, H, W, C) instead, and the default ``auto`` refuses images
     that look channels-last (last axis 1, 3 or 4 and axis 1 not); ``images_key`` /
     ``labels_key`` rename those arrays. ``columns``: more 1-D arrays (one value per
-    image) to read as condition columns: integers are classes 0..K-1, floats are
+    sample) to read as condition columns: integers and strings are classes, floats are
     continuous. ``test_path``: a second ``.npz`` (same keys) for the test split;
     without it, a stratified ``test_fraction`` of ``path`` is held out, chosen with
     ``split_seed`` so the split stays fixed across runs.
@@ -262,9 +264,9 @@ def _read_npz(path: str, config: NpzConfig) -> Split:
 
 def _arrays(
     archive: zipfile.ZipFile, path: str, config: NpzConfig, samples_key: str
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """The samples (``samples_key``), labels and column arrays of an open archive, every header checked before
-    any data is read.
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
+    """The samples (``samples_key``), labels (None for an archive without them) and column arrays of an open
+    archive, every header checked before any data is read.
 
     Raises :class:`DataError` listing the arrays present when one is missing, or naming the array whose
     header is damaged or claims more than the file or this machine's memory holds.
@@ -272,9 +274,8 @@ def _arrays(
     names = archive.namelist()
     members = {}
     samples_option = "images_key" if samples_key == config.images_key else "x_key"
-    for key, option in [(samples_key, samples_option), (config.labels_key, "labels_key")] + [
-        (name, "columns") for name in config.columns
-    ]:
+    labels = [(config.labels_key, "labels_key")] if _labelled(names, config) else []
+    for key, option in [(samples_key, samples_option), *labels] + [(name, "columns") for name in config.columns]:
         members[key] = next((name for name in (key, f"{key}.npy") if name in names), None)
         if members[key] is None:
             present = ", ".join(repr(name.removesuffix(".npy")) for name in names) or "none"
@@ -289,7 +290,16 @@ def _arrays(
     for key, member in members.items():
         with archive.open(member) as stream:
             arrays[key] = npy.read_array(stream, allow_pickle=False)
-    return arrays[samples_key], arrays[config.labels_key], {name: arrays[name] for name in config.columns}
+    columns = {name: arrays[name] for name in config.columns}
+    return arrays[samples_key], arrays.get(config.labels_key) if labels else None, columns
+
+
+def _labelled(names: list[str], config: NpzConfig) -> bool:
+    """Whether the archive's samples have labels: it holds ``labels_key``, or the spec names that array (whose
+    absence is then an error)."""
+    return "labels_key" in config.model_fields_set or any(
+        n in names for n in (config.labels_key, f"{config.labels_key}.npy")
+    )
 
 
 def _samples_key(names: list[str], config: NpzConfig) -> str:

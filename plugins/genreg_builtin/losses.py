@@ -3,7 +3,9 @@
 A reconstruction term reads the decoder's output as the parameters of its likelihood and says, in
 ``mean(output)``, what the decoded sample is (the likelihood's mean, in the units of the data).
 ``gaussian`` reads it as the mean of N(x; mean, sigma^2) per feature (sigma fixed or learned per feature),
-for real-valued data such as a table's standardised columns. For images the decoder emits logits:
+for real-valued data such as a table's standardised columns, or with ``variance: per-sample`` as two parameter
+maps stacked along axis 1, the mean and sigma of every value (``parameter_maps = 2``: the decoder emits
+(B, 2F) or (B, 2C, H, W)). For images the decoder emits logits:
 ``bce`` (also registered as ``bernoulli``) is the Bernoulli negative log-likelihood, the value and
 gradient of ``binary_cross_entropy_with_logits`` (numerically safe, equal to Sigmoid +
 BCE) computed by :class:`BernoulliNLL`; ``mse`` is the Gaussian alternative on the pixel means sigmoid(logits), a sum
@@ -19,7 +21,8 @@ import warnings
 from typing import Literal
 
 import torch
-from pydantic import Field
+import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 from torch.distributions import Normal
 
@@ -36,14 +39,40 @@ class BCEConfig(LossTermConfig):
 
 
 class GaussianConfig(LossTermConfig):
-    """Gaussian reconstruction: -log N(x; mean, sigma^2) summed over features; the decoder emits the mean."""
+    """Gaussian reconstruction: -log N(x; mean, sigma^2) summed over features; the decoder emits the mean.
 
-    variance: Literal["fixed", "learned"] = Field(
-        "fixed", description="'fixed': sigma as given; 'learned': one sigma per feature, trained with the model"
+    With ``variance: per-sample`` it emits sigma too, as a second parameter map (see :class:`Gaussian`).
+    """
+
+    variance: Literal["fixed", "learned", "per-sample"] = Field(
+        "fixed",
+        description="'fixed': sigma as given; 'learned': one sigma per feature, trained with the model; "
+        "'per-sample': the decoder predicts sigma of every value of every sample (a second parameter map)",
     )
     sigma: float = Field(
-        1.0, gt=0, allow_inf_nan=False, description="the standard deviation (fixed), or its starting value (learned)"
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="the standard deviation (fixed), its starting value (learned), or the sigma a raw decoder "
+        "output of 0 stands for (per-sample)",
     )
+    min_sigma: float = Field(
+        1e-3,
+        gt=0,
+        allow_inf_nan=False,
+        description="per-sample only: the smallest sigma the decoder can predict, in the data's units; the "
+        "log-density of a value the decoder predicts exactly (a constant feature or pixel) is at most "
+        "-log(min_sigma sqrt(2 pi)) nats",
+    )
+
+    @model_validator(mode="after")
+    def _floor_below_sigma(self) -> GaussianConfig:
+        if self.variance == "per-sample" and self.min_sigma >= self.sigma:
+            raise ValueError(
+                f"min_sigma ({self.min_sigma:g}) must be smaller than sigma ({self.sigma:g}), the sigma a raw "
+                "decoder output of 0 stands for"
+            )
+        return self
 
 
 class MSEConfig(LossTermConfig):
@@ -110,33 +139,53 @@ class BCE(Term):
 class Gaussian(Term):
     """Gaussian negative log-likelihood in nats, every constant included: -sum_f log N(x_f; mean_f, sigma_f^2), (B,).
 
-    The decoder's output is the mean, in the units of the data. ``sigma`` is one fixed value, or with
-    ``variance: learned`` one per feature (a parameter of shape ``output_shape``, kept as log sigma and
-    trained with the model; Nix & Weigend 1994). Computed by ``torch.distributions.Normal.log_prob`` in
-    float32 at least.
+    ``variance: fixed`` or ``learned``: the decoder's output is the mean, in the units of the data, and ``sigma``
+    is one fixed value or one per feature (a parameter of shape ``output_shape``, kept as log sigma and trained
+    with the model). ``variance: per-sample``: the decoder emits two parameter maps stacked along axis 1
+    (``parameter_maps = 2``), the mean and a raw scale r, and sigma = softplus(r + c) + min_sigma with
+    c = softplus^-1(sigma - min_sigma), so that r = 0 (a decoder near its start) stands for the configured sigma:
+    a heteroscedastic "mean-variance" network (Nix & Weigend 1994). Softplus rather than exp (Kendall & Gal 2017
+    predict log sigma^2): sigma grows linearly, not exponentially, with r, so one large output cannot overflow or
+    swamp the gradient, and the floor keeps a value the decoder predicts exactly (a constant feature, a blank
+    pixel) from driving sigma to 0 and its density to infinity; Lakshminarayanan, Pritzel & Blundell (2017) likewise
+    pass the second output through a softplus and add a minimum variance for numerical stability. Computed by
+    ``torch.distributions.Normal.log_prob`` in float32 at least.
     """
 
     def __init__(self, config: GaussianConfig, *, output_shape: tuple[int, ...]) -> None:
         super().__init__(config)
+        self.per_sample = config.variance == "per-sample"
+        #: the decoder's output: the mean, or the mean and the raw scale, stacked along axis 1
+        self.parameter_maps = 2 if self.per_sample else 1
         log_sigma = torch.full(tuple(output_shape), math.log(config.sigma))
         if config.variance == "learned":
             self.log_sigma = nn.Parameter(log_sigma)
-        else:
+        elif not self.per_sample:
             self.register_buffer("log_sigma", log_sigma)
+        else:  # softplus^-1(y) = log(expm1(y)) = y + log(1 - exp(-y)), y = sigma - min_sigma: the raw output 0's
+            spread = config.sigma - config.min_sigma
+            self.offset = spread + math.log(-math.expm1(-spread))
 
-    def log_likelihood(self, x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) per example (B,), nats: x and means (B, *output_shape)."""
-        means = full_precision(means)
-        likelihood = Normal(means, self.log_sigma.float().exp(), validate_args=False)
+    def parameters_of(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and sigma (B, *sample shape) each, float32 at least, that the decoder's ``output`` stands for."""
+        output = full_precision(output)
+        if not self.per_sample:
+            return output, self.log_sigma.float().exp()
+        means, raw = output.chunk(2, dim=1)
+        return means, F.softplus(raw + self.offset) + self.config.min_sigma
+
+    def log_likelihood(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) per example (B,), nats: x (B, *sample shape), output (B, *output shape) the decoder's."""
+        means, sigma = self.parameters_of(output)
+        likelihood = Normal(means, sigma, validate_args=False)
         return likelihood.log_prob(x.to(means.dtype)).flatten(1).sum(1)
 
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
         return -self.log_likelihood(x, out.logits)
 
-    @staticmethod
-    def mean(means: torch.Tensor) -> torch.Tensor:
-        """The decoder's output itself: the Gaussian's mean, in the units of the data."""
-        return means
+    def mean(self, output: torch.Tensor) -> torch.Tensor:
+        """The Gaussian's mean, in the units of the data: the decoder's output, or its first map (per-sample)."""
+        return output.chunk(2, dim=1)[0] if self.per_sample else output
 
     @staticmethod
     def check_data(samples: torch.Tensor, source: str) -> None:

@@ -102,8 +102,10 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """z through fully connected layers to one output per value of the sample (a pixel's logit, a feature's
-    Gaussian mean), shaped as the sample, with the condition per ``config.condition``."""
+    """z through fully connected layers to the likelihood's parameters, shaped as ``output_shape``, with the
+    condition per ``config.condition``: one per value of the sample (a pixel's logit, a feature's Gaussian mean),
+    or as many parameter maps as the likelihood reads, stacked along the first axis ((2F,) for a Gaussian's
+    per-sample mean and scale)."""
 
     def __init__(
         self, config: MLPDecoderConfig, *, latent_dim: int, condition_dim: int = 0, output_shape: tuple[int, ...]

@@ -426,7 +426,7 @@ def test_an_npz_column_becomes_a_condition(tmp_path: Path) -> None:
         ({}, {"type": "continuous", "column": "dose"}, ["dose"], "no array named 'dose' (named in `columns`)"),
         ({}, {"type": "continuous", "column": "dose"}, [], "the data has no column 'dose'; its columns: label"),
         ({"dose": np.r_[np.nan, np.ones(59)]}, {"type": "continuous", "column": "dose"}, ["dose"],
-         "column 'dose' has 1 NaN or infinite values (the first at image 0: nan"),
+         "column 'dose' has 1 NaN or infinite values (the first at row 0: nan"),
         ({}, {"type": "onehot", "num_classes": 2}, [], "column 'label'): conditioner 'onehot': num_classes=2"),
     ],
 )  # fmt: skip

@@ -360,3 +360,76 @@ def test_each_likelihood_says_what_the_decoded_sample_is() -> None:
     bce = registry.build("loss", validate_part("loss", {"type": "bce"}))
     assert torch.equal(likelihood_mean([bce, kld], output), torch.sigmoid(output))
     assert torch.equal(likelihood_mean([kld], output), torch.sigmoid(output))  # no likelihood: logits, as before
+
+
+# --------------------------------------------------------------------------- gaussian, variance: per-sample
+
+
+def per_sample(shape: tuple[int, ...], **fields: object):
+    """The registered ``gaussian`` term with ``variance: per-sample`` for samples of ``shape``."""
+    config = validate_part("loss", {"type": "gaussian", "variance": "per-sample", **fields})
+    return get_registry().build("loss", config, output_shape=shape)
+
+
+def softplus_sigma(raw: torch.Tensor, sigma: float = 1.0, min_sigma: float = 1e-3) -> torch.Tensor:
+    """The documented transform, written out: min_sigma + log(1 + exp(raw + c)), c = log(exp(sigma - min_sigma) - 1)."""
+    offset = math.log(math.exp(sigma - min_sigma) - 1)
+    return min_sigma + torch.log1p(torch.exp(raw + offset))
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 3, 4)])
+def test_a_per_sample_gaussian_nll_is_normal_log_prob_and_the_closed_form(shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    term = per_sample(shape, sigma=0.7)
+    assert term.parameter_maps == 2 and list(term.parameters()) == []
+    x, means, raw = torch.randn(6, *shape) * 2 + 1, torch.randn(6, *shape) * 2 + 1, torch.randn(6, *shape) * 2
+    output = torch.cat([means, raw], dim=1)  # the two maps stacked along axis 1: (6, 2F) or (6, 2C, H, W)
+    sigma = softplus_sigma(raw, sigma=0.7)
+    values = term(x, make_output(logits=output, mu=torch.zeros(6, 2), log_var=torch.zeros(6, 2)))
+    assert values.shape == (6,)
+    closed = (0.5 * ((x - means) / sigma).square() + sigma.log() + 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
+    torch.testing.assert_close(values, closed, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(values, -Normal(means, sigma).log_prob(x).flatten(1).sum(1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(term.log_likelihood(x, output), -values)
+    assert torch.equal(term.mean(output), means)  # the first map: what decode, sample and reconstruct return
+
+
+def test_a_per_sample_sigma_is_the_configured_one_at_a_raw_zero_and_never_below_its_floor() -> None:
+    term = per_sample((3,), sigma=2.0, min_sigma=0.01)
+    raw = torch.tensor([[0.0, -1e4, 1e4]])
+    means, sigma = term.parameters_of(torch.cat([torch.zeros(1, 3), raw], 1))
+    torch.testing.assert_close(sigma[0, 0], torch.tensor(2.0))  # a decoder near its start predicts sigma
+    assert float(sigma[0, 1]) == pytest.approx(0.01, abs=1e-7)  # the floor
+    assert float(sigma[0, 2]) == pytest.approx(1e4 + math.log(math.expm1(1.99)) + 0.01, rel=1e-6)  # linear, not exp
+    # The floor bounds the density of a value predicted exactly, and the gradients stay finite far below it.
+    output = torch.cat([torch.zeros(1, 3), raw], 1).requires_grad_()
+    nll = term(torch.zeros(1, 3), make_output(logits=output, mu=torch.zeros(1, 2), log_var=torch.zeros(1, 2)))
+    nll.sum().backward()
+    assert torch.isfinite(output.grad).all()
+    assert float(nll.detach()) >= 3 * (math.log(0.01) + 0.5 * math.log(2 * math.pi)) - 1e-4
+
+
+def test_a_per_sample_floor_must_be_below_sigma() -> None:
+    with pytest.raises(genreg.errors.SpecError, match=r"min_sigma \(1\) must be smaller than sigma \(0.5\)"):
+        validate_part("loss", {"type": "gaussian", "variance": "per-sample", "sigma": 0.5, "min_sigma": 1.0})
+    validate_part("loss", {"type": "gaussian", "sigma": 0.5, "min_sigma": 1.0})  # read with per-sample only
+
+
+def test_the_per_sample_likelihood_is_exact_in_bf16_outputs_too() -> None:
+    """Under bf16 autocast the decoder's output is bf16; the likelihood is computed in float32 from it."""
+    term = per_sample((4,))
+    torch.manual_seed(1)
+    x, output = torch.randn(3, 4), torch.randn(3, 8).bfloat16()
+    means, raw = output.float().chunk(2, 1)
+    expected = Normal(means, softplus_sigma(raw)).log_prob(x).sum(1)
+    torch.testing.assert_close(term.log_likelihood(x, output), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variance", ["fixed", "learned"])
+def test_fixed_and_learned_gaussians_still_read_one_map(variance: str) -> None:
+    term = get_registry().build(
+        "loss", validate_part("loss", {"type": "gaussian", "variance": variance}), output_shape=(3,)
+    )
+    assert term.parameter_maps == 1
+    output = torch.randn(2, 3)
+    assert torch.equal(term.mean(output), output)

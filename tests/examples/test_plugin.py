@@ -47,7 +47,7 @@ def test_thermometer_built_by_the_registry_honours_scale_and_num_classes():
 
 
 def test_thermometer_rejects_fewer_classes_than_the_dataset():
-    with pytest.raises(AssemblyError, match=r"thermometer.*num_classes=5.*labels up to 9"):
+    with pytest.raises(AssemblyError, match=r"thermometer.*num_classes=5.*column has 10 classes"):
         thermometer_cvae({"type": "thermometer", "num_classes": 5})
 
 

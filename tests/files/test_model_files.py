@@ -303,6 +303,26 @@ CRAFTED = {
         lambda good: {"genreg.data": with_data(good, num_classes="3")},
         "is invalid: num_classes: Input should be a valid integer.",
     ),
+    "a vocabulary that does not name the classes once each": (
+        lambda good: {"genreg.data": with_data(good, vocabularies={"label": ["a", "a", "b"]})},
+        "is invalid: it: Value error, the vocabulary of column 'label' does not hold its 3 classes once each.",
+    ),
+    "feature names for images": (
+        lambda good: {"genreg.data": with_data(good, features=["a", "b"])},
+        "is invalid: it: Value error, 2 feature names for samples of shape [1, 6, 6].",
+    ),
+    "a transform of images": (
+        lambda good: {"genreg.data": with_data(good, transform=[{"step": "log1p"}])},
+        "is invalid: it: Value error, transform step 'log1p' does not fit samples of shape [1, 6, 6].",
+    ),
+    "a standardisation of scale 0": (
+        lambda good: {"genreg.data": with_data(good, transform=[{"step": "standardize", "shift": [0], "scale": [0]}])},
+        "is invalid: transform.0.scale.0: Input should be greater than 0.",
+    ),
+    "a fitted step without its statistics": (
+        lambda good: {"genreg.data": with_data(good, transform=[{"step": "minmax"}])},
+        "records a shift and a scale per feature exactly when it is fitted",
+    ),
     "a plugin record of a 5,000-digit integer": (  # only read to explain a missing plugin: ignored
         lambda good: {"genreg.plugins": '{"x": ' + "1" * 5000 + "}"},
         None,

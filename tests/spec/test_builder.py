@@ -30,7 +30,7 @@ def test_minimal_spec_dump_has_every_default(minimal_spec):
         {"type": "bce", "weight": 1.0, "schedule": None, "name": None},
         {"type": "kld", "weight": 1.0, "schedule": None, "name": None, "free_bits": 0.0},
     ]
-    assert dump["data"] == {"type": "mnist-sample", "binarize": "none"}
+    assert dump["data"] == {"type": "mnist-sample", "binarize": "none", "transform": "none"}
 
     # Every field of every registered part's config class is present, "type" first.
     registry = genreg.get_registry()

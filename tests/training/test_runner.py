@@ -164,8 +164,8 @@ def test_labels_beyond_the_conditioners_classes_fail_before_training(tmp_path, n
     with pytest.raises(AssemblyError) as caught:
         genreg.run(spec, tmp_path / "run", progress=False)
     assert str(caught.value) == (
-        f"model.conditioner[0] (column 'label'): conditioner '{conditioner}': num_classes=3, but the dataset "
-        "has labels up to 4; set num_classes >= 5 "
+        f"model.conditioner[0] (column 'label'): conditioner '{conditioner}': num_classes=3, but the dataset's "
+        "column has 5 classes; set num_classes >= 5 "
         f"or null (the dataset's). The data, {data}, has 5 classes and images of 1x8x8."
     )
     assert not (tmp_path / "run").exists()
