@@ -18,6 +18,8 @@ from genreg.version import __version__
 _WHERE = {
     "ComposedModelConfig": "genreg.model.assembly",
     "build_model": "genreg.model.assembly",
+    "posterior_of": "genreg.data.new_data",
+    "read_new_data": "genreg.data.new_data",
     "compose_model": "genreg.model.assembly",
     "derive_spec": "genreg.model.assembly",
     "GenerativeModel": "genreg.model.generative",

@@ -2,7 +2,8 @@
 
 The commands live by what they do: :mod:`~genreg.cli.training` (run, validate, sweep, extend),
 :mod:`~genreg.cli.inspect` (list, plugins, schema), :mod:`~genreg.cli.pictures` (sample, transfer,
-latent) and :mod:`~genreg.cli.measure` (eval, compare); :mod:`~genreg.cli.arguments` reads condition
+latent), :mod:`~genreg.cli.measure` (eval, compare) and :mod:`~genreg.cli.apply` (encode, reconstruct: a model
+on new data); :mod:`~genreg.cli.arguments` reads condition
 values given on the command line. These modules import only click at the top and the rest of genreg
 (torch included) inside each command, so ``genreg --help`` answers at once.
 """
@@ -46,9 +47,9 @@ def one_line_warning(message: Warning | str, category: type[Warning], *args: obj
 
 
 def _add_commands() -> None:
-    from genreg.cli import inspect, measure, pictures, training
+    from genreg.cli import apply, inspect, measure, pictures, training
 
-    for module in (training, inspect, pictures, measure):
+    for module in (training, inspect, pictures, measure, apply):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -34,22 +34,33 @@ def eval_(model_path: str, split_name: str, iw_samples: int, n_per_class: int, s
     click.echo(format_table({Path(model_path).name: result}))
     if "precision_note" in result:
         click.echo(f"ELBO and IWAE in {result['precision_note']}")
+    if "scale" in result:
+        click.echo(f"units: {result['scale']}, not of the data's own units")
     if result.get("r2_features"):
-        click.echo(r2_summary(result["reconstruction_r2_per_feature"]))
-    if "conditional_accuracy_per_class" in result:
-        per_class = ", ".join(f"{k}: {v:.2f}" for k, v in enumerate(result["conditional_accuracy_per_class"]))
-        click.echo(f"conditional accuracy per class ({n_per_class} samples each): {per_class}")
+        click.echo(r2_summary(result["reconstruction_r2_per_feature"], result.get("feature_names")))
+    if result.get("conditional_accuracy_per_class"):
+        per_class = result["conditional_accuracy_per_class"]
+        names = result.get("classes") or [str(k) for k in range(len(per_class))]
+        listed = ", ".join(f"{name}: {value:.2f}" for name, value in zip(names, per_class, strict=True))
+        click.echo(f"conditional accuracy per class ({n_per_class} samples each): {listed}")
+    for metric, reason in (result.get("skipped") or {}).items():
+        click.echo(f"{metric}: not measured: {reason}")
     click.echo(f"wrote {out}")
 
 
-def r2_summary(per_feature: list[float | None]) -> str:
-    """One line on the spread of the reconstruction R^2 over features (None: a feature that does not vary)."""
+def r2_summary(per_feature: list[float | None], names: list[str] | None = None) -> str:
+    """One line on the spread of the reconstruction R^2 over features (None: a feature that does not vary), the
+    features named by ``names`` (one per feature) if given, else by index."""
+
+    def feature(i: int) -> str:
+        return f"feature {names[i]!r}" if names and len(names) == len(per_feature) else f"feature {i}"
+
     ranked = sorted((value, i) for i, value in enumerate(per_feature) if value is not None)
     (low, worst), (high, best) = ranked[0], ranked[-1]
     median = ranked[len(ranked) // 2][0]
     return (
-        f"reconstruction R² per feature: lowest {low:.3f} (feature {worst}), median {median:.3f}, "
-        f"highest {high:.3f} (feature {best}); every feature's in reconstruction_r2_per_feature"
+        f"reconstruction R² per feature: lowest {low:.3f} ({feature(worst)}), median {median:.3f}, "
+        f"highest {high:.3f} ({feature(best)}); every feature's in reconstruction_r2_per_feature"
     )
 
 

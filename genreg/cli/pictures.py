@@ -2,23 +2,41 @@
 format matplotlib writes), or their numbers as ``.npz``/``.npy`` (see :mod:`genreg.viz.arrays`).
 
 A model of vectors (a table's rows) draws its samples as a heatmap, a row per sample and a column per
-feature, above each class's mean profile (see :mod:`genreg.viz.heatmaps`)."""
+feature, above each class's mean profile (see :mod:`genreg.viz.heatmaps`), in the data's units. Classes are
+given and shown as the data names them (``--label "CD14+ Monocyte"``; see :mod:`genreg.cli.arguments`)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 
 from genreg.cli.options import seed_option, split_option
 from genreg.data.columns import LABEL
-from genreg.errors import UsageError
+from genreg.errors import GenregError, UsageError
+
+if TYPE_CHECKING:
+    from genreg.data.splits import DataInfo
+    from genreg.model.generative import GenerativeModel
 
 OUTPUT_HELP = "picture file (.png, .pdf, .svg, ...), or .npz/.npy for the arrays themselves"
 
 
-def parse_classes(text: str | None) -> list[int] | None:
-    """``--classes 0,3,7`` as [0, 3, 7] (None when not given); raises :class:`UsageError` for anything else."""
+def parse_classes(text: str | None, info: DataInfo | None = None) -> list[int] | None:
+    """``--classes 0,3,7`` as [0, 3, 7] (None when not given); for a label with a vocabulary in ``info`` (the
+    model's data), its values: ``--classes "B,CD14+ Monocyte"`` as their classes. Raises :class:`UsageError`
+    for anything else, listing the values a vocabulary holds."""
+    from genreg.cli.arguments import class_value, split_values
+
     if text is None:
         return None
+    if info is not None and LABEL in info.vocabularies:
+        names = info.class_names(LABEL)
+        source = f"--classes {text}"
+        try:
+            return [class_value(info, LABEL, item, len(names), source) for item in split_values(text, names)]
+        except GenregError as exc:
+            raise UsageError(str(exc)) from None
     try:
         return [int(item) for item in text.split(",")]
     except ValueError:
@@ -33,7 +51,7 @@ classes_option = click.option(
 @click.command()
 @click.argument("model_path", type=click.Path())
 @click.option("-n", "n", type=click.IntRange(1), help="per row: samples [8], grid side [15], steps [10]")
-@click.option("--label", type=int, help="only this class (short for --condition label=K)")
+@click.option("--label", help="only this class, as the data names it (short for --condition label=K)")
 @click.option(
     "--condition",
     "conditions",
@@ -50,7 +68,7 @@ classes_option = click.option(
 def sample(
     model_path: str,
     n: int | None,
-    label: int | None,
+    label: str | None,
     conditions: tuple[str, ...],
     grid: bool,
     interpolate: tuple[int, int] | None,
@@ -79,8 +97,7 @@ def sample(
 
     if grid and interpolate:
         raise UsageError("--grid and --interpolate draw different pictures; choose one.")
-    chosen = parse_classes(classes)
-    if chosen is not None and (grid or interpolate or label is not None):
+    if classes is not None and (grid or interpolate or label is not None):
         raise UsageError(
             "--classes chooses the rows of a sample grid; leave it out with --label, --grid or --interpolate."
         )
@@ -88,6 +105,7 @@ def sample(
     numbers = is_arrays_path(output)
     model = load_model(model_path)
     fixed = parse_condition(model, conditions, label)
+    chosen = parse_classes(classes, model.data_info)
     torch.manual_seed(seed)
     if grid:
         made = (arrays.manifold_arrays if numbers else explore.manifold_figure)(model, n or 15, fixed)
@@ -134,18 +152,17 @@ def transfer(
     from genreg.viz.explore import transfer_figure
     from genreg.viz.figures import check_picture_path, is_arrays_path, save_arrays, save_figure
 
-    chosen = parse_classes(classes)
-    if chosen is not None and to != "all":
+    if classes is not None and to != "all":
         raise UsageError(f"--classes chooses among --to all; leave it out with --to {to}.")
     check_picture_path(output, arrays=True)
     model = load_model(model_path)
     targets, headers = transfer_targets(model, to)  # a bad --to is refused before the data is loaded
     if to == "all":
-        targets, headers = class_targets(model.conditioner.num_classes, chosen, columns)
+        targets, headers = class_targets(model, parse_classes(classes, model.data_info), columns)
     split = getattr(recorded_data(model_path)[1], split_name)
     if n > len(split):
-        what = "samples" if model.data_info.is_vectors else "images"
-        raise UsageError(f"-n {n:,}: the {split_name} split of {model_path} has {len(split):,} {what}; ask for fewer.")
+        noun = model.data_info.noun
+        raise UsageError(f"-n {n:,}: the {split_name} split of {model_path} has {len(split):,} {noun}; ask for fewer.")
     if is_arrays_path(output):
         save_arrays(transfer_arrays(model, split, targets, headers, n=n, seed=seed), output)
     else:
@@ -153,14 +170,15 @@ def transfer(
     click.echo(f"wrote {output}")
 
 
-def class_targets(count: int, classes: list[int] | None, most: int) -> tuple[dict, list[str]]:
-    """``--to all``'s targets: the ``classes`` given, else at most ``most`` of the ``count`` spread evenly."""
+def class_targets(model: GenerativeModel, classes: list[int] | None, most: int) -> tuple[dict, list[str]]:
+    """``--to all``'s targets: the ``classes`` given, else at most ``most`` of the model's classes of the label
+    spread evenly; each header names its class as the data does."""
     import torch
 
     from genreg.viz.samples import shown_classes, value_label
 
-    shown = shown_classes(count, classes, most)
-    return {LABEL: torch.tensor(shown)}, [value_label(LABEL, k) for k in shown]
+    shown = shown_classes(model.conditioner.num_classes, classes, most)
+    return {LABEL: torch.tensor(shown)}, [value_label(LABEL, k, model.data_info) for k in shown]
 
 
 @click.command()
@@ -188,7 +206,7 @@ def latent(model_path: str, split_name: str, color_by: str, output: str) -> None
         click.echo(f"wrote {output}")
         return
     what = "class" if color_by == LABEL else color_by
-    title = f"{split_name}-set latent means by {what}"
+    title = f"{split_name}-set latent means by {what}"  # the figure leaves "by class" out for data without labels
     save_figure(latent_scatter_figure(model, split, title=title, color_by=color_by), output)
     click.echo(f"wrote {output}")
 

@@ -50,7 +50,8 @@ def run(spec_file: str, sets: tuple[str, ...], out: str | None, resume: bool, ov
         return
     if result.history:
         last = result.history[-1]
-        click.echo(f"epoch {last['epoch']}: " + metrics_line(last, metric_units(result.model.losses)))
+        units = metric_units(result.model.losses, result.model.data_info.singular)
+        click.echo(f"epoch {last['epoch']}: " + metrics_line(last, units))
     if result.stopped:
         when = f"after epoch {result.history[-1]['epoch']}" if result.history else "before training any epoch"
         click.echo(f"stopped {when} of {spec.train.epochs}: {result.stopped}")
@@ -190,7 +191,7 @@ def _extend_into(
     if data is not None:
         history = fine_tune_classes(model, data, column=column, epochs=epochs or EPOCHS, progress=not quiet)
         epochs_trained = f"{len(history)} epoch{'s' if len(history) != 1 else ''}"
-        test = with_units(history[-1]["test"], metric_units(model.losses))
+        test = with_units(history[-1]["test"], metric_units(model.losses, model.data_info.singular))
         message += f", then fine-tuned for {epochs_trained} (test {test})"
     save_extended(model, target)
     click.echo(f"wrote {target} ({message})")

@@ -23,6 +23,8 @@ _INT64_BOUND = 2.0**63
 #: How images of 4 axes are laid out: (N, C, H, W), (N, H, W, C), or "auto" (NCHW, refusing arrays that look NHWC).
 Layout = Literal["auto", "NCHW", "NHWC"]
 _CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: the channel counts of pictures
+#: Rows of vectors checked at a time for NaN and infinities (a mask of this many rows at most).
+CHECKED_ROWS = 8192
 _TEXT = "USO"  # numpy's kinds of text: unicode, bytes, Python objects (a pandas column of strings)
 #: Integer ids are class indices 0..K-1 unless some is negative or the largest is absurd for the ids present (K over
 #: ABSURD_FACTOR times their number and over ABSURD_CLASSES, e.g. ids 3000 and 7000): then a vocabulary maps them.
@@ -180,18 +182,24 @@ def as_split(
 
 def _features(vectors: torch.Tensor, what: str, source: str) -> torch.Tensor:
     """(N, F) vectors as float32: any finite numbers (integers and booleans as numbers); a NaN or an infinity,
-    or a value beyond float32's range, is a :class:`DataError` naming the first row and feature holding one."""
-    single = vectors.float()
-    bad = ~torch.isfinite(single)
-    index = _first(bad)
-    if index is not None:
-        row, feature = divmod(index, vectors.shape[1])
+    or a value beyond float32's range, is a :class:`DataError` naming the first row and feature holding one.
+    Checked :data:`CHECKED_ROWS` rows at a time, so that a large table needs no mask of its own size."""
+    single = vectors.float().contiguous()
+    bad_rows = [start for start in range(0, len(single), CHECKED_ROWS) if not _finite(single[start:][:CHECKED_ROWS])]
+    if bad_rows:
+        bad = torch.cat([~torch.isfinite(single[start:][:CHECKED_ROWS]) for start in bad_rows])
+        row, feature = divmod(_first(bad), vectors.shape[1])
+        row += bad_rows[0]
         raise DataError(
             f"{source}: {what} hold {int(bad.sum())} NaN or infinite values (the first at row {row}, feature "
             f"{feature}: {float(vectors[row, feature]):g}; float32 ends at 3.4e+38); every feature of every row "
             "must be a finite number: fill or drop the missing values first."
         )
-    return single.contiguous()
+    return single
+
+
+def _finite(values: torch.Tensor) -> bool:
+    return bool(torch.isfinite(values).all())
 
 
 def channels_first(images: torch.Tensor, layout: Layout, what: str, source: str) -> torch.Tensor:

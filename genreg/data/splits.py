@@ -169,6 +169,11 @@ class DataInfo:
         return "vectors" if self.is_vectors else "images"
 
     @property
+    def singular(self) -> str:
+        """One sample, in a unit: ``vector`` or ``image`` (``nats/vector``)."""
+        return self.noun.removesuffix("s")
+
+    @property
     def samples(self) -> str:
         """What the samples are, for messages: ``images of 1x28x28`` or ``vectors of 50 features``."""
         size = f"{self.image_shape[0]} features" if self.is_vectors else "x".join(map(str, self.image_shape))

@@ -18,6 +18,9 @@ that is low, :func:`trust_warning` says the conditional accuracy is not to be tr
 Vectors have no neighbouring pixels to blur or shift, so the MLP trains on the rows as they are;
 the reading of reconstructions guards it all the same.
 
+The classifier is trained on the splits as they are, in the model's units (after a dataset's ``transform``), so
+the model's samples and reconstructions are read in those units too (``units="model"``).
+
 The cache lives in ``$GENREG_CACHE/classifiers/`` (default ``~/.cache/genreg``).
 Each file is safetensors, written atomically, with the dataset spec, sample
 shape (``genreg.image_shape``: (C, H, W) or (F,), which says which network the weights are),
@@ -223,19 +226,27 @@ def conditional_accuracy(
 ) -> dict[str, Any]:
     """How often ``classifier`` reads a sample asked for class k as class k, per class and overall.
 
-    Sampling is seeded (``torch.manual_seed(seed)``) so the figure is
-    reproducible; report it beside the classifier's own test accuracy.
+    ``per_class`` holds each class's figure in class order, ``classes`` each class's name as the data gives it
+    (``CD14+ Monocyte``; ``"3"`` for classes that are their indices: see
+    :meth:`~genreg.data.splits.DataInfo.class_names`). Sampling is seeded (``torch.manual_seed(seed)``) so the
+    figure is reproducible; report it beside the classifier's own test accuracy.
     """
     _check_comparable(model, classifier, n_per_class)
     torch.manual_seed(seed)
     with model.evaluating():
         per_class = [_class_accuracy(model, classifier, k, n_per_class) for k in range(model.data_info.num_classes)]
-    return {"overall": sum(per_class) / len(per_class), "per_class": per_class, "n_per_class": n_per_class}
+    return {
+        "overall": sum(per_class) / len(per_class),
+        "per_class": per_class,
+        "classes": model.data_info.class_names(LABEL),
+        "n_per_class": n_per_class,
+    }
 
 
 def _class_accuracy(model: GenerativeModel, classifier: nn.Module, k: int, n: int) -> float:
-    """Samples asked for class k (any other condition column at class 0 or its training mean), read as k?"""
-    images = model.sample(condition=model.conditioner.constant(n, {LABEL: k}))
+    """Samples asked for class k (any other condition column at class 0 or its training mean), read as k? In the
+    model's units, which the classifier was trained in."""
+    images = model.sample(condition=model.conditioner.constant(n, {LABEL: k}), units="model")
     return (classify(classifier, images) == k).float().mean().item()
 
 
@@ -251,7 +262,8 @@ def reconstruction_accuracy(model: GenerativeModel, classifier: ReferenceClassif
         return math.nan
     with model.evaluating():
         predicted = [
-            classify(classifier, model.reconstruct(x, condition)) for x, condition in batches(model, split, 500)
+            classify(classifier, model.reconstruct(x, condition, units="model"))
+            for x, condition in batches(model, split, 500)
         ]
     return (torch.cat(predicted).cpu() == split.labels.cpu()).float().mean().item()
 

@@ -22,12 +22,15 @@ from genreg.evaluation.classifier import (
     trust_warning,
 )
 from genreg.evaluation.metrics import (
+    NO_LABELS,
+    SKIPPED,
     is_probabilistic,
     latent_metrics,
     likelihood_bounds,
     posterior,
     reconstruction_r2,
 )
+from genreg.evaluation.profiles import profile_agreement
 from genreg.files.atomic import check_writable, write_json
 from genreg.files.model_files import load_model, model_file, read_metadata, read_spec
 from genreg.files.run_folder import RunFolder
@@ -78,6 +81,20 @@ def evaluate_model(
     bound by more than 0.1 nat, else fp32 (see :func:`~genreg.evaluation.metrics.likelihood_bounds`);
     ``precision`` and ``precision_note`` in the result say which and why (naming the setting as
     ``precision_label``). The losses, one pass, are fp32.
+
+    Units: every figure is on the model's scale. For data with a ``transform`` (vectors fitted with ``log1p``,
+    ``standardize``, ...; see :mod:`genreg.data.transforms`) the losses, bounds and R^2 are of the transformed
+    values the likelihood models, not of the data's own units: ``transform`` lists the steps and ``scale`` says so
+    in words (neither is there without a transform). ``classes`` names each class of the label column as the data
+    does (``CD14+ Monocyte``, or ``"3"``), in the order of ``conditional_accuracy_per_class``; ``feature_names``
+    the features of vectors whose data names them (a table's columns), in the order of
+    ``reconstruction_r2_per_feature``.
+
+    A metric with no meaning here is None, and ``skipped`` maps it to why (see
+    :data:`~genreg.evaluation.metrics.SKIPPED`): for data without labels (``DataInfo.labelled`` false)
+    ``knn_accuracy`` (with ``knn_on`` and ``chance``) and ``conditional_accuracy``, ``"the data has no labels"``;
+    ``conditional_accuracy`` of a conditional model that does not read the label; and the latent-space figures
+    and the R^2 of a split of fewer than 2 samples.
     """
     split = fixed_binarization(getattr(data, split_name), data.binarize, seed)
     model.eval()
@@ -86,28 +103,42 @@ def evaluate_model(
     result["images"] = len(split)
     # first, right after the seed (their draws do not depend on the bounds' K or precision); one pass, fp32
     result["losses"] = average_losses(model, split, TrainConfig(device=str(model.device), precision="fp32"))
-    result["units"] = metric_units(model.losses)
-    if model.data_info.is_vectors:
-        result["features"] = model.data_info.image_shape[0]
-        result["units"] = per_vector(result["units"])
+    info = model.data_info
+    result["units"] = metric_units(model.losses, info.singular)
+    if info.is_vectors:
+        result["features"] = info.image_shape[0]
+        if info.features is not None:
+            result["feature_names"] = info.features
+    if info.transform is not None:
+        steps = list(info.transform.steps)
+        result["transform"] = steps
+        result["scale"] = (
+            f"the model's, after the dataset's transform ({', '.join(steps)}): the losses, bounds and R² are of "
+            "the transformed values"
+        )
     if is_probabilistic(model):
         bounds = likelihood_bounds(model, split, iw_samples, seed=seed, precision=precision, label=precision_label)
         result.update(bounds)
-    if model.data_info.is_vectors:
+    if info.is_vectors:
         result.update(reconstruction_r2(model, split))
-    result.update(latent_metrics(posterior(model, split), seed))
+    result.update(latent_metrics(posterior(model, split), seed, labelled=info.labelled, noun=info.noun))
+    skipped = result.pop(SKIPPED, {})
+    if info.is_vectors and len(split) < 2:  # no feature varies over one row
+        skipped["reconstruction_r2"] = skipped["gaussian_kl"]
     if model.conditional and data_spec is not None:
-        result.update(_conditional(model, data, split, data_spec, n_per_class, seed))
+        if model.conditioner.num_classes is None:
+            result["conditional_accuracy"] = None
+            skipped["conditional_accuracy"] = "the model is not conditioned on the class label"
+        elif not info.labelled:
+            result["conditional_accuracy"] = None
+            skipped["conditional_accuracy"] = NO_LABELS
+        else:
+            result.update(_conditional(model, data, split, data_spec, n_per_class, seed))
+            if info.is_vectors:
+                result.update(profile_agreement(model, split, n_per_class, seed))
+    if skipped:
+        result[SKIPPED] = skipped
     return result
-
-
-def per_vector(units: dict[str, str]) -> dict[str, str]:
-    """Units of a model of vectors: a term's ``.../image`` (what the built-in terms declare; one value per sample)
-    read ``.../vector``, e.g. ``nats/vector``; any other unit as it is."""
-    return {
-        name: unit.removesuffix("/image") + "/vector" if unit.endswith("/image") else unit
-        for name, unit in units.items()
-    }
 
 
 def _conditional(
@@ -123,6 +154,7 @@ def _conditional(
     return {
         "conditional_accuracy": conditional["overall"],
         "conditional_accuracy_per_class": conditional["per_class"],
+        "classes": conditional["classes"],
         "classifier_test_accuracy": accuracy,
         "classifier_reconstruction_accuracy": reconstruction,
         "conditional_accuracy_trusted": warning is None,

@@ -16,6 +16,11 @@ chance level): one draw z ~ q(z|x) per image on the active units, or an AE's cod
 The means would not do: a cVAE's encoder sees the label, and label-dependent offsets
 of its means far smaller than the posterior noise (even on inactive units) let k-NN
 read the label that was fed in, though no draw of z carries it.
+
+Everything here is on the model's scale: splits hold samples after the dataset's ``transform``
+(:mod:`genreg.data.transforms`), the likelihood models those, so the bounds and the R^2 are of the transformed
+values (model methods are called with ``units="model"``). A metric that has no meaning for the data (k-NN of the
+class for data without labels, or of fewer than 2 samples) is None, and :data:`SKIPPED` says why.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from genreg.model.generative import GenerativeModel
 from genreg.training.precision import autocast, choose
 
 ACTIVE_UNIT_THRESHOLD = 0.01
+#: The key of a result that maps each metric left out (None) to why: ``{"knn_accuracy": "the data has no labels"}``.
+SKIPPED = "skipped"
+#: Why the class-based metrics of data without labels are left out.
+NO_LABELS = "the data has no labels"
 
 
 @dataclass
@@ -211,15 +220,21 @@ def r2_per_feature(x: torch.Tensor, reconstructed: torch.Tensor) -> torch.Tensor
 @torch.no_grad()
 def reconstructions(model: GenerativeModel, split: Split, batch_size: int = 1000) -> torch.Tensor:
     """The model's reconstruction of every sample of ``split``, float32 on the CPU, of the split's shape: the
-    decoding (the likelihood's mean, in the data's units) of each sample's posterior mean, with its own condition."""
+    decoding (the likelihood's mean) of each sample's posterior mean, with its own condition, in the model's units
+    as the split holds them (after the dataset's ``transform``, if any)."""
     with model.evaluating():
-        parts = [model.reconstruct(x, condition).float().cpu() for x, condition in batches(model, split, batch_size)]
+        parts = [
+            model.reconstruct(x, condition, units="model").float().cpu()
+            for x, condition in batches(model, split, batch_size)
+        ]
     return torch.cat(parts) if parts else torch.zeros(0, *split.images.shape[1:])
 
 
 def reconstruction_r2(model: GenerativeModel, split: Split) -> dict[str, float | int | list[float | None] | None]:
     """R^2 of the model's reconstructions of ``split``, per feature and its mean over features (see
-    :func:`r2_per_feature`); measured for vectors, whose features are real numbers in their own units.
+    :func:`r2_per_feature`); measured for vectors, whose features are real numbers in their own units. It is on
+    the model's scale, after the dataset's ``transform`` (the split's values and the likelihood's): of log1p
+    values, say, not of the counts.
 
     The reconstruction decodes the posterior mean (:func:`reconstructions`), so the figure says how much of
     each feature's variance over the split the code keeps. Returns ``reconstruction_r2`` (the mean over the
@@ -277,9 +292,14 @@ def knn_accuracy(z: torch.Tensor, labels: torch.Tensor, k: int = 5, folds: int =
     """Cross-validated accuracy of a k-nearest-neighbour classifier (Euclidean, majority vote).
 
     ``z`` is (n, d); with d = 0 (nothing to read) every point ties and each fold gets its training
-    part's most frequent class, the chance level.
+    part's most frequent class, the chance level. Raises :class:`UsageError` for fewer than 2 points: a point
+    left out has no neighbour to be read from.
     """
     n = z.shape[0]
+    if n < 2:
+        raise UsageError(
+            f"k-NN accuracy reads each point's class from its neighbours, so it needs at least 2 points; got {n}."
+        )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     correct = 0
     for fold in order.chunk(folds):
@@ -323,20 +343,34 @@ def class_features(post: Posterior, z: torch.Tensor) -> tuple[torch.Tensor, str]
     return z[:, active], f"draws z ~ q, {int(active.sum())} active units"
 
 
-def latent_metrics(post: Posterior, seed: int = 0) -> dict[str, float | int | str]:
+def latent_metrics(
+    post: Posterior, seed: int = 0, labelled: bool = True, noun: str = "samples"
+) -> dict[str, float | int | str | None | dict[str, str]]:
     """Active units, Gaussianity of the aggregate posterior and k-NN separability of the codes.
 
     ``knn_accuracy`` is read off :func:`class_features` (``knn_on`` says which), so a chance-level
-    figure means that the codes the decoder gets do not carry the class.
+    figure means that the codes the decoder gets do not carry the class. Data without labels (``labelled``
+    false: one class, which any classifier reads) has no such figure: ``knn_accuracy``, ``knn_on`` and
+    ``chance`` are None and ``skipped`` (:data:`SKIPPED`) says why; so are they, and the Gaussianity of
+    the points, for fewer than 2 of them (``noun`` names what they are in that reason).
     """
     z = aggregate_sample(post, seed)
-    features, described = class_features(post, z)
-    return {
-        "latent_dim": post.mu.shape[1],
-        "active_units": active_units(post.mu),
-        "gaussian_kl": gaussian_kl_to_standard(z),
-        "mmd": mmd_to_standard(z, seed),
-        "knn_accuracy": knn_accuracy(features, post.labels, seed=seed),
-        "knn_on": described,
-        "chance": chance_level(post.labels),
-    }
+    n, skipped = len(z), {}
+    result: dict = {"latent_dim": post.mu.shape[1], "active_units": active_units(post.mu) if n > 1 else None}
+    few = f"the split has {n} {noun if n != 1 else noun.removesuffix('s')}; it needs at least 2"
+    if n < 2:
+        result |= {"gaussian_kl": None, "mmd": None}
+        skipped |= {"active_units": few, "gaussian_kl": few, "mmd": few}
+    else:
+        result |= {"gaussian_kl": gaussian_kl_to_standard(z), "mmd": mmd_to_standard(z, seed)}
+    if not labelled or n < 2:
+        result |= {"knn_accuracy": None, "knn_on": None, "chance": None}
+        skipped["knn_accuracy"] = NO_LABELS if not labelled else few
+    else:
+        features, described = class_features(post, z)
+        result |= {
+            "knn_accuracy": knn_accuracy(features, post.labels, seed=seed),
+            "knn_on": described,
+            "chance": chance_level(post.labels),
+        }
+    return result | ({SKIPPED: skipped} if skipped else {})

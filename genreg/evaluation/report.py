@@ -47,26 +47,66 @@ def registered_units(names: Iterable[str]) -> dict[str, str]:
 
 def metric_rows(result: dict) -> list[tuple[str, str]]:
     """(label, value) for the likelihood, reconstruction (vectors) and latent-space metrics; a metric a model lacks
-    shows —. The bounds are in nats per image, or per vector for an evaluation of vectors (one with ``features``)."""
+    shows —, one the evaluation skipped (None, with its reason under ``skipped``) — and why. The bounds are in
+    nats per image, or per vector for an evaluation of vectors (one with ``features``); for data with a
+    ``transform`` a row names its steps: the losses, bounds and R^2 are on the model's scale, after them."""
     k = result.get("iw_samples")
     in_bf16 = ", bf16" if result.get("precision") == "bf16" else ""  # see likelihood_bounds' precision rule
     per = "vector" if "features" in result else "image"
+    knn, chance = result.get("knn_accuracy"), result.get("chance")
+    units = result.get("active_units")
     rows = [
+        *([("transform (the figures' scale)", ", ".join(result["transform"]))] if result.get("transform") else []),
         (f"-ELBO (nats/{per})", _number(result.get("neg_elbo"))),
         (f"NLL, IWAE (nats/{per})", "—" if k is None else f"{result['nll_iwae']:.2f} (K={k}{in_bf16})"),
         *r2_rows(result),
-        ("active units", f"{result['active_units']} / {result['latent_dim']}"),
+        ("active units", skipped(result, "active_units") if units is None else f"{units} / {result['latent_dim']}"),
         ("KL(fitted Gaussian ‖ N(0,I))", _number(result["gaussian_kl"], 3)),
         ("MMD² to N(0,I), RBF", _number(result["mmd"], 4)),
-        ("k-NN accuracy (k=5, 5-fold)", f"{result['knn_accuracy']:.3f} (chance {result['chance']:.3f})"),
-        ("k-NN reads", result["knn_on"]),
+        (
+            "k-NN accuracy (k=5, 5-fold)",
+            skipped(result, "knn_accuracy") if knn is None else f"{knn:.3f} (chance {chance:.3f})",
+        ),
+        ("k-NN reads", result.get("knn_on") or "—"),
     ]
-    if "conditional_accuracy" in result:
+    if result.get("conditional_accuracy") is not None:
         reads = (result["classifier_test_accuracy"], result["classifier_reconstruction_accuracy"])
         trust = "classifier reads test {:.3f}, reconstructions {:.3f}".format(*reads)
         doubt = "" if result["conditional_accuracy_trusted"] else "; NOT TRUSTED"
         rows.append(("conditional accuracy", f"{result['conditional_accuracy']:.3f} ({trust}{doubt})"))
+        rows += lowest_class_rows(result)
+        rows += profile_rows(result)
+    elif "conditional_accuracy" in result:
+        rows.append(("conditional accuracy", skipped(result, "conditional_accuracy")))
     return rows
+
+
+def skipped(result: dict, metric: str) -> str:
+    """The cell of a metric the evaluation left out: ``— (the data has no labels)``, or — without a reason."""
+    reason = (result.get("skipped") or {}).get(metric)
+    return f"— ({reason})" if reason else "—"
+
+
+def lowest_class_rows(result: dict) -> list[tuple[str, str]]:
+    """The class the model draws worst (the lowest conditional accuracy), named as the data names it, when the
+    evaluation has more than one class."""
+    per_class = result.get("conditional_accuracy_per_class") or []
+    if len(per_class) < 2:
+        return []
+    names = result.get("classes") or [str(k) for k in range(len(per_class))]
+    worst = min(range(len(per_class)), key=per_class.__getitem__)
+    return [("conditional accuracy, lowest class", f"{names[worst]}: {per_class[worst]:.3f}")]
+
+
+def profile_rows(result: dict) -> list[tuple[str, str]]:
+    """How well each class's samples match its data's mean profile (:mod:`genreg.evaluation.profiles`), for
+    vectors."""
+    if result.get("profile_r") is None:
+        return []
+    count = len(result["profile_r_per_class"])
+    matched = round(result["profile_matched"] * count)
+    shown = f"r {result['profile_r']:.3f} (mean over classes); {matched} / {count} closest to their own class"
+    return [("class profiles, samples vs data", shown)]
 
 
 def r2_rows(result: dict) -> list[tuple[str, str]]:
@@ -74,9 +114,12 @@ def r2_rows(result: dict) -> list[tuple[str, str]]:
     vary on the split, and over how many of the ``features`` it is."""
     if "reconstruction_r2" not in result:
         return []
+    if result["reconstruction_r2"] is None and (result.get("skipped") or {}).get("reconstruction_r2"):
+        return [("reconstruction R², mean over features", skipped(result, "reconstruction_r2"))]
     over, features = result.get("r2_features"), result.get("features")
     left_out = f"; {features - over} constant left out" if over is not None and features and over < features else ""
-    count = "" if over is None else f" ({over} features{left_out})"
+    scale = "; on the model's scale, after the transform" if result.get("transform") else ""
+    count = "" if over is None else f" ({over} features{left_out}{scale})"
     return [("reconstruction R², mean over features", _number(result["reconstruction_r2"], 3) + count)]
 
 

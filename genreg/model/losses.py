@@ -170,15 +170,24 @@ def objective_values(terms: Iterable[Any], x: torch.Tensor, out: Any) -> torch.T
     return torch.stack(values).sum(0)
 
 
-def metric_units(terms: Iterable[Any]) -> dict[str, str]:
+def metric_units(terms: Iterable[Any], sample: str = "image") -> dict[str, str]:
     """The unit of every metric an epoch's test record holds: ``loss`` (the terms' common unit, or
-    ``mixed units``), each term by name, and the objective (nats per image) if the model has one."""
+    ``mixed units``), each term by name, and the objective (nats per sample) if the model has one.
+
+    A unit per image (``nats/image``, what the built-in terms declare: one value per sample) is said per
+    ``sample``, the data's kind of sample (:attr:`~genreg.data.splits.DataInfo.singular`): ``nats/vector`` for
+    vectors; any other unit as the term declares it.
+    """
     terms = list(terms)
-    units = {t.config.metric_name: term_unit(t) for t in terms}
+    units = {t.config.metric_name: _per(term_unit(t), sample) for t in terms}
     common = set(units.values())
     total = common.pop() if len(common) == 1 else MIXED
     objective = objective_name(terms)
-    return {"loss": total, **units, **({objective: NATS} if objective else {})}
+    return {"loss": total, **units, **({objective: _per(NATS, sample)} if objective else {})}
+
+
+def _per(unit: str, sample: str) -> str:
+    return unit.removesuffix("/image") + f"/{sample}" if unit.endswith("/image") else unit
 
 
 def with_units(values: Mapping[str, float], units: Mapping[str, str]) -> str:

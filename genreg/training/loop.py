@@ -265,7 +265,7 @@ class Loop:
     @functools.cached_property
     def units(self) -> dict[str, str]:
         """The unit of every metric an epoch reports, by name (:func:`genreg.model.losses.metric_units`)."""
-        return metric_units(self.model.losses)
+        return metric_units(self.model.losses, self.model.data_info.singular)
 
     def show_epoch(self, epoch: int, record: dict | None = None) -> None:
         """``epoch 3/10 (test neg_elbo=123.45 nats/image)`` on the progress bar: the last finished epoch's test

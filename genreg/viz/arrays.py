@@ -3,13 +3,16 @@
 Each function takes the arguments of the picture function of the same name and
 returns what it would draw as tensors by name: images as float32 ``images`` (N, C, H, W)
 in [0, 1], or vectors as float32 ``x`` (N, F) in the data's units (the name a ``.npz``
-dataset gives them), each beside its condition, one value per sample and column.
+dataset gives them; a dataset's ``transform`` inverted), each beside its condition, one value per sample and
+column. A class column is its class indices; one whose classes the data names (a vocabulary: strings, ids)
+comes with ``<column>_names``, the names in class order (``label_names[label]`` is each sample's class).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 
 from genreg.data.splits import Split
@@ -18,7 +21,7 @@ from genreg.model.generative import GenerativeModel
 from genreg.viz.explore import interpolation_images, manifold_images, transfer_images
 from genreg.viz.samples import MAX_ROWS, Value, sample_images
 
-Arrays = dict[str, torch.Tensor]
+Arrays = dict[str, torch.Tensor | np.ndarray]
 
 
 def samples_arrays(
@@ -31,13 +34,13 @@ def samples_arrays(
     """:func:`~genreg.viz.samples.samples_figure`'s samples (``images`` or ``x``: see :func:`samples_key`) and each
     one's condition column by column."""
     grid = sample_images(model, n if model.conditional else n * n, fixed, classes, rows)
-    return {samples_key(model): grid.images, **grid.conditions}
+    return named(model, {samples_key(model): grid.images, **grid.conditions})
 
 
 def manifold_arrays(model: GenerativeModel, n: int = 15, fixed: Mapping[str, Value] | None = None) -> Arrays:
     """:func:`~genreg.viz.explore.manifold_figure`'s samples, row by row, and their latent codes ``z`` (n*n, 2)."""
     images, z = manifold_images(model, n, fixed)
-    return {samples_key(model): images, "z": z, **_repeated(model, len(z), fixed)}
+    return named(model, {samples_key(model): images, "z": z, **_repeated(model, len(z), fixed)})
 
 
 def interpolation_arrays(
@@ -46,7 +49,7 @@ def interpolation_arrays(
     """:func:`~genreg.viz.explore.interpolation_figure`'s row: sample a, the ``steps`` decodings, sample b, and the
     condition the decodings share (``steps`` values per column)."""
     row, condition = interpolation_images(model, split, a, b, steps, fixed)
-    return {samples_key(model): row, **(condition or {})}
+    return named(model, {samples_key(model): row, **(condition or {})})
 
 
 def transfer_arrays(
@@ -69,25 +72,38 @@ def transfer_arrays(
         else values.repeat_interleave(count)
         for column, values in condition.items()
     }
-    return {
+    arrays = {
         samples_key(model): decoded.flatten(0, 1),
         "index": chosen.repeat_interleave(count),
         **under,
         "originals": x,
         "original_index": chosen,
     }
+    return named(model, arrays)
 
 
 def latent_arrays(model: GenerativeModel, split: Split) -> Arrays:
     """:func:`~genreg.viz.latent.latent_scatter_figure`'s numbers: the posterior means ``mu`` (N, latent_dim) of
     the split's images (all dimensions, not the two drawn) and every column of the split (N,)."""
-    return {"mu": posterior(model, split).mu, **split.condition()}
+    return named(model, {"mu": posterior(model, split).mu, **split.condition()})
 
 
 def samples_key(model: GenerativeModel) -> str:
     """The name of the decoded samples: ``images`` (N, C, H, W) in [0, 1], or for vectors ``x`` (N, F) in the
     data's units, as a ``.npz`` dataset names them."""
     return "x" if model.data_info.is_vectors else "images"
+
+
+def named(model: GenerativeModel, arrays: Arrays) -> Arrays:
+    """``arrays`` with ``<column>_names`` (K,) beside each class column whose classes the model's data names (a
+    vocabulary): the value of each class, in class order, as text."""
+    vocabularies = model.data_info.vocabularies
+    names = {
+        f"{column}_names": np.array(model.data_info.class_names(column))
+        for column in arrays
+        if column in vocabularies and f"{column}_names" not in arrays
+    }
+    return {**arrays, **names}
 
 
 def _repeated(model: GenerativeModel, count: int, fixed: Mapping[str, Value] | None) -> Arrays:

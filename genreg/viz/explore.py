@@ -9,16 +9,19 @@ a condition the model does not know, a :class:`~genreg.errors.ConditionError`.
 Vectors (a table's rows) are drawn as heatmap rows (:mod:`~genreg.viz.heatmaps`), in the order the
 images of a grid would be: the manifold as n blocks of n rows (one block per z2, z1 growing in each),
 an interpolation as sample a, the path, sample b; transfer as a block per target.
+
+Samples of a split are in the model's units (after the dataset's ``transform``): they are encoded as they are
+(``units="model"``) and every picture shows them, and what is decoded, in the data's units.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from genreg.data.splits import LABEL, Split
+from genreg.data.splits import LABEL, DataInfo, Split
 from genreg.errors import ConditionError, UsageError
 from genreg.model.conditions import Conditions
 from genreg.model.generative import GenerativeModel
@@ -55,10 +58,13 @@ def manifold_figure(model: GenerativeModel, n: int = 15, fixed: Mapping[str, Val
     n rows, a block per z2 (top: highest), z1 growing down each block.
     """
     images, z = manifold_images(model, n, fixed)
-    if model.data_info.is_vectors:
+    info = model.data_info
+    if info.is_vectors:
         blocks = [(f"z2={value:+.2f}", n) for value in z[::n, 1].tolist()]
         ylabel = f"z1 from {z[0, 0]:.2f} to {z[n - 1, 0]:.2f} in each block"
-        return heatmap_figure(images, blocks, ylabel, f"latent grid decoded: {n} x {n} codes", profile=False)
+        under = f" as {value_label(LABEL, fixed[LABEL], info)}" if fixed and LABEL in fixed else ""
+        title = f"latent grid decoded{under}: {n} x {n} codes"
+        return heatmap_figure(images, blocks, ylabel, title, profile=False, features=info.features)
     return grid_figure(images, ncol=n)
 
 
@@ -111,11 +117,15 @@ def interpolation_figure(
     of the path, sample ``b``, top to bottom.
     """
     row, decode_as = interpolation_images(model, split, a, b, steps, fixed)
-    row_labels = None if decode_as is None or LABEL not in decode_as else [value_label(LABEL, decode_as[LABEL][0])]
-    if model.data_info.is_vectors:
-        blocks = [(f"sample {a}", 1), (f"{steps} steps", steps), (f"sample {b}", 1)]
+    info = model.data_info
+    named = decode_as is not None and LABEL in decode_as and info.labelled
+    row_labels = [value_label(LABEL, int(decode_as[LABEL][0]), info)] if named else None
+    if info.is_vectors:
+        one = info.singular
+        blocks = [(f"{one} {a}", 1), (f"{steps} steps", steps), (f"{one} {b}", 1)]
         ylabel = f"decoded as {row_labels[0]}" if row_labels else "decoded"
-        return heatmap_figure(row, blocks, ylabel, f"interpolation from sample {a} to sample {b}", profile=False)
+        title = f"interpolation from {one} {a} to {one} {b}"
+        return heatmap_figure(row, blocks, ylabel, title, profile=False, features=info.features)
     return grid_figure(row, ncol=steps + 2, row_labels=row_labels)
 
 
@@ -123,27 +133,30 @@ def interpolation_images(
     model: GenerativeModel, split: Split, a: int, b: int, steps: int = 10, fixed: Mapping[str, Value] | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
     """What :func:`interpolation_figure` draws: its row (steps + 2, C, H, W) in [0, 1], or (steps + 2, F) vectors
-    in the data's units, and the condition the codes were decoded with (None for a model that reads none)."""
-    size, what = len(split), "sample" if model.data_info.is_vectors else "image"
+    in the data's units (the split's samples, in the model's units, encoded as they are and shown in the data's),
+    and the condition the codes were decoded with (None for a model that reads none)."""
+    size, info = len(split), model.data_info
     for name, index in (("a", a), ("b", b)):
         if not 0 <= index < size:
             raise UsageError(
-                f"{what} index {name}={index} is out of range: the split has {size} {what}s (0..{size - 1})."
+                f"{info.singular} index {name}={index} is out of range: the split has {size} {info.noun} "
+                f"(0..{size - 1})."
             )
     refuse_unread(model, fixed or {})
     check_grid(1, steps + 2, model.data_info.image_shape)
     x = split.images[[a, b]].to(model.device)
     condition = model.condition_of(split, torch.tensor([a, b]))
     with model.evaluating():
-        z_a, z_b = model.encode(x, condition)
+        z_a, z_b = model.encode(x, condition, units="model")
         z = interpolation_latents(z_a, z_b, steps)
         decode_as = (
             None
             if condition is None
             else model.checked(row_condition(model.conditioner, condition, fixed or {}, steps))
         )
-        decoded = model.decode(z, decode_as)
-    return torch.cat([x[:1].float(), decoded.float(), x[1:].float()]), decode_as
+        decoded = model.decode(z, decode_as)  # the data's units
+    ends = model.out_of_model(x).float()
+    return torch.cat([ends[:1], decoded.float(), ends[1:]]), decode_as
 
 
 def refuse_unread(model: GenerativeModel, fixed: Mapping[str, Value]) -> None:
@@ -182,20 +195,28 @@ def transfer_figure(
     same order, in every block), above each block's mean profile.
     """
     chosen, x, images, condition = transfer_images(model, split, targets, n, seed, len(headers))
-    if model.data_info.is_vectors:
-        return transfer_heatmap(x, images, headers)
+    info = model.data_info
+    if info.is_vectors:
+        return transfer_heatmap(x, images, headers, info.features, info.noun)
     grid = torch.cat([x.float().unsqueeze(1), images.float()], dim=1).flatten(0, 1)
-    rows = [own_label(condition, i) + " →" for i in range(len(chosen))]
+    rows = [own_label(condition, i, info) + " →" for i in range(len(chosen))]
     return grid_figure(grid, ncol=len(headers) + 1, row_labels=rows, column_labels=["image", *headers])
 
 
-def transfer_heatmap(x: torch.Tensor, decoded: torch.Tensor, headers: list[str]) -> Any:
+def transfer_heatmap(
+    x: torch.Tensor,
+    decoded: torch.Tensor,
+    headers: list[str],
+    features: Sequence[str] | None = None,
+    noun: str = "vectors",
+) -> Any:
     """Vectors x (n, F) and their decodings (n, T, F) under the T targets ``headers`` names, in the data's units,
-    as a heatmap of T + 1 blocks of n rows (x, then each target's), above each block's mean profile."""
+    as a heatmap of T + 1 blocks of n rows (x, then each target's), above each block's mean profile; ``features``
+    names the F features, ``noun`` what a row is."""
     n = len(x)
     blocks = [("as given", n), *((f"as {header}", n) for header in headers)]
     rows = torch.cat([x.float(), decoded.float().transpose(0, 1).flatten(0, 1)])
-    return heatmap_figure(rows, blocks, f"the same {n} samples in each", "transfer")
+    return heatmap_figure(rows, blocks, f"the same {n} {noun} in each", "transfer", features=features)
 
 
 def transfer_images(
@@ -203,24 +224,28 @@ def transfer_images(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """What :func:`transfer_figure` draws for ``count`` targets: the chosen images' indices (n,), the images
     (n, C, H, W), their decodings under each target (n, count, C, H, W) in [0, 1], and their own conditions;
-    for vectors, the samples (n, F) and their decodings (n, count, F) in the data's units.
+    for vectors, the samples (n, F) and their decodings (n, count, F), both in the data's units (the split's
+    samples, in the model's, are encoded as they are).
 
     Raises :class:`UsageError` for an ``n`` beyond the split's size (no image is drawn twice)."""
     if not model.conditional:
         raise UsageError("transfer decodes under another condition: this model is not conditional.")
     if not 1 <= n <= len(split):  # more were once drawn as the whole split, silently
         raise UsageError(
-            f"-n {n:,}: transfer re-decodes that many different images of the split, which has {len(split):,}; "
-            f"ask for 1 to {len(split):,}."
+            f"-n {n:,}: transfer re-decodes that many different {model.data_info.noun} of the split, which has "
+            f"{len(split):,}; ask for 1 to {len(split):,}."
         )
     check_grid(n, count + 1, model.data_info.image_shape)
     chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:n]
     x = split.images[chosen].to(model.device)
     condition = model.condition_of(split, chosen)
     with model.evaluating():
-        return chosen, x, model.transfer(x, condition, targets), condition
+        decoded = model.transfer(x, condition, targets, units="model")
+    decoded = model.out_of_model(decoded.flatten(0, 1)).view(decoded.shape)
+    return chosen, model.out_of_model(x), decoded, condition
 
 
-def own_label(condition: Mapping[str, torch.Tensor], i: int) -> str:
-    """Image ``i``'s own condition, every column: ``class 7, ink=0.123``."""
-    return ", ".join(value_label(column, values[i].item()) for column, values in condition.items())
+def own_label(condition: Mapping[str, torch.Tensor], i: int, info: DataInfo | None = None) -> str:
+    """Image ``i``'s own condition, every column, its classes named by ``info`` (the model's data; see
+    :func:`~genreg.viz.samples.value_label`): ``class 7, ink=0.123``, ``CD14+ Monocyte, batch=b2``."""
+    return ", ".join(value_label(column, values[i].item(), info) for column, values in condition.items())

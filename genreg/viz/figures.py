@@ -104,7 +104,7 @@ def check_heatmap(samples: int, features: int) -> None:
     memory is the only limit.
     """
     needed = 12 * 4 * samples * features  # float32 decoder outputs, their copies and activations, and colours
-    check_memory(needed, f"a picture of {samples:,} samples of {features:,} features", "ask for fewer.", UsageError)
+    check_memory(needed, f"a picture of {samples:,} vectors of {features:,} features", "ask for fewer.", UsageError)
 
 
 def show_grid(ax: Any, images: torch.Tensor, ncol: int) -> None:
@@ -191,14 +191,17 @@ def is_arrays_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in (".npz", ".npy")
 
 
-def save_arrays(arrays: dict[str, torch.Tensor], path: str | Path) -> Path:
-    """Write ``arrays`` (tensors by name) atomically: all of them as a ``.npz``, or the first one as a ``.npy``.
+def save_arrays(arrays: dict[str, Any], path: str | Path) -> Path:
+    """Write ``arrays`` (tensors, or numpy arrays such as class names, by name) atomically: all of them as a
+    ``.npz``, or the first one as a ``.npy``; text is written as numpy's unicode, never pickled.
 
     Raises :class:`~genreg.errors.OutputError` for a folder that cannot be written.
     """
     import numpy as np
 
-    values = {name: value.detach().cpu().numpy() for name, value in arrays.items()}
+    values = {
+        name: value if isinstance(value, np.ndarray) else value.detach().cpu().numpy() for name, value in arrays.items()
+    }
     if Path(path).suffix.lower() == ".npy":
         atomic_write(path, lambda tmp: np.save(tmp, next(iter(values.values())), allow_pickle=False))
     else:  # the temporary file ends in .npz too, so numpy adds no second one

@@ -3,7 +3,10 @@ above each block's mean profile, one line per block (per class, say).
 
 Vectors hold any finite real values in the data's units, not [0, 1], so the colours span the values drawn: a
 diverging colormap centred on 0 for values well on both sides of it (standardised data, fold changes), else a
-sequential one over their range. Features have no names: they are indexed 0..F-1.
+sequential one over their range. Samples are drawn as given: the pictures of :mod:`~genreg.viz.samples` and
+:mod:`~genreg.viz.explore` give them in the data's units (a dataset's ``transform`` inverted), so the colorbar is
+too. Features are named on the x axis when the data names them (a table's columns: ``DataInfo.features``), else
+indexed 0..F-1.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ MAX_LEGEND = 20
 MAX_TICKS = 40
 #: Features that each get a tick on the x axis; past this, about ten ticks.
 MAX_FEATURE_TICKS = 25
+#: Named features that each get their name on the x axis; past this, every k-th, about :data:`NAMED_TICKS` names.
+MAX_FEATURE_NAMES, NAMED_TICKS = 40, 20
+#: A feature name longer than this is cut, ending in an ellipsis, so the axis stays readable.
+NAME_CHARS = 18
 WIDTH, PROFILE_HEIGHT, ROW_HEIGHT = 7.5, 2.0, 0.08  # inches: the figure's, a profile's, a heatmap row's
 
 
@@ -75,13 +82,15 @@ def heatmap_figure(
     ylabel: str = "sample",
     title: str | None = None,
     profile: bool = True,
+    features: Sequence[str] | None = None,
 ) -> Any:
     """Vectors (N, F) in the data's units as a heatmap with a colorbar, above (with ``profile``) each block's mean
     over its rows, one line per block, against the same feature axis.
 
     ``blocks`` splits the N rows, in order, into labelled runs (a class's samples): each label is written at its
     block's middle and a rule drawn between blocks. Without blocks, rows are numbered and the profile is the mean
-    of all of them. ``ylabel`` says what the rows are, ``title`` goes above.
+    of all of them. ``ylabel`` says what the rows are, ``title`` goes above. ``features`` names the F features
+    on the x axis (see :func:`feature_ticks`); without names, they are indexed.
     """
     plt = pyplot()
     values = vectors.detach().float().cpu()
@@ -102,7 +111,7 @@ def heatmap_figure(
         bottom = fig.add_subplot(grid[1, 0], sharex=ax)
         ax.tick_params(labelbottom=False)
         draw_profiles(bottom, values, blocks, fig.add_subplot(grid[1, 1]))
-    feature_ticks(bottom, values.shape[1])
+    feature_ticks(bottom, values.shape[1], features)
     return fig
 
 
@@ -148,15 +157,34 @@ def draw_profiles(ax: Any, vectors: torch.Tensor, blocks: Sequence[Block] | None
     (legend_ax or ax).legend(handles, labels, loc="upper left", fontsize=7, frameon=False, borderaxespad=0)
 
 
-def feature_ticks(ax: Any, features: int) -> None:
-    """The x axis of a heatmap or profile of ``features`` features: every index up to :data:`MAX_FEATURE_TICKS`
+def feature_ticks(ax: Any, features: int, names: Sequence[str] | None = None) -> None:
+    """The x axis of a heatmap or profile of ``features`` features: with ``names`` (one per feature), each name
+    up to :data:`MAX_FEATURE_NAMES` features, else every k-th (about :data:`NAMED_TICKS` of them), written
+    upright and cut at :data:`NAME_CHARS` characters; without, every index up to :data:`MAX_FEATURE_TICKS`
     features, else about ten."""
     from matplotlib.ticker import MaxNLocator
 
+    ax.set_xlim(-0.5, features - 0.5)
+    ax.tick_params(axis="x", labelsize=7)
+    if names is not None and len(names) == features:
+        step = 1 if features <= MAX_FEATURE_NAMES else -(-features // NAMED_TICKS)
+        shown = list(range(0, features, step))
+        ax.set_xticks(shown, [_short(names[i]) for i in shown], rotation=90, fontsize=6)
+        every = "" if step == 1 else f", every {_ordinal(step)} of {features:,} named"
+        ax.set_xlabel(f"feature{every}", fontsize=8)
+        return
     if features <= MAX_FEATURE_TICKS:
         ax.set_xticks(range(features))
     else:
         ax.xaxis.set_major_locator(MaxNLocator(nbins=10, integer=True))
-    ax.set_xlim(-0.5, features - 0.5)
-    ax.tick_params(axis="x", labelsize=7)
     ax.set_xlabel(f"feature (0..{features - 1})", fontsize=8)
+
+
+def _ordinal(k: int) -> str:
+    """``k`` as an ordinal: 3rd, 5th, 21st, 112th."""
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
+
+
+def _short(name: str) -> str:
+    """``name`` cut to :data:`NAME_CHARS` characters, the last an ellipsis, when it is longer."""
+    return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"

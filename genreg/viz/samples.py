@@ -8,6 +8,10 @@ nothing else changing.
 
 Vectors (a table's rows) are drawn as a heatmap instead (:mod:`~genreg.viz.heatmaps`): each grid row
 becomes a labelled block of rows, one per sample, above each block's mean profile.
+
+Every picture names a class as the data does (:func:`class_label`): ``CD14+ Monocyte`` for a class column whose
+values are strings, ``class 3000`` for one of integer ids, ``class 3`` for classes that are their indices; and
+shows samples in the data's units (the dataset's ``transform`` inverted), whatever the model's own units are.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from genreg.data.splits import LABEL, Split
+from genreg.data.splits import LABEL, DataInfo, Split
 from genreg.errors import PictureWarning, UsageError
 from genreg.model.conditions import Conditions, default_value, is_continuous, value_range
 from genreg.model.generative import GenerativeModel
@@ -69,11 +73,13 @@ def shown_classes(count: int, classes: Sequence[int] | None = None, rows: int = 
     return torch.linspace(0, count - 1, min(rows, count), dtype=torch.float64).round().long().tolist()
 
 
-def subset_title(shown: list[int], count: int) -> str | None:
-    """What a picture of the classes ``shown`` of ``count`` says it shows (None when it shows all of them)."""
+def subset_title(shown: list[int], count: int, info: DataInfo | None = None) -> str | None:
+    """What a picture of the classes ``shown`` of ``count`` says it shows (None when it shows all of them); the
+    classes named by ``info``'s vocabulary of the label column, if it has one."""
     if len(shown) == count:
         return None
-    listed = ", ".join(map(str, shown[:12])) + (", ..." if len(shown) > 12 else "")
+    names = info.class_names(LABEL) if info is not None and LABEL in info.vocabularies else None
+    listed = ", ".join(names[k] if names else str(k) for k in shown[:12]) + (", ..." if len(shown) > 12 else "")
     return f"classes {listed}: {len(shown)} of {count:,} (choose with --classes or --rows)"
 
 
@@ -83,11 +89,13 @@ def grid_conditions(
     fixed: Mapping[str, Value],
     classes: Sequence[int] | None = None,
     rows: int = MAX_ROWS,
+    info: DataInfo | None = None,
 ) -> GridConditions:
     """The conditions of a grid of ``n`` columns: a row per class of the label column unless ``fixed`` sets
     it (``classes``, or at most ``rows`` classes spread evenly: see :func:`shown_classes`), the first
     continuous column ``fixed`` leaves free spanning its range (:func:`~genreg.model.conditions.value_range`)
-    along each row, and every other column at its ``fixed`` value, class 0 or its training mean.
+    along each row, and every other column at its ``fixed`` value, class 0 or its training mean. ``info`` (the
+    model's data) names the classes in the title.
 
     Raises :class:`~genreg.errors.ConditionError` for a ``fixed`` column the model does not read.
     """
@@ -100,7 +108,7 @@ def grid_conditions(
             varying[column] = torch.linspace(*value_range(part, column), n).tolist()
         elif column == LABEL and not is_continuous(part):
             shown = shown_classes(int(part.num_classes), classes, rows)
-            grid_rows, title = [{LABEL: k} for k in shown], subset_title(shown, int(part.num_classes))
+            grid_rows, title = [{LABEL: k} for k in shown], subset_title(shown, int(part.num_classes), info)
         else:
             base[column] = default_value(part)
     grid_rows = [{**base, **row} for row in grid_rows]
@@ -123,49 +131,75 @@ def sample_images(
     Unconditional: ``n`` samples. Conditional: the grid of :func:`grid_conditions`
     (a single class if ``fixed`` holds the label; else ``classes`` or at most ``rows`` of them);
     its columns are ``n`` draws, or the values of the varying column, decoded from one latent
-    draw per row.
+    draw per row. Rows and columns are named as the data names its classes (:func:`value_label`); a grid of the
+    one class ``fixed`` holds is titled with it (``samples of CD14+ Monocyte (label)``).
     """
     if not model.conditional:
         return SampleGrid(model.sample(n), None, None)
-    grid = grid_conditions(model.conditioner, n, fixed or {}, classes, rows)
-    warn_untrained(
-        model, [row[LABEL] for row in grid.rows if LABEL in row] if classes or LABEL in (fixed or {}) else []
-    )
-    check_grid(len(grid.rows), n, model.data_info.image_shape)
+    info, fixed = model.data_info, fixed or {}
+    grid = grid_conditions(model.conditioner, n, fixed, classes, rows, info)
+    warn_untrained(model, [row[LABEL] for row in grid.rows if LABEL in row] if classes or LABEL in fixed else [])
+    check_grid(len(grid.rows), n, info.image_shape)
     condition = model.checked(grid.cells)
     draws = len(grid.rows) if grid.varying else len(grid.rows) * n
     z = model.latent.sample_prior(draws, model.device)
-    images = model.decode(z.repeat_interleave(n, dim=0) if grid.varying else z, condition)
-    row_labels = [row_label(row) for row in grid.rows]
-    columns = [value_label(column, value) for column, values in grid.varying.items() for value in values]
-    return SampleGrid(images, row_labels if any(row_labels) else None, columns or None, grid.cells, grid.title)
+    images = model.decode(z.repeat_interleave(n, dim=0) if grid.varying else z, condition)  # the data's units
+    row_labels = [row_label(row, info) for row in grid.rows]
+    columns = [value_label(column, value, info) for column, values in grid.varying.items() for value in values]
+    title = grid.title
+    if LABEL in fixed and info.labelled:
+        title = f"samples of {class_label(info, LABEL, int(fixed[LABEL]))}"
+        title += f" ({LABEL})" if _names_classes(info, LABEL) else ""
+    return SampleGrid(images, row_labels if any(row_labels) else None, columns or None, grid.cells, title)
 
 
 def warn_untrained(model: GenerativeModel, classes: Sequence[int]) -> None:
     """Warn (:class:`~genreg.errors.PictureWarning`) when a picture asks for classes the model's training split
     had no image of (as its model file records): what the decoder makes of them is no learned class."""
-    untrained = sorted(set(model.data_info.absent.get(LABEL, [])) & {int(k) for k in classes})
+    info = model.data_info
+    untrained = sorted(set(info.absent.get(LABEL, [])) & {int(k) for k in classes})
     if untrained:
+        named = [repr(info.class_names(LABEL)[k]) if LABEL in info.vocabularies else str(k) for k in untrained]
         warnings.warn(
-            f"class(es) {', '.join(map(str, untrained))} of column '{LABEL}' had no training images: the model "
-            "never learned them, so their samples show no learned class.",
+            f"class(es) {', '.join(named)} of column '{LABEL}' had no training {info.noun}: the model never "
+            "learned them, so their samples show no learned class.",
             PictureWarning,
             stacklevel=3,
         )
 
 
-def value_label(column: str, value: Value) -> str:
-    """``class 3`` for the label column, ``ink=0.123`` for a continuous value, ``dose=2`` for another class."""
-    if column == LABEL:
-        return f"class {int(value)}"
-    return f"{column}={value:.3g}" if isinstance(value, float) else f"{column}={value}"
+def class_label(info: DataInfo | None, column: str, k: int) -> str:
+    """How a picture names class ``k`` of the class column ``column``: its value in the data where that is text
+    (``CD14+ Monocyte``); ``class 3000`` for an integer id, or ``class 3`` for a column without a vocabulary (the
+    class is its index); for a column other than the label, ``dose=high``, ``dose=3000`` or ``dose=3``."""
+    vocabulary = info.vocabularies.get(column) if info is not None else None
+    value = vocabulary[k] if vocabulary and 0 <= k < len(vocabulary) else k
+    if column != LABEL:
+        return f"{column}={value}"
+    return value if isinstance(value, str) else f"class {value}"
 
 
-def row_label(row: Mapping[str, Value]) -> str:
-    """``class 3`` for a row of the label column, else its fixed values (``ink=0.12``)."""
+def _names_classes(info: DataInfo | None, column: str) -> bool:
+    """Whether ``column`` has a vocabulary of text, so that a class's name alone does not say its column."""
+    vocabulary = info.vocabularies.get(column) if info is not None else None
+    return bool(vocabulary) and isinstance(vocabulary[0], str)
+
+
+def value_label(column: str, value: Value, info: DataInfo | None = None) -> str:
+    """A class of the label column as :func:`class_label` names it (``class 3``, ``CD14+ Monocyte``), ``ink=0.123``
+    for a continuous value, ``dose=2`` (or ``dose=high``) for a class of another column; ``info`` is the model's
+    data (its vocabularies), None for indices."""
+    if isinstance(value, float) and not (column == LABEL and value.is_integer()):
+        return f"{column}={value:.3g}"
+    return class_label(info, column, int(value))
+
+
+def row_label(row: Mapping[str, Value], info: DataInfo | None = None) -> str:
+    """The class's name (:func:`class_label`) for a row of the label column, else its fixed values
+    (``ink=0.12``); empty for the one class of unlabelled data (``info.labelled`` false), which says nothing."""
     if LABEL in row:
-        return value_label(LABEL, row[LABEL])
-    return ", ".join(value_label(column, value) for column, value in row.items())
+        return value_label(LABEL, row[LABEL], info) if info is None or info.labelled else ""
+    return ", ".join(value_label(column, value, info) for column, value in row.items())
 
 
 def samples_figure(
@@ -184,34 +218,45 @@ def samples_figure(
         check_grid(n, n, model.data_info.image_shape)
     grid = sample_images(model, n if model.conditional else n * n, fixed, classes, rows)
     if model.data_info.is_vectors:
-        return samples_heatmap(grid, n)
+        return samples_heatmap(grid, n, model.data_info.features)
     return grid_figure(
         grid.images, ncol=n, row_labels=grid.row_labels, column_labels=grid.column_labels, title=grid.title
     )
 
 
-def samples_heatmap(grid: SampleGrid, n: int) -> Any:
+def samples_heatmap(grid: SampleGrid, n: int, features: Sequence[str] | None = None) -> Any:
     """A :class:`SampleGrid` of vectors (rows * n, F) as a heatmap: a block of ``n`` samples per grid row (class),
-    in the order of its columns, above each block's mean profile."""
+    in the order of its columns, above each block's mean profile; ``features`` names the F features."""
     blocks = [(label, n) for label in grid.row_labels] if grid.row_labels else None
     order = f", {grid.column_labels[0]} to {grid.column_labels[-1]}" if grid.column_labels else ""
     ylabel = f"{n} samples each{order}" if blocks else f"sample{order}"
-    return heatmap_figure(grid.images, blocks, ylabel, grid.title or "samples from the prior")
+    return heatmap_figure(grid.images, blocks, ylabel, grid.title or "samples from the prior", features=features)
 
 
-def reconstructions_figure(model: GenerativeModel, split: Split, n: int = 8) -> Any:
-    """``n`` images of ``split`` above their reconstructions: what the model keeps of an image (for vectors, a
-    heatmap of the two blocks of rows, above the mean profile of each).
-
-    The images are spread evenly over the split rather than its first ``n``, so a
-    split stored class by class (as the bundled sample is) shows several classes.
-    """
+def reconstruction_images(model: GenerativeModel, split: Split, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """What :func:`reconstructions_figure` draws: ``n`` samples of ``split`` spread evenly over it, and their
+    reconstructions (each one's posterior mean decoded, with its own condition), both in the data's units:
+    images (n, C, H, W) in [0, 1], or vectors (n, F) with the dataset's ``transform`` inverted (a split holds
+    the model's units)."""
     check_grid(2, min(n, len(split)), model.data_info.image_shape)
     index = torch.linspace(0, len(split) - 1, min(n, len(split))).round().long()
     x = split.images[index].to(model.device)
     with model.evaluating():
-        decoded = model.reconstruct(x, model.condition_of(split, index))
-    if model.data_info.is_vectors:
-        blocks, rows = [("input", len(index)), ("reconstruction", len(index))], f"the same {len(index)} samples in both"
-        return heatmap_figure(torch.cat([x, decoded]), blocks, rows, "reconstructions")
-    return grid_figure(torch.cat([x, decoded]), ncol=len(index), row_labels=["input", "reconstruction"])
+        decoded = model.reconstruct(x, model.condition_of(split, index), units="model")
+    return model.out_of_model(x), model.out_of_model(decoded)
+
+
+def reconstructions_figure(model: GenerativeModel, split: Split, n: int = 8) -> Any:
+    """``n`` images of ``split`` above their reconstructions (:func:`reconstruction_images`, in the data's
+    units): what the model keeps of an image (for vectors, a heatmap of the two blocks of rows, above the mean
+    profile of each).
+
+    The images are spread evenly over the split rather than its first ``n``, so a
+    split stored class by class (as the bundled sample is) shows several classes.
+    """
+    x, decoded = reconstruction_images(model, split, n)
+    info = model.data_info
+    if info.is_vectors:
+        blocks, rows = [("input", len(x)), ("reconstruction", len(x))], f"the same {len(x)} {info.noun} in both"
+        return heatmap_figure(torch.cat([x, decoded]), blocks, rows, "reconstructions", features=info.features)
+    return grid_figure(torch.cat([x, decoded]), ncol=len(x), row_labels=["input", "reconstruction"])

@@ -7,9 +7,11 @@ import genreg
 from genreg.model.assembly import ComposedModelConfig, compose_model
 from genreg_builtin import (
     callbacks,
+    cells,
     conditioners,
     conv,
     datasets,
+    h5ad,
     latents,
     losses,
     mlp,
@@ -40,8 +42,9 @@ def register_components(register):
     register("dataset", "mnist", datasets.load_mnist, datasets.MNISTConfig)
     register("dataset", "fashion-mnist", datasets.load_fashion_mnist, datasets.FashionMNISTConfig)
     register("dataset", "npz", datasets.load_npz, datasets.NpzConfig)
+    register("dataset", "pbmc-sample", cells.load_pbmc_sample, cells.PbmcSampleConfig)
     register("dataset", "table", tables.load_table, tables.TableConfig)
-    register("dataset", "anndata", tables.load_anndata, tables.AnnDataConfig)
+    register("dataset", "anndata", h5ad.load_anndata, h5ad.AnnDataConfig)
     register("model", "ae", compose_model, recipes.AEConfig)
     register("model", "vae", compose_model, recipes.VAEConfig)
     register("model", "cvae", compose_model, recipes.CVAEConfig)

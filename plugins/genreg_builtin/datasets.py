@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 
 from genreg.data import DatasetConfig, DataSplits, Split, as_split, finish
 from genreg.data.checks import Layout
+from genreg.data.columns import LABEL
 from genreg.errors import DataError, file_kind, first_line
 from genreg.limits import check_memory, gb
 
@@ -58,7 +59,10 @@ def _stratified_split(split: Split, test_fraction: float, seed: int) -> tuple[Sp
 
     Stratifying keeps the class balance of both halves equal to the whole, and the
     private generator makes the split depend only on ``seed`` and the labels, not on
-    global random state. Every class keeps at least one training example.
+    global random state. Every class keeps at least one training example. The rows keep
+    their order within each half. ``split`` is the caller's to give up: its samples'
+    memory becomes the training half's (see :func:`_compacted`), so that splitting a large
+    table costs the test half's copy, not a copy of the whole.
     """
     labels = split.labels.cpu().numpy()
     rng = np.random.default_rng(seed)
@@ -69,12 +73,21 @@ def _stratified_split(split: Split, test_fraction: float, seed: int) -> tuple[Sp
         test_parts.append(members[:n_test])
         train_parts.append(members[n_test:])
     train_idx, test_idx = np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(test_parts))
-    return _take(split, train_idx), _take(split, test_idx)
+    test = split.take(torch.from_numpy(test_idx))  # a copy of the test rows, before their memory is written over
+    columns = split.condition(torch.from_numpy(train_idx))
+    train = Split(_compacted(split.images, train_idx), columns[LABEL], columns, split.vocabularies, split.labelled)
+    return train, test
 
 
-def _take(split: Split, indices: np.ndarray) -> Split:
-    """The rows of ``split`` at ``indices`` (sorted, so the original order is kept)."""
-    return split.take(torch.from_numpy(indices))
+def _compacted(samples: torch.Tensor, rows: np.ndarray, chunk: int = 4096) -> torch.Tensor:
+    """``samples[rows]`` for sorted ``rows``, written over ``samples`` itself from its start, ``chunk`` rows at
+    a time (each chunk's rows lie at or after where they go, and after every row written before them), and
+    returned as a view of its first ``len(rows)`` rows: no second copy of a large table."""
+    index = torch.from_numpy(rows)
+    for start in range(0, len(rows), chunk):
+        taken = index[start : start + chunk]
+        samples[start : start + len(taken)] = samples[taken]
+    return samples[: len(rows)]
 
 
 def with_ink(split: Split) -> Split:
@@ -188,7 +201,25 @@ def load_fashion_mnist(config: FashionMNISTConfig) -> DataSplits:
 # --------------------------------------------------------------------------- npz
 
 
-class NpzConfig(DatasetConfig):
+class FileConfig(DatasetConfig):
+    """The fields of a dataset read from a file of the user's: the file, its condition columns and the held-out
+    split (a second file, or a stratified share of the first chosen with ``split_seed`` alone)."""
+
+    path: str = Field(description="the data file")
+    columns: list[str] = Field([], description="more columns to read as condition columns (text or ints: classes)")
+    test_path: str | None = Field(None, description="a second file of the same kind for the test split")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="held-out share when test_path is null")
+    split_seed: int = Field(0, ge=0, description="seed of the stratified held-out split")
+
+    @field_validator("path", "test_path")
+    @classmethod
+    def _absolute(cls, path: str | None) -> str | None:
+        """Relative to the working folder now, absolute from here on: a run's recorded spec then finds its
+        files from any folder (``genreg transfer``, ``genreg eval`` read the data the run recorded)."""
+        return None if path is None else str(Path(path).expanduser().absolute())
+
+
+class NpzConfig(FileConfig):
     """Your own images or vectors and labels from a .npz file (optionally a second file for the test split).
 
     ``path``: a ``.npz`` with ``images`` of shape (N, H, W) or (N, C, H, W), uint8
@@ -214,15 +245,6 @@ class NpzConfig(DatasetConfig):
     )
     columns: list[str] = Field([], description="more 1-D arrays to read as condition columns (ints: classes)")
     test_path: str | None = Field(None, description="a second .npz for the test split")
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="held-out share when test_path is null")
-    split_seed: int = Field(0, ge=0, description="seed of the stratified held-out split")
-
-    @field_validator("path", "test_path")
-    @classmethod
-    def _absolute(cls, path: str | None) -> str | None:
-        """Relative to the working folder now, absolute from here on: a run's recorded spec then finds its
-        files from any folder (``genreg transfer``, ``genreg eval`` read the data the run recorded)."""
-        return None if path is None else str(Path(path).expanduser().absolute())
 
 
 # The .npy versions numpy writes; 3.0 differs from 2.0 only in encoding the header as utf-8 (for field names).
@@ -353,3 +375,33 @@ def load_npz(config: NpzConfig) -> DataSplits:
         return finish(train, test, config, config.path)
     test = _read_npz(config.test_path, config)
     return finish(data, test, config, f"{config.path} and {config.test_path}")
+
+
+# --------------------------------------------------------------------------- one file, every row (new data for a model)
+
+
+def read_npz_rows(path: str, config: NpzConfig) -> Split:
+    """Every sample of the ``.npz`` at ``path`` in file order, read with ``config``'s keys, ``layout`` and
+    ``columns`` (``genreg encode`` reads new data for a trained model so): not split, binarised nor transformed;
+    class columns hold this file's own codes, with ``split.vocabularies`` (see :func:`genreg.data.as_split`).
+
+    The labels and the ``columns`` the archive lacks are left out (an unlabelled split, fewer columns): the caller
+    says which it needs. Raises :class:`DataError` as :func:`load_npz` does for the file and its arrays.
+    """
+    held = _array_names(path)
+    values = {**config.model_dump(), "path": path, "test_path": None}
+    values["columns"] = [name for name in config.columns if name in held]
+    named = {"path", "columns", "layout"} | ({"labels_key"} if config.labels_key in held else set())
+    return _read_npz(path, NpzConfig.model_construct(_fields_set=named, **values))
+
+
+def _array_names(path: str) -> set[str]:
+    """The names of the arrays in the ``.npz`` at ``path``; none for a path :func:`_read_npz` refuses (it says
+    why)."""
+    if file_kind(path) != "a regular file" or not zipfile.is_zipfile(path):
+        return set()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {name.removesuffix(".npy") for name in archive.namelist()}
+    except _UNREADABLE:
+        return set()

@@ -39,7 +39,7 @@ class BCEConfig(LossTermConfig):
 
 
 class GaussianConfig(LossTermConfig):
-    """Gaussian reconstruction: -log N(x; mean, sigma^2) summed over features; the decoder emits the mean.
+    """Gaussian reconstruction: -log N(x; mean, sigma^2) summed over features; sigma fixed, learned or per-sample.
 
     With ``variance: per-sample`` it emits sigma too, as a second parameter map (see :class:`Gaussian`).
     """
@@ -60,7 +60,8 @@ class GaussianConfig(LossTermConfig):
         1e-3,
         gt=0,
         allow_inf_nan=False,
-        description="per-sample only: the smallest sigma the decoder can predict, in the data's units; the "
+        description="per-sample only: the smallest sigma the decoder can predict, in the modelled units (after the "
+        "dataset's transform); the "
         "log-density of a value the decoder predicts exactly (a constant feature or pixel) is at most "
         "-log(min_sigma sqrt(2 pi)) nats",
     )

@@ -450,3 +450,22 @@ def test_npz_layout_nhwc_reads_channels_last_images(tmp_path: Path) -> None:
     assert data.info.image_shape == (3, 8, 8)
     first = data.train.images[0].permute(1, 2, 0).numpy() * 255
     assert any(np.allclose(first, image) for image in images)
+
+
+def test_the_stratified_split_reuses_the_tables_memory_for_its_training_rows() -> None:
+    """Issue 18: splitting a large table held it twice (the whole and both halves); the training half is now
+    compacted into the whole's memory, and only the test rows are copied."""
+    from genreg_builtin.datasets import _stratified_split
+
+    x = np.random.default_rng(0).normal(size=(10_000, 7)).astype(np.float32)
+    labels = np.arange(10_000) % 3
+    kept = x.copy()
+    split = genreg.data.as_split(x, labels, "t")
+    train, test = _stratified_split(split, 0.2, seed=0)
+    assert len(train) + len(test) == 10_000 and len(test) == 2_001  # 667 of each class's 3,334 or 3,333
+    assert train.images.untyped_storage().data_ptr() == split.images.untyped_storage().data_ptr()
+    # every row is one of the table's, in the table's order, its label beside it
+    train_rows = [int(i) for i in np.flatnonzero(np.isin(kept[:, 0], train.images[:, 0].numpy()))]
+    assert np.array_equal(train.images.numpy(), kept[train_rows]) and np.array_equal(train.labels, labels[train_rows])
+    test_rows = sorted(set(range(10_000)) - set(train_rows))
+    assert np.array_equal(test.images.numpy(), kept[test_rows])

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from genreg.cli.arguments import check_label, transfer_targets
+import genreg
+from genreg.cli.arguments import (
+    check_label,
+    condition_value,
+    describe_columns,
+    parse_condition,
+    split_values,
+    transfer_targets,
+)
 from genreg.errors import ConditionError, UsageError
 from tests.helpers import invoke
 
@@ -48,3 +56,42 @@ def test_bad_condition_input_exits_2_naming_the_column(ink_run, tmp_path, args: 
     assert result.exit_code == 2, result.output
     assert says in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- classes as the data names them
+
+
+def named_cvae(vocabulary: list) -> genreg.GenerativeModel:
+    from tests.viz.vectors import SPECS
+
+    info = genreg.DataInfo((12,), len(vocabulary), vocabularies={"label": vocabulary})
+    return genreg.build_model(SPECS["cvae"], info).eval()
+
+
+def test_a_class_is_given_as_the_data_names_it() -> None:
+    ids = named_cvae([3000, 7000])
+    assert check_label(ids, "7000") == 1 and parse_condition(ids, ["label=3000"]) == {"label": 0}
+    with pytest.raises(UsageError, match=r"--label 1: column 'label' has no class '1': .* values .*: 3000, 7000\."):
+        check_label(ids, "1")
+    cells = named_cvae(["B", "T cell, CD4+", "T cell, CD8+"])
+    targets, headers = transfer_targets(cells, "label=T cell, CD8+,B")
+    assert targets["label"].tolist() == [2, 0] and headers == ["T cell, CD8+", "B"]
+    assert transfer_targets(cells, "T cell, CD4+")[0]["label"].tolist() == [1]
+    assert split_values("a,b,c") == ["a", "b", "c"] and split_values("x,y", ["x,y", "x"]) == ["x,y"]
+    assert (
+        describe_columns(cells.conditioner, cells.data_info) == "label (3 classes: 'B', 'T cell, CD4+', 'T cell, CD8+')"
+    )
+    many = named_cvae([f"type {k:02d}" for k in range(40)])
+    with pytest.raises(ConditionError, match=r"the 40 values .*'type 29' \.\.\.\.$") as caught:
+        condition_value(many.conditioner, "label", "type 99", "--condition label=type 99", many.data_info)
+    assert "'type 30'" not in str(caught.value) and str(caught.value).startswith("--condition label=type 99: ")
+
+
+def test_classes_without_a_vocabulary_are_their_indices() -> None:
+    model = named_cvae(["a", "b", "c"])
+    model.data_info.vocabularies = {}
+    assert check_label(model, "2") == 2 and check_label(model, 1) == 1 and check_label(model, None) is None
+    for label in ("3", "x", "-1"):
+        with pytest.raises(UsageError, match=rf"^--label {label}: must be a class in 0\.\.2\.$"):
+            check_label(model, label)
+    assert transfer_targets(model, "2")[1] == ["class 2"]

@@ -137,3 +137,35 @@ def test_eval_of_a_vector_run_writes_its_metrics(tmp_path: Path, monkeypatch) ->
     assert 0 < saved["reconstruction_r2"] < 1  # measured 0.32 after 150 steps: the code keeps part of each feature
     assert "reconstruction R² per feature: lowest " in result.output and "nats/image" not in result.output
     assert f"wrote {run / 'eval.json'}" in result.output
+
+
+def test_eval_of_a_run_of_named_classes_and_a_transform_says_so(tmp_path: Path, monkeypatch) -> None:
+    """Counts labelled "B", "CD14+ Monocyte", "T", fitted with log1p, standardize: eval.json and the printout name
+    the classes, the features and the transform the figures are measured after."""
+    import numpy as np
+
+    pd = pytest.importorskip("pandas")
+    from genreg.cli.measure import r2_summary
+    from tests.viz.vectors import GENES, NAMES, SPECS, TRANSFORM, counts
+
+    monkeypatch.setenv("GENREG_CACHE", str(tmp_path / "cache"))
+    x, labels = counts()
+    columns = {name: x[:, i] for i, name in enumerate(GENES)}
+    pd.DataFrame({**columns, "cell_type": labels}).to_csv(tmp_path / "counts.csv", index=False)
+    data = {"type": "table", "path": str(tmp_path / "counts.csv"), "label": "cell_type", "transform": TRANSFORM}
+    spec = {"model": SPECS["cvae"], "data": data, "train": {"epochs": 5, "pictures": False}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    run = tmp_path / "run"
+    result = invoke("run", tmp_path / "spec.json", "--out", run, "--quiet")
+    assert result.exit_code == 0, result.output
+    result = invoke("eval", run, "--iw-samples", "5", "--n-per-class", "10")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run / "eval.json").read_text())
+    assert saved["classes"] == NAMES and saved["transform"] == TRANSFORM and saved["feature_names"] == GENES
+    assert "conditional accuracy per class (10 samples each): B: " in result.output
+    assert "CD14+ Monocyte: " in result.output and "units: the model's, after the dataset's transform" in result.output
+    assert "(feature 'gene" in result.output
+    assert r2_summary([0.5, None, 0.9], ["a", "b", "c"]).startswith(
+        "reconstruction R² per feature: lowest 0.500 (feature 'a'), median 0.900, highest 0.900 (feature 'c')"
+    )
+    assert np.isfinite(saved["reconstruction_r2"])

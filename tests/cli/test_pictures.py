@@ -397,7 +397,7 @@ def test_sample_of_vectors_to_npz_writes_what_model_sample_draws(vector_run, tmp
         torch.manual_seed(5)
         assert np.allclose(saved["x"], model.sample(labels=saved["label"]).numpy())
     too_many = invoke("transfer", vector_run, "-n", 61, "-o", tmp_path / "t.npz")
-    assert_user_error(too_many, f"-n 61: the test split of {vector_run} has 60 samples; ask for fewer.")
+    assert_user_error(too_many, f"-n 61: the test split of {vector_run} has 60 vectors; ask for fewer.")
 
 
 @pytest.mark.parametrize(
@@ -425,3 +425,80 @@ def test_every_picture_of_vectors_and_its_numbers_are_written(vector_run, tmp_pa
     with np.load(out) as saved:
         key, size = ("mu", 2) if args[0] == "latent" else ("x", FEATURES)  # the latent codes, or vectors
         assert saved[key].ndim == 2 and saved[key].shape[1] == size, {name: a.shape for name, a in saved.items()}
+
+
+# --------------------------------------------------------------------------- classes named by strings, other units
+
+
+@pytest.fixture(scope="module")
+def named_run(tmp_path_factory) -> Path:
+    """A two-epoch run of a cVAE of 300 count vectors of 12 features, labelled "B", "CD14+ Monocyte" and "T",
+    fitted with the transform log1p, standardize."""
+    import numpy as np
+
+    from tests.viz.vectors import SPECS, TRANSFORM, counts
+
+    folder = tmp_path_factory.mktemp("named")
+    x, labels = counts()
+    np.savez(folder / "counts.npz", x=x, labels=labels)
+    data = {"type": "npz", "path": str(folder / "counts.npz"), "transform": TRANSFORM}
+    spec = {"model": SPECS["cvae"], "data": data, "train": {"epochs": 2, "pictures": False}}
+    (folder / "spec.json").write_text(json.dumps(spec))
+    result = invoke("run", folder / "spec.json", "--out", folder / "run", "--quiet")
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+def test_sample_of_a_named_class_writes_samples_in_the_datas_units(named_run, tmp_path) -> None:
+    import numpy as np
+
+    from tests.viz.vectors import NAMES, counts
+
+    result = invoke("sample", named_run, "--label", "B", "-n", 50, "--seed", 3, "-o", tmp_path / "s.npz")
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "s.npz") as saved:
+        assert sorted(saved) == ["label", "label_names", "x"] and saved["x"].shape == (50, 12)
+        assert set(saved["label"]) == {0} and saved["label_names"].tolist() == NAMES
+        x = saved["x"]
+    model = genreg.load_model(named_run)
+    torch.manual_seed(3)
+    assert np.allclose(x, model.sample(50, labels="B").numpy(), rtol=1e-5, atol=1e-4)
+    data = counts()[0]
+    assert x.min() > -1 and 0.2 * data.mean() < x.mean() < 5 * data.mean()  # counts, not standardised values
+    in_model = model.into_model(torch.from_numpy(x))
+    assert abs(float(in_model.mean())) < 3  # the model's units are standardised
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["sample", "--label", "NK"], "--label NK: column 'label' has no class 'NK': the model knows the 3 values"),
+        (["sample", "--condition", "label=1"], "--condition label=1: column 'label' has no class '1'"),
+        (["sample", "--classes", "T,NK"], "--classes T,NK: column 'label' has no class 'NK'"),
+        (["transfer", "--to", "NK"], "--to NK: must be 'all', a class of the label, or COLUMN=v1,v2,..."),
+        (["transfer", "--to", "label=B,NK"], "--to label=B,NK: column 'label' has no class 'NK'"),
+    ],
+)
+def test_a_class_the_model_does_not_know_exits_2_listing_its_classes(named_run, tmp_path, args, says) -> None:
+    result = invoke(args[0], named_run, *args[1:], "-o", tmp_path / "x.png")
+    assert_user_error(result, says, "'B', 'CD14+ Monocyte', 'T'")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_classes_and_targets_are_given_as_the_data_names_them(named_run, tmp_path) -> None:
+    import numpy as np
+
+    for args, labels in [
+        (["sample", "--classes", "T,B", "-n", 2], [2, 2, 0, 0]),
+        (["sample", "--condition", "label=CD14+ Monocyte", "-n", 2], [1, 1]),
+        (["transfer", "--to", "CD14+ Monocyte", "-n", 2], [1, 1]),
+        (["transfer", "--to", "label=T,B", "-n", 1], [2, 0]),
+        (["transfer", "--classes", "B,T", "-n", 1], [0, 2]),
+    ]:
+        result = invoke(args[0], named_run, *args[1:], "-o", tmp_path / "x.npz")
+        assert result.exit_code == 0, result.output
+        with np.load(tmp_path / "x.npz") as saved:
+            assert saved["label"].tolist() == labels, args
+    for command in (["sample", "--label", "T"], ["latent"], ["transfer", "-n", 2]):
+        assert invoke(command[0], named_run, *command[1:], "-o", tmp_path / "x.png").exit_code == 0
+        assert (tmp_path / "x.png").read_bytes()[:4] == PNG

@@ -18,7 +18,8 @@ from scipy import sparse
 import genreg
 from genreg import limits
 from genreg.errors import DataError, DataWarning, SpecError
-from genreg_builtin.tables import AnnDataConfig, TableConfig, load_anndata, load_table
+from genreg_builtin.h5ad import AnnDataConfig, load_anndata
+from genreg_builtin.tables import TableConfig, load_table
 from tests.helpers import assert_user_error, invoke
 
 ROWS = 60

@@ -314,7 +314,8 @@ def test_model_that_draws_the_asked_class_scores_the_classifiers_accuracy(traine
     test = trained.data.test
     model = stub_model(LookupDecoder(test, 10))
     result = clf.conditional_accuracy(model, trained.model, n_per_class=100)
-    assert set(result) == {"overall", "per_class", "n_per_class"}
+    assert set(result) == {"overall", "per_class", "classes", "n_per_class"}
+    assert result["classes"] == [str(k) for k in range(10)]  # digits: classes that are their indices
     assert result["n_per_class"] == 100 and len(result["per_class"]) == 10
     assert result["overall"] >= 0.95
     assert result["overall"] == pytest.approx(trained.accuracy, abs=0.01)  # the test set, class by class
@@ -524,3 +525,37 @@ def test_conditional_accuracy_of_vectors_tells_the_asked_class_from_a_fixed_one(
     assert clf.reconstruction_accuracy(wrong, mlp, data.test) == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match=r"3 classes of vectors of 8 features, but the model generates 3 classes of "):
         clf.conditional_accuracy(right, networks.ReferenceMLP((8,), 3))
+
+
+# --------------------------------------------------------------------------------------------------
+# Data in other units: the classifier reads what it was trained on, the splits in the model's units
+
+
+class Recording(torch.nn.Module):
+    """A classifier of 3 classes that reads every sample as class 0 and keeps what it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().clone())
+        return torch.nn.functional.pad(torch.ones(len(x), 1), (0, 2), value=-1.0) * self.scale
+
+
+def test_the_classifier_reads_samples_and_reconstructions_in_the_models_units() -> None:
+    """Splits hold a transformed model's units (log1p, standardize: about 0 +- 1), and the classifier is trained on
+    them; the counts of the data's own units (tens to hundreds) would be misread."""
+    from tests.viz.vectors import SPECS, named_data
+
+    data = named_data()
+    model = genreg.build_model(SPECS["cvae"], data.info).eval()
+    classifier = Recording()
+    result = clf.conditional_accuracy(model, classifier, n_per_class=20)
+    assert result["classes"] == ["B", "CD14+ Monocyte", "T"] and result["per_class"] == [1.0, 0.0, 0.0]
+    assert clf.reconstruction_accuracy(model, classifier, data.test) == pytest.approx(
+        float((data.test.labels == 0).float().mean())
+    )
+    seen = torch.cat(classifier.seen)
+    assert seen.shape == (60 + len(data.test), 12) and seen.abs().mean() < 5  # the data's mean is over 50

@@ -8,6 +8,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from genreg.evaluation.evaluate import EVAL_FORMAT, evaluate_file, evaluate_mode
 from genreg.evaluation.report import compare_runs
 from genreg.files.model_files import read_metadata
 from genreg.files.tensors import CHECKSUM
+from genreg.model.losses import metric_units
 from tests.helpers import TINY_PARTS
 
 pytestmark = pytest.mark.usefixtures("module_on_one_thread")  # tiny networks: one thread is much faster
@@ -213,6 +215,75 @@ def test_evaluate_model_measures_vectors(tmp_path, monkeypatch) -> None:
     json.dumps(result, allow_nan=False)  # plain JSON: no NaN for a feature without an R^2
 
 
-def test_per_vector_units() -> None:
-    units = {"loss": "nats/image", "mse": "squared error/image", "x": "(unit not declared)"}
-    assert evaluate.per_vector(units) == {"loss": "nats/vector", "mse": "squared error/vector", "x": units["x"]}
+def test_units_per_image_are_said_per_vector_for_vectors() -> None:
+    terms = [SimpleNamespace(config=SimpleNamespace(metric_name=name), unit=unit) for name, unit in UNITS.items()]
+    assert metric_units(terms, "vector") == {
+        "loss": "(weighted sum of mixed units)",
+        "gaussian": "nats/vector",
+        "mse": "squared error/vector",
+        "x": "(unit not declared)",
+    }
+    assert metric_units(terms)["gaussian"] == "nats/image"
+
+
+UNITS = {"gaussian": "nats/image", "mse": "squared error/image", "x": "(unit not declared)"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Data in other units, classes named by strings, data without labels
+
+
+def test_eval_json_names_the_transform_the_classes_and_the_features(tmp_path, monkeypatch) -> None:
+    from genreg.evaluation.report import format_table
+    from tests.viz.vectors import GENES, NAMES, SPECS, named_data
+
+    monkeypatch.setenv("GENREG_CACHE", str(tmp_path))
+    data = named_data()
+    torch.manual_seed(0)
+    model = genreg.build_model(SPECS["cvae"], data.info).eval()
+    spec = {"type": "npz", "path": "unused.npz", "transform": ["log1p", "standardize"]}
+    with pytest.warns(UserWarning, match="not to be trusted"):  # an untrained model's reconstructions
+        result = evaluate_model(model, data, data_spec=spec, iw_samples=2, n_per_class=5)
+    assert result["transform"] == ["log1p", "standardize"] and "after the dataset's transform" in result["scale"]
+    assert result["classes"] == NAMES and len(result["conditional_accuracy_per_class"]) == 3
+    assert result["feature_names"] == GENES and len(result["reconstruction_r2_per_feature"]) == 12
+    assert result["knn_accuracy"] is not None and "skipped" not in result
+    json.dumps(result, allow_nan=False)
+    table = format_table({"run": result})
+    assert "transform (the figures' scale)" in table and "log1p, standardize" in table
+    assert "on the model's scale, after the transform" in table and "conditional accuracy, lowest class" in table
+
+
+def test_eval_of_data_without_labels_skips_the_class_metrics_and_says_why(tmp_path, monkeypatch) -> None:
+    from genreg.evaluation.report import format_table
+    from tests.viz.vectors import SPECS, named_data
+
+    data = named_data(labelled=False)
+    model = genreg.build_model(SPECS["vae"], data.info).eval()
+    result = evaluate_model(model, data, data_spec={"type": "npz", "path": "unused.npz"}, iw_samples=2)
+    assert result["knn_accuracy"] is None and result["chance"] is None
+    assert result["skipped"] == {"knn_accuracy": "the data has no labels"}
+    assert "classes" not in result and "conditional_accuracy" not in result  # a VAE draws no class
+    json.dumps(result, allow_nan=False)
+    rows = {line.split("  ")[0]: line.rstrip() for line in format_table({"run": result}).splitlines()}
+    assert rows["k-NN accuracy (k=5, 5-fold)"].endswith("  — (the data has no labels)")
+    assert rows["k-NN reads"].endswith("  —")
+
+
+def test_eval_of_a_split_of_one_sample_says_what_it_cannot_measure() -> None:
+    """k-NN of a 1-sample split crashed (torch.mode of no neighbours); the fitted Gaussian was NaN."""
+    from genreg.data import DataSplits
+    from genreg.evaluation.report import format_table
+    from tests.viz.vectors import SPECS, named_data
+
+    data = named_data()
+    one = DataSplits(data.train, data.test.take(slice(0, 1)), data.num_classes, features=data.features)
+    model = genreg.build_model({**SPECS["vae"], "latent_dim": 5}, one.info).eval()
+    result = evaluate_model(model, one, iw_samples=2)
+    json.dumps(result, allow_nan=False)
+    reason = "the split has 1 vector; it needs at least 2"
+    assert set(result["skipped"]) == {"active_units", "gaussian_kl", "mmd", "knn_accuracy", "reconstruction_r2"}
+    assert set(result["skipped"].values()) == {reason} and math.isfinite(result["nll_iwae"])
+    table = format_table({"one": result})
+    assert f"reconstruction R², mean over features  — ({reason})" in table
+    assert f"k-NN accuracy (k=5, 5-fold)            — ({reason})" in table

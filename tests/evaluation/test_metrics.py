@@ -613,3 +613,52 @@ def test_auto_stays_fp32_and_says_so_when_bf16_moves_the_bounds_too_far(
     assert auto["precision_note"].startswith("fp32 (bf16 autocast was ")
     assert "more than 0.0" in auto["precision_note"]
     assert (auto["neg_elbo"], auto["nll_iwae"]) == (exact["neg_elbo"], exact["nll_iwae"])  # measured again, in fp32
+
+
+# --------------------------------------------------------------------------------------------------
+# Data in other units, data without labels, a split of one sample
+
+
+def test_the_r2_of_a_transformed_model_is_on_its_own_scale_and_unchanged_without_a_transform() -> None:
+    """Splits hold log1p, standardized counts: the R^2 is of those values, the likelihood's, not of the counts."""
+    from tests.viz.vectors import SPECS, named_data
+
+    for transform in (None, []):
+        data = named_data(transform=transform)
+        torch.manual_seed(0)
+        model = genreg.build_model(SPECS["cvae"], data.info).eval()
+        test, condition = data.test, data.test.condition()
+        in_model = model.reconstruct(test.images, condition, units="model")
+        result = evaluation.reconstruction_r2(model, test)
+        np.testing.assert_allclose(
+            result["reconstruction_r2_per_feature"], numpy_r2(test.images, in_model), rtol=1e-4, atol=1e-6
+        )
+        in_data = numpy_r2(
+            model.out_of_model(test.images), model.reconstruct(model.out_of_model(test.images), condition)
+        )
+        if transform is None:  # fitted: the data's own R^2 is another figure
+            assert not np.allclose(result["reconstruction_r2_per_feature"], in_data, rtol=1e-3)
+        else:  # no transform: the data's units are the model's, as before
+            assert data.info.transform is None
+            np.testing.assert_allclose(result["reconstruction_r2_per_feature"], in_data, rtol=1e-4, atol=1e-6)
+
+
+def test_class_metrics_of_data_without_labels_are_skipped_with_the_reason() -> None:
+    post = evaluation.Posterior(torch.randn(50, 2), torch.zeros(50, 2), torch.zeros(50, dtype=torch.long))
+    metrics = evaluation.latent_metrics(post, labelled=False)
+    assert metrics["knn_accuracy"] is None and metrics["chance"] is None and metrics["knn_on"] is None
+    assert metrics["skipped"] == {"knn_accuracy": "the data has no labels"}
+    assert metrics["gaussian_kl"] >= 0 and metrics["active_units"] == 2
+    assert "skipped" not in evaluation.latent_metrics(post)  # labelled: every figure
+
+
+def test_a_split_of_one_sample_has_no_latent_statistics_and_says_why() -> None:
+    """k-NN of one point crashed (torch.mode of no neighbours): 'Expected reduction dim to have non-zero size'."""
+    with pytest.raises(UsageError, match="k-NN accuracy .* needs at least 2 points; got 1"):
+        evaluation.knn_accuracy(torch.randn(1, 2), torch.zeros(1, dtype=torch.long))
+    assert evaluation.knn_accuracy(torch.tensor([[0.0], [1.0]]), torch.tensor([0, 0])) == 1.0
+    post = evaluation.Posterior(torch.randn(1, 3), torch.zeros(1, 3), torch.zeros(1, dtype=torch.long))
+    metrics = evaluation.latent_metrics(post, noun="vectors")
+    assert metrics["knn_accuracy"] is None and metrics["gaussian_kl"] is None and metrics["active_units"] is None
+    reason = "the split has 1 vector; it needs at least 2"
+    assert metrics["skipped"] == dict.fromkeys(["active_units", "gaussian_kl", "mmd", "knn_accuracy"], reason)

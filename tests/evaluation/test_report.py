@@ -211,3 +211,26 @@ def test_the_r2_row_says_which_features_it_leaves_out_and_images_have_none(evalu
     assert rows["reconstruction R², mean over features"] == ["0.700 (3 features; 2 constant left out)", "—", "—"]
     assert rows["-ELBO (nats/image)"] == ["—", "—", f"{evaluations['vae']['neg_elbo']:.2f}"]
     assert not any("R²" in label for label in rows_of(format_table(evaluations)))
+
+
+def test_skipped_metrics_show_why_and_classes_and_transforms_are_named() -> None:
+    skipped = {"knn_accuracy": "the data has no labels", "conditional_accuracy": "the data has no labels"}
+    unlabelled = vector_result(knn_accuracy=None, knn_on=None, chance=None, conditional_accuracy=None, skipped=skipped)
+    conditional = vector_result(
+        conditional_accuracy=0.8,
+        conditional_accuracy_per_class=[0.9, 0.6, 0.9],
+        classes=["B", "CD14+ Monocyte", "T"],
+        classifier_test_accuracy=0.95,
+        classifier_reconstruction_accuracy=0.9,
+        conditional_accuracy_trusted=True,
+        transform=["log1p", "standardize"],
+    )
+    older = conditional | {"classes": None, "transform": None}  # written before classes were named
+    rows = rows_of(format_table({"a": unlabelled, "b": conditional, "c": older}))
+    knn = ["— (the data has no labels)", "0.900 (chance 0.340)", "0.900 (chance 0.340)"]
+    assert rows["k-NN accuracy (k=5, 5-fold)"] == knn and rows["k-NN reads"][0] == "—"
+    assert rows["conditional accuracy"][0] == "— (the data has no labels)"
+    assert rows["conditional accuracy, lowest class"] == ["—", "CD14+ Monocyte: 0.600", "1: 0.600"]
+    assert rows["transform (the figures' scale)"] == ["—", "log1p, standardize", "—"]
+    r2 = rows["reconstruction R², mean over features"]
+    assert r2[1] == "0.731 (5 features; on the model's scale, after the transform)" and r2[2] == "0.731 (5 features)"

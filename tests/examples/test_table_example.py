@@ -25,9 +25,28 @@ def test_the_table_script_writes_the_same_table_every_time(tmp_path: Path, monke
         assert table["x"].shape == (3000, 30) and table["x"].dtype == np.float32
         assert sorted(np.unique(table["labels"])) == [0, 1, 2] and table["true_z"].shape == (3000, 2)
         first = table["x"].copy()
+    csv = (tmp_path / "table.csv").read_text()
+    assert csv.startswith("group,m00,m01,") and csv.count("\n") == 3001 and "\ndose-high," in csv
     runpy.run_path(str(TABLE / "make_table.py"), run_name="__main__")
     with np.load(tmp_path / "table.npz") as table:
         assert np.array_equal(table["x"], first)
+    assert (tmp_path / "table.csv").read_text() == csv
+
+
+@pytest.mark.slow
+def test_the_csv_spec_trains_on_named_groups_and_answers_in_the_tables_units(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["make_table.py"])
+    runpy.run_path(str(TABLE / "make_table.py"), run_name="__main__")
+    spec = str(TABLE / "table_csv_vae.json")
+    result = CliRunner().invoke(cli, ["run", spec, "--out", "runs/csv", "--set", "train.epochs=3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    model = genreg.load_model(tmp_path / "runs/csv")
+    info = model.data_info
+    assert info.class_names() == ["control", "dose-high", "dose-low"] and info.features[:2] == ["m00", "m01"]
+    measured = np.loadtxt(tmp_path / "table.csv", delimiter=",", skiprows=1, usecols=range(1, 31))
+    drawn = model.sample(2000).numpy()
+    assert np.allclose(drawn.mean(0), measured.mean(0), rtol=0.1)  # in the table's units, not standardised
 
 
 @pytest.mark.slow

@@ -12,14 +12,15 @@ import torch
 
 import genreg
 from genreg import limits
+from genreg.cli.arguments import transfer_targets
 from genreg.errors import UsageError
 from genreg.viz.arrays import interpolation_arrays, manifold_arrays, samples_arrays, transfer_arrays
 from genreg.viz.explore import interpolation_figure, manifold_figure, transfer_figure
 from genreg.viz.figures import check_grid, pyplot
 from genreg.viz.heatmaps import MAX_TICKS, color_scale, heatmap_figure
-from genreg.viz.latent import comparison_figure, latent_scatter_figure, strip_samples
+from genreg.viz.latent import comparison_figure, latent_scatter_figure, project_2d, strip_samples
 from genreg.viz.samples import reconstructions_figure, sample_images, samples_figure
-from tests.viz.vectors import CLASSES, FEATURES, vector_data, vector_model
+from tests.viz.vectors import CLASSES, FEATURES, GENES, NAMES, SPECS, counts, named_data, vector_data, vector_model
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +109,9 @@ def test_an_interpolation_of_vectors_runs_from_sample_a_to_sample_b(cvae, data, 
     drawn = heatmap(figure)
     assert drawn.shape == (6, FEATURES)
     assert torch.equal(drawn[0], data.test.images[0]) and torch.equal(drawn[-1], data.test.images[5])
-    assert tick_labels(figure.axes[0]) == ["sample 0", "4 steps", "sample 5"]
+    assert tick_labels(figure.axes[0]) == ["vector 0", "4 steps", "vector 5"]
     assert torch.allclose(interpolation_arrays(cvae, data.test, 0, 5, 4)["x"], drawn)
-    with pytest.raises(UsageError, match=r"^sample index b=60 is out of range: the split has 60 samples \(0..59\)\.$"):
+    with pytest.raises(UsageError, match=r"^vector index b=60 is out of range: the split has 60 vectors \(0..59\)\.$"):
         interpolation_figure(cvae, data.test, 0, 60)
 
 
@@ -168,6 +169,81 @@ def test_many_features_and_many_blocks_get_few_ticks(figures) -> None:
 
 def test_a_heatmap_that_needs_more_memory_than_there_is_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(limits, "available_memory", lambda: (10**9, "left under this process's limit"))
-    with pytest.raises(UsageError, match=r"^a picture of 1,000,000 samples of 20,000 features needs about"):
+    with pytest.raises(UsageError, match=r"^a picture of 1,000,000 vectors of 20,000 features needs about"):
         check_grid(1000, 1000, (20_000,))
     check_grid(10, 8, (20_000,))  # a usual picture of the same vectors fits
+
+
+# --------------------------------------------------------------------------- named features and classes, other units
+
+
+def feature_labels(figure) -> list[str]:
+    axis = figure.axes[-2] if len(figure.axes) > 2 else figure.axes[0]  # the profile's, else the heatmap's
+    return [label.get_text() for label in axis.get_xticklabels()]
+
+
+def test_named_features_label_the_feature_axis(named_cvae, figures) -> None:
+    torch.manual_seed(0)
+    figures.append(figure := samples_figure(named_cvae, 2))
+    assert feature_labels(figure) == GENES and profile_axis(figure).get_xlabel() == "feature"
+    assert tick_labels(figure.axes[0]) == NAMES  # a block per class, named as the data names it
+    assert [text.get_text() for text in figure.axes[3].get_legend().get_texts()] == NAMES
+    many = [f"a rather long gene name {i}" for i in range(100)]
+    figures.append(wide := heatmap_figure(torch.randn(4, 100), features=many))
+    shown = [label.get_text() for label in profile_axis(wide).get_xticklabels()]
+    assert len(shown) == 20 and shown[0] == "a rather long gen…" and shown[1] == "a rather long gen…"
+    assert [tick for tick in profile_axis(wide).get_xticks()][:2] == [0, 5]
+    assert profile_axis(wide).get_xlabel() == "feature, every 5th of 100 named"
+    figures.append(plain := heatmap_figure(torch.randn(4, 12)))
+    assert profile_axis(plain).get_xlabel() == "feature (0..11)"
+
+
+def test_every_picture_of_a_transformed_model_shows_the_samples_in_the_datas_units(named, named_cvae, figures) -> None:
+    x, _ = counts()
+    test = torch.from_numpy(x[240:])  # the test split in the data's units
+    figures.append(figure := interpolation_figure(named_cvae, named.test, 0, 5, steps=3))
+    drawn = heatmap(figure)
+    assert torch.allclose(drawn[0], test[0], rtol=1e-4, atol=1e-2) and torch.allclose(drawn[-1], test[5], rtol=1e-4)
+    assert drawn[1:-1].mean() > 5 and tick_labels(figure.axes[0]) == ["vector 0", "3 steps", "vector 5"]
+    assert figure.axes[0].get_ylabel() == f"decoded as {NAMES[int(named.test.labels[0])]}"
+    targets, headers = transfer_targets(named_cvae, "label=T,B")
+    assert headers == ["T", "B"] and targets["label"].tolist() == [2, 0]
+    numbers = transfer_arrays(named_cvae, named.test, targets, headers, n=3)
+    index = numbers["original_index"]
+    assert torch.allclose(numbers["originals"], test[index], rtol=1e-4, atol=1e-2) and numbers["x"].mean() > 5
+    assert numbers["label_names"].tolist() == NAMES
+    z = named_cvae.encode(named.test.images[index], named.test.take(index).condition(), units="model")
+    under = {"label": torch.tensor([2, 0]).repeat(3)}
+    assert torch.allclose(numbers["x"], named_cvae.decode(z.repeat_interleave(2, 0), under), rtol=1e-4, atol=1e-3)
+    figures.append(transfer := transfer_figure(named_cvae, named.test, targets, headers, n=3))
+    assert tick_labels(transfer.axes[0]) == ["as given", "as T", "as B"] and feature_labels(transfer) == GENES
+    figures.append(grid := manifold_figure(named_cvae, n=2, fixed={"label": 1}))
+    assert grid.axes[0].get_title() == "latent grid decoded as CD14+ Monocyte: 2 x 2 codes"
+    assert heatmap(grid).mean() > 5
+
+
+def test_the_latent_scatter_names_the_classes_and_unlabelled_data_has_none(named, named_cvae, figures) -> None:
+    figures.append(scatter := latent_scatter_figure(named_cvae, named.test))
+    legend = scatter.axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == NAMES
+    unlabelled = named_data(labelled=False)
+    vae = genreg.build_model(SPECS["vae"], unlabelled.info).eval()
+    figures.append(plain := latent_scatter_figure(vae, unlabelled.test, title="vae: test-set latent means by class"))
+    assert plain.axes[0].get_legend() is None and len(plain.axes) == 1  # no legend, no colorbar
+    assert plain.axes[0].get_title() == "vae: test-set latent means (the data has no labels)"
+    figures.append(compared := comparison_figure({"cvae": (named_cvae, named.test), "vae": (vae, unlabelled.test)}))
+    assert [text.get_text() for text in compared.legends[0].get_texts()] == NAMES
+    assert strip_samples(named_cvae, 3)[1] == "samples (classes B, CD14+ Monocyte, T)"
+    grid = sample_images(vae, 2)
+    assert grid.row_labels is None and "label_names" not in samples_arrays(vae, 1)
+
+
+def test_a_split_of_one_sample_is_drawn(named_cvae, named, figures) -> None:
+    """A 1-sample test split crashed the latent picture of a latent of more than 2 dimensions (PCA of 1 point)."""
+    model = genreg.build_model({**SPECS["cvae"], "latent_dim": 5}, named.info).eval()
+    one = named.test.take(slice(0, 1))
+    figures.append(figure := latent_scatter_figure(model, one))
+    assert figure.axes[0].get_xlabel() == "PC1" and figure.axes[0].get_ylabel() == "PC2"
+    figures.append(latent_scatter_figure(named_cvae, one))
+    points, labels = project_2d(torch.randn(3, 5))
+    assert points.shape == (3, 2) and labels[0].startswith("PC1 (")

@@ -14,8 +14,16 @@ from genreg.model.conditions import Conditions
 from genreg.viz.explore import manifold_figure
 from genreg.viz.figures import save_figure
 from genreg.viz.latent import strip_samples
-from genreg.viz.samples import grid_conditions, sample_images, samples_figure
+from genreg.viz.samples import (
+    grid_conditions,
+    reconstruction_images,
+    reconstructions_figure,
+    sample_images,
+    samples_figure,
+    value_label,
+)
 from tests.helpers import EMBEDDING_CVAE
+from tests.viz.vectors import SPECS, counts
 
 
 def test_without_the_label_the_ink_spans_one_row(ink_only, tmp_path) -> None:
@@ -82,3 +90,40 @@ def test_a_continuous_part_without_a_range_spans_its_mean_and_std_with_a_warning
     with pytest.warns(PictureWarning, match=r"'dose' \(Dose\) has no `low` and `high`.*mean -/\+ 2 std, \[2, 4\]"):
         grid = grid_conditions(Conditions([Dose()], ["dose"]), 3, {})
     assert grid.varying == {"dose": [2.0, 3.0, 4.0]}
+
+
+# --------------------------------------------------------------------------- data in other units, named classes
+
+
+def test_a_reconstruction_picture_of_a_transformed_model_shows_the_datas_units(named, named_cvae, tmp_path) -> None:
+    x, _ = counts()
+    originals, decoded = reconstruction_images(named_cvae, named.test, 4)
+    index = torch.linspace(0, len(named.test) - 1, 4).round().long()
+    truth = torch.from_numpy(x[240:])[index]  # the test split, in the data's units: counts of tens to hundreds
+    assert torch.allclose(originals, truth, rtol=1e-4, atol=1e-2)
+    assert originals.min() >= 0 and originals.mean() > 50 and decoded.min() > -1 and decoded.mean() > 5
+    expected = named_cvae.reconstruct(named.test.images[index], named.test.take(index).condition(), units="model")
+    assert torch.allclose(decoded, named_cvae.out_of_model(expected))
+    figure = reconstructions_figure(named_cvae, named.test, 4)
+    drawn = torch.as_tensor(figure.axes[0].images[0].get_array().data)
+    assert torch.allclose(drawn, torch.cat([originals, decoded]))  # the colorbar is in the data's units
+    assert "data's units" in figure.axes[1].get_ylabel()
+    assert save_figure(figure, tmp_path / "r.png").exists()
+
+
+def test_rows_titles_and_warnings_name_the_classes_as_the_data_does(named, named_cvae) -> None:
+    grid = sample_images(named_cvae, 2)
+    assert grid.row_labels == ["B", "CD14+ Monocyte", "T"] and grid.title is None
+    assert grid.images.shape == (6, 12) and grid.images.mean() > 5  # in the data's units, not the model's (~0)
+    one = sample_images(named_cvae, 2, fixed={"label": 1})
+    assert one.row_labels == ["CD14+ Monocyte"] and one.title == "samples of CD14+ Monocyte (label)"
+    assert sample_images(named_cvae, 1, rows=2).title == "classes B, T: 2 of 3 (choose with --classes or --rows)"
+    assert value_label("label", 2, named.info) == "T" and value_label("label", 2) == "class 2"
+    assert value_label("ink", 0.25, named.info) == "ink=0.25"
+    ids = genreg.DataInfo((4,), 2, vocabularies={"label": [3000, 7000], "dose": ["low", "high"]}, columns={"dose": 2})
+    assert [value_label("label", 1, ids), value_label("dose", 0, ids)] == ["class 7000", "dose=low"]
+    assert many_classes(3).data_info.labelled and sample_images(many_classes(3), 1).title is None
+    absent = genreg.DataInfo((12,), 3, absent={"label": [2]}, vocabularies=named.info.vocabularies)
+    model = genreg.build_model(SPECS["cvae"], absent).eval()
+    with pytest.warns(PictureWarning, match=r"class\(es\) 'T' of column 'label' had no training vectors"):
+        assert sample_images(model, 1, fixed={"label": 2}).title == "samples of T (label)"

@@ -47,8 +47,8 @@ class Thermometer(nn.Module):
         if config.num_classes is not None and config.num_classes < num_classes:
             # Fail while assembling, not with an index error in the middle of training.
             raise AssemblyError(
-                f"conditioner 'thermometer': num_classes={config.num_classes}, but the dataset has labels "
-                f"up to {num_classes - 1}; set num_classes >= {num_classes} or null (the dataset's)."
+                f"conditioner 'thermometer': num_classes={config.num_classes}, but the dataset's column has "
+                f"{num_classes} classes; set num_classes >= {num_classes} or null (the dataset's)."
             )
         self.config = config
         self.num_classes = self.dim = num_classes if config.num_classes is None else config.num_classes
