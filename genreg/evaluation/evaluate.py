@@ -69,7 +69,9 @@ def evaluate_model(
     ``data_spec`` (the resolved dataset spec, which keys the cached reference classifier)
     ``conditional_accuracy`` overall and per class, beside the classifier's own test accuracy and its
     accuracy on the model's reconstructions of the split (``classifier_reconstruction_accuracy``); when
-    that is low, ``conditional_accuracy_trusted`` is false and a ``UserWarning`` says why.
+    that is low, ``conditional_accuracy_trusted`` is false and a ``UserWarning`` says why; for vectors also
+    ``profile_r``, ``profile_r_per_class``, ``profile_classes`` and ``profile_matched``: how each class's samples
+    match its mean profile over both splits (see :mod:`genreg.evaluation.profiles`).
     For vectors (F,) also ``features`` (F), the R^2 of the reconstructions (posterior means decoded):
     ``reconstruction_r2`` (the mean over features), ``reconstruction_r2_per_feature`` and ``r2_features`` (see
     :func:`~genreg.evaluation.metrics.reconstruction_r2`), and every unit per vector (``nats/vector``, where a
@@ -135,7 +137,8 @@ def evaluate_model(
         else:
             result.update(_conditional(model, data, split, data_spec, n_per_class, seed))
             if info.is_vectors:
-                result.update(profile_agreement(model, split, n_per_class, seed))
+                pooled = [data.train, data.test]  # a class's profile over all its samples (few in one split)
+                result.update(profile_agreement(model, pooled, n_per_class, seed))
     if skipped:
         result[SKIPPED] = skipped
     return result

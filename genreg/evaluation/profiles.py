@@ -2,14 +2,16 @@
 
 For vectors (expression profiles, spectra, a table's rows) the question a scientist asks of a cVAE is whether
 the samples it draws for cell type k have cell type k's profile. The mean of n samples asked for class k is
-compared with the mean of the split's samples of class k, both in the data's units and both centred by the
-split's overall mean profile, so that the baseline every class shares (a gene expressed everywhere) does not
-count and what is compared is how the class differs from the rest: the Pearson correlation of those two
-deviations, per class. A class's samples "match" when their deviation correlates best with their own class's
-among every class the split holds.
+compared with the mean of the data's samples of class k (every split given, pooled: a class of a few cells has
+a noisy mean in any one split), both in the data's units and both centred by the data's overall mean profile,
+so that the baseline every class shares (a gene expressed everywhere) does not count and what is compared is
+how the class differs from the rest: the Pearson correlation of those two deviations, per class. A class's
+samples "match" when their deviation correlates best with their own class's among every class the data holds.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -19,10 +21,10 @@ from genreg.model.generative import GenerativeModel
 
 
 @torch.no_grad()
-def profile_agreement(model: GenerativeModel, split: Split, n_per_class: int = 100, seed: int = 0) -> dict:
-    """Per class of ``split`` (every class with at least one sample there), the Pearson r between the centred mean
-    profile of ``n_per_class`` samples the model draws for it and the centred mean profile of its data; (F,)
-    profiles in the data's units, the split's overall mean profile subtracted from both.
+def profile_agreement(model: GenerativeModel, splits: Sequence[Split], n_per_class: int = 100, seed: int = 0) -> dict:
+    """Per class of the data (the ``splits`` pooled; every class with at least one sample there), the Pearson r
+    between the centred mean profile of ``n_per_class`` samples the model draws for it and the centred mean
+    profile of its data; (F,) profiles in the data's units, the data's overall mean profile subtracted from both.
 
     Returns ``profile_r`` (the mean of the classes' r), ``profile_r_per_class`` and ``profile_classes`` (the
     classes' names, as :meth:`~genreg.data.splits.DataInfo.class_names` gives them), and ``profile_matched``: the
@@ -33,8 +35,8 @@ def profile_agreement(model: GenerativeModel, split: Split, n_per_class: int = 1
         raise ValueError(
             "profile_agreement compares the samples of each class of a model of vectors conditioned on it."
         )
-    data = model.out_of_model(split.images.to(model.device))  # (N, F), the data's units
-    labels = split.labels.to(model.device)
+    data = model.out_of_model(torch.cat([split.images for split in splits]).to(model.device))  # (N, F), data's units
+    labels = torch.cat([split.labels for split in splits]).to(model.device)
     classes = [k for k in range(model.data_info.num_classes) if bool((labels == k).any())]
     centre = data.mean(0)
     truth = torch.stack([data[labels == k].mean(0) for k in classes]) - centre  # (K, F)

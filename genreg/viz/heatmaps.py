@@ -6,7 +6,9 @@ diverging colormap centred on 0 for values well on both sides of it (standardise
 sequential one over their range. Samples are drawn as given: the pictures of :mod:`~genreg.viz.samples` and
 :mod:`~genreg.viz.explore` give them in the data's units (a dataset's ``transform`` inverted), so the colorbar is
 too. Features are named on the x axis when the data names them (a table's columns: ``DataInfo.features``), else
-indexed 0..F-1.
+indexed 0..F-1. Of many features (765 genes) only the :data:`SHOWN_FEATURES` that tell the blocks apart most are
+drawn, as a marker-gene heatmap does: those whose block means vary most (with one block, whose values do); the
+title says how many of how many.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ MAX_FEATURE_TICKS = 25
 MAX_FEATURE_NAMES, NAMED_TICKS = 40, 20
 #: A feature name longer than this is cut, ending in an ellipsis, so the axis stays readable.
 NAME_CHARS = 18
+#: Past this many features a heatmap draws only the :data:`SHOWN_FEATURES` that differ most between its blocks.
+MAX_FEATURES, SHOWN_FEATURES = 60, 40
 WIDTH, PROFILE_HEIGHT, ROW_HEIGHT = 7.5, 2.0, 0.08  # inches: the figure's, a profile's, a heatmap row's
 
 
@@ -90,10 +94,17 @@ def heatmap_figure(
     ``blocks`` splits the N rows, in order, into labelled runs (a class's samples): each label is written at its
     block's middle and a rule drawn between blocks. Without blocks, rows are numbered and the profile is the mean
     of all of them. ``ylabel`` says what the rows are, ``title`` goes above. ``features`` names the F features
-    on the x axis (see :func:`feature_ticks`); without names, they are indexed.
+    on the x axis (see :func:`feature_ticks`); without names, they are indexed. Of more than
+    :data:`MAX_FEATURES` features, only the :data:`SHOWN_FEATURES` of :func:`telling_features` are drawn.
     """
     plt = pyplot()
     values = vectors.detach().float().cpu()
+    if values.shape[1] > MAX_FEATURES:
+        kept = telling_features(values, blocks)
+        names = [str(k) for k in range(values.shape[1])] if features is None else list(features)
+        values, features = values[:, kept], [names[k] for k in kept.tolist()]
+        shown = f"the {len(kept)} of {len(names)} features whose {'block means' if blocks else 'values'} vary most"
+        title = f"{title}\n{shown}" if title else shown
     heights = [min(max(ROW_HEIGHT * len(values), 2.0), 9.0)] + ([PROFILE_HEIGHT] if profile else [])
     fig = plt.figure(figsize=(WIDTH, sum(heights) + 0.6), layout="constrained")
     grid = fig.add_gridspec(len(heights), 2, width_ratios=[40, 1], height_ratios=heights)
@@ -113,6 +124,17 @@ def heatmap_figure(
         draw_profiles(bottom, values, blocks, fig.add_subplot(grid[1, 1]))
     feature_ticks(bottom, values.shape[1], features)
     return fig
+
+
+def telling_features(values: torch.Tensor, blocks: Sequence[Block] | None) -> torch.Tensor:
+    """The indices, in order, of the :data:`SHOWN_FEATURES` features of ``values`` (N, F) whose means over the
+    blocks' rows vary most between blocks (markers of a class), or, without two blocks, whose values vary most."""
+    if blocks and len(blocks) > 1:
+        sizes = [size for _, size in blocks]
+        spread = torch.stack([rows.mean(0) for rows in values.split(sizes)]).var(0)
+    else:
+        spread = values.var(0) if len(values) > 1 else values[0].abs()
+    return spread.topk(min(SHOWN_FEATURES, values.shape[1])).indices.sort().values
 
 
 def label_rows(ax: Any, blocks: Sequence[Block] | None, ylabel: str, rule_color: str = "w") -> None:

@@ -50,7 +50,7 @@ _UNREADABLE = (ValueError, OSError, EOFError, NotImplementedError, zlib.error)
 
 
 class TableConfig(FileConfig):
-    """A table of N rows from a CSV, TSV or Parquet file, read with pandas (``pip install 'genreg[table]'``).
+    """A table of N rows from a CSV, TSV or Parquet file, read with pandas (pip install 'genreg[table]').
 
     ``path``: the file; its suffix chooses the reader: ``.csv``, ``.csv.gz``, ``.tsv``, ``.tsv.gz`` (a header
     row of column names), ``.parquet`` or ``.pq`` (pyarrow). ``features``: the columns of the vectors (N, F),

@@ -176,3 +176,13 @@ def test_the_gaussian_warns_about_features_of_large_scale(tmp_path, no_training)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)
         assert CliRunner().invoke(cli, ["validate", str(spec)]).exit_code == 0  # means -4 to 4, sd about 3
+
+
+def test_a_nan_far_down_a_large_table_names_its_row() -> None:
+    """The check is one aminmax pass, then a search by chunks of rows: the row is counted across chunks."""
+    x = np.zeros((20_000, 3), np.float32)
+    x[19_000, 2], x[9_000, 1] = np.inf, np.nan
+    with pytest.raises(
+        DataError, match=r"^big: vectors .* hold 2 NaN or infinite values \(the first at row 9000, feature 1"
+    ):
+        as_split(x, np.zeros(20_000, np.int64), "big")

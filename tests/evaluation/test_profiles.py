@@ -40,10 +40,10 @@ def test_correlations_are_pearsons_r_of_every_pair_of_rows() -> None:
 def test_a_trained_cvae_draws_each_class_with_its_own_profile() -> None:
     data = groups()
     model = genreg.build_model(CVAE, data.info)
-    untrained = profile_agreement(model, data.test, n_per_class=200)
+    untrained = profile_agreement(model, [data.train, data.test], n_per_class=200)
     config = genreg.TrainConfig(epochs=40, batch_size=32, device="cpu")
     genreg.train(model, data, config, seed=0, progress=False)
-    trained = profile_agreement(model, data.test, n_per_class=200)
+    trained = profile_agreement(model, [data.train, data.test], n_per_class=200)
     assert trained["profile_classes"] == ["a", "b", "c"] and trained["profile_matched"] == 1.0
     assert trained["profile_r"] > 0.9 > untrained["profile_r"]  # measured 0.99 against 0.05
     assert len(trained["profile_r_per_class"]) == 3
@@ -53,4 +53,4 @@ def test_only_a_model_of_vectors_conditioned_on_the_label_is_compared() -> None:
     data = groups()
     vae = genreg.build_model({**CVAE, "type": "vae"}, data.info)
     with pytest.raises(ValueError, match="a model of vectors conditioned on it"):
-        profile_agreement(vae, data.test)
+        profile_agreement(vae, [data.test])

@@ -17,7 +17,7 @@ from genreg.errors import UsageError
 from genreg.viz.arrays import interpolation_arrays, manifold_arrays, samples_arrays, transfer_arrays
 from genreg.viz.explore import interpolation_figure, manifold_figure, transfer_figure
 from genreg.viz.figures import check_grid, pyplot
-from genreg.viz.heatmaps import MAX_TICKS, color_scale, heatmap_figure
+from genreg.viz.heatmaps import MAX_TICKS, SHOWN_FEATURES, color_scale, heatmap_figure, telling_features
 from genreg.viz.latent import comparison_figure, latent_scatter_figure, project_2d, strip_samples
 from genreg.viz.samples import reconstructions_figure, sample_images, samples_figure
 from tests.viz.vectors import CLASSES, FEATURES, GENES, NAMES, SPECS, counts, named_data, vector_data, vector_model
@@ -157,14 +157,30 @@ def test_the_colours_are_the_datas_own_diverging_around_zero_only_for_data_on_bo
 
 
 def test_many_features_and_many_blocks_get_few_ticks(figures) -> None:
-    vectors = torch.randn(200, 2000)
+    vectors = torch.randn(200, 50)
     figures.append(figure := heatmap_figure(vectors, [(f"class {k}", 2) for k in range(100)]))
     figure.canvas.draw()
-    assert heatmap(figure).shape == (200, 2000)
+    assert heatmap(figure).shape == (200, 50)
     assert len(tick_labels(figure.axes[0])) <= MAX_TICKS and tick_labels(figure.axes[0])[:2] == ["class 0", "class 3"]
-    features = [tick for tick in profile_axis(figure).get_xticks() if 0 <= tick < 2000]
+    features = [tick for tick in profile_axis(figure).get_xticks() if 0 <= tick < 50]
     assert 5 <= len(features) <= 12 and all(float(tick).is_integer() for tick in features)
     assert len(profile_axis(figure).get_lines()) == 100 and figure.axes[3].get_legend() is None
+
+
+def test_of_many_features_those_that_tell_the_blocks_apart_are_drawn(figures) -> None:
+    """765 genes drawn whole hide the cell types; a marker-gene heatmap shows the genes whose means differ."""
+    torch.manual_seed(0)
+    vectors = torch.randn(30, 765)
+    vectors[:10, 3] += 8  # a marker of the first block
+    vectors[20:, 700] -= 8  # and of the third
+    names = [f"gene{k}" for k in range(765)]
+    figures.append(figure := heatmap_figure(vectors, [("a", 10), ("b", 10), ("c", 10)], title="t", features=names))
+    drawn = heatmap(figure)
+    assert drawn.shape == (30, SHOWN_FEATURES) and "gene3" in feature_labels(figure)
+    assert "gene700" in feature_labels(figure) and feature_labels(figure).index("gene3") == 0  # kept in order
+    assert figure.axes[0].get_title() == "t\nthe 40 of 765 features whose block means vary most"
+    assert torch.equal(drawn[:, 0], vectors[:, 3])
+    assert telling_features(vectors, None).tolist() == sorted(telling_features(vectors, None).tolist())
 
 
 def test_a_heatmap_that_needs_more_memory_than_there_is_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,12 +204,12 @@ def test_named_features_label_the_feature_axis(named_cvae, figures) -> None:
     assert feature_labels(figure) == GENES and profile_axis(figure).get_xlabel() == "feature"
     assert tick_labels(figure.axes[0]) == NAMES  # a block per class, named as the data names it
     assert [text.get_text() for text in figure.axes[3].get_legend().get_texts()] == NAMES
-    many = [f"a rather long gene name {i}" for i in range(100)]
-    figures.append(wide := heatmap_figure(torch.randn(4, 100), features=many))
+    many = [f"a rather long gene name {i}" for i in range(60)]
+    figures.append(wide := heatmap_figure(torch.randn(4, 60), features=many))
     shown = [label.get_text() for label in profile_axis(wide).get_xticklabels()]
     assert len(shown) == 20 and shown[0] == "a rather long gen…" and shown[1] == "a rather long gen…"
-    assert [tick for tick in profile_axis(wide).get_xticks()][:2] == [0, 5]
-    assert profile_axis(wide).get_xlabel() == "feature, every 5th of 100 named"
+    assert [tick for tick in profile_axis(wide).get_xticks()][:2] == [0, 3]
+    assert profile_axis(wide).get_xlabel() == "feature, every 3rd of 60 named"
     figures.append(plain := heatmap_figure(torch.randn(4, 12)))
     assert profile_axis(plain).get_xlabel() == "feature (0..11)"
 
