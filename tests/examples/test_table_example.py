@@ -45,8 +45,11 @@ def test_the_csv_spec_trains_on_named_groups_and_answers_in_the_tables_units(tmp
     info = model.data_info
     assert info.class_names() == ["control", "dose-high", "dose-low"] and info.features[:2] == ["m00", "m01"]
     measured = np.loadtxt(tmp_path / "table.csv", delimiter=",", skiprows=1, usecols=range(1, 31))
-    drawn = model.sample(2000).numpy()
-    assert np.allclose(drawn.mean(0), measured.mean(0), rtol=0.1)  # in the table's units, not standardised
+    drawn, centre, spread = model.sample(2000).numpy(), measured.mean(0), measured.std(0)
+    # in the table's units, not standardised: within half a standard deviation of each feature's mean (after 3
+    # epochs; measured at most 0.16), where z-scores would be many standard deviations away (21 of the 30 features
+    # lie 2 sd or more from 0)
+    assert (np.abs(drawn.mean(0) - centre) < 0.5 * spread).all() and (np.abs(centre) > 2 * spread).sum() >= 15
 
 
 @pytest.mark.slow
