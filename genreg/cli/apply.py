@@ -61,9 +61,10 @@ def reconstruct(model_path: str, data: str, output: str, device: str, batch_size
     """Each sample of DATA decoded from its posterior mean under MODEL_PATH, in the data's units, as a .npz.
 
     DATA as for `genreg encode`. Writes x (N, F) for vectors, in the data's units (the model's transform
-    inverted), or images (N, C, H, W) in [0, 1], beside each condition column in the data's values, row and,
-    for an .h5ad, obs_names.
+    inverted), with features (F,) naming its columns when the data names them, or images (N, C, H, W) in [0, 1],
+    beside each condition column in the data's values, row and, for an .h5ad, obs_names.
     """
+    import numpy as np
     import torch
 
     model, new = _model_and_data(model_path, data, output, device)
@@ -73,7 +74,9 @@ def reconstruct(model_path: str, data: str, output: str, device: str, batch_size
         condition = None if new.condition is None else {c: v[start:stop] for c, v in new.condition.items()}
         parts.append(model.reconstruct(new.samples[start:stop], condition).cpu())
     key = "x" if model.data_info.is_vectors else "images"
-    _write(output, {key: torch.cat(parts).numpy(), **new.columns, **new.extras}, len(new))
+    features = model.data_info.features
+    names = {} if features is None else {"features": np.array(features)}  # the columns of x, in order
+    _write(output, {key: torch.cat(parts).numpy(), **names, **new.columns, **new.extras}, len(new))
 
 
 def _model_and_data(model_path: str, data: str, output: str, device: str) -> tuple[Any, Any]:

@@ -30,7 +30,7 @@ from genreg.model.generative import GenerativeModel, Units
 from genreg.model.inputs import Given, Images
 
 #: The arrays ``genreg encode`` and ``reconstruct`` write besides the condition columns, whose names they keep.
-RESERVED = ("mu", "var", "x", "images", "row", "split", "obs_names")
+RESERVED = ("mu", "var", "x", "images", "features", "row", "split", "obs_names")
 #: Samples the model takes at a time.
 BATCH_SIZE = 1000
 # The files of each recorded dataset kind new data is read from, in words.

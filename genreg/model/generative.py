@@ -21,8 +21,9 @@ from torch import nn
 
 from genreg.data.splits import LABEL, DataInfo, Split
 from genreg.errors import AssemblyError, ConditionError, InputError
+from genreg.model import inputs
 from genreg.model.conditions import Condition, Conditions, is_continuous
-from genreg.model.inputs import Codes, Given, Images, Labels, as_codes, as_images, classes_of, condition_values
+from genreg.model.inputs import Codes, Given, Images, Labels
 from genreg.model.losses import decoder_output_shape, full_precision, likelihood_mean, parameter_maps, weight_schedule
 from genreg.plugin.protocols import LatentSample, ModelOutput
 
@@ -240,7 +241,8 @@ class GenerativeModel(nn.Module):
     def images(self, x: Images, units: Units = "data") -> tuple[torch.Tensor, bool]:
         """``x`` as this model's input (see :func:`~genreg.model.inputs.as_images`), in the model's units (the
         dataset's ``transform`` applied to samples in the data's ``units``), and whether it had the batch axis."""
-        x, batched = as_images(x, self.data_info.image_shape, self.device, next(self.parameters()).dtype)
+        x = inputs.frame_values(x, self.data_info.features)  # a DataFrame's columns by name
+        x, batched = inputs.as_images(x, self.data_info.image_shape, self.device, next(self.parameters()).dtype)
         return (self.into_model(x) if units == "data" else x), batched
 
     def into_model(self, x: torch.Tensor) -> torch.Tensor:
@@ -259,7 +261,7 @@ class GenerativeModel(nn.Module):
     def codes(self, z: Codes) -> tuple[torch.Tensor, bool]:
         """``z`` as this model's latent codes (see :func:`~genreg.model.inputs.as_codes`), and whether it had the
         batch axis."""
-        return as_codes(z, int(self.latent.dim), self.device, next(self.parameters()).dtype)
+        return inputs.as_codes(z, int(self.latent.dim), self.device, next(self.parameters()).dtype)
 
     def given(self, condition: Given | None, n: int | None) -> dict[str, torch.Tensor] | None:
         """A condition as users hold it, for ``n`` images, as the model reads it: {column: (n,) values} on its
@@ -277,7 +279,7 @@ class GenerativeModel(nn.Module):
             return None
         if condition is None:
             self.condition(None)  # raises: the model is conditional
-        values = condition_values(classes_of(self._columns_given(condition), self.data_info), n)
+        values = inputs.condition_values(inputs.classes_of(self._columns_given(condition), self.data_info), n)
         checked = self.checked(values)
         parts = zip(self.conditioner.columns, self.conditioner.parts, strict=True)
         return {c: checked[c].float() if is_continuous(part) else checked[c].long() for c, part in parts}

@@ -60,6 +60,27 @@ def as_images(
     return x.to(dtype), batched
 
 
+def frame_values(x: object, features: Sequence[str] | None) -> object:
+    """A pandas DataFrame as a numpy array of its values, its columns taken by name in the order of ``features``
+    (the model's feature names, :attr:`~genreg.data.splits.DataInfo.features`) when the model has them, so that a
+    frame's column order never matters; anything else as it is. Raises :class:`~genreg.errors.InputError` naming
+    the features the frame lacks."""
+    columns = getattr(x, "columns", None)
+    if columns is None or not hasattr(x, "to_numpy"):
+        return x
+    if features is None:
+        return x.to_numpy()
+    held = {str(column): column for column in columns}
+    missing = [name for name in features if name not in held]
+    if missing:
+        shown = ", ".join(repr(name) for name in missing[:20]) + (" ..." if len(missing) > 20 else "")
+        raise InputError(
+            f"x is a table without {len(missing)} of the model's {len(features)} features: {shown}; its columns are "
+            "taken by name (in any order), so each feature the model was trained on must be one of them."
+        )
+    return x[[held[name] for name in features]].to_numpy()
+
+
 def as_vectors(
     x: Images, shape: Sequence[int], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, bool]:

@@ -96,13 +96,16 @@ def samples_key(model: GenerativeModel) -> str:
 
 def named(model: GenerativeModel, arrays: Arrays) -> Arrays:
     """``arrays`` with ``<column>_names`` (K,) beside each class column whose classes the model's data names (a
-    vocabulary): the value of each class, in class order, as text."""
+    vocabulary): the value of each class, in class order, as text; and ``features`` (F,), the name of each
+    feature of vectors whose data names them (the columns of ``x``, in order)."""
     vocabularies = model.data_info.vocabularies
     names = {
         f"{column}_names": np.array(model.data_info.class_names(column))
         for column in arrays
         if column in vocabularies and f"{column}_names" not in arrays
     }
+    if model.data_info.features is not None and "features" not in arrays:
+        names["features"] = np.array(model.data_info.features)
     return {**arrays, **names}
 
 

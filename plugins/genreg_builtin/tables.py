@@ -42,6 +42,8 @@ __all__ = ["TableConfig", "load_table", "read_table_rows", "SUFFIXES"]
 # The field separator of each text suffix (pandas infers a .gz compression from the name).
 _TEXT_SUFFIXES = {".csv": ",", ".csv.gz": ",", ".tsv": "\t", ".tsv.gz": "\t"}
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+#: A column of distinct integers in order over this many rows or more is taken for an identifier, not a feature.
+ID_ROWS = 20
 #: The file names ``table`` reads, by suffix (case aside): the suffix chooses the reader.
 SUFFIXES = (*_TEXT_SUFFIXES, *_PARQUET_SUFFIXES)
 # What a damaged CSV or Parquet file raises in pandas and pyarrow: parser and decoding errors are ValueErrors,
@@ -55,8 +57,9 @@ class TableConfig(FileConfig):
     ``path``: the file; its suffix chooses the reader: ``.csv``, ``.csv.gz``, ``.tsv``, ``.tsv.gz`` (a header
     row of column names), ``.parquet`` or ``.pq`` (pyarrow). ``features``: the columns of the vectors (N, F),
     numbers in any units (integers and booleans as numbers; every row finite); by default every numeric
-    column but the label column, the ``columns``, a column named ``label`` and a column without a header
-    (``Unnamed: 0``, a saved row index), with a :class:`DataWarning` naming the columns left out. ``label``:
+    column but the label column, the ``columns``, a column named ``label``, a column without a header
+    (``Unnamed: 0``, a saved row index) and an identifier (distinct integers in order, over 20 rows or more),
+    with a :class:`DataWarning` naming the columns left out. ``label``:
     the class column (text or integers; a sorted vocabulary maps text to classes), default ``"label"``: used
     where the file has it, an unlabelled table (one class) where it has not; ``null`` reads no labels.
     ``columns``: more condition columns (text or integers: classes, floats: continuous). ``test_path``: a
@@ -116,9 +119,22 @@ def _default_features(pd: ModuleType, frame: Any, config: TableConfig, label: st
             left_out.append(f"{name!r} (no header: a saved row index?)")
         elif not _numeric(pd, frame[name].dtype):
             left_out.append(f"{name!r} ({frame[name].dtype})")
+        elif _identifier(pd, frame[name]):
+            left_out.append(f"{name!r} (distinct integers in order, row by row: an identifier? list it in `features`)")
         else:
             features.append(name)
     return features, left_out
+
+
+def _identifier(pd: ModuleType, column: Any) -> bool:
+    """Whether a column looks like a row identifier rather than a measurement: integers, all distinct, in order
+    (ascending or descending), over at least :data:`ID_ROWS` rows (a sample number, a patient id)."""
+    return (
+        len(column) >= ID_ROWS
+        and pd.api.types.is_integer_dtype(column.dtype)
+        and column.is_unique
+        and (column.is_monotonic_increasing or column.is_monotonic_decreasing)
+    )
 
 
 def _features(pd: ModuleType, frame: Any, config: TableConfig, label: str | None, path: str) -> list[str]:

@@ -147,7 +147,10 @@ def test_an_h5ad_keeps_its_obs_names(tmp_path) -> None:
     result = invoke("reconstruct", run, tmp_path / "train.h5ad", "-o", tmp_path / "recon.npz")
     assert result.exit_code == 0, result.output
     with np.load(tmp_path / "recon.npz") as saved:
-        assert sorted(saved) == ["obs_names", "row", "x"] and saved["obs_names"].tolist() == list(names.index)
+        assert sorted(saved) == ["features", "obs_names", "row", "x"] and saved["obs_names"].tolist() == list(
+            names.index
+        )
+        assert saved["features"].tolist() == list(FEATURES)  # the columns of x, named
 
 
 @pytest.fixture

@@ -201,3 +201,20 @@ def test_string_labels_in_an_npz_train_a_cvae_from_the_cli(tmp_path) -> None:
     (tmp_path / "spec.json").write_text(json.dumps({"model": CVAE, "data": data, "train": {"epochs": 1}}))
     result = CliRunner().invoke(cli, ["validate", str(tmp_path / "spec.json")])
     assert result.exit_code == 0 and "3 classes" in result.output, result.output
+
+
+def test_a_dataframe_is_read_by_its_column_names_not_their_order() -> None:
+    """A new user's finding: a DataFrame with its columns in another order was encoded by position."""
+    import pandas as pd
+
+    x, kinds = counts()
+    names = [f"gene{k}" for k in range(FEATURES)]
+    split = as_split(x, kinds, "cells.csv")
+    data = finish(split.take(slice(0, 90)), split.take(slice(90, None)), DatasetConfig(), "cells.csv", names)
+    model = genreg.build_model(VAE, data.info)
+    frame = pd.DataFrame(x[:5], columns=names)
+    reversed_frame = frame[names[::-1]]
+    assert torch.equal(model.encode(reversed_frame), model.encode(x[:5]))
+    assert torch.equal(genreg.posterior_of(model, reversed_frame)[0], model.encode(x[:5]))
+    with pytest.raises(InputError, match=r"x is a table without 1 of the model's 6 features: 'gene2'"):
+        model.encode(frame.drop(columns="gene2"))

@@ -84,6 +84,16 @@ def test_a_saved_row_index_is_left_out_and_booleans_and_nullable_integers_are_nu
     assert set(torch.cat([data.train.images, data.test.images])[:, 4].tolist()) == {0.0, 1.0}
 
 
+def test_an_identifier_column_is_left_out_of_the_default_features(tmp_path: Path) -> None:
+    """A sample number (distinct integers in order) is no measurement; shuffled distinct counts stay features."""
+    frame = table().drop(columns="group").assign(sample_id=lambda f: 11_000 + np.arange(len(f)))
+    frame["reads"] = np.random.default_rng(0).permutation(len(frame)) * 7 + 100  # distinct, not in order
+    with pytest.warns(DataWarning, match=r"'sample_id' \(distinct integers in order, row by row: an identifier"):
+        data = load(save(frame, tmp_path / "t.csv"))
+    assert data.info.features == ["a", "b", "c", "dose", "reads"]
+    assert load(save(frame, tmp_path / "u.csv"), features=["a", "sample_id"]).info.features == ["a", "sample_id"]
+
+
 def test_explicit_features_in_their_order_and_condition_columns(tmp_path: Path) -> None:
     frame = table()
     data = load(save(frame, tmp_path / "t.csv"), features=["c", "a"], columns=["group", "dose"])

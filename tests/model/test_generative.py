@@ -422,10 +422,10 @@ def test_inputs_on_the_cpu_go_to_a_model_on_cuda(tiny_cvae) -> None:
 
 def test_training_and_evaluation_never_go_through_the_conversions(monkeypatch) -> None:
     """The trainer's hot path feeds ``forward`` batches checked when the data loaded: it stays as fast as it was."""
-    import genreg.model.generative as generative
+    from genreg.model import inputs
 
-    for name in ("as_images", "as_codes", "condition_values"):
-        monkeypatch.setattr(generative, name, lambda *args, **kwargs: pytest.fail("the trainer converted its input"))
+    for name in ("as_images", "as_codes", "condition_values", "frame_values"):
+        monkeypatch.setattr(inputs, name, lambda *args, **kwargs: pytest.fail("the trainer converted its input"))
     images, labels = torch.rand(64, 1, 6, 6), torch.arange(64) % 3
     data = genreg.DataSplits(genreg.Split(images, labels), genreg.Split(images[:16], labels[:16]), 3)
     model = small_cvae()
