@@ -118,7 +118,7 @@ def test_a_dataset_spec_writes_both_splits_with_a_split_array(runs, tmp_path) ->
     result = invoke("reconstruct", runs["table"], tmp_path / "data.json", "-o", tmp_path / "recon.npz")
     assert result.exit_code == 0, result.output
     with np.load(tmp_path / "recon.npz") as saved:
-        assert sorted(saved) == ["label", "row", "split", "x"] and saved["x"].shape == (300, 6)
+        assert sorted(saved) == ["features", "label", "row", "split", "x"] and saved["x"].shape == (300, 6)
         assert saved["split"].tolist() == ["train"] * 240 + ["test"] * 60
         assert saved["row"].tolist() == list(range(240)) + list(range(60))
 
