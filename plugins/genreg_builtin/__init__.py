@@ -10,6 +10,7 @@ from genreg_builtin import (
     cells,
     conditioners,
     conv,
+    counts,
     datasets,
     h5ad,
     latents,
@@ -38,6 +39,9 @@ def register_components(register):
     register("loss", "gaussian", losses.Gaussian, losses.GaussianConfig)
     register("loss", "mse", losses.MSE, losses.MSEConfig)
     register("loss", "kld", losses.KLD, losses.KLDConfig)
+    register("loss", "poisson", counts.Poisson, counts.PoissonConfig)
+    register("loss", "negative-binomial", counts.NegativeBinomialTerm, counts.NegativeBinomialConfig)
+    register("loss", "zero-inflated-negative-binomial", counts.ZINB, counts.ZINBConfig)
     register("dataset", "mnist-sample", datasets.load_mnist_sample, datasets.MnistSampleConfig)
     register("dataset", "mnist", datasets.load_mnist, datasets.MNISTConfig)
     register("dataset", "fashion-mnist", datasets.load_fashion_mnist, datasets.FashionMNISTConfig)

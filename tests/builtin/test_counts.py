@@ -1,0 +1,196 @@
+"""Tests plugins/genreg_builtin/counts.py: the count likelihoods (poisson, negative-binomial, zero-inflated NB).
+
+Science: the decoder's softmax over features gives proportions, the row's observed total count l scales them
+to the mean mu = l softmax(output) (scVI); each NLL is exact, in nats per sample, equal to scipy.stats' log-pmf
+summed over features; the NB with inverse dispersion theta has mean mu and variance mu + mu^2 / theta.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import genreg
+from genreg.data import DatasetConfig, as_split, finish
+from genreg.errors import DataError
+from genreg.plugin.protocols import LatentSample, ModelOutput
+from genreg.training.runner import check_data
+from genreg_builtin.counts import (
+    ZINB,
+    NegativeBinomialConfig,
+    NegativeBinomialTerm,
+    Poisson,
+    PoissonConfig,
+    ZINBConfig,
+    median_total,
+)
+
+ROWS, FEATURES = 64, 7
+
+
+def random_counts(rows: int = ROWS, seed: int = 0) -> torch.Tensor:
+    """Overdispersed counts with many zeros and no row of total 0, float32."""
+    rng = np.random.default_rng(seed)
+    rates = rng.gamma(0.5, 8.0, size=(rows, FEATURES))
+    x = rng.poisson(rates)
+    x[:, 0] += 1  # every row has a count
+    return torch.from_numpy(x.astype(np.float32))
+
+
+def proportions_and_mu(x: torch.Tensor, output: torch.Tensor) -> np.ndarray:
+    """mu = l softmax(output), float64, computed apart from the module."""
+    p = torch.softmax(output.double(), dim=1)
+    return (x.double().sum(1, keepdim=True) * p).numpy()
+
+
+def output_for(rows: int = ROWS, maps: int = 1, seed: int = 1) -> torch.Tensor:
+    return torch.randn(rows, maps * FEATURES, generator=torch.Generator().manual_seed(seed))
+
+
+def test_poisson_nll_equals_scipy() -> None:
+    x, output = random_counts(), output_for()
+    term = Poisson(PoissonConfig(), output_shape=(FEATURES,))
+    expected = stats.poisson.logpmf(x.numpy(), proportions_and_mu(x, output)).sum(1)
+    got = term.log_likelihood(x, output)
+    assert got.shape == (ROWS,)
+    np.testing.assert_allclose(got.detach().double().numpy(), expected, rtol=1e-5, atol=1e-4)
+    out = ModelOutput(output, LatentSample(torch.zeros(ROWS, 2)))
+    assert torch.equal(term(x, out), -got)
+
+
+def nb_term(theta: torch.Tensor) -> NegativeBinomialTerm:
+    term = NegativeBinomialTerm(NegativeBinomialConfig(), output_shape=(FEATURES,))
+    with torch.no_grad():
+        term.log_theta.copy_(theta.log())
+    return term
+
+
+THETA = torch.tensor([0.3, 0.7, 1.0, 2.5, 5.0, 10.0, 50.0])
+
+
+def test_negative_binomial_nll_equals_scipy_with_n_theta_and_p_theta_over_theta_plus_mu() -> None:
+    x, output = random_counts(), output_for()
+    term = nb_term(THETA)
+    mu, theta = proportions_and_mu(x, output), THETA.double().numpy()
+    expected = stats.nbinom.logpmf(x.numpy(), theta, theta / (theta + mu)).sum(1)
+    np.testing.assert_allclose(term.log_likelihood(x, output).detach().double().numpy(), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_negative_binomial_mean_is_mu_and_theta_is_learned_per_feature() -> None:
+    x, output = random_counts(), output_for()
+    term = nb_term(THETA)
+    _, nb = term.distribution(x, output)
+    np.testing.assert_allclose(nb.mean.detach().double().numpy(), proportions_and_mu(x, output), rtol=1e-4)
+    variance = proportions_and_mu(x, output) + proportions_and_mu(x, output) ** 2 / THETA.double().numpy()
+    np.testing.assert_allclose(nb.variance.detach().double().numpy(), variance, rtol=1e-4)
+    assert [name for name, _ in term.named_parameters()] == ["log_theta"]
+    assert term.log_theta.shape == (FEATURES,)
+    term.log_likelihood(x, output).sum().backward()
+    assert term.log_theta.grad is not None and term.log_theta.grad.abs().sum() > 0
+
+
+def test_zinb_nll_equals_a_direct_mixture_and_its_mean_is_one_minus_pi_times_mu() -> None:
+    x, output = random_counts(), output_for(maps=2)
+    term = ZINB(ZINBConfig(), output_shape=(FEATURES,))
+    assert term.parameter_maps == 2
+    with torch.no_grad():
+        term.log_theta.copy_(THETA.log())
+    mu = proportions_and_mu(x, output[:, :FEATURES])
+    pi = torch.sigmoid(output[:, FEATURES:].double()).numpy()
+    theta = THETA.double().numpy()
+    nb = stats.nbinom.pmf(x.numpy(), theta, theta / (theta + mu))
+    expected = np.log(np.where(x.numpy() == 0, pi + (1 - pi) * nb, (1 - pi) * nb)).sum(1)
+    np.testing.assert_allclose(term.log_likelihood(x, output).detach().double().numpy(), expected, rtol=1e-5, atol=1e-4)
+    term.check_data(x, "counts")
+    library = float(term.library_size)
+    mean = term.mean(output).detach().double().numpy()
+    p = torch.softmax(output[:, :FEATURES].double(), 1).numpy()
+    np.testing.assert_allclose(mean, (1 - pi) * library * p, rtol=1e-5)
+
+
+def test_check_data_stores_the_median_row_total_as_the_library_size_mean_scales_by() -> None:
+    x = random_counts()
+    term = Poisson(PoissonConfig(), output_shape=(FEATURES,))
+    assert torch.isnan(term.library_size)
+    term.check_data(x, "counts")
+    median = float(np.median(x.double().sum(1).numpy()))
+    assert float(term.library_size) == pytest.approx(median)
+    decoded = term.mean(output_for(3))
+    assert decoded.shape == (3, FEATURES) and (decoded >= 0).all()
+    np.testing.assert_allclose(decoded.sum(1).numpy(), median, rtol=1e-5)
+    fixed = Poisson(PoissonConfig(library_size=1000.0), output_shape=(FEATURES,))
+    fixed.check_data(x, "counts")
+    assert float(fixed.library_size) == 1000.0
+    assert float(median_total(torch.tensor([[1.0], [4.0], [2.0], [10.0]]))) == 3.0
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(-1.0, "got -1 at row 3, feature 2 of the training samples"), (1.5, "got 1.5 at row 3, feature 2")],
+)
+def test_check_data_refuses_negative_and_fractional_values_naming_where(value: float, shown: str) -> None:
+    x = random_counts()
+    x[3, 2] = value
+    with pytest.raises(DataError, match="reads non-negative integers") as caught:
+        nb_term(THETA).check_data(x, "cells.npz")
+    assert str(caught.value).startswith("cells.npz: ")
+    assert shown in str(caught.value)
+
+
+def test_check_data_refuses_a_row_of_all_zeros_and_such_a_row_has_likelihood_one() -> None:
+    x = random_counts()
+    x[5] = 0
+    with pytest.raises(DataError, match="row 5 .* has a total count of 0"):
+        Poisson(PoissonConfig(), output_shape=(FEATURES,)).check_data(x, "cells.npz")
+    for term in (Poisson(PoissonConfig(), output_shape=(FEATURES,)), nb_term(THETA)):
+        values = term.log_likelihood(x, output_for()).detach()
+        assert torch.isfinite(values).all() and abs(float(values[5])) < 1e-6
+
+
+def count_splits(rows: int = 120) -> genreg.DataSplits:
+    x = random_counts(rows, seed=3).numpy()
+    split = as_split(x, None, "counts.npz")
+    train, test = split.take(slice(0, 90)), split.take(slice(90, None))
+    return finish(train, test, DatasetConfig(), "counts.npz")
+
+
+@pytest.mark.parametrize("likelihood", ["negative-binomial", "poisson", "zero-inflated-negative-binomial"])
+def test_a_vae_with_a_count_likelihood_trains_and_samples_non_negative_means(likelihood: str, tmp_path) -> None:
+    data = count_splits()
+    spec = {
+        "type": "vae",
+        "latent_dim": 2,
+        "encoder": {"type": "mlp", "hidden": [16]},
+        "decoder": {"type": "mlp", "hidden": [16]},
+        "losses": [{"type": likelihood}, {"type": "kld"}],
+    }
+    model = genreg.build_model(spec, data.info)
+    check_data(model, data)  # what genreg run does first: stores the library size
+    result = genreg.train(model, data, genreg.TrainConfig(epochs=2, batch_size=30, device="cpu"), progress=False)
+    assert np.isfinite(result.history[-1]["test"]["neg_elbo"])
+    samples = model.sample(5)
+    assert samples.shape == (5, FEATURES) and (samples >= 0).all()
+    median = float(np.median(data.train.images.double().sum(1).numpy()))
+    if likelihood != "zero-inflated-negative-binomial":
+        np.testing.assert_allclose(samples.sum(1).numpy(), median, rtol=1e-4)
+    genreg.save_model(model, tmp_path / "model.safetensors")
+    loaded = genreg.load_model(tmp_path / "model.safetensors")
+    assert float(loaded.losses[0].library_size) == pytest.approx(median)
+
+
+def test_without_check_data_the_first_training_batch_gives_the_library_size() -> None:
+    data = count_splits()
+    spec = {
+        "type": "vae",
+        "latent_dim": 2,
+        "encoder": {"type": "mlp", "hidden": [16]},
+        "decoder": {"type": "mlp", "hidden": [16]},
+        "losses": [{"type": "negative-binomial"}, {"type": "kld"}],
+    }
+    model = genreg.build_model(spec, data.info)
+    genreg.train(model, data, genreg.TrainConfig(epochs=1, batch_size=30, device="cpu"), progress=False)
+    size = float(model.losses[0].library_size)
+    assert np.isfinite(size) and size > 0
+    assert (model.sample(4) >= 0).all()
