@@ -6,6 +6,8 @@ paragraph and exits with code 2, so a user never sees a traceback for bad input.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GenregError(Exception):
     """Base class: a problem with input the user controls (spec, files, plugins)."""
@@ -109,6 +111,14 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type's name if it has none), to fit in a one-paragraph error."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def listing(values: Any, limit: int = 20, quote: bool = True) -> str:
+    """``'a', 'b', 3000 (and 7 more)``, at most ``limit`` of ``values`` for one message; ``none`` for no values.
+    Text is quoted (``quote=False`` lists phrases as they are), numbers are written as they are."""
+    texts = [repr(str(value)) if quote and isinstance(value, str) else str(value) for value in values]
+    shown = ", ".join(texts[:limit]) or "none"
+    return shown + (f" (and {len(texts) - limit} more)" if len(texts) > limit else "")
 
 
 def special_file(path: object) -> str | None:

@@ -17,7 +17,7 @@ import torch
 
 from genreg.data.splits import LABEL, ClassValue, DatasetConfig, DataSplits, Split
 from genreg.data.transforms import Transform
-from genreg.errors import DataError, DataWarning
+from genreg.errors import DataError, DataWarning, listing
 
 # Class indices are stored as int64: a float label must be a whole number below 2**63 to become one exactly.
 _INT64_BOUND = 2.0**63
@@ -189,11 +189,11 @@ def _features(vectors: torch.Tensor, what: str, source: str) -> torch.Tensor:
     single = vectors.float().contiguous()
     if not len(single) or all(math.isfinite(float(bound)) for bound in torch.aminmax(single)):
         return single
-    chunks = single.split(CHECKED_ROWS)
-    bad = torch.cat([~torch.isfinite(chunk) for chunk in chunks if not bool(torch.isfinite(chunk).all())])
-    first = next(k for k, chunk in enumerate(chunks) if not bool(torch.isfinite(chunk).all()))
+    chunks = enumerate(single.split(CHECKED_ROWS))
+    holding = [(k, mask) for k, chunk in chunks if bool((mask := ~torch.isfinite(chunk)).any())]  # masks kept: few
+    bad = torch.cat([mask for _, mask in holding])
     row, feature = divmod(_first(bad), vectors.shape[1])
-    row += first * CHECKED_ROWS
+    row += holding[0][0] * CHECKED_ROWS
     raise DataError(
         f"{source}: {what} hold {int(bad.sum())} NaN or infinite values (the first at row {row}, feature "
         f"{feature}: {float(vectors[row, feature]):g}; float32 ends at 3.4e+38); every feature of every row "
@@ -369,8 +369,7 @@ def check_classes(
     if len(present) == count:
         return
     missing = sorted(set(range(count)) - set(present.tolist()))
-    named = [repr(vocabulary[k]) if vocabulary else str(k) for k in missing]
-    shown = ", ".join(named[:10]) + (f" (and {len(named) - 10} more)" if len(named) > 10 else "")
+    shown = listing([vocabulary[k] for k in missing] if vocabulary else missing, 10)
     if vocabulary:
         why = "only the test split holds them"
     else:

@@ -23,7 +23,7 @@ import torch
 
 from genreg.data.columns import LABEL
 from genreg.data.splits import Split
-from genreg.errors import DataError, GenregError, ModelFileError
+from genreg.errors import DataError, GenregError, ModelFileError, listing
 from genreg.files.model_files import missing_plugins, model_file, read_metadata, read_spec
 from genreg.model.conditions import is_continuous
 from genreg.model.generative import GenerativeModel, Units
@@ -35,7 +35,6 @@ RESERVED = ("mu", "var", "x", "images", "features", "row", "split", "obs_names")
 BATCH_SIZE = 1000
 # The files of each recorded dataset kind new data is read from, in words.
 _KINDS = {"npz": "a .npz", "table": "a .csv, .tsv, .csv.gz, .tsv.gz, .parquet or .pq", "anndata": "an .h5ad"}
-_SHOWN = 20  # values listed in one message
 
 
 @dataclass
@@ -254,7 +253,7 @@ def _for_model(read: _Read, model: GenerativeModel, run: str) -> NewData:
         if absent:
             raise DataError(
                 f"{read.source}: the model {run} was trained on {len(info.features)} features, and this data lacks "
-                f"{len(absent)} of them: {_listing(absent)}; every feature the model knows must be there (in any "
+                f"{len(absent)} of them: {listing(absent)}; every feature the model knows must be there (in any "
                 "order)."
             )
         samples = samples[:, [where[name] for name in info.features]]
@@ -268,7 +267,7 @@ def _for_model(read: _Read, model: GenerativeModel, run: str) -> NewData:
     clash = [name for name in read.values if name in RESERVED]
     if clash:
         raise DataError(
-            f"{read.source}: the condition column(s) {_listing(clash)} have the name of an array genreg writes "
+            f"{read.source}: the condition column(s) {listing(clash)} have the name of an array genreg writes "
             f"beside them ({', '.join(RESERVED)}); rename them in the data."
         )
     extras = {"row": np.arange(len(samples), dtype=np.int64), **read.extras}
@@ -285,7 +284,7 @@ def _condition(read: _Read, model: GenerativeModel, run: str) -> dict[str, torch
     if missing:
         lacks = ", ".join(read.named.get(column, f"the column {column!r}") for column in missing)
         raise DataError(
-            f"{read.source}: the model {run} is conditional on {_listing(columns)}, so every row needs its value of "
+            f"{read.source}: the model {run} is conditional on {listing(columns)}, so every row needs its value of "
             f"each, and this data lacks {lacks}; add them (with the values the model was trained on)."
         )
     condition = {}
@@ -331,8 +330,8 @@ def _classes(
         if unknown:
             raise DataError(
                 f"{source}: {where} holds {len(unknown)} value(s) the model {run} does not know: "
-                f"{_listing(unknown)}; it knows the {len(vocabulary)} values of its training data: "
-                f"{_listing(vocabulary)}. Drop those rows, or map them to values the model knows."
+                f"{listing(unknown)}; it knows the {len(vocabulary)} values of its training data: "
+                f"{listing(vocabulary)}. Drop those rows, or map them to values the model knows."
             )
         return torch.as_tensor(np.asarray(classes, dtype=np.int64)[inverse.reshape(-1)])
     if values.dtype.kind not in "biuf":
@@ -348,13 +347,6 @@ def _classes(
             f"0..{count - 1} of it; drop those rows, or map them to classes the model knows."
         )
     return torch.from_numpy(ids)
-
-
-def _listing(values: Any) -> str:
-    """``'a', 'b', 'c' (and 7 more)``."""
-    values = list(values)
-    shown = ", ".join(repr(value) for value in values[:_SHOWN])
-    return shown + (f" (and {len(values) - _SHOWN} more)" if len(values) > _SHOWN else "")
 
 
 # --------------------------------------------------------------------------- the model on it

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field
 
 from genreg.data import DataSplits
-from genreg.errors import DataError, first_line
+from genreg.errors import DataError, first_line, listing
 from genreg.limits import check_memory
 from genreg_builtin.rows import (
     FileConfig,
@@ -25,7 +25,6 @@ from genreg_builtin.rows import (
     check_finite,
     condition,
     features_present,
-    listing,
     missing,
     require,
     split_rows,

@@ -21,10 +21,8 @@ from pydantic import model_validator
 
 from genreg.data import DataSplits, as_split, finish
 from genreg.data.columns import LABEL
-from genreg.errors import DataError, file_kind, first_line
+from genreg.errors import DataError, file_kind, first_line, listing
 from genreg_builtin import datasets
-
-SHOWN = 20  # names listed in one message before "(and N more)"
 
 
 class FileConfig(datasets.FileConfig):
@@ -82,13 +80,6 @@ def check_file(path: str, give: str) -> None:
         raise DataError(f"{path}: file not found (working folder: {Path.cwd()}).")
     if kind != "a regular file":
         raise DataError(f"{path} is {kind}, not a regular file; give {give}.")
-
-
-def listing(names: Any, limit: int = SHOWN, quote: bool = True) -> str:
-    """``'a', 'b', 'c' (and 7 more)``; ``none`` for no names. ``quote=False`` lists phrases as they are."""
-    names = [repr(str(name)) if quote else str(name) for name in names]
-    shown = ", ".join(names[:limit]) or "none"
-    return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
 
 
 def missing(path: str, names: list[str], present: Any, field: str, noun: str = "column") -> None:

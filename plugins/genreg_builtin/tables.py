@@ -23,7 +23,7 @@ from pydantic import Field
 
 from genreg.data import DataSplits
 from genreg.data.columns import LABEL
-from genreg.errors import DataError, DataWarning, first_line
+from genreg.errors import DataError, DataWarning, first_line, listing
 from genreg_builtin.rows import (
     FileConfig,
     Rows,
@@ -31,7 +31,6 @@ from genreg_builtin.rows import (
     check_finite,
     condition,
     features_present,
-    listing,
     missing,
     require,
     split_rows,
