@@ -309,9 +309,9 @@ def finish(
     if features is not None and (train.images.dim() != 2 or len(features) != train.images.shape[1]):
         shape = tuple(train.images.shape[1:])
         raise DataError(f"{source}: {len(features)} feature names for samples of shape {shape}.")
-    transform = Transform.fit(config.transform_steps, train.images, f"{source} (training split)")
+    transform, samples = Transform.fit_apply(config.transform_steps, train.images, f"{source} (training split)")
     if transform is not None:
-        train = train.with_images(transform.apply(train.images, f"{source} (training split)"))
+        train = train.with_images(samples)
         test = test.with_images(transform.apply(test.images, f"{source} (test split)"))
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     features = None if features is None else [str(name) for name in features]
@@ -355,8 +355,8 @@ def _ids_are_indices(ids: list[int]) -> bool:
 def _recoded(codes: torch.Tensor, values: list[ClassValue], vocabulary: list[ClassValue]) -> torch.Tensor:
     """``codes`` that index ``values`` (or, for integer ids, that are the values) as indices into ``vocabulary``."""
     if isinstance(values[0], str):
-        table = torch.tensor([vocabulary.index(value) for value in values], dtype=torch.long)
-        return table[codes]
+        position = {value: k for k, value in enumerate(vocabulary)}
+        return torch.tensor([position[value] for value in values], dtype=torch.long)[codes]
     return torch.searchsorted(torch.tensor(vocabulary, dtype=torch.long), codes)
 
 

@@ -54,23 +54,30 @@ class Transform:
         no step is left after dropping ``none``. Statistics are accumulated in float64. Raises
         :class:`~genreg.errors.DataError` naming ``source`` for images (transforms are for vectors) and for
         ``log1p`` of a value <= -1 (naming row and feature)."""
+        return cls.fit_apply(steps, samples, source)[0]
+
+    @classmethod
+    def fit_apply(
+        cls, steps: Sequence[str], samples: torch.Tensor, source: str
+    ) -> tuple[Transform | None, torch.Tensor]:
+        """:meth:`fit`, and the training ``samples`` transformed by it on the way (a new float32 tensor; ``samples``
+        themselves without a step), so that the training split is transformed once."""
         steps = [step for step in steps if step != "none"]
         if not steps:
-            return None
+            return None, samples
         if samples.dim() != 2:
             raise DataError(
                 f"{source}: transform {steps} applies to vectors (N, F), but the samples are images of shape "
                 f"{tuple(samples.shape[1:])}; images are read in [0, 1] already: set transform to 'none'."
             )
-        fitted, values = cls([], [], []), samples
-        for step in steps:
+        fitted, values = cls([], [], []), samples.float()
+        for index, step in enumerate(steps):
             shift, scale = _fit_step(step, values, source)
             fitted.steps += (step,)
             fitted.shifts.append(shift)
             fitted.scales.append(scale)
-            if len(fitted.steps) < len(steps):  # the next step is fitted on this one's output
-                values = fitted._forward(values.float(), len(fitted.steps) - 1, owned=values is not samples)
-        return fitted
+            values = fitted._forward(values, index, owned=index > 0 or values is not samples)  # the next fits this
+        return fitted, values
 
     def apply(
         self, samples: torch.Tensor, source: str = "the data", error: type[Exception] = DataError

@@ -60,6 +60,8 @@ def test_standardize_is_fitted_on_the_training_split_and_inverted_exactly() -> N
     raw = torch.from_numpy(counts()[0])
     assert torch.allclose(data.transform.invert(data.test.images), raw[90:], rtol=1e-6, atol=1e-3)
     assert data.test.images.mean().abs() < 0.5  # the test split went through the training split's statistics
+    steps = loaded(["log1p", "standardize"])  # the training split transformed while fitted, as apply does it
+    assert torch.allclose(steps.train.images, steps.transform.apply(raw[:90]), atol=1e-6)
 
 
 def test_steps_apply_in_order_each_fitted_on_the_output_of_the_ones_before() -> None:
