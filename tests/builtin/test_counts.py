@@ -156,17 +156,22 @@ def count_splits(rows: int = 120) -> genreg.DataSplits:
     return finish(train, test, DatasetConfig(), "counts.npz")
 
 
+def count_vae(likelihood: str) -> dict:
+    """A tiny VAE spec with the count ``likelihood``."""
+    mlp = {"type": "mlp", "hidden": [16]}
+    return {
+        "type": "vae",
+        "latent_dim": 2,
+        "encoder": mlp,
+        "decoder": mlp,
+        "losses": [{"type": likelihood}, {"type": "kld"}],
+    }
+
+
 @pytest.mark.parametrize("likelihood", ["negative-binomial", "poisson", "zero-inflated-negative-binomial"])
 def test_a_vae_with_a_count_likelihood_trains_and_samples_non_negative_means(likelihood: str, tmp_path) -> None:
     data = count_splits()
-    spec = {
-        "type": "vae",
-        "latent_dim": 2,
-        "encoder": {"type": "mlp", "hidden": [16]},
-        "decoder": {"type": "mlp", "hidden": [16]},
-        "losses": [{"type": likelihood}, {"type": "kld"}],
-    }
-    model = genreg.build_model(spec, data.info)
+    model = genreg.build_model(count_vae(likelihood), data.info)
     check_data(model, data)  # what genreg run does first: stores the library size
     result = genreg.train(model, data, genreg.TrainConfig(epochs=2, batch_size=30, device="cpu"), progress=False)
     assert np.isfinite(result.history[-1]["test"]["neg_elbo"])
@@ -182,14 +187,7 @@ def test_a_vae_with_a_count_likelihood_trains_and_samples_non_negative_means(lik
 
 def test_without_check_data_the_first_training_batch_gives_the_library_size() -> None:
     data = count_splits()
-    spec = {
-        "type": "vae",
-        "latent_dim": 2,
-        "encoder": {"type": "mlp", "hidden": [16]},
-        "decoder": {"type": "mlp", "hidden": [16]},
-        "losses": [{"type": "negative-binomial"}, {"type": "kld"}],
-    }
-    model = genreg.build_model(spec, data.info)
+    model = genreg.build_model(count_vae("negative-binomial"), data.info)
     genreg.train(model, data, genreg.TrainConfig(epochs=1, batch_size=30, device="cpu"), progress=False)
     size = float(model.losses[0].library_size)
     assert np.isfinite(size) and size > 0
