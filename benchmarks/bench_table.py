@@ -53,6 +53,7 @@ import time
 import traceback
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -394,10 +395,13 @@ def stage_worker(conn, path: str, tmp: str) -> None:
 
 
 def receive(conn, name: str, kind: str, tmp: str, procs: list) -> dict:
+    """The next message of ``kind`` from ``name``'s process; a worker's error kills every worker (SIGKILL: the
+    others wait for a 'go' that will not come, and Lightning, in ``bench_scvi.py``, catches SIGTERM) and is raised
+    with its traceback."""
     got, payload = conn.recv()
     if got == "error":
-        for proc in procs:  # the others wait for a 'go' that will not come
-            proc.terminate()
+        for proc in procs:
+            proc.kill()
         raise RuntimeError(f"{name} worker failed:\n{payload}\n(log: {Path(tmp) / (name + '.log')})")
     assert got == kind, (got, kind)
     return payload
@@ -414,7 +418,23 @@ def run_stages(path: Path, tmp: str) -> dict:
 
 
 def run_interleaved(trainers: list[str], path: Path, epochs: int, tmp: str) -> tuple[dict[str, dict], dict]:
-    """Each trainer in its own process, one epoch each in turn (the order rotating every epoch).
+    """Each trainer of this benchmark in its own process, one epoch each in turn (see :func:`take_turns`)."""
+    context = mp.get_context("spawn")
+
+    def start(name: str, child_end: Any) -> Any:
+        proc = context.Process(target=worker, args=(name, child_end, str(path), epochs, tmp), name=f"bench-{name}")
+        proc.start()
+        return proc
+
+    return take_turns(trainers, start, epochs, tmp)
+
+
+def take_turns(
+    trainers: list[str], start: Any, epochs: int, tmp: str, final: str | None = None
+) -> tuple[dict[str, dict], dict]:
+    """Each trainer in its own process (``start(name, pipe_end)`` starts it), set up one at a time (each loads the
+    data alone), then one epoch each in turn (the order rotating every epoch), then, after ``final`` is sent to
+    each (if given), its "done" results one at a time.
 
     Returns the trainers' results and the contention during the epochs: the share of the machine's CPU time
     that other processes used (``others``) and that the hypervisor stole (``steal``).
@@ -422,12 +442,11 @@ def run_interleaved(trainers: list[str], path: Path, epochs: int, tmp: str) -> t
     context = mp.get_context("spawn")
     pipes, procs = {}, {}
     results = {name: {"epochs": []} for name in trainers}
-    for name in trainers:  # one at a time: each loads the table alone
+    for name in trainers:
         parent_end, child_end = context.Pipe()
-        proc = context.Process(target=worker, args=(name, child_end, str(path), epochs, tmp), name=f"bench-{name}")
-        proc.start()
-        pipes[name], procs[name] = parent_end, proc
+        pipes[name], procs[name] = parent_end, start(name, child_end)
         results[name].update(receive(pipes[name], name, "ready", tmp, list(procs.values())))
+        print(f"{name}: set up", flush=True)
     pids = [os.getpid(), *(proc.pid for proc in procs.values())]
     machine_before, ours_before = cpu_times(), process_ticks(pids)
     for epoch in range(epochs):
@@ -438,6 +457,8 @@ def run_interleaved(trainers: list[str], path: Path, epochs: int, tmp: str) -> t
             print(f"epoch {epoch + 1}/{epochs} {name:11s} {results[name]['epochs'][-1]['seconds']:7.2f} s", flush=True)
     machine_after, ours_after = cpu_times(), process_ticks(pids)
     for name in trainers:
+        if final is not None:
+            pipes[name].send(final)
         results[name].update(receive(pipes[name], name, "done", tmp, list(procs.values())))
     for proc in procs.values():
         proc.join()

@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from genreg.data.sparse import RowStore, checked_rows, dense, is_sparse_matrix
 from genreg.data.splits import LABEL, ClassValue, DatasetConfig, DataSplits, Split
 from genreg.data.transforms import Transform
 from genreg.errors import DataError, DataWarning, listing
@@ -143,7 +144,8 @@ def as_split(
     vectors (N, F) of finite real numbers.
 
     A 2-D array is N vectors of F features (a table's rows: any finite values, integers and booleans taken
-    as numbers); 3-D and 4-D arrays are images. ``labels`` are one class per sample: integer ids (or
+    as numbers), or a scipy sparse matrix (N, F), kept sparse (:class:`~genreg.data.sparse.SparseRows`); 3-D and
+    4-D arrays are images. ``labels`` are one class per sample: integer ids (or
     whole-number floats within int64's range), or strings (numpy text or a list, or a pandas column of
     strings); None for data without labels (one class). :func:`finish` maps values that are not 0..K-1 to
     classes through a sorted vocabulary. ``columns`` are further condition columns (1-D, one value per
@@ -154,7 +156,10 @@ def as_split(
     :class:`DataError`.
     """
     image_what, label_what = _named("images", keys[0]), _named("labels", keys[1])
-    images = _tensor(images, image_what, source)
+    if is_sparse_matrix(images):  # kept sparse: vectors (N, F), dense only when batches are gathered
+        images = checked_rows(images, _named("vectors", keys[0]), source)
+    else:
+        images = _tensor(images, image_what, source)
     if images.dim() == 3:
         images = images.unsqueeze(1)
     images = channels_first(images, layout, image_what, source)
@@ -174,7 +179,9 @@ def as_split(
         checked[name], vocabulary = _column(values, name, n, source)
         if vocabulary is not None:
             vocabularies[name] = vocabulary
-    if images.dim() == 2:
+    if isinstance(images, RowStore):
+        samples = images
+    elif images.dim() == 2:
         samples = _features(images, _named("vectors", keys[0]), source)
     else:
         samples = _pixels(images, image_what, source)
@@ -309,6 +316,8 @@ def finish(
     if features is not None and (train.images.dim() != 2 or len(features) != train.images.shape[1]):
         shape = tuple(train.images.shape[1:])
         raise DataError(f"{source}: {len(features)} feature names for samples of shape {shape}.")
+    if config.transform_steps:  # a transform makes zeros non-zero (standardize): dense
+        train, test = train.with_images(dense(train.images)), test.with_images(dense(test.images))
     transform, samples = Transform.fit_apply(config.transform_steps, train.images, f"{source} (training split)")
     if transform is not None:
         train = train.with_images(samples)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from genreg.data.columns import LABEL
+from genreg.data.sparse import dense
 from genreg.data.splits import Split
 from genreg.errors import DataError, GenregError, ModelFileError, listing
 from genreg.files.model_files import missing_plugins, model_file, read_metadata, read_spec
@@ -221,7 +222,7 @@ def _dataset_spec(path: str) -> _Read:
         "row": np.concatenate([np.arange(len(split), dtype=np.int64) for split in splits.values()]),
         "split": np.array([name for name, split in splits.items() for _ in range(len(split))], dtype=str),
     }
-    samples = torch.cat([data.train.images, data.test.images])
+    samples = torch.cat([dense(data.train.images), dense(data.test.images)])
     named = {name: f"the column {name!r}" for name in columns}
     return _Read(samples, columns, named, f"{path} ({data.source})", extras, data.features)
 

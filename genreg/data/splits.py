@@ -22,6 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from genreg.data.columns import LABEL
+from genreg.data.sparse import RowStore
 from genreg.data.transforms import Step, Transform
 from genreg.errors import ConditionError
 
@@ -58,7 +59,9 @@ class Split:
     """Samples and condition columns, one value per sample.
 
     ``images`` holds the samples as float32: images (N, C, H, W) in [0, 1], or vectors (N, F) of any
-    finite real values (a table's rows, spectra, expression profiles).
+    finite real values (a table's rows, spectra, expression profiles), dense or, for a mostly-zero matrix (counts
+    of genes in cells), :class:`~genreg.data.sparse.SparseRows` (or rows read from disk, another
+    :class:`~genreg.data.sparse.RowStore`), whose batches are dense when gathered.
 
     ``columns`` maps each column's name to its values (N,): int64 for classes,
     float32 for a continuous quantity. The class labels are the column ``label``
@@ -70,7 +73,7 @@ class Split:
 
     def __init__(
         self,
-        images: torch.Tensor,
+        images: torch.Tensor | RowStore,
         labels: torch.Tensor,
         columns: Mapping[str, torch.Tensor] = (),
         vocabularies: Mapping[str, Sequence[ClassValue]] = (),
@@ -94,8 +97,9 @@ class Split:
         return self._with(self.images.to(device), {name: values.to(device) for name, values in self.columns.items()})
 
     def take(self, index: torch.Tensor | slice) -> Split:
-        """The images at ``index`` with all their columns."""
-        return self._with(self.images[index], self.condition(index))
+        """The images at ``index`` with all their columns (sparse rows stay sparse)."""
+        images = self.images.take(index) if isinstance(self.images, RowStore) else self.images[index]
+        return self._with(images, self.condition(index))
 
     def with_images(self, images: torch.Tensor) -> Split:
         """The same columns beside other images (e.g. binarised ones)."""
@@ -105,7 +109,7 @@ class Split:
         """Every condition column at ``index``: what a model's conditioners read."""
         return {name: values[index] for name, values in self.columns.items()}
 
-    def _with(self, images: torch.Tensor, columns: Mapping[str, torch.Tensor]) -> Split:
+    def _with(self, images: torch.Tensor | RowStore, columns: Mapping[str, torch.Tensor]) -> Split:
         return Split(images, columns[LABEL], columns, self.vocabularies, self.labelled)
 
 

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
+from genreg.data.sparse import RowStore, dense
 from genreg.data.splits import LABEL, DataSplits, Split
 from genreg.errors import GenregError, UsageError
 from genreg.evaluation.metrics import batches
@@ -138,7 +139,7 @@ def train_classifier(
     with torch.random.fork_rng(devices=_cuda_indices(device)):
         torch.manual_seed(seed)
         classifier = reference_network(data.info.image_shape, data.num_classes).to(device)
-        images, labels = data.train.images.to(device), data.train.labels.to(device)
+        images, labels = dense(data.train.images).to(device), data.train.labels.to(device)
         if isinstance(classifier, ReferenceMLP):
             classifier.standardise_by(images)
             epochs, augment = max(epochs, _epochs_for_steps(len(labels), MLP["min_steps"])), False
@@ -217,7 +218,7 @@ def accuracy(classifier: nn.Module, split: Split) -> float:
     """Fraction of ``split`` classified correctly (NaN for an empty split)."""
     if len(split) == 0:
         return math.nan
-    predicted = classify(classifier, split.images)
+    predicted = classify(classifier, dense(split.images))
     return (predicted == split.labels.to(predicted.device)).float().mean().item()
 
 
@@ -347,9 +348,14 @@ def _recipe(vectors: bool) -> dict[str, Any]:
 def data_digest(data: DataSplits) -> str:
     """16 hex chars of BLAKE2b over both splits' samples and labels (about 0.1 s per 100 MB)."""
     digest = hashlib.blake2b(digest_size=8)
-    for tensor in (data.train.images, data.train.labels, data.test.images, data.test.labels):
+    for tensor in (*_tensors(data.train.images), data.train.labels, *_tensors(data.test.images), data.test.labels):
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def _tensors(samples: torch.Tensor | RowStore) -> tuple[torch.Tensor, ...]:
+    """The tensors that hold ``samples``: itself, or a row store's (see ``RowStore.digest_tensors``)."""
+    return samples.digest_tensors() if isinstance(samples, RowStore) else (samples,)
 
 
 def _load_cached(path: Path, settings: dict[str, str]) -> tuple[ReferenceClassifier, float] | None:

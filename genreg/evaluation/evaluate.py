@@ -24,12 +24,15 @@ from genreg.evaluation.classifier import (
 from genreg.evaluation.metrics import (
     NO_LABELS,
     SKIPPED,
+    Posterior,
+    active_mask,
     is_probabilistic,
     latent_metrics,
     likelihood_bounds,
     posterior,
     reconstruction_r2,
 )
+from genreg.evaluation.mixing import neighbourhood_scores
 from genreg.evaluation.profiles import profile_agreement
 from genreg.files.atomic import check_writable, write_json
 from genreg.files.model_files import load_model, model_file, read_metadata, read_spec
@@ -77,7 +80,14 @@ def evaluate_model(
     :func:`~genreg.evaluation.metrics.reconstruction_r2`), and every unit per vector (``nats/vector``, where a
     term declares ``nats/image``: a term's value is per sample). Not for images, whatever their likelihood: they
     are measured exactly as before, and a pixel's R^2 is undefined where the pixel never varies (an MNIST
-    border). A dynamically binarised split is binarised once, with ``seed``, as in training's test metrics.
+    border). ``columns`` maps each class column with at least 2 classes in the split (``label`` of labelled data,
+    a batch, ...) to how its classes sit among each sample's 15 nearest neighbours in the latent space:
+    ``knn_accuracy`` beside ``chance``, ``mixing_entropy`` beside ``mixing_entropy_expected`` (its value if the
+    classes were perfectly mixed), ``k``, ``on`` (the codes read: posterior means of the active units) and ``role``
+    (``conditioned`` when the model's conditioner reads the column, else ``not conditioned``); see
+    :func:`column_neighbourhoods`. A batch should mix (entropy near its expected value, k-NN near chance), a cell
+    type stay apart (k-NN high). A dynamically binarised split is binarised once, with ``seed``, as in training's
+    test metrics.
     ``precision`` (``auto``, ``fp32``, ``bf16``) is what the decoder's products run in for the likelihood bounds
     (K draws per image, the slow part): ``auto`` is bf16 where training would use it and where it moves neither
     bound by more than 0.1 nat, else fp32 (see :func:`~genreg.evaluation.metrics.likelihood_bounds`);
@@ -95,8 +105,8 @@ def evaluate_model(
     A metric with no meaning here is None, and ``skipped`` maps it to why (see
     :data:`~genreg.evaluation.metrics.SKIPPED`): for data without labels (``DataInfo.labelled`` false)
     ``knn_accuracy`` (with ``knn_on`` and ``chance``) and ``conditional_accuracy``, ``"the data has no labels"``;
-    ``conditional_accuracy`` of a conditional model that does not read the label; and the latent-space figures
-    and the R^2 of a split of fewer than 2 samples.
+    ``conditional_accuracy`` of a conditional model that does not read the label; the latent-space figures
+    and the R^2 of a split of fewer than 2 samples; and ``columns`` ({}) of a latent without an active unit.
     """
     split = fixed_binarization(getattr(data, split_name), data.binarize, seed)
     model.eval()
@@ -123,8 +133,13 @@ def evaluate_model(
         result.update(bounds)
     if info.is_vectors:
         result.update(reconstruction_r2(model, split))
-    result.update(latent_metrics(posterior(model, split), seed, labelled=info.labelled, noun=info.noun))
+    post = posterior(model, split)
+    result.update(latent_metrics(post, seed, labelled=info.labelled, noun=info.noun))
     skipped = result.pop(SKIPPED, {})
+    columns = column_neighbourhoods(model, split, post, seed)
+    if columns is None:
+        skipped["columns"] = NO_ACTIVE_UNITS
+    result["columns"] = columns or {}
     if info.is_vectors and len(split) < 2:  # no feature varies over one row
         skipped["reconstruction_r2"] = skipped["gaussian_kl"]
     if model.conditional and data_spec is not None:
@@ -142,6 +157,43 @@ def evaluate_model(
     if skipped:
         result[SKIPPED] = skipped
     return result
+
+
+#: neighbours of each cell in :func:`column_neighbourhoods` (fewer in a split of at most this many samples)
+NEIGHBOURS = 15
+#: why a model's class columns are not scored: its latent carries nothing
+NO_ACTIVE_UNITS = "no latent unit is active: the codes carry no column"
+
+
+def column_neighbourhoods(model: GenerativeModel, split: Split, post: Posterior, seed: int = 0) -> dict | None:
+    """For each class column of ``split`` with at least 2 classes present (the label of labelled data among
+    them), whether its classes mix or stay apart in the latent space: the scores of
+    :func:`~genreg.evaluation.mixing.neighbourhood_scores` of :data:`NEIGHBOURS` neighbours, with ``k`` and ``on``
+    (the codes read) and ``role``: ``conditioned`` for a column the model's conditioner reads, else
+    ``not conditioned``. {} when there is no such column; None when no latent unit is active.
+
+    The codes are the posterior means (scVI's latent representation of a cell) of the active units only:
+    a cVAE's encoder sees its conditions, and their offsets on units the decoder ignores (posterior ~ prior)
+    would show a conditioned batch as unmixed. An AE's codes, every dimension.
+    """
+    columns = {
+        name: values.cpu()
+        for name, values in split.columns.items()
+        if not values.is_floating_point() and len(values.unique()) >= 2
+    }
+    if not columns:
+        return {}
+    active = torch.ones(post.mu.shape[1], dtype=torch.bool) if post.log_var is None else active_mask(post.mu)
+    if not active.any():
+        return None
+    on = f"codes, {len(active)} dims" if post.log_var is None else f"posterior means, {int(active.sum())} active units"
+    read = set(model.conditioner.columns) if model.conditional else set()
+    k = min(NEIGHBOURS, len(split) - 1)
+    return {
+        name: neighbourhood_scores(post.mu[:, active], values, k=k, seed=seed)
+        | {"k": k, "on": on, "role": "conditioned" if name in read else "not conditioned"}
+        for name, values in columns.items()
+    }
 
 
 def _conditional(

@@ -218,30 +218,35 @@ def r2_per_feature(x: torch.Tensor, reconstructed: torch.Tensor) -> torch.Tensor
 
 
 @torch.no_grad()
-def reconstructions(model: GenerativeModel, split: Split, batch_size: int = 1000) -> torch.Tensor:
-    """The model's reconstruction of every sample of ``split``, float32 on the CPU, of the split's shape: the
-    decoding (the likelihood's mean) of each sample's posterior mean, with its own condition, in the model's units
-    as the split holds them (after the dataset's ``transform``, if any)."""
-    with model.evaluating():
-        parts = [
-            model.reconstruct(x, condition, units="model").float().cpu()
-            for x, condition in batches(model, split, batch_size)
-        ]
-    return torch.cat(parts) if parts else torch.zeros(0, *split.images.shape[1:])
+def reconstruction_r2(
+    model: GenerativeModel, split: Split, batch_size: int = 1000
+) -> dict[str, float | int | list[float | None] | None]:
+    """R^2 of the model's reconstructions of ``split``, per feature and its mean over features (as
+    :func:`r2_per_feature` computes it); measured for vectors, whose features are real numbers in their own units.
+    It is on the model's scale, after the dataset's ``transform`` (the split's values and the likelihood's): of
+    log1p values, say, not of the counts.
 
-
-def reconstruction_r2(model: GenerativeModel, split: Split) -> dict[str, float | int | list[float | None] | None]:
-    """R^2 of the model's reconstructions of ``split``, per feature and its mean over features (see
-    :func:`r2_per_feature`); measured for vectors, whose features are real numbers in their own units. It is on
-    the model's scale, after the dataset's ``transform`` (the split's values and the likelihood's): of log1p
-    values, say, not of the counts.
-
-    The reconstruction decodes the posterior mean (:func:`reconstructions`), so the figure says how much of
-    each feature's variance over the split the code keeps. Returns ``reconstruction_r2`` (the mean over the
-    features that vary; None if none does), ``reconstruction_r2_per_feature`` (F values, None for a feature
-    that does not vary) and ``r2_features`` (how many features the mean is over).
+    The reconstruction decodes each sample's posterior mean with its own condition (``model.reconstruct``: for a
+    count likelihood, at the row's own total count), so the figure says how much of each feature's variance over
+    the split the code keeps. Computed ``batch_size`` rows at a time in two passes (the features' means, then the
+    sums of squares, float64), so that no dense copy of the split is made (a sparse or on-disk one stays so).
+    Returns ``reconstruction_r2`` (the mean over the features that vary; None if none does),
+    ``reconstruction_r2_per_feature`` (F values, None for a feature that does not vary) and ``r2_features`` (how
+    many features the mean is over).
     """
-    r2 = r2_per_feature(split.images, reconstructions(model, split))
+    features = math.prod(split.images.shape[1:])
+    mean = torch.zeros(features, dtype=torch.float64, device=model.device)
+    for x, _ in batches(model, split, batch_size):
+        mean += x.flatten(1).double().sum(0)
+    mean /= max(len(split), 1)
+    residual, total = torch.zeros_like(mean), torch.zeros_like(mean)
+    with model.evaluating():
+        for x, condition in batches(model, split, batch_size):
+            flat = x.flatten(1).double()
+            decoded = model.reconstruct(x, condition, units="model").flatten(1).double()
+            residual += (flat - decoded).square().sum(0)
+            total += (flat - mean).square().sum(0)
+    r2 = torch.where(total > 0, 1 - residual / total.clamp_min(torch.finfo(total.dtype).tiny), math.nan).cpu()
     defined = r2[~r2.isnan()]
     return {
         "reconstruction_r2": float(defined.mean()) if len(defined) else None,
@@ -308,11 +313,24 @@ def knn_accuracy(z: torch.Tensor, labels: torch.Tensor, k: int = 5, folds: int =
         if z.shape[1] == 0:
             predicted = torch.mode(labels[train]).values.expand(len(fold))
         else:
-            distances = torch.cdist(z[fold].double(), z[train].double())
-            neighbours = labels[train][distances.topk(min(k, int(train.sum())), largest=False).indices]
-            predicted = torch.mode(neighbours, dim=1).values
+            predicted = _knn_predictions(z[fold].double(), z[train].double(), labels[train], k)
         correct += int((predicted == labels[fold]).sum())
     return correct / n
+
+
+#: distances alive at once in a k-NN search (float64: 128 MB); a larger fold is searched in parts of queries
+KNN_DISTANCES = 2**24
+
+
+def _knn_predictions(queries: torch.Tensor, points: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """The majority class of each query's ``k`` nearest ``points`` (Euclidean), at most :data:`KNN_DISTANCES`
+    distances at a time."""
+    rows = max(1, KNN_DISTANCES // max(1, len(points)))
+    predicted = []
+    for part in queries.split(rows):
+        neighbours = labels[torch.cdist(part, points).topk(min(k, len(points)), largest=False).indices]
+        predicted.append(torch.mode(neighbours, dim=1).values)
+    return torch.cat(predicted)
 
 
 def chance_level(labels: torch.Tensor) -> float:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from genreg.data.columns import LABEL
+from genreg.data.sparse import dense
 from genreg.data.splits import Split
 from genreg.model.generative import GenerativeModel
 
@@ -35,7 +36,9 @@ def profile_agreement(model: GenerativeModel, splits: Sequence[Split], n_per_cla
         raise ValueError(
             "profile_agreement compares the samples of each class of a model of vectors conditioned on it."
         )
-    data = model.out_of_model(torch.cat([split.images for split in splits]).to(model.device))  # (N, F), data's units
+    data = model.out_of_model(
+        torch.cat([dense(split.images) for split in splits]).to(model.device)
+    )  # (N, F), data's units
     labels = torch.cat([split.labels for split in splits]).to(model.device)
     classes = [k for k in range(model.data_info.num_classes) if bool((labels == k).any())]
     centre = data.mean(0)

@@ -68,6 +68,7 @@ def metric_rows(result: dict) -> list[tuple[str, str]]:
             skipped(result, "knn_accuracy") if knn is None else f"{knn:.3f} (chance {chance:.3f})",
         ),
         ("k-NN reads", result.get("knn_on") or "—"),
+        *column_rows(result),
     ]
     if result.get("conditional_accuracy") is not None:
         reads = (result["classifier_test_accuracy"], result["classifier_reconstruction_accuracy"])
@@ -85,6 +86,29 @@ def skipped(result: dict, metric: str) -> str:
     """The cell of a metric the evaluation left out: ``— (the data has no labels)``, or — without a reason."""
     reason = (result.get("skipped") or {}).get(metric)
     return f"— ({reason})" if reason else "—"
+
+
+NEIGHBOURHOODS = "latent neighbourhoods by column"
+#: what the figures of :func:`column_rows` should be
+READING = "batches should mix: entropy ≈ if mixed, k-NN ≈ chance; cell types stay apart: k-NN high"
+
+
+def column_rows(result: dict) -> list[tuple[str, str]]:
+    """How each class column's classes sit among the latent codes' nearest neighbours (the evaluation's
+    ``columns``): k-NN accuracy beside chance, mixing entropy beside its value if the classes were perfectly
+    mixed, and whether the model is conditioned on the column; a heading row says on what, and one how to read
+    them. No rows for an evaluation without such a column (or written before they were measured), one saying why
+    for one that skipped them."""
+    columns = result.get("columns") or {}
+    if not columns:
+        return [(NEIGHBOURHOODS, skipped(result, "columns"))] if "columns" in (result.get("skipped") or {}) else []
+    first = next(iter(columns.values()))
+    rows = [(NEIGHBOURHOODS, f"{first['k']} nearest, on {first['on']}"), ("by column, how to read", READING)]
+    for name, scores in columns.items():
+        knn = f"k-NN {scores['knn_accuracy']:.3f} (chance {scores['chance']:.3f})"
+        entropy = f"entropy {scores['mixing_entropy']:.2f} ({scores['mixing_entropy_expected']:.2f} if mixed)"
+        rows.append((f"column '{name}'", f"{knn}, {entropy}; {scores['role']}"))
+    return rows
 
 
 def lowest_class_rows(result: dict) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field, field_validator
 
 from genreg.data.splits import DataInfo
-from genreg.errors import AssemblyError, ModelFileError
+from genreg.errors import AssemblyError, ModelFileError, SpecWarning
 from genreg.model.conditions import Conditions, is_continuous
 from genreg.model.generative import GenerativeModel, describe
 from genreg.model.losses import check_term_values, decoder_output_shape, is_likelihood, likelihood_mean, parameter_maps
@@ -89,6 +89,7 @@ def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeM
     latent = registry.build("latent", config.latent, in_features=encoder.out_features, dim=config.latent_dim)
     # the loss terms first: the decoder emits as many parameter maps as the likelihood reads, along axis 1
     losses = [build_term(registry, term, data.image_shape) for term in config.losses]
+    check_encoder_input(config.encoder, losses)
     decoder = registry.build(
         "decoder",
         config.decoder,
@@ -106,6 +107,25 @@ def compose_model(config: ComposedModelConfig, *, data: DataInfo) -> GenerativeM
         condition_encoder=config.condition_encoder,
         spec=spec,
     )
+
+
+def check_encoder_input(encoder_config: Any, losses: list[Any]) -> None:
+    """Warn (:class:`~genreg.errors.SpecWarning`) when a likelihood term asks the encoder to read its input another
+    way (its ``encoder_input``, e.g. ``log1p`` for counts) and the encoder, which has an ``input`` setting, reads
+    it ``raw``."""
+    if getattr(encoder_config, "input", None) != "raw":
+        return
+    for term in losses:
+        wanted = getattr(term, "encoder_input", None)
+        if wanted is not None and wanted != "raw":
+            warnings.warn(
+                f"the likelihood '{term.config.metric_name}' models raw counts and the encoder reads them raw; counts "
+                "of hundreds make its first layer's activations large and training unstable. scVI encodes "
+                f"log(1 + x): set model.encoder.input to '{wanted}' (the likelihood still models the raw counts).",
+                SpecWarning,
+                stacklevel=3,
+            )
+            return
 
 
 def build_term(registry: Registry, config: Any, sample_shape: tuple[int, ...]) -> Any:

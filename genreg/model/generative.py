@@ -196,8 +196,9 @@ class GenerativeModel(nn.Module):
         images = self.out_of_model(self._decode(z, self.given(condition, len(z))), units)
         return images if batched else images[0]
 
-    def _decode(self, z: torch.Tensor, condition: dict[str, torch.Tensor] | None) -> torch.Tensor:
-        return likelihood_mean(self.losses, self.decoder(z, self.condition(condition)).float())
+    def _decode(self, z: torch.Tensor, condition: dict | None, observed: torch.Tensor | None = None) -> torch.Tensor:
+        """The likelihood's mean for codes z; ``observed``: samples reconstructed (see ``likelihood_mean``)."""
+        return likelihood_mean(self.losses, self.decoder(z, self.condition(condition)).float(), observed)
 
     @torch.no_grad()
     def sample(
@@ -231,11 +232,11 @@ class GenerativeModel(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: Images, condition: Given | None = None, *, units: Units = "data") -> torch.Tensor:
         """x (B, C, H, W) or (B, F), or one sample, -> the decoding (see :meth:`decode`) of each sample's posterior
-        mean, of x's shape, in the same ``units`` as x. ``x`` and ``condition`` are what :meth:`encode` takes; it
-        raises what :meth:`encode` raises."""
+        mean, of x's shape, in x's ``units`` (a count likelihood's for each row's own total count, as scVI does).
+        ``x`` and ``condition`` are what :meth:`encode` takes; it raises what :meth:`encode` raises."""
         x, batched = self.images(x, units)
         given = self.given(condition, len(x))
-        images = self.out_of_model(self._decode(self._encode(x, given), given), units)
+        images = self.out_of_model(self._decode(self._encode(x, given), given, x), units)
         return images if batched else images[0]
 
     def images(self, x: Images, units: Units = "data") -> tuple[torch.Tensor, bool]:

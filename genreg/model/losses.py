@@ -133,12 +133,20 @@ def decoder_output_shape(sample_shape: tuple[int, ...], maps: int) -> tuple[int,
     return (maps * sample_shape[0], *sample_shape[1:])
 
 
-def likelihood_mean(terms: Iterable[Any], output: torch.Tensor) -> torch.Tensor:
+def likelihood_mean(terms: Iterable[Any], output: torch.Tensor, observed: torch.Tensor | None = None) -> torch.Tensor:
     """The decoded sample for the decoder's ``output``: the mean of the first likelihood term's distribution, in the
     units of the data, of the sample's shape: the term's ``mean(output)``. For a term without one, output's first
-    parameter map (all of it for a term that reads one) is taken as Bernoulli logits and the mean is their sigmoid."""
+    parameter map (all of it for a term that reads one) is taken as Bernoulli logits and the mean is their sigmoid.
+
+    ``observed``: the samples x (B, *sample shape) being reconstructed, when there are some. A term whose
+    distribution reads something of x besides z (a count likelihood: each row's observed total, its library size)
+    has ``mean_given(output, x)``, and it is called instead of ``mean``; for any other term ``observed`` changes
+    nothing."""
     terms = list(terms)
     term = next((t for t in terms if is_likelihood(t)), None)
+    given = getattr(term, "mean_given", None)
+    if observed is not None and callable(given):
+        return given(output, observed)
     mean = getattr(term, "mean", None)
     if callable(mean):
         return mean(output)

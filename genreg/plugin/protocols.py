@@ -149,10 +149,16 @@ class LossTerm(Protocol):
       sample's shape: one map): what ``decode``, ``sample``, ``reconstruct`` and the
       pictures show. Without it the output's first map is taken as Bernoulli logits
       and the mean is their sigmoid.
+    - ``mean_given(output, x)``: optional, the mean for reconstructing the samples x,
+      when the distribution reads something of x besides z (a count likelihood: each
+      row's observed total); ``reconstruct`` and eval's R² call it instead of ``mean``.
     - ``check_data(samples, source)``: called by ``genreg run`` / ``validate`` with the
       training samples before any work; raise :class:`~genreg.errors.DataError` for data
       the term cannot describe, or warn (``bernoulli`` refuses values outside [0, 1];
-      ``gaussian`` warns about features of large scale).
+      ``gaussian`` warns about features of large scale). Samples kept sparse
+      (:class:`~genreg.data.sparse.SparseRows`) are given dense unless the term declares
+      ``reads_sparse = True``; a term may declare ``encoder_input`` (``"log1p"`` for
+      counts), and assembly warns when an encoder with an ``input`` setting reads ``raw``.
     """
 
     config: object

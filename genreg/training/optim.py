@@ -160,14 +160,16 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.allclose(a, b, rtol=0.0, atol=0.0, equal_nan=True)
 
 
-def uses_cuda_graphs(config: TrainConfig, device: torch.device) -> bool:
+def uses_cuda_graphs(config: TrainConfig, device: torch.device, sparse: bool = False) -> bool:
     """Whether training steps on ``device`` are captured as a CUDA graph.
 
     Not yet with several processes, nor with a learning-rate schedule: a captured
-    step would replay the learning rate it was captured with.
+    step would replay the learning rate it was captured with; nor for sparse rows
+    (``sparse``), whose batches hold a different number of values each step.
     """
     return (
-        device.type == "cuda"
+        not sparse
+        and device.type == "cuda"
         and auto_on_cuda(config.cuda_graph, device)
         and not distributed.world().distributed
         and config.lr_schedule is None

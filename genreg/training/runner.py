@@ -16,6 +16,7 @@ import torch
 
 from genreg.data.columns import LABEL
 from genreg.data.loading import load_data
+from genreg.data.sparse import dense
 from genreg.data.splits import DataInfo, DataSplits
 from genreg.errors import AssemblyError, PictureError, RunFolderError, first_line
 from genreg.files.model_files import CHECKPOINT_FORMAT, load_model, read_metadata, save_model
@@ -96,7 +97,8 @@ def resolve_spec(raw: dict, info: DataInfo, source: str | Path = "spec") -> dict
 def check_data(model: GenerativeModel, data: DataSplits) -> None:
     """Before any work: a model conditioned on the class label needs labelled data (an :class:`AssemblyError`
     otherwise); each loss term with a ``check_data(samples, source)`` looks at the training samples (a likelihood
-    refuses data it cannot describe, Bernoulli outside [0, 1], or warns about its scale)."""
+    refuses data it cannot describe, Bernoulli outside [0, 1], or warns about its scale). Training samples kept sparse
+    (:class:`~genreg.data.sparse.SparseRows`) are made dense for a term unless it declares ``reads_sparse = True``."""
     if model.conditional and LABEL in model.conditioner.columns and not data.info.labelled:
         raise AssemblyError(
             f"the model is conditioned on the class label (column '{LABEL}'), but the data, {data.source or 'given'}, "
@@ -105,7 +107,8 @@ def check_data(model: GenerativeModel, data: DataSplits) -> None:
     for term in model.losses:
         check = getattr(term, "check_data", None)
         if callable(check):
-            check(data.train.images, data.source or "the data")
+            samples = data.train.images  # sparse rows only to a term that reads them
+            check(samples if getattr(term, "reads_sparse", False) else dense(samples), data.source or "the data")
 
 
 def space_needed(model: GenerativeModel) -> int:

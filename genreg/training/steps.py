@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from genreg.data.sparse import RowStore
 from genreg.data.splits import Split
 from genreg.errors import GenregError, NonFiniteLossError
 from genreg.model.generative import GenerativeModel
@@ -264,5 +265,6 @@ def make_steps(
     model: GenerativeModel, optimizer: torch.optim.Optimizer, split: Split, config: TrainConfig, binarize: str
 ) -> Steps:
     """Graph-captured steps where :func:`uses_cuda_graphs` says so (the optimiser must be capturable), else eager."""
-    cls = GraphedSteps if uses_cuda_graphs(config, split.images.device) else Steps
+    sparse = isinstance(split.images, RowStore)
+    cls = GraphedSteps if uses_cuda_graphs(config, split.images.device, sparse) else Steps
     return cls(model, optimizer, split, config, binarize)

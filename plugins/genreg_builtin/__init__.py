@@ -18,6 +18,7 @@ from genreg_builtin import (
     mlp,
     recipes,
     schedules,
+    simulation,
     tables,
     trackers,
 )
@@ -49,6 +50,7 @@ def register_components(register):
     register("dataset", "pbmc-sample", cells.load_pbmc_sample, cells.PbmcSampleConfig)
     register("dataset", "table", tables.load_table, tables.TableConfig)
     register("dataset", "anndata", h5ad.load_anndata, h5ad.AnnDataConfig)
+    register("dataset", "simulated-counts", simulation.load_simulated_counts, simulation.SimulatedCountsConfig)
     register("model", "ae", compose_model, recipes.AEConfig)
     register("model", "vae", compose_model, recipes.VAEConfig)
     register("model", "cvae", compose_model, recipes.CVAEConfig)

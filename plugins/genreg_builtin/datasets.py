@@ -25,6 +25,7 @@ from pydantic import Field, field_validator
 from genreg.data import DatasetConfig, DataSplits, Split, as_split, finish
 from genreg.data.checks import Layout
 from genreg.data.columns import LABEL
+from genreg.data.sparse import RowStore
 from genreg.errors import DataError, file_kind, first_line
 from genreg.limits import check_memory, gb
 
@@ -75,7 +76,8 @@ def _stratified_split(split: Split, test_fraction: float, seed: int) -> tuple[Sp
     train_idx, test_idx = np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(test_parts))
     test = split.take(torch.from_numpy(test_idx))  # a copy of the test rows, before their memory is written over
     columns = split.condition(torch.from_numpy(train_idx))
-    train = Split(_compacted(split.images, train_idx), columns[LABEL], columns, split.vocabularies, split.labelled)
+    kept = split.images.take(train_idx) if isinstance(split.images, RowStore) else _compacted(split.images, train_idx)
+    train = Split(kept, columns[LABEL], columns, split.vocabularies, split.labelled)
     return train, test
 
 

@@ -1,8 +1,9 @@
 """The built-in ``anndata`` dataset: an ``.h5ad`` file of cells (or samples) by features, read with the anndata
 package (``pip install 'genreg[anndata]'``, imported only when a dataset is loaded).
 
-The matrix a ``layer`` names is read as vectors (N, F) of float32 (a scipy sparse matrix made dense after
-checking the memory it needs), ``.obs`` columns as the class label and condition columns, and split as the
+The matrix a ``layer`` names is read as vectors (N, F) of float32 (a scipy sparse matrix with few stored values,
+counts of genes in cells, is kept sparse, its batches made dense as training gathers them; another is made dense
+after checking the memory it needs), ``.obs`` columns as the class label and condition columns, and split as the
 ``table`` dataset splits its rows (:mod:`genreg_builtin.rows`).
 """
 
@@ -10,14 +11,16 @@ from __future__ import annotations
 
 import warnings
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from genreg.data import DataSplits
-from genreg.errors import DataError, first_line, listing
-from genreg.limits import check_memory
+from genreg.data.sparse import AUTO_DENSITY
+from genreg.errors import DataError, DataWarning, first_line, listing
+from genreg.limits import available_memory, check_memory, gb
+from genreg_builtin.backed import BackedRows, check_stored_values, stored_bytes
 from genreg_builtin.rows import (
     FileConfig,
     Rows,
@@ -37,10 +40,10 @@ class AnnDataConfig(FileConfig):
     """Cells (or samples) by features from an .h5ad file, read with anndata (pip install 'genreg[anndata]').
 
     ``path``: the ``.h5ad`` file. ``layer``: the matrix (N, F) read as vectors: ``"X"`` (``adata.X``, the
-    default), ``"raw"`` (``adata.raw.X``) or a key of ``adata.layers``; a scipy sparse matrix is made dense
-    float32 after checking the memory it needs. The feature names are ``adata.var_names``
-    (``adata.raw.var_names`` for ``raw``). ``label``: an ``.obs`` column of classes (default null: one
-    class), ``columns``: more ``.obs`` columns as condition columns (categories, text or integers: classes;
+    default), ``"raw"`` (``adata.raw.X``) or a key of ``adata.layers``; a scipy sparse matrix is kept sparse or
+    made dense float32 (after checking the memory it needs) as ``sparse`` says. The feature names are
+    ``adata.var_names`` (``adata.raw.var_names`` for ``raw``). ``label``: an ``.obs`` column of classes (default
+    null: one class), ``columns``: more ``.obs`` columns as condition columns (categories, text or integers: classes;
     floats: continuous). ``test_path``: a second ``.h5ad`` with the same var names (in any order) for the test
     split; otherwise a stratified ``test_fraction`` is held out with ``split_seed``.
     """
@@ -48,6 +51,13 @@ class AnnDataConfig(FileConfig):
     path: str = Field(description="the .h5ad file")
     layer: str = Field("X", description="'X', 'raw' (adata.raw.X) or a key of adata.layers")
     label: str | None = Field(None, description="the .obs column of class labels; null: no labels")
+    sparse: Literal["auto", "keep", "dense", "backed"] = Field(
+        "auto",
+        description="a sparse layer: 'keep' it sparse in memory (batches made dense as they are gathered), make it "
+        "'dense', read it from disk as batches need it ('backed', anndata's backed mode), or 'auto': keep it when "
+        "at most 25% of its values are stored and no transform is set, backed when even that needs more than half "
+        "the memory available",
+    )
 
 
 def _layer(adata: Any, path: str, layer: str) -> tuple[Any, list[str]]:
@@ -85,15 +95,28 @@ def _dense(matrix: Any, path: str, layer: str) -> np.ndarray:
         return np.asarray(matrix, dtype=np.float32)
 
 
-def _opened(ad: ModuleType, path: str) -> Any:
-    """The AnnData object of the ``.h5ad`` at ``path``, or a :class:`DataError` naming it. anndata's warnings about
-    files its older versions wrote (which it reads: elements without encoding metadata, moved elements) are not
-    shown."""
+def kept_sparse(matrix: Any, config: AnnDataConfig) -> bool:
+    """Whether ``matrix`` is read as sparse rows (see ``AnnDataConfig.sparse``): a scipy sparse matrix, with
+    ``sparse: keep``, or ``auto`` with at most :data:`~genreg.data.sparse.AUTO_DENSITY` of its values stored and
+    no ``transform`` (one would make zeros non-zero)."""
+    from scipy import sparse
+
+    if not sparse.issparse(matrix) or config.sparse == "dense":
+        return False
+    rows, features = matrix.shape
+    sparse_enough = matrix.nnz <= AUTO_DENSITY * rows * features
+    return config.sparse == "keep" or (sparse_enough and not config.transform_steps)
+
+
+def _opened(ad: ModuleType, path: str, backed: bool = False) -> Any:
+    """The AnnData object of the ``.h5ad`` at ``path`` (``backed``: its matrices left on disk, anndata's backed
+    mode), or a :class:`DataError` naming it. anndata's warnings about files its older versions wrote (which it
+    reads: elements without encoding metadata, moved elements) are not shown."""
     check_file(path, "an .h5ad file written by anndata (AnnData.write_h5ad)")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", module=r"anndata(\.|$)")
-            return ad.read_h5ad(path)
+            return ad.read_h5ad(path, backed="r" if backed else None)
     except MemoryError as error:
         raise DataError(f"{path}: too large to load into this machine's memory ({first_line(error)}).") from None
     except Exception as error:  # h5py's OSError, anndata's TypeError, KeyError or IORegistryError, ...
@@ -103,15 +126,52 @@ def _opened(ad: ModuleType, path: str) -> Any:
         ) from None
 
 
+def _on_disk_if_needed(ad: ModuleType, path: str, config: AnnDataConfig) -> Any:
+    """The file's AnnData: in backed mode (its matrix read from disk as batches need it) with ``sparse: backed``,
+    or with ``auto`` when the layer needs more than half the memory available even as CSR (then a
+    :class:`DataWarning` says so); in memory otherwise. Raises :class:`DataError` for a backed layer beside a
+    ``transform`` or a ``test_path``, which need the matrix in memory."""
+    if config.sparse in ("dense", "keep"):
+        return _opened(ad, path)
+    adata = _opened(ad, path, backed=True)
+    matrix, _ = _layer(adata, path, config.layer)
+    needed, (room, limit) = stored_bytes(matrix), available_memory()
+    if config.sparse == "auto" and needed <= room // 2:
+        adata.file.close()
+        return _opened(ad, path)
+    if config.transform_steps or config.test_path is not None:
+        field = "transform" if config.transform_steps else "test_path"
+        raise DataError(
+            f"{path}: the layer {config.layer!r} is read from disk (backed), and `{field}` needs it in memory: "
+            "drop it (a count likelihood models raw counts; hold out a test_fraction of one file), or keep fewer "
+            "cells."
+        )
+    if config.sparse == "auto":
+        warnings.warn(
+            f"{path}: the layer {config.layer!r} needs about {gb(needed)} in memory even sparse, more than half "
+            f"of the {gb(room)} {limit}; it is read from disk as batches need it (anndata's backed mode), "
+            "which is slower. Set `sparse: keep` to hold it in memory anyway.",
+            DataWarning,
+            stacklevel=2,
+        )
+    return adata
+
+
 def _read_h5ad(ad: ModuleType, path: str, config: AnnDataConfig) -> tuple[Rows, list[str]]:
     """The checked arrays of one ``.h5ad`` file and the names of its features."""
-    adata = _opened(ad, path)
+    adata = _on_disk_if_needed(ad, path, config)
     matrix, names = _layer(adata, path, config.layer)
     obs = [name for name in (config.label,) if name is not None]
     missing(path, obs, adata.obs.columns, "label", "obs column")
     missing(path, config.columns, adata.obs.columns, "columns", "obs column")
-    x = _dense(matrix, path, config.layer)
-    check_finite(x, names, path, f"the feature {{}} of layer {config.layer!r}", "fill or drop them first")
+    if adata.isbacked:
+        check_stored_values(matrix, path, config.layer)
+        x = BackedRows(matrix, np.arange(matrix.shape[0], dtype=np.int64), matrix.shape[1], path, adata)
+    elif kept_sparse(matrix, config):
+        x = matrix.tocsr()  # checked by as_split, as SparseRows
+    else:
+        x = _dense(matrix, path, config.layer)
+        check_finite(x, names, path, f"the feature {{}} of layer {config.layer!r}", "fill or drop them first")
     labels = None if config.label is None else condition(adata.obs[config.label], path, config.label, "label")
     columns = {name: condition(adata.obs[name], path, name, "columns") for name in config.columns}
     return Rows(x, labels, columns, path), names

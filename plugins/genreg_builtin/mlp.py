@@ -28,19 +28,41 @@ INJECTION_HELP = (
 WEIGHTED = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
 
 
-class MLPEncoderConfig(BaseModel):
-    """Fully connected encoder: the flattened sample, image or vector (+ condition), through hidden layers."""
+Norm = Literal["none", "batch", "layer"]
+NORMS: dict[str, type[nn.Module]] = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
+
+
+class MLPConfig(BaseModel):
+    """What the fully connected encoder and decoder share: widths, activation, normalisation, dropout, condition."""
 
     model_config = ConfigDict(extra="forbid")
+
+    activation: Activation = "relu"
+    norm: Norm = Field(
+        "none",
+        description="normalisation after each hidden linear layer, before its activation: 'batch' (Ioffe & Szegedy "
+        "2015; scVI's default), 'layer' (Ba et al. 2016) or 'none'",
+    )
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="dropout probability after each hidden layer's activation (scVI: 0.1)"
+    )
+    condition: Injection = Field("input", description=INJECTION_HELP)
+
+
+class MLPEncoderConfig(MLPConfig):
+    """Fully connected encoder: the flattened sample, image or vector (+ condition), through hidden layers."""
 
     hidden: list[PositiveInt] = Field(
         default_factory=lambda: [512, 256], min_length=1, description="hidden layer widths, image side first"
     )
-    activation: Activation = "relu"
-    condition: Injection = Field("input", description=INJECTION_HELP)
+    input: Literal["raw", "log1p"] = Field(
+        "raw",
+        description="what the first layer reads: the sample as it is, or log(1 + x) (for counts, as scVI encodes "
+        "them: the likelihood still models the raw counts)",
+    )
 
 
-class MLPDecoderConfig(MLPEncoderConfig):
+class MLPDecoderConfig(MLPConfig):
     """Fully connected decoder: z (+ condition) through hidden layers to the likelihood's parameters per value."""
 
     hidden: list[PositiveInt] = Field(
@@ -76,13 +98,16 @@ def run_conditioned(
     return h
 
 
-def mlp(sizes: list[int], activation: str, last_activation: bool, extra: list[int]) -> nn.Sequential:
-    """Linear layers between consecutive ``sizes`` (layer i taking ``extra[i]`` more inputs), activations between."""
+def mlp(sizes: list[int], config: MLPConfig, last_hidden: bool, extra: list[int]) -> nn.Sequential:
+    """Linear layers between consecutive ``sizes`` (layer i taking ``extra[i]`` more inputs); every hidden one (the
+    last too if ``last_hidden``) followed by the config's norm, activation and dropout, in scVI's order."""
     layers: list[nn.Module] = []
     for i, (a, b, e) in enumerate(zip(sizes[:-1], sizes[1:], extra, strict=True)):
         layers.append(nn.Linear(a + e, b))
-        if last_activation or i < len(sizes) - 2:
-            layers.append(ACTIVATIONS[activation]())
+        if last_hidden or i < len(sizes) - 2:
+            layers += [NORMS[config.norm](b)] if config.norm != "none" else []
+            layers.append(ACTIVATIONS[config.activation]())
+            layers += [nn.Dropout(config.dropout)] if config.dropout else []
     return nn.Sequential(*layers)
 
 
@@ -95,10 +120,13 @@ class MLPEncoder(nn.Module):
         self.config = config
         self.out_features = config.hidden[-1]
         extra = injected(config.condition, condition_dim, len(config.hidden))
-        self.net = mlp([math.prod(input_shape), *config.hidden], config.activation, True, extra)
+        self.net = mlp([math.prod(input_shape), *config.hidden], config, True, extra)
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
-        return run_conditioned(self.net, x.flatten(1), condition, self.config.condition)
+        x = x.flatten(1)
+        return run_conditioned(
+            self.net, x.log1p() if self.config.input == "log1p" else x, condition, self.config.condition
+        )
 
 
 class MLPDecoder(nn.Module):
@@ -114,7 +142,7 @@ class MLPDecoder(nn.Module):
         self.config = config
         self.output_shape = tuple(output_shape)
         sizes = [latent_dim, *config.hidden, math.prod(output_shape)]
-        self.net = mlp(sizes, config.activation, False, injected(config.condition, condition_dim, len(sizes) - 1))
+        self.net = mlp(sizes, config, False, injected(config.condition, condition_dim, len(sizes) - 1))
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
         return run_conditioned(self.net, z, condition, self.config.condition).view(-1, *self.output_shape)

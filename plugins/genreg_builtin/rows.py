@@ -21,6 +21,7 @@ from pydantic import model_validator
 
 from genreg.data import DataSplits, as_split, finish
 from genreg.data.columns import LABEL
+from genreg.data.sparse import is_sparse_matrix
 from genreg.errors import DataError, file_kind, first_line, listing
 from genreg_builtin import datasets
 
@@ -54,9 +55,10 @@ class FileConfig(datasets.FileConfig):
 
 @dataclass
 class Rows:
-    """One file's rows: ``x`` (N, F) float32, ``labels`` (N,) or None, condition ``columns``, and ``path``."""
+    """One file's rows: ``x`` (N, F) float32 (dense, or a scipy sparse matrix kept sparse), ``labels`` (N,) or
+    None, condition ``columns``, and ``path``."""
 
-    x: np.ndarray
+    x: Any
     labels: np.ndarray | None
     columns: dict[str, np.ndarray]
     path: str
@@ -146,15 +148,24 @@ def split_rows(parts: list[Rows], config: FileConfig, features: list[str]) -> Da
                 f"{source}: column {name!r} holds text in {parts[numeric.index(False)].path} but numbers in the other "
                 "file; a condition column must hold values of one kind in both files."
             )
-    x = np.concatenate([part.x for part in parts])
+    x = _stacked([part.x for part in parts])
     labels = None if parts[0].labels is None else np.concatenate(named[config.label])
     columns = {name: np.concatenate(named[name]) for name in parts[0].columns}
     data = as_split(x, labels, source, columns, keys=("vectors", config.label or "labels"))
     if len(parts) == 1:
         train, test = datasets._stratified_split(data, config.test_fraction, config.split_seed)
     else:
-        train, test = data.take(slice(0, len(parts[0].x))), data.take(slice(len(parts[0].x), None))
+        train, test = data.take(slice(0, parts[0].x.shape[0])), data.take(slice(parts[0].x.shape[0], None))
     return finish(train, test, config, source, features=features)
+
+
+def _stacked(matrices: list[Any]) -> Any:
+    """The rows of every matrix, in order: dense arrays concatenated, scipy sparse ones stacked as CSR."""
+    if not is_sparse_matrix(matrices[0]):
+        return np.concatenate(matrices)
+    from scipy import sparse
+
+    return matrices[0] if len(matrices) == 1 else sparse.vstack(matrices, format="csr")
 
 
 def features_present(path: str, features: list[str], present: list[str], what: str) -> None:

@@ -7,19 +7,24 @@ summed over features; the NB with inverse dispersion theta has mean mu and varia
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from scipy import stats
+from torch.distributions import NegativeBinomial
 
 import genreg
 from genreg.data import DatasetConfig, as_split, finish
-from genreg.errors import DataError
+from genreg.errors import DataError, SpecWarning
+from genreg.evaluation.metrics import r2_per_feature, reconstruction_r2
 from genreg.plugin.protocols import LatentSample, ModelOutput
 from genreg.training.runner import check_data
 from genreg_builtin.counts import (
     ZINB,
     NegativeBinomialConfig,
+    NegativeBinomialLogPmf,
     NegativeBinomialTerm,
     Poisson,
     PoissonConfig,
@@ -157,13 +162,12 @@ def count_splits(rows: int = 120) -> genreg.DataSplits:
 
 
 def count_vae(likelihood: str) -> dict:
-    """A tiny VAE spec with the count ``likelihood``."""
-    mlp = {"type": "mlp", "hidden": [16]}
+    """A tiny VAE spec with the count ``likelihood``, its encoder reading log(1 + counts) as scVI's does."""
     return {
         "type": "vae",
         "latent_dim": 2,
-        "encoder": mlp,
-        "decoder": mlp,
+        "encoder": {"type": "mlp", "hidden": [16], "input": "log1p"},
+        "decoder": {"type": "mlp", "hidden": [16]},
         "losses": [{"type": likelihood}, {"type": "kld"}],
     }
 
@@ -192,3 +196,75 @@ def test_without_check_data_the_first_training_batch_gives_the_library_size() ->
     size = float(model.losses[0].library_size)
     assert np.isfinite(size) and size > 0
     assert (model.sample(4) >= 0).all()
+
+
+@pytest.mark.parametrize("likelihood", ["poisson", "zero-inflated-negative-binomial"])
+def test_reconstruct_scales_each_row_by_its_own_total_count(likelihood: str) -> None:
+    """scVI's reconstruction: the decoded proportions times the row's observed library size, not the median's."""
+    data = count_splits()
+    model = genreg.build_model(count_vae(likelihood), data.info)
+    check_data(model, data)
+    x = data.test.images.clone()
+    x[0] *= 10  # a row ten times deeper than the median
+    recon = model.reconstruct(x)
+    term, output = model.losses[0], model.decoder(model.encode(x), None)
+    totals = x.sum(1, keepdim=True)
+    by_hand = term.proportions(output) * totals
+    if likelihood == "poisson":  # sum_f l softmax_f = l
+        torch.testing.assert_close(recon.sum(1, keepdim=True), totals, rtol=1e-4, atol=1e-3)
+    else:
+        by_hand = by_hand * torch.sigmoid(-output[:, FEATURES:])
+    torch.testing.assert_close(recon, by_hand, rtol=1e-4, atol=1e-5)
+
+
+def two_types_of_counts(rows: int, seed: int = 0) -> np.ndarray:
+    """Poisson counts of two expression profiles, library sizes spread over a factor ~10 (log-normal)."""
+    rng = np.random.default_rng(seed)
+    profiles = rng.dirichlet(np.ones(FEATURES), size=2)
+    library = rng.lognormal(np.log(1000), 0.6, size=(rows, 1))
+    return rng.poisson(library * profiles[rng.integers(0, 2, rows)]).astype(np.float32)
+
+
+def test_eval_r2_of_counts_is_of_the_rows_own_library_sizes() -> None:
+    """R² of reconstructions at each row's own total is high; decoding at the median total (what decode gives,
+    and what reconstruct did before) explains far less of the variance, which library sizes dominate."""
+    torch.manual_seed(0)
+    x = two_types_of_counts(600)
+    split = as_split(x, None, "counts.npz")
+    data = finish(split.take(slice(0, 500)), split.take(slice(500, None)), DatasetConfig(), "counts.npz")
+    model = genreg.build_model(count_vae("poisson"), data.info)
+    check_data(model, data)
+    genreg.train(model, data, genreg.TrainConfig(epochs=30, batch_size=50, device="cpu"), progress=False)
+    own = reconstruction_r2(model, data.test)["reconstruction_r2"]
+    at_median = float(r2_per_feature(data.test.images, model.decode(model.encode(data.test.images))).mean())
+    assert own > 0.9 and at_median < own - 0.3, (own, at_median)
+
+
+def test_an_encoder_reading_raw_counts_is_warned_about_naming_the_setting() -> None:
+    raw = {**count_vae("negative-binomial"), "encoder": {"type": "mlp", "hidden": [16]}}
+    info = genreg.DataInfo((FEATURES,), 1)
+    with pytest.warns(SpecWarning, match="set model.encoder.input to 'log1p'"):
+        genreg.build_model(raw, info)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpecWarning)
+        genreg.build_model(count_vae("negative-binomial"), info)  # log1p input: no warning
+
+
+@pytest.mark.parametrize("only_counted", [True, False])
+def test_the_written_out_nb_log_pmf_and_its_gradients_are_torch_distributions(only_counted: bool) -> None:
+    """NegativeBinomialLogPmf against torch.distributions.NegativeBinomial in float64: values and the gradients of
+    log mu and log theta, with lgamma and digamma on the non-zero counts only (the CPU's way) or on every value."""
+    x = random_counts().double()
+    log_mu = torch.randn(ROWS, FEATURES, dtype=torch.float64, requires_grad=True)
+    log_theta = (torch.randn(FEATURES, dtype=torch.float64) * 0.5).requires_grad_()
+    ours = NegativeBinomialLogPmf.apply(log_mu, log_theta, x, only_counted)
+    nb = NegativeBinomial(total_count=log_theta.exp(), logits=log_mu - log_theta, validate_args=False)
+    theirs = nb.log_prob(x)
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)
+    weights = torch.randn(ROWS, FEATURES, dtype=torch.float64)
+    ours_grads = torch.autograd.grad((ours * weights).sum(), (log_mu, log_theta))
+    theirs_grads = torch.autograd.grad((theirs * weights).sum(), (log_mu, log_theta))
+    for mine, reference in zip(ours_grads, theirs_grads, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-9, atol=1e-9)
+    pmf = lambda m, t: NegativeBinomialLogPmf.apply(m, t, x, only_counted)  # noqa: E731
+    assert torch.autograd.gradcheck(pmf, (log_mu, log_theta))

@@ -109,3 +109,35 @@ def test_a_layer_of_no_units_is_refused_at_validation(part: str, field: str, wid
     model = {"type": "ae", "encoder": {"type": part, field: [width]}}
     with pytest.raises(SpecError, match=rf"model\.encoder\.{field}\[0\]: Input should be greater than 0"):
         genreg.validate_spec({"model": model, "data": {"type": "mnist-sample"}})
+
+
+# --------------------------------------------------------------------------- norm, dropout and log1p input (scVI's)
+
+
+def test_norm_and_dropout_follow_each_hidden_linear_layer_in_scvis_order() -> None:
+    from genreg_builtin.mlp import MLPDecoder, MLPDecoderConfig, MLPEncoder, MLPEncoderConfig
+
+    encoder = MLPEncoder(MLPEncoderConfig(hidden=[8, 4], norm="batch", dropout=0.1), input_shape=(6,))
+    kinds = [type(layer).__name__ for layer in encoder.net]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Dropout"] * 2
+    decoder = MLPDecoder(MLPDecoderConfig(hidden=[4], norm="layer"), latent_dim=2, output_shape=(6,))
+    assert [type(layer).__name__ for layer in decoder.net] == ["Linear", "LayerNorm", "ReLU", "Linear"]
+    encoder.eval()  # dropout off, batch norm on its running statistics: deterministic
+    x = torch.rand(5, 6)
+    assert torch.equal(encoder(x, None), encoder(x, None))
+    encoder.train()
+    torch.manual_seed(0)
+    assert not torch.equal(encoder(x, None), encoder(x, None))  # dropout draws
+
+
+def test_log1p_input_feeds_the_first_layer_log_one_plus_x() -> None:
+    from genreg_builtin.mlp import MLPEncoder, MLPEncoderConfig
+
+    torch.manual_seed(0)
+    logged = MLPEncoder(MLPEncoderConfig(hidden=[4], input="log1p"), input_shape=(3,))
+    raw = MLPEncoder(MLPEncoderConfig(hidden=[4]), input_shape=(3,))
+    raw.load_state_dict(logged.state_dict())
+    counts = torch.tensor([[0.0, 9.0, 99.0]])
+    torch.testing.assert_close(logged(counts, None), raw(counts.log1p(), None))
+    with pytest.raises(SpecError, match="input"):
+        genreg.build_model({"type": "vae", "encoder": {"type": "mlp", "input": "log"}}, genreg.DataInfo((3,), 1))

@@ -18,6 +18,7 @@ import genreg
 from genreg.evaluation import evaluate
 from genreg.evaluation import metrics as evaluation
 from genreg.evaluation.evaluate import EVAL_FORMAT, evaluate_file, evaluate_model, recorded_evaluation
+from genreg.evaluation.mixing import neighbourhood_scores
 from genreg.evaluation.report import compare_runs
 from genreg.files.model_files import read_metadata
 from genreg.files.tensors import CHECKSUM
@@ -29,7 +30,17 @@ pytestmark = pytest.mark.usefixtures("module_on_one_thread")  # tiny networks: o
 # --------------------------------------------------------------------------------------------------
 # evaluate_model end to end, on the AE and VAE of conftest's ``evaluations``
 
-LATENT_KEYS = {"format", "latent_dim", "active_units", "gaussian_kl", "mmd", "knn_accuracy", "knn_on", "chance"}
+LATENT_KEYS = {
+    "format",
+    "latent_dim",
+    "active_units",
+    "gaussian_kl",
+    "mmd",
+    "knn_accuracy",
+    "knn_on",
+    "chance",
+    "columns",
+}
 
 
 BEFORE_LAYOUT = Path(__file__).parents[1] / "fixtures" / "before_layout"
@@ -66,6 +77,12 @@ def test_evaluate_model_reports_the_documented_metrics(evaluations: dict[str, di
     # A VAE's aggregate posterior is pulled towards N(0, I); an AE's is not.
     assert vae["gaussian_kl"] < ae["gaussian_kl"]
     assert vae["active_units"] >= 1
+    for result, on in ((ae, "codes, 4 dims"), (vae, f"posterior means, {vae['active_units']} active units")):
+        assert set(result["columns"]) == {"label"}  # the digits' only column
+        label = result["columns"]["label"]
+        assert (label["k"], label["on"], label["role"]) == (15, on, "not conditioned")
+        assert label["chance"] == result["chance"] and label["knn_accuracy"] > label["chance"] + 0.15
+        assert label["mixing_entropy"] < label["mixing_entropy_expected"]  # the digits' classes do not mix
 
 
 def test_evaluate_model_latent_metrics_match_the_parts(digits_vae, digits, evaluations: dict[str, dict]) -> None:
@@ -264,6 +281,7 @@ def test_eval_of_data_without_labels_skips_the_class_metrics_and_says_why(tmp_pa
     assert result["knn_accuracy"] is None and result["chance"] is None
     assert result["skipped"] == {"knn_accuracy": "the data has no labels"}
     assert "classes" not in result and "conditional_accuracy" not in result  # a VAE draws no class
+    assert result["columns"] == {}  # the label column holds one class
     json.dumps(result, allow_nan=False)
     rows = {line.split("  ")[0]: line.rstrip() for line in format_table({"run": result}).splitlines()}
     assert rows["k-NN accuracy (k=5, 5-fold)"].endswith("  — (the data has no labels)")
@@ -287,3 +305,67 @@ def test_eval_of_a_split_of_one_sample_says_what_it_cannot_measure() -> None:
     table = format_table({"one": result})
     assert f"reconstruction R², mean over features  — ({reason})" in table
     assert f"k-NN accuracy (k=5, 5-fold)            — ({reason})" in table
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 19: whether each class column (a batch, the cell type) mixes or stays apart in the latent space
+
+
+def batch_data() -> genreg.DataSplits:
+    """400 rows of 12 features: 3 cell types ("label", 3 noise stds apart per feature) and 2 batches (a shift of
+    1 std), each row's total a float column ("depth"); 300 to train on."""
+    rng = np.random.default_rng(0)
+    types, batches = rng.integers(0, 3, 400), rng.integers(0, 2, 400)
+    x = 3 * rng.normal(size=(3, 12))[types] + rng.normal(size=(2, 12))[batches] + rng.normal(size=(400, 12))
+    x = torch.tensor(x, dtype=torch.float32)
+
+    def split(rows: slice) -> genreg.Split:
+        columns = {"batch": torch.tensor(batches[rows]), "depth": x[rows].sum(1)}
+        return genreg.Split(x[rows], torch.tensor(types[rows]), columns)
+
+    return genreg.DataSplits(split(slice(0, 300)), split(slice(300, None)), 3)
+
+
+def test_eval_scores_every_class_column_and_says_which_the_model_reads() -> None:
+    from genreg.evaluation.report import format_table
+
+    data = batch_data()
+    torch.manual_seed(0)
+    model = genreg.build_model({**VECTOR_CVAE, "conditioner": {"type": "onehot", "column": "batch"}}, data.info)
+    genreg.train(model, data, genreg.TrainConfig(epochs=2, batch_size=64, device="cpu"), seed=0, progress=False)
+    result = evaluate_model(model, data, iw_samples=2)
+    columns = result["columns"]
+    assert list(columns) == ["label", "batch"]  # "depth" is continuous
+    assert columns["label"]["role"] == "not conditioned" and columns["batch"]["role"] == "conditioned"
+    post = evaluation.posterior(model, data.test)
+    codes = post.mu[:, evaluation.active_mask(post.mu)]
+    for name, scores in columns.items():
+        assert scores == neighbourhood_scores(codes, data.test.columns[name]) | {
+            "k": 15,
+            "on": f"posterior means, {codes.shape[1]} active units",
+            "role": scores["role"],
+        }
+    # measured after 2 epochs: label k-NN 0.95 (chance 0.36), entropy 0.25 (0.93 if mixed); the batch 0.70 (chance
+    # 0.51), entropy 0.89 (0.95): the cell types stay apart, the batches mostly mix
+    assert columns["label"]["knn_accuracy"] > columns["label"]["chance"] + 0.3
+    assert columns["batch"]["mixing_entropy"] > columns["label"]["mixing_entropy"] + 0.3
+    json.dumps(result, allow_nan=False)
+    rows = dict(line.split("  ", 1) for line in format_table({"run": result}).splitlines())
+    assert rows["latent neighbourhoods by column"].strip() == f"15 nearest, on {columns['label']['on']}"
+    assert "batches should mix" in rows["by column, how to read"]
+    batch = columns["batch"]
+    assert rows["column 'batch'"].strip() == (
+        f"k-NN {batch['knn_accuracy']:.3f} (chance {batch['chance']:.3f}), entropy {batch['mixing_entropy']:.2f} "
+        f"({batch['mixing_entropy_expected']:.2f} if mixed); conditioned"
+    )
+
+
+def test_a_latent_without_an_active_unit_scores_no_column() -> None:
+    from genreg.evaluation.report import column_rows
+
+    split = batch_data().test
+    post = evaluation.Posterior(torch.zeros(len(split), 3), torch.zeros(len(split), 3), split.labels)
+    assert evaluate.column_neighbourhoods(SimpleNamespace(conditional=False), split, post) is None
+    result = {"columns": {}, "skipped": {"columns": evaluate.NO_ACTIVE_UNITS}}
+    assert column_rows(result) == [("latent neighbourhoods by column", f"— ({evaluate.NO_ACTIVE_UNITS})")]
+    assert column_rows({"columns": {}}) == column_rows({}) == []  # none to score, or measured before issue 19

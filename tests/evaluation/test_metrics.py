@@ -355,17 +355,18 @@ def test_r2_per_feature_is_the_coefficient_of_determination() -> None:
     assert r2[0] == pytest.approx(1 - 200 / ((x[:, 0] - x[:, 0].mean()) ** 2).sum()) and math.isnan(r2[1])
 
 
-@pytest.mark.parametrize("conditional", [False, True])
-def test_reconstruction_r2_decodes_posterior_means_as_numpy_does(conditional: bool) -> None:
+@pytest.mark.parametrize(("conditional", "batch_size"), [(False, 1000), (True, 1000), (True, 7)])
+def test_reconstruction_r2_decodes_posterior_means_as_numpy_does(conditional: bool, batch_size: int) -> None:
     """The linear-Gaussian model's reconstruction is known in closed form: z = 0.9 M (x - mean(y)), decoded to
-    W z + mean(y); its R^2, written out with numpy, is what ``reconstruction_r2`` reports."""
+    W z + mean(y); its R^2, written out with numpy, is what ``reconstruction_r2`` reports, whatever the batches
+    it reads the split in."""
     lg = LinearGaussian(conditional, vectors=True)
     x, y = lg.draws(300)
     x[:, 3] = 2.5  # a feature that does not vary: no R^2, left out of the mean
     mean = lg.mean(y).expand(len(x), D).numpy()
     reconstructed = 0.9 * (x.numpy() - mean) @ lg.m.numpy().T @ lg.w.numpy().T + mean
     expected = numpy_r2(x.numpy()[:, :3], reconstructed[:, :3])
-    result = evaluation.reconstruction_r2(lg.model, vector_split(x, y))
+    result = evaluation.reconstruction_r2(lg.model, vector_split(x, y), batch_size)
     assert result["r2_features"] == 3 and result["reconstruction_r2_per_feature"][3] is None
     # float32 model against float64 numpy: ~1e-6 relative
     np.testing.assert_allclose(result["reconstruction_r2_per_feature"][:3], expected, rtol=1e-4)

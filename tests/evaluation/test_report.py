@@ -48,6 +48,20 @@ def test_format_table_has_one_column_per_run(evaluations: dict[str, dict]) -> No
     assert all(len(cells) == 2 for cells in rows.values())
 
 
+def test_the_table_shows_each_class_columns_neighbourhoods(evaluations: dict[str, dict]) -> None:
+    """Issue 19: a row per class column (the digits have one, ``label``); an evaluation written before the
+    columns were measured shows — in them."""
+    older = {key: value for key, value in evaluations["ae"].items() if key != "columns"}
+    rows = rows_of(format_table({"vae": evaluations["vae"], "older": older}))
+    label = evaluations["vae"]["columns"]["label"]
+    assert rows["latent neighbourhoods by column"] == [f"15 nearest, on {label['on']}", "—"]
+    assert rows["column 'label'"] == [
+        f"k-NN {label['knn_accuracy']:.3f} (chance {label['chance']:.3f}), entropy {label['mixing_entropy']:.2f} "
+        f"({label['mixing_entropy_expected']:.2f} if mixed); not conditioned",
+        "—",
+    ]
+
+
 def test_format_table_has_one_row_per_metric(evaluations: dict[str, dict]) -> None:
     rows = rows_of(format_table(evaluations))
     nll = [label for label in rows if label.startswith("NLL")]

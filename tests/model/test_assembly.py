@@ -36,7 +36,10 @@ def test_cvae_parts_are_swapped_by_name(conv_cvae):
 def test_build_model_validates_a_raw_model_spec():
     with pytest.raises(SpecError) as info:
         genreg.build_model({"type": "vae", "encoder": {"type": "mlp", "hiden": [3]}}, genreg.DataInfo((1, 8, 8), 3))
-    assert "encoder.hiden: unknown field; allowed here: activation, condition, hidden, type" in str(info.value)
+    assert (
+        "encoder.hiden: unknown field; allowed here: activation, condition, dropout, hidden, input, norm, type"
+        in str(info.value)
+    )
 
 
 def test_column_errors_at_assembly_name_the_column(mnist) -> None:

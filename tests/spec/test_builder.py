@@ -21,8 +21,9 @@ def test_minimal_spec_dump_has_every_default(minimal_spec):
 
     model = dump["model"]
     assert model["type"] == "cvae" and model["latent_dim"] == 16
-    assert model["encoder"] == {"type": "mlp", "hidden": [512, 256], "activation": "relu", "condition": "input"}
-    assert model["decoder"] == {"type": "mlp", "hidden": [256, 512], "activation": "relu", "condition": "input"}
+    shared = {"type": "mlp", "activation": "relu", "norm": "none", "dropout": 0.0, "condition": "input"}
+    assert model["encoder"] == {**shared, "hidden": [512, 256], "input": "raw"}
+    assert model["decoder"] == {**shared, "hidden": [256, 512]}
     assert model["condition_encoder"] is True
     assert model["latent"] == {"type": "gaussian"}
     assert model["conditioner"] == [{"type": "onehot", "column": "label", "num_classes": None}]

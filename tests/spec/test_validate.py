@@ -56,7 +56,7 @@ def test_unknown_component_suggests_the_closest_name(minimal_spec, where, typo, 
 @pytest.mark.parametrize(
     ("path", "allowed"),
     [
-        ("model.encoder.hiden", "activation, condition, hidden, type"),
+        ("model.encoder.hiden", "activation, condition, dropout, hidden, input, norm, type"),
         ("train.hiden", ", ".join(sorted(TrainConfig.model_fields))),
         ("hiden", "data, model, name, seed, train"),
         ("model.losses[1].schedule.hiden", "epochs, start, type"),
