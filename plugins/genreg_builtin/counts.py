@@ -6,7 +6,8 @@ observed library size l = x.sum(1), a row's total count, scales them to the mean
 (Lopez et al. 2018, Nature Methods 15:1053). Every value is an exact negative log-likelihood in nats per sample,
 summed over the features, given the observed library size: -log p(x | z, l), as scVI's. It is not a density of x
 alone (the Poisson's, say, is a multinomial's plus -log Poisson(l; l), about 0.5 log(2 pi l)), so compare it with
-models whose likelihood observes l too, not with a Gaussian on log1p values of the same data:
+models whose likelihood observes l too, not with a Gaussian on log1p values of the same data. ``library:
+modelled`` makes l a latent variable instead (:mod:`genreg_builtin.library`): then the bounds are of log p(x).
 
 - ``poisson``: Poisson(x; mu), the log-pmf of ``torch.distributions.Poisson`` (x log mu - mu - log x!) written on
   log mu = log_softmax(output) + log l, so that a proportion that underflows to 0 cannot make it -inf or NaN.
@@ -39,6 +40,7 @@ as they are.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +52,7 @@ from genreg.data.sparse import RowStore, row_chunks
 from genreg.errors import DataError
 from genreg.model.losses import NATS, LossTermConfig, full_precision
 from genreg.plugin.protocols import ModelOutput
+from genreg_builtin.library import LibraryPosterior
 
 #: The library size a row of total 0 is given in the log-likelihood: its mean is ~0, so a zero has probability ~1.
 EMPTY_ROW = 1e-8
@@ -64,6 +67,12 @@ class CountConfig(LossTermConfig):
         allow_inf_nan=False,
         description="the total count a decoded or sampled row stands for (decode, sample, reconstruct); "
         "default: the training split's median row total",
+    )
+    library: Literal["observed", "modelled"] = Field(
+        "observed",
+        description="each row's library size: its observed total count, or a latent variable with a log-normal "
+        "prior fitted to the training split and a posterior read off the counts (scVI's "
+        "use_observed_lib_size=False; see genreg_builtin.library)",
     )
 
 
@@ -106,18 +115,37 @@ class CountTerm(nn.Module):
         # NaN until check_data (or the first training batch) sets it, unless the config gives it
         size = math.nan if config.library_size is None else config.library_size
         self.register_buffer("library_size", torch.tensor(size, dtype=torch.float64))
+        modelled = config.library == "modelled"
+        self.library = LibraryPosterior(math.prod(output_shape or (1,))) if modelled else None
 
-    def rates(self, x: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, F) as floats and log mu (B, F), flattened, float32 at least; mu = x.sum(1) softmax(output)."""
+    def rates(
+        self, x: torch.Tensor, output: torch.Tensor, log_library: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, F) as floats and log mu (B, F), flattened, float32 at least; mu = l softmax(output), l each row's
+        observed total x.sum(1), or exp(``log_library``) (B, 1) when given."""
         logits = full_precision(output.chunk(self.parameter_maps, dim=1)[0]).flatten(1)
         x = x.flatten(1).to(logits.dtype)
-        totals = x.sum(1, keepdim=True).clamp_min(EMPTY_ROW)
-        return x, F.log_softmax(logits, dim=1) + totals.log()
+        if log_library is None:
+            log_library = x.sum(1, keepdim=True).clamp_min(EMPTY_ROW).log()
+        return x, F.log_softmax(logits, dim=1) + log_library.to(logits.dtype)
+
+    def log_likelihood(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) per example (B,), nats, given the observed library size; with ``library: modelled``, for one
+        draw of log l ~ q(log l | x), log p(x|z,l) + log p(log l) - log q(log l | x) (see genreg_builtin.library)."""
+        if self.library is None:
+            return self.values(x, output).sum(1)
+        log_library, weight = self.library.weighted_draw(x)
+        return self.values(x, output, log_library).sum(1) + weight
 
     def forward(self, x: torch.Tensor, out: ModelOutput) -> torch.Tensor:
         if self.training and self.config.library_size is None:
             self._first_batch_size(x)
-        return -self.log_likelihood(x, out.logits)
+        if self.library is None:
+            return -self.log_likelihood(x, out.logits)
+        if self.training:
+            self.library.fit_prior_once(x)
+        log_library, kl = self.library.draw(x)
+        return -self.values(x, out.logits, log_library).sum(1) + kl
 
     @torch.no_grad()
     def _first_batch_size(self, x: torch.Tensor) -> None:
@@ -135,9 +163,13 @@ class CountTerm(nn.Module):
         return self.expected(output, self.library_size.to(full_precision(output).dtype))
 
     def mean_given(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The mean counts for reconstructing x (B, F): each row's proportions scaled by its own total x.sum(1)."""
-        totals = x.flatten(1).sum(1, dtype=torch.float64).to(full_precision(output).dtype)
-        return self.expected(output, totals.view(-1, *[1] * (output.dim() - 1)))
+        """The mean counts for reconstructing x (B, F): each row's proportions scaled by its own total x.sum(1), or
+        with ``library: modelled`` by exp(mu_l), the median of its posterior."""
+        if self.library is None:
+            totals = x.flatten(1).sum(1, dtype=torch.float64)
+        else:
+            totals = self.library.posterior(x)[0].flatten().exp()
+        return self.expected(output, totals.to(full_precision(output).dtype).view(-1, *[1] * (output.dim() - 1)))
 
     def expected(self, output: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
         """The distribution's mean for rows of total count ``size`` (0-d, or (B, 1) broadcast): size * softmax."""
@@ -157,6 +189,8 @@ class CountTerm(nn.Module):
             )
         if self.config.library_size is None:
             self.library_size.copy_(median_of(totals))
+        if self.library is not None:
+            self.library.fit_prior(totals)
 
     def _checked_totals(self, chunk: torch.Tensor, start: int, source: str) -> torch.Tensor:
         """The row totals of the rows ``chunk`` (float64), which begin at row ``start``; a value that is not a
@@ -191,10 +225,10 @@ class Poisson(CountTerm):
 
     label = "poisson"
 
-    def log_likelihood(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) per example (B,), nats: x log mu - mu - log x! summed over features."""
-        x, log_mu = self.rates(x, output)
-        return (x * log_mu - log_mu.exp() - torch.lgamma(x + 1)).sum(1)
+    def values(self, x: torch.Tensor, output: torch.Tensor, log_library: torch.Tensor | None = None) -> torch.Tensor:
+        """log Poisson(x; mu) of every value (B, F), nats: x log mu - mu - log x!."""
+        x, log_mu = self.rates(x, output, log_library)
+        return x * log_mu - log_mu.exp() - torch.lgamma(x + 1)
 
 
 class NegativeBinomialTerm(CountTerm):
@@ -216,16 +250,12 @@ class NegativeBinomialTerm(CountTerm):
         nb = NegativeBinomial(total_count=log_theta.exp(), logits=log_mu - log_theta, validate_args=False)
         return x, nb
 
-    def log_pmf(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    def values(self, x: torch.Tensor, output: torch.Tensor, log_library: torch.Tensor | None = None) -> torch.Tensor:
         """log NB(x; mu, theta) of every value (B, F), nats: :class:`NegativeBinomialLogPmf`, the log-pmf of
         :meth:`distribution` and its gradients (tested equal to it) at under half its CPU time."""
-        x, log_mu = self.rates(x, output)
+        x, log_mu = self.rates(x, output, log_library)
         on_cpu = x.device.type == "cpu"  # lgamma and digamma of the non-zero counts only (see the class)
         return NegativeBinomialLogPmf.apply(log_mu, self.log_theta.to(log_mu.dtype).flatten(), x, on_cpu)
-
-    def log_likelihood(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) per example (B,), nats."""
-        return self.log_pmf(x, output).sum(1)
 
 
 class ZINB(NegativeBinomialTerm):
@@ -238,14 +268,14 @@ class ZINB(NegativeBinomialTerm):
         super().__init__(config, output_shape=output_shape)
         self.parameter_maps = 2
 
-    def log_likelihood(self, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) per example (B,), nats: log(pi + (1 - pi) NB(0)) for a zero, log(1 - pi) + log NB(x) else."""
-        log_nb = self.log_pmf(x, output)
+    def values(self, x: torch.Tensor, output: torch.Tensor, log_library: torch.Tensor | None = None) -> torch.Tensor:
+        """log ZINB of every value (B, F), nats: log(pi + (1 - pi) NB(0)) for a zero, log(1 - pi) + log NB(x) else."""
+        log_nb = super().values(x, output, log_library)
         x = x.flatten(1).to(log_nb.dtype)
         dropout = full_precision(output.chunk(2, dim=1)[1]).flatten(1)
         kept = F.logsigmoid(-dropout)  # log(1 - pi)
         zero = torch.logaddexp(F.logsigmoid(dropout), kept + log_nb)
-        return torch.where(x == 0, zero, kept + log_nb).sum(1)
+        return torch.where(x == 0, zero, kept + log_nb)
 
     def expected(self, output: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
         """(1 - pi) size softmax(rate logits): the mean counts of rows of total count ``size``."""

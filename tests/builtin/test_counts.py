@@ -7,6 +7,7 @@ summed over features; the NB with inverse dispersion theta has mean mu and varia
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -268,3 +269,60 @@ def test_the_written_out_nb_log_pmf_and_its_gradients_are_torch_distributions(on
         torch.testing.assert_close(mine, reference, rtol=1e-9, atol=1e-9)
     pmf = lambda m, t: NegativeBinomialLogPmf.apply(m, t, x, only_counted)  # noqa: E731
     assert torch.autograd.gradcheck(pmf, (log_mu, log_theta))
+
+
+# --------------------------------------------------------------------------- a modelled library size
+
+
+def test_a_modelled_library_size_is_importance_sampled_to_the_exact_marginal_likelihood() -> None:
+    """With ``library: modelled``, exp(log_likelihood) averaged over draws of log l ~ q is an unbiased estimate of
+    p(x | z) = integral of Poisson(x; l p) N(log l; m, s^2) d log l, computed here by quadrature over log l."""
+    term = Poisson(PoissonConfig(library="modelled"), output_shape=(FEATURES,))
+    x = random_counts(4)
+    term.library.fit_prior(torch.tensor([50.0, 80.0, 120.0, 200.0]))
+    m, s = (float(v) for v in term.library.prior)
+    # q(log l | x) = N(log of the row's total, 0.3^2), a good proposal, in place of the (untrained) encoder's
+    term.library.posterior = lambda rows: (
+        rows.sum(1, keepdim=True).log(),
+        torch.full((len(rows), 1), 2 * math.log(0.3)),
+    )
+    output = output_for(4)
+    draws = 20000
+    torch.manual_seed(0)
+    values = term.log_likelihood(x.repeat(draws, 1), output.repeat(draws, 1)).view(draws, 4).double()
+    estimate = torch.logsumexp(values, 0) - math.log(draws)
+    grid = torch.linspace(m - 8 * s, m + 8 * s, 4001, dtype=torch.float64)
+    p = torch.softmax(output.double(), 1)
+    log_pois = stats.poisson.logpmf(x.double().numpy()[:, None, :], (grid.exp()[None, :, None] * p[:, None, :]).numpy())
+    integrand = torch.from_numpy(log_pois.sum(2)) + torch.distributions.Normal(m, s).log_prob(grid)
+    exact = torch.logsumexp(integrand, 1) + math.log(float(grid[1] - grid[0]))
+    torch.testing.assert_close(estimate, exact, atol=0.02, rtol=0)
+    assert (values.mean(0) < exact).all()  # one draw's expectation is a lower bound (the ELBO's part)
+
+
+def test_the_modelled_library_trains_saves_and_reconstructs_at_its_posterior_median(tmp_path) -> None:
+    data = count_splits()
+    spec = count_vae("negative-binomial")
+    spec["losses"][0] = {"type": "negative-binomial", "library": "modelled"}
+    model = genreg.build_model(spec, data.info)
+    check_data(model, data)
+    library = model.losses[0].library
+    logs = data.train.images.double().sum(1).log()
+    torch.testing.assert_close(library.prior, torch.stack([logs.mean(), logs.std()]).float())
+    result = genreg.train(model, data, genreg.TrainConfig(epochs=3, batch_size=30, device="cpu"), progress=False)
+    assert np.isfinite(result.history[-1]["test"]["neg_elbo"])
+    x = data.test.images
+    with torch.no_grad():
+        mean, log_var = library.posterior(x)
+        # the KL in the term's training value is the closed form of the two normals
+        _, kl = library.draw(x)
+        expected = torch.distributions.kl_divergence(
+            torch.distributions.Normal(mean, (0.5 * log_var).exp()),
+            torch.distributions.Normal(library.prior[0], library.prior[1]),
+        ).flatten()
+        torch.testing.assert_close(kl, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.reconstruct(x).sum(1).numpy(), mean.flatten().exp().numpy(), rtol=1e-4)
+    genreg.save_model(model, tmp_path / "model.safetensors")
+    loaded = genreg.load_model(tmp_path / "model.safetensors")
+    torch.testing.assert_close(loaded.losses[0].library.prior, library.prior)
+    torch.testing.assert_close(loaded.reconstruct(x), model.reconstruct(x))
