@@ -36,11 +36,14 @@ class LibraryPosterior(nn.Module):
         self.encoder = nn.Sequential(nn.Linear(features, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, 2))
         self.register_buffer("prior", torch.tensor([math.nan, math.nan]))  # mean and std of log totals
 
+    @torch.no_grad()
     def fit_prior(self, totals: torch.Tensor) -> None:
-        """The prior from the training rows' totals (N,) (all positive): the mean and std of their logs."""
+        """The prior from the training rows' totals (N,) (all positive): the mean and std of their logs; the
+        posterior starts at the prior (the encoder's output bias), so that a row's library starts on its scale."""
         logs = totals.double().log()
         spread = logs.std() if len(logs) > 1 else torch.zeros((), dtype=logs.dtype)
         self.prior.copy_(torch.stack([logs.mean(), spread.clamp_min(MIN_SPREAD)]).to(self.prior))
+        self.encoder[-1].bias.copy_(torch.stack([self.prior[0], 2 * self.prior[1].log()]))
 
     def fit_prior_once(self, x: torch.Tensor) -> None:
         """Fit the prior on the first training batch x (B, F) if nothing fitted it, without a host sync."""
