@@ -309,7 +309,7 @@ def test_the_modelled_library_trains_saves_and_reconstructs_at_its_posterior_med
     library = model.losses[0].library
     logs = data.train.images.double().sum(1).log()
     torch.testing.assert_close(library.prior, torch.stack([logs.mean(), logs.std()]).float())
-    assert float(library.encoder[-1].bias[0]) == float(library.prior[0])  # q starts at the prior's scale
+    assert float(library.encoder[-1].bias.detach()[0]) == float(library.prior[0])  # q starts at the prior's scale
     result = genreg.train(model, data, genreg.TrainConfig(epochs=3, batch_size=30, device="cpu"), progress=False)
     assert np.isfinite(result.history[-1]["test"]["neg_elbo"])
     x = data.test.images
