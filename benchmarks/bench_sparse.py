@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--genes", type=int, default=2_000)
     parser.add_argument("--density", type=float, default=0.05)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--out", type=Path, help="append the results table to this file")
+    parser.add_argument("--out", default="", help="append the results table to this file ('' for none)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

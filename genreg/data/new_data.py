@@ -271,6 +271,10 @@ def _for_model(read: _Read, model: GenerativeModel, run: str) -> NewData:
             f"{read.source}: the condition column(s) {listing(clash)} have the name of an array genreg writes "
             f"beside them ({', '.join(RESERVED)}); rename them in the data."
         )
+    for term in model.losses:  # a count likelihood refuses fractional, negative and all-zero rows here too
+        check_values = getattr(term, "check_values", None)
+        if callable(check_values):
+            check_values(samples, read.source, "the new data")
     extras = {"row": np.arange(len(samples), dtype=np.int64), **read.extras}
     condition = _condition(read, model, run)
     return NewData(samples.float().contiguous(), condition, read.values, extras, read.source)

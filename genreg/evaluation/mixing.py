@@ -23,7 +23,8 @@ def neighbourhood_scores(
 ) -> dict[str, float]:
     """How one class column sits in the latent codes ``z``: k-NN accuracy and mixing entropy, each in [0, 1].
 
-    ``z`` is (N, D) latent codes (e.g. posterior means), ``labels`` (N,) the int64 classes of one column. With
+    ``z`` is (N, D) latent codes (e.g. posterior means), ``labels`` (N,) the integer classes of one column (torch
+    tensors or numpy arrays). With
     N above ``max_cells``, ``max_cells`` cells drawn without replacement (a ``torch.Generator`` seeded with
     ``seed``) stand for them all, in every figure. Returns
 
@@ -46,8 +47,9 @@ def neighbourhood_scores(
     Raises ``ValueError`` when ``z`` is not (N, D) with N = ``len(labels)``, ``k`` < 1, there are fewer than
     k + 1 cells (or ``max_cells`` is below k + 1), or fewer than 2 classes among them.
     """
+    z, labels = torch.as_tensor(z), torch.as_tensor(labels)  # numpy arrays too
     _check(z, labels, k, max_cells)
-    z, labels = z.detach().float().cpu(), labels.cpu()
+    z, labels = z.detach().float().cpu(), labels.long().cpu()
     if len(z) > max_cells:
         chosen = torch.randperm(len(z), generator=torch.Generator().manual_seed(seed))[:max_cells]
         z, labels = z[chosen], labels[chosen]

@@ -157,8 +157,9 @@ class LossTerm(Protocol):
       the term cannot describe, or warn (``bernoulli`` refuses values outside [0, 1];
       ``gaussian`` warns about features of large scale). Samples kept sparse
       (:class:`~genreg.data.sparse.SparseRows`) are given dense unless the term declares
-      ``reads_sparse = True``; a term may declare ``encoder_input`` (``"log1p"`` for
-      counts), and assembly warns when an encoder with an ``input`` setting reads ``raw``.
+      ``reads_sparse = True``; ``check_values(samples, source, what)``, if a term has it, is also called on the
+      test split and on new data (``genreg encode``), fitting nothing; a term may declare ``encoder_input``
+      (``"log1p"`` for counts), and assembly warns when an encoder with an ``input`` setting reads ``raw``.
     """
 
     config: object

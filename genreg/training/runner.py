@@ -97,18 +97,24 @@ def resolve_spec(raw: dict, info: DataInfo, source: str | Path = "spec") -> dict
 def check_data(model: GenerativeModel, data: DataSplits) -> None:
     """Before any work: a model conditioned on the class label needs labelled data (an :class:`AssemblyError`
     otherwise); each loss term with a ``check_data(samples, source)`` looks at the training samples (a likelihood
-    refuses data it cannot describe, Bernoulli outside [0, 1], or warns about its scale). Training samples kept sparse
-    (:class:`~genreg.data.sparse.SparseRows`) are made dense for a term unless it declares ``reads_sparse = True``."""
+    refuses data it cannot describe, Bernoulli outside [0, 1], or warns about its scale), and a term with a
+    ``check_values(samples, source, what)`` (the count likelihoods) the test samples as well. Training samples kept
+    sparse (:class:`~genreg.data.sparse.SparseRows`) are made dense for a term unless it declares ``reads_sparse =
+    True``."""
     if model.conditional and LABEL in model.conditioner.columns and not data.info.labelled:
         raise AssemblyError(
             f"the model is conditioned on the class label (column '{LABEL}'), but the data, {data.source or 'given'}, "
             "has no labels: give the dataset a label column or array, or train an unconditional model (ae, vae)."
         )
+    source = data.source or "the data"
     for term in model.losses:
         check = getattr(term, "check_data", None)
         if callable(check):
             samples = data.train.images  # sparse rows only to a term that reads them
-            check(samples if getattr(term, "reads_sparse", False) else dense(samples), data.source or "the data")
+            check(samples if getattr(term, "reads_sparse", False) else dense(samples), source)
+        check_values = getattr(term, "check_values", None)
+        if callable(check_values):  # the held-out samples too, without fitting anything to them
+            check_values(data.test.images, source, "the test samples")
 
 
 def space_needed(model: GenerativeModel) -> int:

@@ -177,22 +177,33 @@ class CountTerm(nn.Module):
 
     def check_data(self, samples: torch.Tensor | RowStore, source: str) -> None:
         """Refuse (:class:`~genreg.errors.DataError` naming ``source``) a value that is not a finite non-negative
-        integer, or a row whose total is 0; store the median row total as the library size ``mean`` scales by.
-        ``samples`` may be a row store (sparse, on disk): it is read a chunk of rows at a time."""
-        totals = torch.cat([self._checked_totals(chunk, start, source) for start, chunk in row_chunks(samples)])
-        empty = (totals == 0).nonzero()
-        if len(empty):
-            raise DataError(
-                f"{source}: row {int(empty[0])} of the training samples (and {len(empty) - 1} more) has a total count "
-                f"of 0; a count likelihood (loss '{self.label}') scales the decoder's proportions by each row's "
-                "observed total, and a row of all zeros has no proportions: drop such rows first."
-            )
+        integer, or a row whose total is 0 (see :meth:`check_values`); store the median row total as the library
+        size ``mean`` scales by (and, with ``library: modelled``, the library's prior)."""
+        totals = self.check_values(samples, source)
         if self.config.library_size is None:
             self.library_size.copy_(median_of(totals))
         if self.library is not None:
             self.library.fit_prior(totals)
 
-    def _checked_totals(self, chunk: torch.Tensor, start: int, source: str) -> torch.Tensor:
+    def check_values(
+        self, samples: torch.Tensor | RowStore, source: str, what: str = "the training samples"
+    ) -> torch.Tensor:
+        """The row totals (N,) float64 of ``samples`` (``what``: "the training samples", "the test samples", "the
+        new data"), read a chunk of rows at a time (a row store too); a value that is not a finite non-negative
+        integer, or a row whose total is 0, is a :class:`~genreg.errors.DataError` naming ``source``, the row and
+        the feature."""
+        totals = torch.cat([self._checked_totals(chunk, start, source, what) for start, chunk in row_chunks(samples)])
+        empty = (totals == 0).nonzero().flatten().tolist()
+        if empty:
+            more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+            raise DataError(
+                f"{source}: row {empty[0]} of {what}{more} has a total count of 0; a count likelihood (loss "
+                f"'{self.label}') scales the decoder's proportions by each row's observed total, and a row of all "
+                "zeros has no proportions: drop such rows first."
+            )
+        return totals
+
+    def _checked_totals(self, chunk: torch.Tensor, start: int, source: str, what: str) -> torch.Tensor:
         """The row totals of the rows ``chunk`` (float64), which begin at row ``start``; a value that is not a
         finite non-negative integer is a :class:`DataError` naming its row and feature."""
         flat = chunk.flatten(1)
@@ -201,9 +212,9 @@ class CountTerm(nn.Module):
             row, feature = (int(i) for i in bad.nonzero()[0])
             raise DataError(
                 f"{source}: a count likelihood (loss '{self.label}') reads non-negative integers; got "
-                f"{float(flat[row, feature]):.6g} at row {start + row}, feature {feature} of the training samples. "
-                "Give it raw counts (no log1p or standardize transform), or use the 'gaussian' likelihood for real "
-                "values."
+                f"{float(flat[row, feature]):.6g} at row {start + row}, feature {feature} of {what}. Give it raw "
+                "counts: no log1p or standardize transform, and for an .h5ad the layer that holds them (`layer`, "
+                "e.g. 'counts' or 'raw'); or use the 'gaussian' likelihood for real values."
             )
         return flat.sum(1, dtype=torch.float64)
 

@@ -103,6 +103,12 @@ def kept_sparse(matrix: Any, config: AnnDataConfig) -> bool:
 
     if not sparse.issparse(matrix) or config.sparse == "dense":
         return False
+    if config.sparse == "keep" and config.transform_steps:
+        raise DataError(
+            f"{config.path}: `sparse: keep` holds the layer {config.layer!r} sparse, and `transform` "
+            f"({', '.join(config.transform_steps)}) would make its zeros non-zero: drop the transform (a count "
+            "likelihood models raw counts), or set `sparse: dense` (or `auto`) to have it made dense."
+        )
     rows, features = matrix.shape
     sparse_enough = matrix.nnz <= AUTO_DENSITY * rows * features
     return config.sparse == "keep" or (sparse_enough and not config.transform_steps)
@@ -139,12 +145,16 @@ def _on_disk_if_needed(ad: ModuleType, path: str, config: AnnDataConfig) -> Any:
     if config.sparse == "auto" and needed <= room // 2:
         adata.file.close()
         return _opened(ad, path)
-    if config.transform_steps or config.test_path is not None:
-        field = "transform" if config.transform_steps else "test_path"
+    if config.transform_steps:
         raise DataError(
-            f"{path}: the layer {config.layer!r} is read from disk (backed), and `{field}` needs it in memory: "
-            "drop it (a count likelihood models raw counts; hold out a test_fraction of one file), or keep fewer "
-            "cells."
+            f"{path}: the layer {config.layer!r} is read from disk (backed), and `transform` needs it in memory: "
+            "drop the transform (a count likelihood models raw counts), or hold the layer in memory (`sparse: keep` "
+            "or `dense`, if it fits)."
+        )
+    if config.test_path is not None:
+        raise DataError(
+            f"{path}: the layer {config.layer!r} is read from disk (backed), which reads one file: drop `test_path` "
+            "and hold out a `test_fraction` of this file, or write both splits into one file."
         )
     if config.sparse == "auto":
         warnings.warn(

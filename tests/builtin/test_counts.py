@@ -327,3 +327,15 @@ def test_the_modelled_library_trains_saves_and_reconstructs_at_its_posterior_med
     loaded = genreg.load_model(tmp_path / "model.safetensors")
     torch.testing.assert_close(loaded.losses[0].library.prior, library.prior)
     torch.testing.assert_close(loaded.reconstruct(x), model.reconstruct(x))
+
+
+def test_the_test_split_is_checked_too_without_fitting_anything_to_it() -> None:
+    data = count_splits()
+    data.test.images[4, 2] = 1.5
+    model = genreg.build_model(count_vae("poisson"), data.info)
+    with pytest.raises(DataError, match="got 1.5 at row 4, feature 2 of the test samples"):
+        check_data(model, data)
+    data.test.images[4, 2] = 1.0
+    data.test.images[6] = 0
+    with pytest.raises(DataError, match="row 6 of the test samples has a total count of 0"):
+        check_data(model, data)

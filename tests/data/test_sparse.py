@@ -187,3 +187,31 @@ def test_genreg_run_and_eval_a_sparse_h5ad(tmp_path) -> None:
     measured = json.loads((folder / "eval.json").read_text())
     assert np.isfinite(measured["neg_elbo"]) and measured["reconstruction_r2"] is not None
     assert set(measured["columns"]) == {"label", "batch"} and measured["columns"]["batch"]["role"] == "conditioned"
+
+
+def test_genreg_encode_refuses_new_counts_a_count_likelihood_cannot_read(tmp_path) -> None:
+    path = write_cells(tmp_path / "cells.h5ad", count_matrix())
+    spec = {
+        "name": "counts",
+        "model": COUNT_CVAE,
+        "data": {"type": "anndata", "path": path, "label": "cell_type", "columns": ["batch"]},
+        "train": {"epochs": 1, "batch_size": 64, "pictures": False},
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["run", str(tmp_path / "spec.json"), "--out", str(tmp_path / "run")]).exit_code == 0
+    matrix = count_matrix()
+    matrix.data[matrix.indptr[3]] = -2.0
+    bad = write_cells(tmp_path / "negative.h5ad", matrix)
+    result = runner.invoke(cli, ["encode", str(tmp_path / "run"), bad, "-o", str(tmp_path / "z.npz")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "got -2 at row 3" in result.output and "of the new data" in result.output
+    assert not (tmp_path / "z.npz").exists()
+
+
+def test_keep_with_a_transform_and_backed_with_a_test_file_are_refused_naming_the_fields(tmp_path) -> None:
+    path = write_cells(tmp_path / "cells.h5ad", count_matrix())
+    with pytest.raises(DataError, match="`sparse: keep` holds the layer 'X' sparse, and `transform` \\(log1p\\)"):
+        load_anndata(cells_config(path, sparse="keep", transform="log1p"))
+    with pytest.raises(DataError, match="drop `test_path` and hold out a `test_fraction`"):
+        load_anndata(cells_config(path, sparse="backed", test_path=path))

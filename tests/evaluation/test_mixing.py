@@ -122,3 +122,9 @@ def test_more_cells_than_max_cells_are_subsampled_with_the_seed() -> None:
 def test_bad_input_is_refused(z: torch.Tensor, labels: torch.Tensor, k: int, max_cells: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         neighbourhood_scores(z, labels, k=k, max_cells=max_cells)
+
+
+def test_numpy_codes_and_labels_score_as_tensors_do() -> None:
+    generator = torch.Generator().manual_seed(3)
+    z, labels = torch.randn(60, 2, generator=generator), torch.arange(60) % 3
+    assert neighbourhood_scores(z.numpy(), labels.numpy(), k=5) == neighbourhood_scores(z, labels, k=5)
