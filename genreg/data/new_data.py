@@ -376,7 +376,7 @@ def posterior_of(
     """
     single = getattr(x, "ndim", None) == len(model.data_info.image_shape)
     x = x[None] if single else x
-    n = len(x)
+    n = x.shape[0] if hasattr(x, "shape") else len(x)  # a scipy sparse matrix has no len
     needed = model.condition_encoder or condition is not None  # as encode: a q(z|x) encoder needs none
     given = model.given(condition, n) if needed else None
     device, gives_var = model.device, "log_var" in getattr(model.latent, "provides", ())

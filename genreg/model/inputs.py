@@ -17,8 +17,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from genreg.data.sparse import RowStore, is_sparse_matrix
 from genreg.data.splits import DataInfo
 from genreg.errors import ConditionError, InputError
+from genreg.limits import check_memory
 
 #: Images (``encode``, ``reconstruct``) or latent codes (``decode``): a tensor (any device) or a numpy array.
 Images = Codes = torch.Tensor | np.ndarray
@@ -63,8 +65,14 @@ def as_images(
 def frame_values(x: object, features: Sequence[str] | None) -> object:
     """A pandas DataFrame as a numpy array of its values, its columns taken by name in the order of ``features``
     (the model's feature names, :attr:`~genreg.data.splits.DataInfo.features`) when the model has them, so that a
-    frame's column order never matters; anything else as it is. Raises :class:`~genreg.errors.InputError` naming
-    the features the frame lacks."""
+    frame's column order never matters; a scipy sparse matrix (an AnnData's ``X``) or sparse rows made dense (after
+    a memory check); anything else as it is. Raises :class:`~genreg.errors.InputError` naming the features the
+    frame lacks, or the memory a dense copy would need."""
+    if is_sparse_matrix(x):
+        rows, columns = x.shape
+        what = f"x: a sparse matrix of {rows:,} x {columns:,} made dense"
+        check_memory(rows * columns * 4, what, "give fewer rows at a time.", InputError)
+        return x.to_dense() if isinstance(x, RowStore) else x.toarray()
     columns = getattr(x, "columns", None)
     if columns is None or not hasattr(x, "to_numpy"):
         return x

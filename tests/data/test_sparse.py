@@ -215,3 +215,17 @@ def test_keep_with_a_transform_and_backed_with_a_test_file_are_refused_naming_th
         load_anndata(cells_config(path, sparse="keep", transform="log1p"))
     with pytest.raises(DataError, match="drop `test_path` and hold out a `test_fraction`"):
         load_anndata(cells_config(path, sparse="backed", test_path=path))
+
+
+def test_the_python_api_takes_a_scipy_sparse_matrix_as_its_dense_rows(tmp_path) -> None:
+    data = load_anndata(cells_config(write_cells(tmp_path / "cells.h5ad", count_matrix())))
+    torch.manual_seed(0)
+    model = genreg.build_model(COUNT_CVAE, data.info)
+    genreg.training.runner.check_data(model, data)
+    matrix, batch = count_matrix()[:10], {"batch": ["a"] * 10}
+    torch.testing.assert_close(model.encode(matrix, batch), model.encode(matrix.toarray(), batch))
+    torch.testing.assert_close(model.reconstruct(matrix, batch), model.reconstruct(matrix.toarray(), batch))
+    rows = SparseRows.from_scipy(matrix)
+    torch.testing.assert_close(model.encode(rows, batch), model.encode(matrix.toarray(), batch))
+    mu, var = genreg.posterior_of(model, matrix, batch, batch_size=4)
+    torch.testing.assert_close(mu, genreg.posterior_of(model, matrix.toarray(), batch)[0])
