@@ -119,10 +119,16 @@ def _opened(ad: ModuleType, path: str, backed: bool = False) -> Any:
     mode), or a :class:`DataError` naming it. anndata's warnings about files its older versions wrote (which it
     reads: elements without encoding metadata, moved elements) are not shown."""
     check_file(path, "an .h5ad file written by anndata (AnnData.write_h5ad)")
+    return _read(path, lambda: ad.read_h5ad(path, backed="r" if backed else None))
+
+
+def _read(path: str, read: Any) -> Any:
+    """``read()``, anndata's reading of the ``.h5ad`` at ``path``, with its warnings about old files silenced and
+    its errors as a :class:`DataError` naming the file."""
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", module=r"anndata(\.|$)")
-            return ad.read_h5ad(path, backed="r" if backed else None)
+            return read()
     except MemoryError as error:
         raise DataError(f"{path}: too large to load into this machine's memory ({first_line(error)}).") from None
     except Exception as error:  # h5py's OSError, anndata's TypeError, KeyError or IORegistryError, ...
@@ -142,9 +148,10 @@ def _on_disk_if_needed(ad: ModuleType, path: str, config: AnnDataConfig) -> Any:
     adata = _opened(ad, path, backed=True)
     matrix, _ = _layer(adata, path, config.layer)
     needed, (room, limit) = stored_bytes(matrix), available_memory()
-    if config.sparse == "auto" and needed <= room // 2:
+    if config.sparse == "auto" and needed <= room // 2:  # into memory from the open file: no second parse
+        in_memory = _read(path, adata.to_memory)
         adata.file.close()
-        return _opened(ad, path)
+        return in_memory
     if config.transform_steps:
         raise DataError(
             f"{path}: the layer {config.layer!r} is read from disk (backed), and `transform` needs it in memory: "
