@@ -21,6 +21,7 @@ import math
 
 import torch
 from torch import nn
+from torch.distributions import Normal
 
 #: Hidden units of the library encoder (scVI's l_encoder: one layer of n_hidden = 128)
 HIDDEN = 128
@@ -40,16 +41,12 @@ class LibraryPosterior(nn.Module):
     def fit_prior(self, totals: torch.Tensor) -> None:
         """The prior from the training rows' totals (N,) (all positive): the mean and std of their logs; the
         posterior starts at the prior (the encoder's output bias), so that a row's library starts on its scale."""
-        logs = totals.double().log()
-        spread = logs.std() if len(logs) > 1 else torch.zeros((), dtype=logs.dtype)
-        self.prior.copy_(torch.stack([logs.mean(), spread.clamp_min(MIN_SPREAD)]).to(self.prior))
+        self.prior.copy_(_log_normal(totals.double().log()).to(self.prior))
         self.encoder[-1].bias.copy_(torch.stack([self.prior[0], 2 * self.prior[1].log()]))
 
     def fit_prior_once(self, x: torch.Tensor) -> None:
         """Fit the prior on the first training batch x (B, F) if nothing fitted it, without a host sync."""
-        logs = x.flatten(1).sum(1, dtype=torch.float64).clamp_min(1).log()
-        spread = logs.std() if len(logs) > 1 else torch.zeros((), dtype=logs.dtype, device=logs.device)
-        fitted = torch.stack([logs.mean(), spread.clamp_min(MIN_SPREAD)]).to(self.prior)
+        fitted = _log_normal(x.flatten(1).sum(1, dtype=torch.float64).clamp_min(1).log()).to(self.prior)
         self.prior.copy_(torch.where(self.prior.isnan(), fitted, self.prior))
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,16 +57,24 @@ class LibraryPosterior(nn.Module):
 
     def draw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """log l ~ q(log l | x), reparameterised (B, 1), and the KL of q to the prior (B,), nats."""
-        mean, log_var = self.posterior(x)
-        log_library = mean + (0.5 * log_var).exp() * torch.randn_like(mean)
-        m, s = self.prior[0].to(mean.dtype), self.prior[1].to(mean.dtype)
-        kl = 0.5 * ((log_var.exp() + (mean - m) ** 2) / s**2 - 1 - log_var + 2 * s.log())
-        return log_library, kl.flatten()
+        log_library, posterior, prior = self._sampled(x)
+        return log_library, torch.distributions.kl_divergence(posterior, prior).flatten()
 
     def weighted_draw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """log l ~ q(log l | x) (B, 1) and its importance weight log p(log l) - log q(log l | x) (B,), nats."""
-        mean, log_var = self.posterior(x)
-        log_library = mean + (0.5 * log_var).exp() * torch.randn_like(mean)
-        prior = torch.distributions.Normal(self.prior[0].to(mean.dtype), self.prior[1].to(mean.dtype))
-        posterior = torch.distributions.Normal(mean, (0.5 * log_var).exp())
+        log_library, posterior, prior = self._sampled(x)
         return log_library, (prior.log_prob(log_library) - posterior.log_prob(log_library)).flatten()
+
+    def _sampled(self, x: torch.Tensor) -> tuple[torch.Tensor, Normal, Normal]:
+        """A reparameterised draw log l ~ q(log l | x) (B, 1), q itself and the prior p(log l)."""
+        mean, log_var = self.posterior(x)
+        posterior = Normal(mean, (0.5 * log_var).exp(), validate_args=False)
+        # not validated: the prior is NaN until check_data or the first training batch fits it (assembly's check)
+        prior = Normal(self.prior[0].to(mean.dtype), self.prior[1].to(mean.dtype), validate_args=False)
+        return posterior.rsample(), posterior, prior
+
+
+def _log_normal(logs: torch.Tensor) -> torch.Tensor:
+    """The mean and standard deviation (at least :data:`MIN_SPREAD`; 0 for one value) of log totals (N,), (2,)."""
+    spread = logs.std() if len(logs) > 1 else torch.zeros((), dtype=logs.dtype, device=logs.device)
+    return torch.stack([logs.mean(), spread.clamp_min(MIN_SPREAD)])
