@@ -29,6 +29,7 @@ from genreg.files.model_files import missing_plugins, model_file, read_metadata,
 from genreg.model.conditions import is_continuous
 from genreg.model.generative import GenerativeModel, Units
 from genreg.model.inputs import Given, Images
+from genreg.model.losses import check_values
 
 #: The arrays ``genreg encode`` and ``reconstruct`` write besides the condition columns, whose names they keep.
 RESERVED = ("mu", "var", "x", "images", "features", "row", "split", "obs_names")
@@ -271,10 +272,7 @@ def _for_model(read: _Read, model: GenerativeModel, run: str) -> NewData:
             f"{read.source}: the condition column(s) {listing(clash)} have the name of an array genreg writes "
             f"beside them ({', '.join(RESERVED)}); rename them in the data."
         )
-    for term in model.losses:  # a count likelihood refuses fractional, negative and all-zero rows here too
-        check_values = getattr(term, "check_values", None)
-        if callable(check_values):
-            check_values(samples, read.source, "the new data")
+    check_values(model.losses, samples, read.source, "the new data")  # counts: no fractions, negatives, empty rows
     extras = {"row": np.arange(len(samples), dtype=np.int64), **read.extras}
     condition = _condition(read, model, run)
     return NewData(samples.float().contiguous(), condition, read.values, extras, read.source)

@@ -153,6 +153,16 @@ def likelihood_mean(terms: Iterable[Any], output: torch.Tensor, observed: torch.
     return torch.sigmoid(output.chunk(parameter_maps(terms), dim=1)[0])
 
 
+def check_values(terms: Iterable[Any], samples: Any, source: str, what: str) -> None:
+    """Let every term with a ``check_values(samples, source, what)`` (the count likelihoods) refuse ``samples`` it
+    cannot describe, fitting nothing: the test split before training, new data for ``genreg encode``. ``what``
+    names the samples in messages ("the test samples", "the new data")."""
+    for term in terms:
+        check = getattr(term, "check_values", None)
+        if callable(check):
+            check(samples, source, what)
+
+
 def is_kl(term: Any) -> bool:
     """Whether a term is a KL divergence of the posterior: it has ``kl_divergence(out)`` -> (B,) nats."""
     return callable(getattr(term, "kl_divergence", None))

@@ -23,6 +23,7 @@ from genreg.files.model_files import CHECKPOINT_FORMAT, load_model, read_metadat
 from genreg.files.run_folder import RunFolder
 from genreg.model.assembly import build_model
 from genreg.model.generative import GenerativeModel
+from genreg.model.losses import check_values
 from genreg.spec.validate import validate_spec
 from genreg.training import distributed, signals
 from genreg.training.callbacks import RunView, build_callbacks
@@ -112,9 +113,7 @@ def check_data(model: GenerativeModel, data: DataSplits) -> None:
         if callable(check):
             samples = data.train.images  # sparse rows only to a term that reads them
             check(samples if getattr(term, "reads_sparse", False) else dense(samples), source)
-        check_values = getattr(term, "check_values", None)
-        if callable(check_values):  # the held-out samples too, without fitting anything to them
-            check_values(data.test.images, source, "the test samples")
+    check_values(model.losses, data.test.images, source, "the test samples")  # fitting nothing to them
 
 
 def space_needed(model: GenerativeModel) -> int:
