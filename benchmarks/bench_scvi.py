@@ -78,7 +78,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_table import code_state, maxrss_mb, peak_mb, take_turns, vm  # noqa: E402
-from bench_vae import Gate  # noqa: E402
+from bench_vae import Gate, publish  # noqa: E402
 
 CELLS, GENES, CELL_TYPES, BATCHES, DENSITY = 100_000, 2_000, 8, 3, 0.05  # the cells
 BATCH, LR, HIDDEN, LATENT, SEED = 128, 1e-3, 128, 10, 0  # scVI's defaults (its batch size and lr too)
@@ -501,11 +501,7 @@ def main(argv: list[str] | None = None) -> None:
         result["scores"] = scores_of(result)
     contention = (load_before, os.getloadavg()[0], during.get("steal", math.nan), during.get("others", math.nan))
     text = report(args, cells, results, contention, command.strip(), time.perf_counter() - began, args.label)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as fh:
-            fh.write(text)
-        print(f"appended to {args.out}")
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ import genreg
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_vae import Gate, cpu_times, machine, steal_fraction  # noqa: E402
+from bench_vae import Gate, cpu_times, machine, publish, steal_fraction  # noqa: E402
 
 ROWS, FEATURES = 100_000, 1_000  # the table
 CLASSES, TRUE_LATENT, SPREAD, NOISE = 4, 8, 64, 0.5  # the table's generator
@@ -647,11 +647,7 @@ def main(argv: list[str] | None = None) -> None:
         results, during = run_interleaved(trainers, path, args.epochs, tmp) if trainers else ({}, {})
     contention = (load_before, os.getloadavg()[0], during.get("steal", math.nan), during.get("others", math.nan))
     text = report(args, results, stages, info, contention, command.strip(), time.perf_counter() - began)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as fh:
-            fh.write(text)
-        print(f"appended to {args.out}")
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

@@ -416,6 +416,15 @@ def machine(device: str) -> dict:
     }
 
 
+def publish(text: str, out: str) -> None:
+    """Print a benchmark's report and append it to ``out`` (a file such as RESULTS.md; '' for none)."""
+    print(text)
+    if out:
+        with open(out, "a") as fh:
+            fh.write(text)
+        print(f"appended to {out}")
+
+
 def cpu_times() -> list[int]:
     """The aggregate ``cpu`` line of /proc/stat (user nice system idle iowait irq softirq steal ...)."""
     try:
@@ -577,11 +586,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     contention = (load_before, os.getloadavg()[0], steal)
     text = report(args, results, limit, info, contention, command.strip(), time.perf_counter() - began)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as fh:
-            fh.write(text)
-        print(f"appended to {args.out}")
+    publish(text, args.out)
 
 
 if __name__ == "__main__":
